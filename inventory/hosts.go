@@ -1,0 +1,156 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+var errNotEthernet = errors.New("not a 6-byte Ethernet address")
+
+func hyphenate(hw net.HardwareAddr) string {
+	return strings.ReplaceAll(hw.String(), ":", "-")
+}
+
+// On reports whether the [dhcp] section is present and not disabled.
+func (d *DHCP) On() bool { return d.present && (d.Enabled == nil || *d.Enabled) }
+
+// On reports whether the [tftp] section is present and not disabled.
+func (t *TFTP) On() bool { return t.present && (t.Enabled == nil || *t.Enabled) }
+
+// On reports whether the [http] section is present and not disabled.
+func (h *HTTP) On() bool { return h.present && (h.Enabled == nil || *h.Enabled) }
+
+// On reports whether the iSCSI target runs: when [iscsi] is present and not
+// disabled.
+func (i *ISCSI) On() bool { return i.present && (i.Enabled == nil || *i.Enabled) }
+
+// Port is the TCP port of the first iSCSI portal (3260 when unset).
+func (i *ISCSI) Port() int {
+	if len(i.Listen) == 0 {
+		return 3260
+	}
+	return portOf(i.Listen[0], 3260)
+}
+
+// Port is the HTTP listen port.
+func (h *HTTP) Port() int { return portOf(h.Listen, 8080) }
+
+// Port is the TFTP listen port.
+func (t *TFTP) Port() int { return portOf(t.Listen, 69) }
+
+func portOf(hostport string, def int) int {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return def
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+// HostByMAC returns the host with this MAC, or nil.
+func (inv *Inventory) HostByMAC(mac net.HardwareAddr) *Host {
+	for i := range inv.Hosts {
+		if macEqual(inv.Hosts[i].MAC.HardwareAddr, mac) {
+			return &inv.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// HostBySerial returns the Raspberry Pi host with this serial, or nil.
+// Serials compare case-insensitively, as the Pi's boot ROM writes them in lower case.
+func (inv *Inventory) HostBySerial(serial string) *Host {
+	for i := range inv.Hosts {
+		if inv.Hosts[i].Serial != "" && strings.EqualFold(inv.Hosts[i].Serial, serial) {
+			return &inv.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// HostByName returns the host with this name, or nil.
+func (inv *Inventory) HostByName(name string) *Host {
+	for i := range inv.Hosts {
+		if inv.Hosts[i].Name == name {
+			return &inv.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// ImageByName returns the golden image with this name, or nil.
+func (inv *Inventory) ImageByName(name string) *Image {
+	for i := range inv.Images {
+		if inv.Images[i].Name == name {
+			return &inv.Images[i]
+		}
+	}
+	return nil
+}
+
+func macEqual(a, b net.HardwareAddr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TargetIQN is the IQN of a host's root target: base_iqn:name.
+func (inv *Inventory) TargetIQN(h *Host) string { return inv.ISCSI.BaseIQN + ":" + h.Name }
+
+// DataTargetIQN is the IQN of a [[target]]: base_iqn:name.
+func (inv *Inventory) DataTargetIQN(t *Target) string { return inv.ISCSI.BaseIQN + ":" + t.Name }
+
+// InitiatorIQN is the IQN the host's initiator uses (DHCP option 203).
+func (inv *Inventory) InitiatorIQN(h *Host) string {
+	if h.Initiator != "" {
+		return h.Initiator
+	}
+	return inv.ISCSI.BaseIQN + ":" + h.Name
+}
+
+// BootsFromSAN reports whether the host's boot mode is san and it has a root.
+func (h *Host) BootsFromSAN() bool { return h.Boot == BootSAN && h.Root != nil }
+
+// RootPath is the host's iSCSI root-path (DHCP option 17) in iPXE's form
+// iscsi:SERVER::PORT:LUN:IQN. The port is always written, the LUN is hex.
+func (inv *Inventory) RootPath(h *Host) string {
+	return fmt.Sprintf("iscsi:%s::%d:0:%s", inv.Server.Address, inv.ISCSI.Port(), inv.TargetIQN(h))
+}
+
+// ParseSize reads "8GiB", "100G", "512 MiB", "4096" as bytes. KiB and K are both 1024.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1},
+	} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q (want e.g. 8GiB, 512MiB, 100G)", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
+}

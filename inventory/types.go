@@ -1,0 +1,266 @@
+// Package inventory is netsan's one TOML model: the file a person edits, its
+// defaults, its validation (with FILE:LINE:COL positions) and the Diff that tells
+// each service what a reload changed. Nothing else in netsan parses TOML.
+package inventory
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Inventory is one validated inventory file. Services receive it read-only and
+// must not modify it: a reload swaps in a new value.
+type Inventory struct {
+	Server  Server   `toml:"server"`
+	DHCP    DHCP     `toml:"dhcp"`
+	TFTP    TFTP     `toml:"tftp"`
+	HTTP    HTTP     `toml:"http"`
+	ISCSI   ISCSI    `toml:"iscsi"`
+	Images  []Image  `toml:"image"`
+	Hosts   []Host   `toml:"host"`
+	Targets []Target `toml:"target"`
+
+	// File is the path the inventory was loaded from; Dir its directory,
+	// against which relative data_dir, tftp.root and ipxe_dir are resolved.
+	File string `toml:"-"`
+}
+
+// Server is what every service tells clients about netsan itself.
+type Server struct {
+	Address Addr   `toml:"address"`
+	DataDir string `toml:"data_dir"`
+}
+
+// DHCP is the [dhcp] section.
+type DHCP struct {
+	Enabled   *bool    `toml:"enabled"`
+	Mode      string   `toml:"mode"` // "authoritative" or "proxy"
+	Interface string   `toml:"interface"`
+	Listen    string   `toml:"listen"`
+	Subnet    Prefix   `toml:"subnet"`
+	Range     []Addr   `toml:"range"` // [first, last] of the dynamic pool; empty = static only
+	Router    Addr     `toml:"router"`
+	DNS       []Addr   `toml:"dns"`
+	Domain    string   `toml:"domain"`
+	LeaseTime Duration `toml:"lease_time"`
+
+	present bool
+}
+
+// DHCP modes.
+const (
+	ModeAuthoritative = "authoritative"
+	ModeProxy         = "proxy"
+)
+
+// TFTP is the [tftp] section.
+type TFTP struct {
+	Enabled *bool  `toml:"enabled"`
+	Listen  string `toml:"listen"`
+	Root    string `toml:"root"`     // absolute after Load
+	IPXEDir string `toml:"ipxe_dir"` // absolute after Load
+
+	present bool
+}
+
+// HTTP is the [http] section.
+type HTTP struct {
+	Enabled *bool  `toml:"enabled"`
+	Listen  string `toml:"listen"`
+
+	present bool
+}
+
+// ISCSI is the [iscsi] section.
+type ISCSI struct {
+	Enabled       *bool    `toml:"enabled"`
+	Listen        []string `toml:"listen"`
+	BaseIQN       string   `toml:"base_iqn"`
+	DiscoveryCHAP *CHAP    `toml:"discovery_chap"`
+	// MaxSessions bounds concurrent sessions across all targets (0 = 256).
+	MaxSessions int `toml:"max_sessions"`
+
+	present bool
+}
+
+// Image is a golden image that host roots are cloned from. It is never
+// opened writable by a LUN.
+type Image struct {
+	Name string `toml:"name"`
+	Path string `toml:"path"` // absolute after Load
+}
+
+// Boot modes of a host.
+const (
+	BootSAN   = "san"
+	BootLocal = "local"
+	BootMenu  = "menu"
+	BootShell = "shell"
+)
+
+// Host is one [[host]]: a machine netsan knows by MAC.
+type Host struct {
+	Name      string `toml:"name"`
+	MAC       MAC    `toml:"mac"`
+	IP        Addr   `toml:"ip"`
+	Boot      string `toml:"boot"`      // san | local | menu | shell; default san
+	Initiator string `toml:"initiator"` // default base_iqn + ":" + name
+	Root      *Root  `toml:"root"`
+	CHAP      *CHAP  `toml:"chap"`
+	Serial    string `toml:"serial"` // Raspberry Pi serial: its TFTP prefix
+	// EFIFilename is the file a UEFI sanboot starts when it is not the default
+	// \EFI\BOOT\BOOTX64.EFI (iPXE's sanboot --filename).
+	EFIFilename string `toml:"efi_filename"`
+}
+
+// Root is a host's root LUN (LUN 0 of target base_iqn:name).
+type Root struct {
+	Image  string `toml:"image"`  // absolute after Load
+	From   string `toml:"from"`   // golden image name to clone from when Image is missing
+	Size   Size   `toml:"size"`   // grow/create to this size; 0 = the golden image's size
+	Device string `toml:"device"` // a block device instead of an image
+}
+
+// Path is the root's backing file or device.
+func (r *Root) Path() string {
+	if r.Device != "" {
+		return r.Device
+	}
+	return r.Image
+}
+
+// CHAP is a CHAP credential pair, optionally mutual.
+type CHAP struct {
+	User         string `toml:"user"`
+	Secret       string `toml:"secret"`
+	MutualUser   string `toml:"mutual_user"`
+	MutualSecret string `toml:"mutual_secret"`
+}
+
+// Mutual reports whether the initiator also authenticates the target.
+func (c *CHAP) Mutual() bool { return c != nil && c.MutualSecret != "" }
+
+// Target is a [[target]] of data LUNs for installed hosts.
+type Target struct {
+	Name string `toml:"name"`
+	LUNs []LUN  `toml:"luns"`
+	ACL  []ACL  `toml:"acl"`
+}
+
+// LUN is one logical unit of a data target.
+type LUN struct {
+	LUN      int    `toml:"lun"`
+	Image    string `toml:"image"` // absolute after Load
+	Device   string `toml:"device"`
+	Size     Size   `toml:"size"`
+	ReadOnly bool   `toml:"read_only"`
+}
+
+// Path is the LUN's backing file or device.
+func (l *LUN) Path() string {
+	if l.Device != "" {
+		return l.Device
+	}
+	return l.Image
+}
+
+// ACL admits one initiator to a target.
+type ACL struct {
+	Initiator string `toml:"initiator"`
+	// Map is initiator LUN → target LUN (TOML keys are strings); nil = all LUNs as numbered.
+	Map          map[string]int `toml:"map"`
+	WriteProtect bool           `toml:"write_protect"`
+	CHAP         *CHAP          `toml:"chap"`
+}
+
+// Addr is an IP address that remembers a parse failure for validation, so
+// that one run reports every bad value, not only the first.
+type Addr struct {
+	netip.Addr
+	raw string
+	err error
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *Addr) UnmarshalText(b []byte) error {
+	a.raw = string(b)
+	a.Addr, a.err = netip.ParseAddr(a.raw)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (a Addr) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// String returns "" for an unset address instead of "invalid IP".
+func (a Addr) String() string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.Addr.String()
+}
+
+// Prefix is an IP subnet such as 198.18.0.0/24.
+type Prefix struct {
+	netip.Prefix
+	raw string
+	err error
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *Prefix) UnmarshalText(b []byte) error {
+	p.raw = string(b)
+	p.Prefix, p.err = netip.ParsePrefix(p.raw)
+	if p.err == nil {
+		p.Prefix = p.Masked()
+	}
+	return nil
+}
+
+// MAC is a hardware address written as 52:54:00:00:00:01 (or with hyphens).
+type MAC struct {
+	net.HardwareAddr
+	raw string
+	err error
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *MAC) UnmarshalText(b []byte) error {
+	m.raw = string(b)
+	m.HardwareAddr, m.err = net.ParseMAC(m.raw)
+	if m.err == nil && len(m.HardwareAddr) != 6 {
+		m.err = errNotEthernet
+	}
+	return nil
+}
+
+// Hyphens is the MAC as iPXE and netsan's file names write it: 52-54-00-00-00-01.
+func (m MAC) Hyphens() string { return hyphenate(m.HardwareAddr) }
+
+// Size is a byte count written as "8GiB", "100G", "512MiB" or a plain integer.
+type Size struct {
+	Bytes int64
+	raw   string
+	err   error
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	s.raw = string(b)
+	s.Bytes, s.err = ParseSize(s.raw)
+	return nil
+}
+
+// Duration is a Go duration such as "1h" or "90s".
+type Duration struct {
+	time.Duration
+	raw string
+	err error
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	d.raw = string(b)
+	d.Duration, d.err = time.ParseDuration(d.raw)
+	return nil
+}

@@ -10,7 +10,10 @@ type Config struct {
 	DiscoveryCHAP *CHAP
 	// MaxSessions bounds concurrent sessions over all targets (0 = 256).
 	MaxSessions int
-	Targets     []Target
+	// StateDir holds state that must survive a restart (persistent
+	// reservations), one file per LUN.
+	StateDir string
+	Targets  []Target
 }
 
 // Target is one iSCSI target node.

@@ -1,0 +1,245 @@
+package pdu
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestDigestVectors(t *testing.T) {
+	// RFC 3720 Appendix B.4 CRC examples.
+	zeros := make([]byte, 32)
+	ones := bytes.Repeat([]byte{0xff}, 32)
+	inc := make([]byte, 32)
+	for i := range inc {
+		inc[i] = byte(i)
+	}
+	for _, tc := range []struct {
+		in   []byte
+		want uint32
+	}{{zeros, 0x8a9136aa}, {ones, 0x62a8ab43}, {inc, 0x46dd794e}} {
+		if got := Digest(tc.in); got != tc.want {
+			t.Errorf("Digest(% x…) = %#x, want %#x", tc.in[:4], got, tc.want)
+		}
+	}
+}
+
+func TestHeaderRoundTrip(t *testing.T) {
+	full := Header{
+		Immediate: true, Flags: 0x81, Byte2: 2, Byte3: 3, DataSegmentLength: 0x123456,
+		LUN: 0x0001000000000000, ISID: [6]byte{0x80, 1, 2, 3, 4, 5}, TSIH: 7,
+		InitiatorTaskTag: 0x11111111, TargetTransferTag: 0x22222222, CID: 9, CmdSN: 0x33, ExpStatSN: 0x44,
+		StatSN: 0x55, ExpCmdSN: 0x66, MaxCmdSN: 0x77, ExpectedDataTransferLength: 0x88,
+		CDB: [16]byte{0x28, 1, 2, 3}, ReferencedTaskTag: 0x99, RefCmdSN: 0xaa, ExpDataSN: 0xbb, DataSN: 0xcc,
+		BufferOffset: 0xdd, DesiredDataTransferLength: 0xee, ResidualCount: 0xff, BidiReadResidualCount: 0x101,
+		SNACKTag: 0x102, BegRun: 0x103, RunLength: 0x104, StatusClass: 2, StatusDetail: 1, Time2Wait: 2,
+		Time2Retain: 20, AsyncEvent: 1, AsyncVCode: 2, Parameter1: 3, Parameter2: 4, Parameter3: 5,
+	}
+	for op, fields := range layouts {
+		h := full
+		h.Opcode = op
+		var b [BHSLength]byte
+		h.Encode(b[:])
+		var got Header
+		if err := got.Decode(b[:]); err != nil {
+			t.Fatalf("%v: %v", op, err)
+		}
+		// Every field the layout names must survive; others decode as zero.
+		want := Header{Opcode: op, Immediate: true, Flags: 0x81, DataSegmentLength: 0x123456, InitiatorTaskTag: 0x11111111}
+		for _, f := range fields {
+			switch p := f.ptr(&want).(type) {
+			case *byte:
+				*p = *f.ptr(&full).(*byte)
+			case *uint16:
+				*p = *f.ptr(&full).(*uint16)
+			case *uint32:
+				*p = *f.ptr(&full).(*uint32)
+			case *uint64:
+				*p = *f.ptr(&full).(*uint64)
+			case *[6]byte:
+				*p = *f.ptr(&full).(*[6]byte)
+			case *[16]byte:
+				*p = *f.ptr(&full).(*[16]byte)
+			}
+		}
+		if got != want {
+			t.Errorf("%v: round trip\n got %+v\nwant %+v", op, got, want)
+		}
+	}
+}
+
+func TestLayoutsDoNotOverlap(t *testing.T) {
+	for op, fields := range layouts {
+		var used [BHSLength]bool
+		for i := range 8 {
+			used[i] = i < 2 || i >= 4 // bytes 0,1 and 4-7 are common
+		}
+		for i := 16; i < 20; i++ {
+			used[i] = true
+		}
+		used[2], used[3] = false, false
+		for _, f := range fields {
+			for i := f.off; i < f.off+f.width; i++ {
+				if used[i] {
+					t.Errorf("%v: byte %d used twice", op, i)
+				}
+				used[i] = true
+			}
+		}
+	}
+}
+
+func TestKnownBytes(t *testing.T) {
+	// A SCSI Command as libiscsi sends READ(10) of 8 blocks at LBA 0x10, LUN 1.
+	raw := make([]byte, BHSLength)
+	raw[0] = 0x01
+	raw[1] = 0xc1
+	raw[9] = 0x01
+	copy(raw[16:], []byte{0, 0, 0, 5, 0, 0, 0x10, 0, 0, 0, 0, 7, 0, 0, 0, 3})
+	raw[32] = 0x28
+	raw[37] = 0x10
+	raw[40] = 8
+	var h Header
+	if err := h.Decode(raw); err != nil {
+		t.Fatal(err)
+	}
+	if h.Opcode != OpSCSICommand || h.LUN != 1<<48 || h.InitiatorTaskTag != 5 || h.ExpectedDataTransferLength != 4096 ||
+		h.CmdSN != 7 || h.ExpStatSN != 3 || h.CDB[0] != 0x28 || h.Flags&FlagRead == 0 || !h.Final() {
+		t.Fatalf("decoded %+v", h)
+	}
+	var back [BHSLength]byte
+	h.Encode(back[:])
+	if !bytes.Equal(back[:], raw) {
+		t.Fatalf("re-encoded\n% x\nwant\n% x", back, raw)
+	}
+}
+
+func TestReadWrite(t *testing.T) {
+	pool := new(Pool)
+	for _, digests := range []bool{false, true} {
+		for _, n := range []int{0, 1, 3, 4, 4097} {
+			var buf bytes.Buffer
+			w := Writer{W: &buf, HeaderDigest: digests, DataDigest: digests}
+			data := bytes.Repeat([]byte{0xa5}, n)
+			h := Header{Opcode: OpSCSIDataIn, Flags: FlagFinal | FlagStatus, InitiatorTaskTag: 42, DataSN: 1}
+			if err := w.Write(&h, data); err != nil {
+				t.Fatal(err)
+			}
+			want := BHSLength + n + int(Pad(uint32(n)))
+			if digests {
+				want += 4
+				if n > 0 {
+					want += 4
+				}
+			}
+			if buf.Len() != want {
+				t.Errorf("digests=%v n=%d: wrote %d bytes, want %d", digests, n, buf.Len(), want)
+			}
+			r := Reader{R: &buf, Pool: pool, HeaderDigest: digests, DataDigest: digests, MaxRecvDataSegmentLength: 8192}
+			var p PDU
+			if err := r.Read(&p); err != nil {
+				t.Fatalf("digests=%v n=%d: %v", digests, n, err)
+			}
+			if p.InitiatorTaskTag != 42 || p.DataSN != 1 || !bytes.Equal(p.Data, data) {
+				t.Errorf("digests=%v n=%d: read back %+v", digests, n, p.Header)
+			}
+			p.Release()
+			if buf.Len() != 0 {
+				t.Errorf("%d bytes left unread", buf.Len())
+			}
+		}
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	pool := new(Pool)
+	encode := func(digests bool, h Header, data []byte) []byte {
+		var buf bytes.Buffer
+		w := Writer{W: &buf, HeaderDigest: digests, DataDigest: digests}
+		if err := w.Write(&h, data); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	good := encode(true, Header{Opcode: OpNOPOut, Flags: FlagFinal}, []byte("ping"))
+
+	badHdr := bytes.Clone(good)
+	badHdr[20] ^= 1
+	badData := bytes.Clone(good)
+	badData[BHSLength+4] ^= 1
+	tooLong := encode(false, Header{Opcode: OpNOPOut, Flags: FlagFinal}, make([]byte, 600))
+	unknown := encode(false, Header{Opcode: 0x1c}, nil)
+
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		digests bool
+		want    error
+	}{
+		{"truncated BHS", good[:20], true, io.ErrUnexpectedEOF},
+		{"truncated data", good[:BHSLength+4+2], true, io.ErrUnexpectedEOF},
+		{"header digest", badHdr, true, ErrHeaderDigest},
+		{"data digest", badData, true, ErrDataDigest},
+		{"too long", tooLong, false, ErrDataTooLong},
+		{"unknown opcode", unknown, false, ErrUnknownOpcode},
+	} {
+		r := Reader{R: bytes.NewReader(tc.in), Pool: pool, HeaderDigest: tc.digests, DataDigest: tc.digests, MaxRecvDataSegmentLength: 512}
+		var p PDU
+		err := r.Read(&p)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
+		}
+		p.Release()
+	}
+	// After a too-long segment the stream stays framed: the next PDU reads.
+	stream := append(bytes.Clone(tooLong), encode(false, Header{Opcode: OpNOPOut, InitiatorTaskTag: 9}, nil)...)
+	r := Reader{R: bytes.NewReader(stream), Pool: pool, MaxRecvDataSegmentLength: 512}
+	var p PDU
+	if err := r.Read(&p); !errors.Is(err, ErrDataTooLong) {
+		t.Fatalf("first read: %v", err)
+	}
+	if err := r.Read(&p); err != nil || p.InitiatorTaskTag != 9 {
+		t.Fatalf("second read: %v %+v", err, p.Header)
+	}
+}
+
+func TestPool(t *testing.T) {
+	var p Pool
+	b := p.Get(4096)
+	if len(b) != 4096 || cap(b) != 4096 {
+		t.Fatalf("len %d cap %d", len(b), cap(b))
+	}
+	p.Put(b)
+	if c := p.Get(3000); cap(c) != 4096 || len(c) != 3000 {
+		t.Fatalf("len %d cap %d", len(c), cap(c))
+	}
+	if big := p.Get(64 << 20); len(big) != 64<<20 {
+		t.Fatal("large buffer")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for op := range layouts {
+		var b [BHSLength]byte
+		h := Header{Opcode: op, Flags: FlagFinal, DataSegmentLength: 8}
+		h.Encode(b[:])
+		f.Add(append(b[:], "12345678"...))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var p PDU
+		r := Reader{R: bytes.NewReader(in), Pool: new(Pool), MaxRecvDataSegmentLength: 1 << 16}
+		err := r.Read(&p)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to the same known fields.
+		var b [BHSLength]byte
+		p.Header.Encode(b[:])
+		var again Header
+		if err := again.Decode(b[:]); err != nil || again != p.Header {
+			t.Fatalf("re-decode: %v\n%+v\n%+v", err, again, p.Header)
+		}
+		p.Release()
+	})
+}

@@ -1,0 +1,592 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Problem is one finding of validation, placed in the file where a person can
+// act on it.
+type Problem struct {
+	File    string
+	Pos     Pos // zero when no position applies
+	Message string
+	Warning bool
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Pos.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", p.Pos.Line, p.Pos.Col)
+	}
+	b.WriteString(": ")
+	if p.Warning {
+		b.WriteString("warning: ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Problems is every finding of one validation run, in file order.
+type Problems []Problem
+
+// Errors returns the problems that are not warnings.
+func (ps Problems) Errors() Problems {
+	var out Problems
+	for _, p := range ps {
+		if !p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Warnings returns the problems that are only warnings.
+func (ps Problems) Warnings() Problems {
+	var out Problems
+	for _, p := range ps {
+		if p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Err is nil when no problem is an error, else an error listing them all.
+func (ps Problems) Err() error {
+	errs := ps.Errors()
+	if len(errs) == 0 {
+		return nil
+	}
+	lines := make([]string, len(errs))
+	for i, p := range errs {
+		lines[i] = p.String()
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// Load reads and validates the inventory at path. The inventory is nil when
+// any problem is an error; warnings come back with a usable inventory.
+func Load(path string) (*Inventory, Problems, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inventory: %w", err)
+	}
+	inv, ps := Parse(path, data)
+	return inv, ps, ps.Err()
+}
+
+// Parse decodes and validates an inventory held in memory; file names it in
+// messages and anchors relative paths (its directory).
+func Parse(file string, data []byte) (*Inventory, Problems) {
+	inv := &Inventory{File: file}
+	md, err := toml.Decode(string(data), inv)
+	if err != nil {
+		p := Problem{File: file, Message: err.Error()}
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			p.Pos = Pos{pe.Position.Line, pe.Position.Col}
+			p.Message = pe.Message
+		}
+		return nil, Problems{p}
+	}
+	v := &validator{inv: inv, file: file, pos: locate(string(data))}
+	for _, k := range md.Undecoded() {
+		v.unknownKey(k)
+	}
+	inv.DHCP.present = md.IsDefined("dhcp")
+	inv.TFTP.present = md.IsDefined("tftp")
+	inv.HTTP.present = md.IsDefined("http")
+	inv.ISCSI.present = md.IsDefined("iscsi")
+	v.defaults()
+	v.validate()
+	sort.SliceStable(v.problems, func(i, j int) bool {
+		a, b := v.problems[i].Pos, v.problems[j].Pos
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+	})
+	if len(v.problems.Errors()) > 0 {
+		return nil, v.problems
+	}
+	return inv, v.problems
+}
+
+type validator struct {
+	inv      *Inventory
+	file     string
+	pos      positions
+	problems Problems
+	// roots maps each backing path in use to its user, across hosts and targets.
+	roots map[string]string
+}
+
+// at finds the position of a key path, falling back to its nearest parent.
+func (v *validator) at(path string) Pos {
+	for p := path; p != ""; {
+		if pos, ok := v.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return Pos{}
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{File: v.file, Pos: v.at(path), Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{File: v.file, Pos: v.at(path), Message: fmt.Sprintf(format, args...), Warning: true})
+}
+
+// unknownKey reports a key the model has no field for, at every place the
+// logical key (without array indices) occurs.
+func (v *validator) unknownKey(k toml.Key) {
+	want := k.String()
+	var found []Pos
+	for path, pos := range v.pos {
+		if stripIndices(path) == want {
+			found = append(found, pos)
+		}
+	}
+	if len(found) == 0 {
+		found = append(found, Pos{})
+	}
+	for _, p := range found {
+		v.problems = append(v.problems, Problem{File: v.file, Pos: p, Message: fmt.Sprintf("unknown key %q", want)})
+	}
+}
+
+func stripIndices(path string) string {
+	parts := strings.Split(path, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if _, err := strconv.Atoi(p); err == nil {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ".")
+}
+
+func (v *validator) defaults() {
+	inv := v.inv
+	dir := filepath.Dir(inv.File)
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if inv.Server.DataDir == "" {
+		inv.Server.DataDir = "/var/lib/netsan"
+	}
+	inv.Server.DataDir = abs(inv.Server.DataDir)
+	if inv.DHCP.Mode == "" {
+		inv.DHCP.Mode = ModeAuthoritative
+	}
+	if inv.DHCP.Listen == "" {
+		inv.DHCP.Listen = "0.0.0.0:67"
+	}
+	if inv.DHCP.LeaseTime.raw == "" {
+		inv.DHCP.LeaseTime.Duration = time.Hour
+	}
+	if inv.TFTP.Listen == "" {
+		inv.TFTP.Listen = "0.0.0.0:69"
+	}
+	if inv.TFTP.IPXEDir == "" {
+		inv.TFTP.IPXEDir = "/usr/lib/ipxe"
+	}
+	inv.TFTP.IPXEDir = abs(inv.TFTP.IPXEDir)
+	inv.TFTP.Root = abs(inv.TFTP.Root)
+	if inv.HTTP.Listen == "" {
+		inv.HTTP.Listen = "0.0.0.0:8080"
+	}
+	if len(inv.ISCSI.Listen) == 0 {
+		inv.ISCSI.Listen = []string{"0.0.0.0:3260"}
+	}
+	if inv.ISCSI.MaxSessions == 0 {
+		inv.ISCSI.MaxSessions = 256
+	}
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		if h.Boot == "" {
+			h.Boot = BootSAN
+			if h.Root == nil {
+				h.Boot = BootMenu
+			}
+		}
+	}
+}
+
+// The data_dir-relative paths are checked for escapes before they become
+// absolute, so a problem names what the person wrote.
+func (v *validator) dataPath(path, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	clean := filepath.Clean(p)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		v.errorf(path, "path %q escapes data_dir", p)
+	}
+	return filepath.Join(v.inv.Server.DataDir, clean)
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+	iqnRE    = regexp.MustCompile(`^(iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)$`)
+	serialRE = regexp.MustCompile(`^[0-9a-fA-F]{8}$`)
+)
+
+func (v *validator) validate() {
+	inv := v.inv
+	v.server()
+	v.dhcp()
+	v.listen("tftp.listen", inv.TFTP.Listen)
+	v.listen("http.listen", inv.HTTP.Listen)
+	for i, l := range inv.ISCSI.Listen {
+		v.listen(fmt.Sprintf("iscsi.listen.%d", i), l)
+	}
+	if inv.ISCSI.BaseIQN == "" && (len(inv.Hosts) > 0 || len(inv.Targets) > 0) {
+		v.errorf("iscsi", "iscsi.base_iqn is required (target names are base_iqn:name)")
+	} else if inv.ISCSI.BaseIQN != "" && !iqnRE.MatchString(inv.ISCSI.BaseIQN) {
+		v.errorf("iscsi.base_iqn", "base_iqn %q is not an iqn. name (e.g. iqn.2026-11.example.lab)", inv.ISCSI.BaseIQN)
+	}
+	if inv.ISCSI.MaxSessions < 0 {
+		v.errorf("iscsi.max_sessions", "max_sessions must be positive")
+	}
+	v.chap("iscsi.discovery_chap", inv.ISCSI.DiscoveryCHAP)
+	v.images()
+	v.hosts()
+	v.targets()
+}
+
+func (v *validator) server() {
+	a := v.inv.Server.Address
+	switch {
+	case a.err != nil:
+		v.errorf("server.address", "server.address: %v", a.err)
+	case !a.IsValid():
+		v.errorf("server", "server.address is required (what clients are told: next-server, portal, HTTP base)")
+	case !a.Is4():
+		v.errorf("server.address", "server.address %s must be IPv4", a)
+	}
+}
+
+func (v *validator) listen(path, hostport string) {
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		v.errorf(path, "listen %q: want host:port", hostport)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.errorf(path, "listen %q: bad port", hostport)
+	}
+}
+
+func (v *validator) addr(path string, a Addr, what string) {
+	if a.err != nil {
+		v.errorf(path, "%s: %v", what, a.err)
+	} else if a.IsValid() && !a.Is4() {
+		v.errorf(path, "%s %s must be IPv4", what, a)
+	}
+}
+
+func (v *validator) dhcp() {
+	d := &v.inv.DHCP
+	if d.Mode != ModeAuthoritative && d.Mode != ModeProxy {
+		v.errorf("dhcp.mode", "dhcp.mode %q: want %q or %q", d.Mode, ModeAuthoritative, ModeProxy)
+	}
+	v.listen("dhcp.listen", d.Listen)
+	if d.Subnet.err != nil {
+		v.errorf("dhcp.subnet", "dhcp.subnet: %v", d.Subnet.err)
+	} else if d.On() && d.Mode == ModeAuthoritative && !d.Subnet.IsValid() {
+		v.errorf("dhcp", "dhcp.subnet is required in authoritative mode")
+	}
+	v.addr("dhcp.router", d.Router, "dhcp.router")
+	for i, a := range d.DNS {
+		v.addr(fmt.Sprintf("dhcp.dns.%d", i), a, "dhcp.dns")
+	}
+	if d.LeaseTime.err != nil {
+		v.errorf("dhcp.lease_time", "dhcp.lease_time: %v", d.LeaseTime.err)
+	} else if d.LeaseTime.Duration < time.Minute {
+		v.errorf("dhcp.lease_time", "dhcp.lease_time %s is shorter than a minute", d.LeaseTime.Duration)
+	}
+	switch len(d.Range) {
+	case 0:
+	case 2:
+		ok := true
+		for i, a := range d.Range {
+			v.addr(fmt.Sprintf("dhcp.range.%d", i), a, "dhcp.range")
+			if a.err != nil {
+				ok = false
+			} else if d.Subnet.IsValid() && !d.Subnet.Contains(a.Addr) {
+				v.errorf(fmt.Sprintf("dhcp.range.%d", i), "dhcp.range address %s is outside subnet %s", a, d.Subnet)
+				ok = false
+			}
+		}
+		if ok && d.Range[1].Less(d.Range[0].Addr) {
+			v.errorf("dhcp.range", "dhcp.range runs backwards: %s > %s", d.Range[0], d.Range[1])
+		}
+	default:
+		v.errorf("dhcp.range", "dhcp.range wants two addresses [first, last], got %d", len(d.Range))
+	}
+}
+
+// inRange reports whether a falls inside the dynamic pool.
+func (d *DHCP) inRange(a Addr) bool {
+	if len(d.Range) != 2 || !d.Range[0].IsValid() || !d.Range[1].IsValid() || !a.IsValid() {
+		return false
+	}
+	return !a.Less(d.Range[0].Addr) && !d.Range[1].Less(a.Addr)
+}
+
+func (v *validator) chap(path string, c *CHAP) {
+	if c == nil {
+		return
+	}
+	if c.User == "" || c.Secret == "" {
+		v.errorf(path, "chap needs both user and secret")
+	}
+	if c.Secret != "" && len(c.Secret) < 12 {
+		v.warnf(path+".secret", "CHAP secret is %d bytes; RFC 7143 wants at least 12 (96 bits)", len(c.Secret))
+	}
+	if (c.MutualUser != "" || c.MutualSecret != "") && c.MutualSecret == "" {
+		v.errorf(path, "mutual_user without mutual_secret")
+	}
+	if c.MutualSecret != "" {
+		if len(c.MutualSecret) < 12 {
+			v.warnf(path+".mutual_secret", "mutual CHAP secret is %d bytes; RFC 7143 wants at least 12 (96 bits)", len(c.MutualSecret))
+		}
+		if c.MutualSecret == c.Secret {
+			v.errorf(path+".mutual_secret", "mutual_secret must differ from secret (RFC 7143 §12.1.3)")
+		}
+	}
+}
+
+func (v *validator) size(path string, s Size) {
+	if s.err != nil {
+		v.errorf(path, "%v", s.err)
+	} else if s.raw != "" && s.Bytes%512 != 0 {
+		v.errorf(path, "size %q is not a multiple of 512 bytes", s.raw)
+	} else if s.raw != "" && s.Bytes == 0 {
+		v.errorf(path, "size is zero")
+	}
+}
+
+func (v *validator) images() {
+	seen := map[string]int{}
+	for i := range v.inv.Images {
+		img := &v.inv.Images[i]
+		p := fmt.Sprintf("image.%d", i)
+		switch {
+		case img.Name == "":
+			v.errorf(p, "image needs a name")
+		case seen[img.Name] > 0:
+			v.errorf(p+".name", "image %q is defined twice", img.Name)
+		}
+		seen[img.Name]++
+		if img.Path == "" {
+			v.errorf(p, "image %q needs a path", img.Name)
+		}
+		img.Path = v.dataPath(p+".path", img.Path)
+	}
+}
+
+func (v *validator) hosts() {
+	inv := v.inv
+	names := map[string]string{}
+	macs := map[string]string{}
+	ips := map[string]string{}
+	roots := map[string]string{}
+	serials := map[string]string{}
+	golden := map[string]bool{}
+	for _, img := range inv.Images {
+		golden[img.Path] = true
+	}
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		p := fmt.Sprintf("host.%d", i)
+		switch {
+		case h.Name == "":
+			v.errorf(p, "host needs a name")
+		case !nameRE.MatchString(h.Name):
+			v.errorf(p+".name", "host name %q: use lower-case letters, digits, '-' and '.' (it becomes part of an IQN)", h.Name)
+		case names[h.Name] != "":
+			v.errorf(p+".name", "host name %q is already used by %s", h.Name, names[h.Name])
+		}
+		if h.Name != "" && names[h.Name] == "" {
+			names[h.Name] = "host " + h.Name
+		}
+		switch {
+		case h.MAC.err != nil:
+			v.errorf(p+".mac", "mac %q is not an Ethernet address (want 52:54:00:00:00:01)", h.MAC.raw)
+		case h.MAC.HardwareAddr == nil:
+			v.errorf(p, "host %q needs a mac", h.Name)
+		case macs[h.MAC.String()] != "":
+			v.errorf(p+".mac", "mac %s is already used by host %s", h.MAC, macs[h.MAC.String()])
+		default:
+			macs[h.MAC.String()] = h.Name
+		}
+		v.addr(p+".ip", h.IP, "ip")
+		if h.IP.IsValid() && h.IP.err == nil {
+			d := &inv.DHCP
+			switch {
+			case ips[h.IP.String()] != "":
+				v.errorf(p+".ip", "ip %s is already used by host %s", h.IP, ips[h.IP.String()])
+			case d.Subnet.IsValid() && !d.Subnet.Contains(h.IP.Addr):
+				v.errorf(p+".ip", "ip %s is outside subnet %s", h.IP, d.Subnet)
+			case d.inRange(h.IP):
+				v.errorf(p+".ip", "ip %s is inside the dynamic range %s-%s, where it could be leased to another host", h.IP, d.Range[0], d.Range[1])
+			case h.IP.Addr == inv.Server.Address.Addr:
+				v.errorf(p+".ip", "ip %s is netsan's own server.address", h.IP)
+			}
+			ips[h.IP.String()] = h.Name
+		}
+		switch h.Boot {
+		case BootSAN:
+			if h.Root == nil {
+				v.errorf(p+".boot", `boot = "san" needs a root`)
+			}
+		case BootLocal, BootMenu, BootShell:
+		default:
+			v.errorf(p+".boot", "boot %q: want san, local, menu or shell", h.Boot)
+		}
+		if h.Initiator != "" && !iqnRE.MatchString(h.Initiator) {
+			v.errorf(p+".initiator", "initiator %q is not an iqn./eui./naa. name", h.Initiator)
+		}
+		if h.Serial != "" {
+			if !serialRE.MatchString(h.Serial) {
+				v.errorf(p+".serial", "serial %q: a Raspberry Pi serial is 8 hex digits", h.Serial)
+			} else if other := serials[strings.ToLower(h.Serial)]; other != "" {
+				v.errorf(p+".serial", "serial %s is already used by host %s", h.Serial, other)
+			}
+			serials[strings.ToLower(h.Serial)] = h.Name
+		}
+		v.chap(p+".chap", h.CHAP)
+		if r := h.Root; r != nil {
+			rp := p + ".root"
+			switch {
+			case r.Image != "" && r.Device != "":
+				v.errorf(rp, "root has both image and device; choose one")
+			case r.Image == "" && r.Device == "":
+				v.errorf(rp, "root needs an image or a device")
+			}
+			r.Image = v.dataPath(rp+".image", r.Image)
+			v.size(rp+".size", r.Size)
+			if r.From != "" {
+				if inv.ImageByName(r.From) == nil {
+					v.errorf(rp+".from", "root.from %q: no [[image]] has that name", r.From)
+				}
+				if r.Device != "" {
+					v.errorf(rp+".from", "root.from applies to images, not devices")
+				}
+			}
+			if path := r.Path(); path != "" {
+				if golden[path] {
+					v.errorf(rp+".image", "root image %s is a golden image; hosts get clones (root.from)", path)
+				} else if other := roots[path]; other != "" {
+					v.errorf(rp+".image", "root %s is already the root of host %s; two hosts must not share a disk", path, other)
+				}
+				roots[path] = h.Name
+			}
+		}
+	}
+	for i, t := range inv.Targets {
+		if names[t.Name] != "" {
+			v.errorf(fmt.Sprintf("target.%d.name", i), "target name %q is already used by %s (both become %s:%s)", t.Name, names[t.Name], inv.ISCSI.BaseIQN, t.Name)
+		}
+		if t.Name != "" && names[t.Name] == "" {
+			names[t.Name] = "target " + t.Name
+		}
+	}
+	v.roots = roots
+}
+
+func (v *validator) targets() {
+	inv := v.inv
+	for i := range inv.Targets {
+		t := &inv.Targets[i]
+		p := fmt.Sprintf("target.%d", i)
+		if t.Name == "" {
+			v.errorf(p, "target needs a name")
+		} else if !nameRE.MatchString(t.Name) {
+			v.errorf(p+".name", "target name %q: use lower-case letters, digits, '-' and '.'", t.Name)
+		}
+		if len(t.LUNs) == 0 {
+			v.errorf(p, "target %q has no luns", t.Name)
+		}
+		luns := map[int]bool{}
+		for j := range t.LUNs {
+			l := &t.LUNs[j]
+			lp := fmt.Sprintf("%s.luns.%d", p, j)
+			switch {
+			case l.LUN < 0 || l.LUN > 16383:
+				v.errorf(lp+".lun", "lun %d out of range 0-16383", l.LUN)
+			case luns[l.LUN]:
+				v.errorf(lp+".lun", "lun %d is defined twice in target %q", l.LUN, t.Name)
+			}
+			luns[l.LUN] = true
+			switch {
+			case l.Image != "" && l.Device != "":
+				v.errorf(lp, "lun has both image and device; choose one")
+			case l.Image == "" && l.Device == "":
+				v.errorf(lp, "lun needs an image or a device")
+			}
+			l.Image = v.dataPath(lp+".image", l.Image)
+			v.size(lp+".size", l.Size)
+			if path := l.Path(); path != "" {
+				if other := v.roots[path]; other != "" {
+					v.errorf(lp, "%s is already used by %s", path, other)
+				}
+				v.roots[path] = "target " + t.Name
+			}
+		}
+		if len(t.ACL) == 0 {
+			v.warnf(p, "target %q has no acl: every initiator may log in", t.Name)
+		}
+		inits := map[string]bool{}
+		for j := range t.ACL {
+			a := &t.ACL[j]
+			ap := fmt.Sprintf("%s.acl.%d", p, j)
+			switch {
+			case a.Initiator == "":
+				v.errorf(ap, "acl needs an initiator")
+			case !iqnRE.MatchString(a.Initiator):
+				v.errorf(ap+".initiator", "initiator %q is not an iqn./eui./naa. name", a.Initiator)
+			case inits[a.Initiator]:
+				v.errorf(ap+".initiator", "initiator %q appears twice in target %q", a.Initiator, t.Name)
+			}
+			inits[a.Initiator] = true
+			seen := map[int]bool{}
+			for k, tl := range a.Map {
+				n, err := strconv.Atoi(k)
+				if err != nil || n < 0 || n > 16383 {
+					v.errorf(ap+".map."+k, "map key %q: an initiator LUN number 0-16383", k)
+				}
+				if !luns[tl] {
+					v.errorf(ap+".map."+k, "map %s = %d: target %q has no lun %d", k, tl, t.Name, tl)
+				}
+				if seen[tl] {
+					v.errorf(ap+".map."+k, "map: target lun %d is mapped twice", tl)
+				}
+				seen[tl] = true
+			}
+			v.chap(ap+".chap", a.CHAP)
+		}
+	}
+}

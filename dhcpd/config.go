@@ -1,0 +1,120 @@
+package dhcpd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/netsan/netsan/inventory"
+)
+
+// loaderFiles are the iPXE builds, by client architecture (RFC 4578 option
+// 93), in order of preference; the first that exists in tftp.ipxe_dir is
+// given. snponly.efi is the fallback where only it is installed.
+var loaderFiles = map[iana.Arch][]string{
+	iana.INTEL_X86PC: {"undionly.kpxe"},
+	iana.EFI_IA32:    {"ipxe.efi", "snponly.efi"},
+	iana.EFI_X86_64:  {"ipxe.efi", "snponly.efi"},
+	iana.EFI_BC:      {"ipxe.efi", "snponly.efi"},
+	iana.EFI_ARM64:   {"ipxe-arm64.efi", "snp-arm64.efi", "arm64/ipxe.efi", "arm64-efi/ipxe.efi", "arm64-efi/snponly.efi"},
+}
+
+// config is the server's view of one inventory, built once per (re)load and
+// swapped atomically, so a request sees one consistent inventory.
+type config struct {
+	inv       *inventory.Inventory
+	server    netip.Addr
+	subnet    netip.Prefix
+	pool      pool
+	leaseTime time.Duration
+	proxy     bool
+	loaders   map[iana.Arch]string // arch → loader file present in ipxe_dir
+	reserved  map[netip.Addr]bool  // inventory host addresses and the server's own
+	listen    *net.UDPAddr
+}
+
+const defaultLeaseTime = time.Hour
+
+func newConfig(inv *inventory.Inventory) (*config, error) {
+	if inv == nil {
+		return nil, errors.New("dhcp: no inventory")
+	}
+	d := &inv.DHCP
+	c := &config{
+		inv:       inv,
+		server:    inv.Server.Address.Addr,
+		subnet:    d.Subnet.Prefix,
+		leaseTime: d.LeaseTime.Duration,
+		proxy:     d.Mode == inventory.ModeProxy,
+		loaders:   map[iana.Arch]string{},
+		reserved:  map[netip.Addr]bool{},
+	}
+	if !c.server.Is4() {
+		return nil, fmt.Errorf("dhcp: server.address %q is not an IPv4 address", inv.Server.Address)
+	}
+	if c.leaseTime <= 0 {
+		c.leaseTime = defaultLeaseTime
+	}
+	if d.Mode != "" && d.Mode != inventory.ModeAuthoritative && d.Mode != inventory.ModeProxy {
+		return nil, fmt.Errorf("dhcp: unknown mode %q", d.Mode)
+	}
+	if len(d.Range) == 2 && !c.proxy {
+		c.pool = pool{first: d.Range[0].Addr, last: d.Range[1].Addr}
+		if !c.pool.first.Is4() || !c.pool.last.Is4() || c.pool.last.Less(c.pool.first) {
+			return nil, fmt.Errorf("dhcp: bad range %s-%s", d.Range[0], d.Range[1])
+		}
+	}
+	listen := d.Listen
+	if listen == "" {
+		listen = "0.0.0.0:67"
+	}
+	ua, err := net.ResolveUDPAddr("udp4", listen)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: listen %q: %w", listen, err)
+	}
+	c.listen = ua
+	c.reserved[c.server] = true
+	for i := range inv.Hosts {
+		if ip := inv.Hosts[i].IP.Addr; ip.IsValid() {
+			c.reserved[ip] = true
+		}
+	}
+	for arch, names := range loaderFiles {
+		for _, n := range names {
+			if inv.TFTP.IPXEDir == "" {
+				break
+			}
+			if st, err := os.Stat(filepath.Join(inv.TFTP.IPXEDir, n)); err == nil && st.Mode().IsRegular() {
+				c.loaders[arch] = n
+				break
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c *config) isReserved(ip netip.Addr) bool { return c.reserved[ip] }
+
+// clientPort is where replies to clients go: 68 beside 67, and "server port
+// + 1" for a server on a test port, as dnsmasq's --dhcp-alternate-port does.
+func (c *config) clientPort() int { return c.listen.Port + 1 }
+
+// scriptURL is the per-host iPXE script, over HTTP when it runs, else TFTP.
+func (c *config) scriptURL(mac net.HardwareAddr) string {
+	inv := c.inv
+	name := "boot/" + inventory.MAC{HardwareAddr: mac}.Hyphens() + ".ipxe"
+	if inv.HTTP.On() {
+		return "http://" + net.JoinHostPort(c.server.String(), strconv.Itoa(inv.HTTP.Port())) + "/" + name
+	}
+	host := c.server.String()
+	if p := inv.TFTP.Port(); p != 69 {
+		host = net.JoinHostPort(host, strconv.Itoa(p))
+	}
+	return "tftp://" + host + "/" + name
+}

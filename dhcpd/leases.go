@@ -1,0 +1,329 @@
+package dhcpd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+// LeaseFile is the name of the lease database inside server.data_dir.
+const LeaseFile = "leases.json"
+
+// offerHold is how long an offered pool address stays reserved for the
+// client it was offered to (RFC 2131 4.3.1: the server should not offer it
+// to another client meanwhile).
+const offerHold = 30 * time.Second
+
+// Lease states.
+const (
+	StateBound    = "bound"
+	StateDeclined = "declined" // DHCPDECLINE: in use by someone; out of the pool until Expires
+)
+
+// Lease is one binding of an address, as persisted and as /status shows it.
+type Lease struct {
+	IP      netip.Addr `json:"ip"`
+	MAC     string     `json:"mac,omitempty"` // 52:54:00:00:00:01
+	Host    string     `json:"host,omitempty"`
+	State   string     `json:"state"`
+	Expires time.Time  `json:"expires"`
+}
+
+func (l *Lease) activeAt(now time.Time) bool { return now.Before(l.Expires) }
+
+// leaseFileV1 is the on-disk layout; the version lets a later layout be read
+// beside this one.
+type leaseFileV1 struct {
+	Version int     `json:"version"`
+	Leases  []Lease `json:"leases"`
+}
+
+type offer struct {
+	ip    netip.Addr
+	until time.Time
+}
+
+// leaseStore holds every binding by address. Expired bindings are kept so a
+// returning client gets its old address back; they are free for others.
+// Every change that an ACK depends on is written to disk (sync) before the
+// ACK leaves, so a kill -9 never forgets an address it handed out.
+type leaseStore struct {
+	path string
+
+	mu      sync.Mutex
+	byIP    map[netip.Addr]*Lease
+	byMAC   map[string]*Lease // bound leases only (active or expired)
+	offers  map[string]offer  // mac → reserved address, memory only
+	changes uint64            // bumped on every change that must reach disk
+
+	wmu     sync.Mutex // serialises writers; a writer persists every change made before it snapshots
+	written uint64
+}
+
+func openLeaseStore(dir string) (*leaseStore, error) {
+	s := &leaseStore{
+		path:   filepath.Join(dir, LeaseFile),
+		byIP:   map[netip.Addr]*Lease{},
+		byMAC:  map[string]*Lease{},
+		offers: map[string]offer{},
+	}
+	if dir == "" {
+		return nil, errors.New("lease store: server.data_dir is not set")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lease store: %w", err)
+	}
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease store: %w", err)
+	}
+	var f leaseFileV1
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("lease store %s: %w", s.path, err)
+	}
+	if f.Version != 1 {
+		return nil, fmt.Errorf("lease store %s: unknown version %d", s.path, f.Version)
+	}
+	for i := range f.Leases {
+		l := f.Leases[i]
+		if !l.IP.Is4() {
+			continue
+		}
+		s.byIP[l.IP] = &l
+		if l.State == StateBound && l.MAC != "" {
+			s.byMAC[l.MAC] = &l
+		}
+	}
+	return s, nil
+}
+
+// byHW returns the client's bound lease (possibly expired), or nil.
+func (s *leaseStore) byHW(mac net.HardwareAddr) *Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.byMAC[mac.String()]; l != nil {
+		c := *l
+		return &c
+	}
+	return nil
+}
+
+// usable reports whether ip may be given to mac now: nobody else holds an
+// active binding, it is not quarantined, and no other client has an open offer.
+// Called with mu held.
+func (s *leaseStore) usable(ip netip.Addr, mac string, now time.Time) bool {
+	if l := s.byIP[ip]; l != nil && l.activeAt(now) && (l.State != StateBound || l.MAC != mac) {
+		return false
+	}
+	for m, o := range s.offers {
+		if m != mac && o.ip == ip && now.Before(o.until) {
+			return false
+		}
+	}
+	return true
+}
+
+// Usable is usable with the lock taken.
+func (s *leaseStore) Usable(ip netip.Addr, mac net.HardwareAddr, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usable(ip, mac.String(), now)
+}
+
+// allocate picks a pool address for mac: its current or previous binding,
+// then the address it asks for, then the lowest free one. reserved are
+// addresses never handed out dynamically (inventory hosts, the server).
+func (s *leaseStore) allocate(p pool, mac net.HardwareAddr, want netip.Addr, reserved func(netip.Addr) bool, now time.Time) (netip.Addr, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := mac.String()
+	ok := func(ip netip.Addr) bool {
+		return ip.IsValid() && p.contains(ip) && !reserved(ip) && s.usable(ip, m, now)
+	}
+	var pick netip.Addr
+	if o, found := s.offers[m]; found && ok(o.ip) {
+		pick = o.ip
+	} else if l := s.byMAC[m]; l != nil && ok(l.IP) {
+		pick = l.IP
+	} else if ok(want) {
+		pick = want
+	} else {
+		// Free addresses first: never-used, then expired (oldest first would be
+		// kinder to returning clients, but lowest-first is predictable).
+		for ip := p.first; p.contains(ip); ip = ip.Next() {
+			if ok(ip) {
+				if l := s.byIP[ip]; l == nil {
+					pick = ip
+					break
+				} else if !pick.IsValid() {
+					pick = ip
+				}
+			}
+		}
+	}
+	if !pick.IsValid() {
+		return netip.Addr{}, false
+	}
+	s.offers[m] = offer{ip: pick, until: now.Add(offerHold)}
+	return pick, true
+}
+
+// dropOffer forgets the address reserved for mac (it chose another server).
+func (s *leaseStore) dropOffer(mac net.HardwareAddr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.offers, mac.String())
+}
+
+// bind records ip as mac's until expires. The caller must sync before it ACKs.
+func (s *leaseStore) bind(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := mac.String()
+	delete(s.offers, m)
+	if old := s.byMAC[m]; old != nil && old.IP != ip {
+		// The client moved (e.g. the inventory gave it a fixed address):
+		// its old address is free at once.
+		old.Expires = time.Time{}
+		delete(s.byMAC, m)
+	}
+	l := &Lease{IP: ip, MAC: m, Host: host, State: StateBound, Expires: expires}
+	s.byIP[ip] = l
+	s.byMAC[m] = l
+	s.changes++
+}
+
+// release ends mac's binding of ip (DHCPRELEASE). It reports whether there was one.
+func (s *leaseStore) release(ip netip.Addr, mac net.HardwareAddr, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.byIP[ip]
+	if l == nil || l.State != StateBound || l.MAC != mac.String() || !l.activeAt(now) {
+		return false
+	}
+	l.Expires = now // kept, expired, so the client gets it back next time if free
+	s.changes++
+	return true
+}
+
+// decline quarantines ip (DHCPDECLINE: another host answers ARP for it).
+func (s *leaseStore) decline(ip netip.Addr, mac net.HardwareAddr, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := mac.String()
+	if l := s.byMAC[m]; l != nil && l.IP == ip {
+		delete(s.byMAC, m)
+	}
+	delete(s.offers, m)
+	s.byIP[ip] = &Lease{IP: ip, State: StateDeclined, Expires: until}
+	s.changes++
+}
+
+// boundTo returns the MAC with an active binding of ip, or "".
+func (s *leaseStore) boundTo(ip netip.Addr, now time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.byIP[ip]; l != nil && l.activeAt(now) {
+		if l.State != StateBound {
+			return "declined"
+		}
+		return l.MAC
+	}
+	return ""
+}
+
+// list returns every lease, ordered by address.
+func (s *leaseStore) list() []Lease {
+	s.mu.Lock()
+	out := make([]Lease, 0, len(s.byIP))
+	for _, l := range s.byIP {
+		out = append(out, *l)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].IP.Less(out[j].IP) })
+	return out
+}
+
+// sync makes every change made so far durable. Concurrent callers share
+// one write: whoever holds wmu writes all changes up to its snapshot, and a
+// caller whose change is already written returns at once (group commit).
+func (s *leaseStore) sync() error {
+	s.mu.Lock()
+	want := s.changes
+	s.mu.Unlock()
+
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.written >= want {
+		return nil
+	}
+	s.mu.Lock()
+	gen := s.changes
+	f := leaseFileV1{Version: 1, Leases: make([]Lease, 0, len(s.byIP))}
+	for _, l := range s.byIP {
+		f.Leases = append(f.Leases, *l)
+	}
+	s.mu.Unlock()
+	sort.Slice(f.Leases, func(i, j int) bool { return f.Leases[i].IP.Less(f.Leases[j].IP) })
+	b, err := json.MarshalIndent(f, "", "\t")
+	if err != nil {
+		return fmt.Errorf("lease store: %w", err)
+	}
+	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("lease store: %w", err)
+	}
+	s.written = gen
+	return nil
+}
+
+// writeFileAtomic replaces path with data so that a crash at any moment
+// leaves either the old or the new content: temp file, fsync, rename, then
+// fsync of the directory so the rename itself is durable.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// pool is the dynamic range [first, last]; the zero pool contains nothing
+// (static-only mode).
+type pool struct{ first, last netip.Addr }
+
+func (p pool) contains(ip netip.Addr) bool {
+	return p.first.IsValid() && ip.IsValid() && p.first.Compare(ip) <= 0 && ip.Compare(p.last) <= 0
+}

@@ -1,0 +1,315 @@
+// Package dhcpd is netsan's DHCPv4 server: fixed addresses for inventory
+// hosts and a lease pool for the rest (authoritative mode), or boot
+// information only beside the LAN's own server (proxy mode), and in both the
+// PXE/iPXE/Raspberry Pi boot decision of SPEC.md.
+package dhcpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/netsan/netsan/inventory"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sync/errgroup"
+)
+
+// PXEPort is the proxyDHCP boot-server port (PXE spec 2.1).
+const PXEPort = 4011
+
+// workersPerSocket bounds the requests handled at once on one socket; more
+// than one lets lease writes of concurrent ACKs share one fsync.
+const workersPerSocket = 4
+
+// Server is the DHCP service. Build it with New, run it with Serve.
+type Server struct {
+	log     *zap.Logger
+	cfg     atomic.Pointer[config]
+	leases  *leaseStore
+	metrics *metrics
+
+	mu    sync.Mutex
+	socks []*socket // opened by Listen
+}
+
+// socket is one listening UDP socket; pxe marks the proxyDHCP port.
+type socket struct {
+	pc  *ipv4.PacketConn
+	raw net.PacketConn
+	pxe bool
+}
+
+// New builds a server for inv and loads the lease file from server.data_dir.
+// It opens no socket: Listen (or Serve) does.
+func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	c, err := newConfig(inv)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := openLeaseStore(inv.Server.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics()}
+	s.cfg.Store(c)
+	s.logConfig(c)
+	return s, nil
+}
+
+func (s *Server) logConfig(c *config) {
+	mode := inventory.ModeAuthoritative
+	if c.proxy {
+		mode = inventory.ModeProxy
+	}
+	loaders := make([]string, 0, len(c.loaders))
+	for a, f := range c.loaders {
+		loaders = append(loaders, fmt.Sprintf("%d=%s", a, f))
+	}
+	pool := "static-only"
+	if c.pool.first.IsValid() {
+		pool = c.pool.first.String() + "-" + c.pool.last.String()
+	}
+	s.log.Info("dhcp config", zap.String("mode", mode), zap.String("pool", pool),
+		zap.Int("hosts", len(c.inv.Hosts)), zap.Strings("loaders", loaders))
+}
+
+// Reload applies a new inventory: hosts, options, pool and lease time take
+// effect for the next request; leases are kept. The listening address,
+// interface, mode and data_dir need a restart (a warning says so).
+func (s *Server) Reload(inv *inventory.Inventory) error {
+	c, err := newConfig(inv)
+	if err != nil {
+		return err
+	}
+	old := s.cfg.Load()
+	if old.listen.String() != c.listen.String() || old.inv.DHCP.Interface != inv.DHCP.Interface ||
+		old.proxy != c.proxy || old.inv.Server.DataDir != inv.Server.DataDir {
+		s.log.Warn("dhcp listen, interface, mode or data_dir changed: takes effect at restart")
+	}
+	s.cfg.Store(c)
+	s.logConfig(c)
+	return nil
+}
+
+// Leases returns every lease known, by address (for /status).
+func (s *Server) Leases() []Lease { return s.leases.list() }
+
+// Listen opens the sockets: the configured address, and in proxy mode also
+// the PXE port 4011 on the same address. Serve calls it if it has not been.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.socks != nil {
+		return nil
+	}
+	c := s.cfg.Load()
+	addrs := []*net.UDPAddr{c.listen}
+	if c.proxy {
+		addrs = append(addrs, &net.UDPAddr{IP: c.listen.IP, Port: PXEPort})
+	}
+	var socks []*socket
+	for i, a := range addrs {
+		conn, err := server4.NewIPv4UDPConn(c.inv.DHCP.Interface, a)
+		if err != nil {
+			for _, so := range socks {
+				so.raw.Close()
+			}
+			return fmt.Errorf("dhcp: listen %s: %w", a, err)
+		}
+		pc := ipv4.NewPacketConn(conn)
+		// The arrival interface lets a broadcast reply leave through it,
+		// whatever the routing table says about 255.255.255.255.
+		if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+			conn.Close()
+			return fmt.Errorf("dhcp: %s: IP_PKTINFO: %w", a, err)
+		}
+		socks = append(socks, &socket{pc: pc, raw: conn, pxe: i == 1})
+	}
+	s.socks = socks
+	return nil
+}
+
+// Addr is the address of the main socket once listening (tests use port 0).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.socks) == 0 {
+		return nil
+	}
+	return s.socks[0].raw.LocalAddr()
+}
+
+// Serve answers requests until ctx is cancelled, then waits for requests in
+// flight and writes the lease file.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	socks := s.socks
+	s.mu.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, so := range socks {
+		for range workersPerSocket {
+			g.Go(func() error { return s.readLoop(gctx, so) })
+		}
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		for _, so := range socks {
+			so.raw.Close()
+		}
+		return nil
+	})
+	err := g.Wait()
+	if serr := s.leases.sync(); serr != nil {
+		s.log.Error("dhcp lease file", zap.Error(serr))
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) readLoop(ctx context.Context, so *socket) error {
+	buf := make([]byte, 1500)
+	for {
+		n, cm, peer, err := so.pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("dhcp: read: %w", err)
+		}
+		ifIndex := 0
+		if cm != nil {
+			ifIndex = cm.IfIndex
+		}
+		s.serveOne(so, buf[:n], peer, ifIndex)
+	}
+}
+
+// serveOne handles one datagram; a panic drops only this request.
+func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("dhcp request panicked", zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		s.log.Debug("dhcp bad packet", zap.Stringer("from", peer), zap.Error(err))
+		return
+	}
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return
+	}
+	c := s.cfg.Load()
+	resp, x := s.decide(c, req, so.pxe, time.Now())
+	if x.persist {
+		if err := s.leases.sync(); err != nil {
+			// Never ACK what is not on disk: a restart would forget it.
+			s.log.Error("dhcp lease file: reply withheld", zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
+			return
+		}
+	}
+	s.logDecision(req, x)
+	if !x.send || resp == nil {
+		return
+	}
+	dst, bcast := replyDest(c, req, resp, peer, so.pxe)
+	var cm *ipv4.ControlMessage
+	if bcast && ifIndex != 0 {
+		cm = &ipv4.ControlMessage{IfIndex: ifIndex}
+	}
+	if _, err := so.pc.WriteTo(resp.ToBytes(), cm, dst); err != nil {
+		s.log.Warn("dhcp send", zap.Stringer("to", dst), zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
+		return
+	}
+	s.metrics.count(x)
+}
+
+// decide runs the handler chain for one request. It touches the lease store
+// but neither the disk nor the network.
+func (s *Server) decide(c *config, req *dhcpv4.DHCPv4, pxePort bool, now time.Time) (*dhcpv4.DHCPv4, *exchange) {
+	x := &exchange{cfg: c, leases: s.leases, now: now, pxePort: pxePort, kind: KindOther}
+	resp, err := dhcpv4.NewReplyFromRequest(req)
+	if err != nil {
+		x.ignore(err.Error())
+		return nil, x
+	}
+	for _, h := range chain {
+		if h(x, req, resp) {
+			break
+		}
+	}
+	return resp, x
+}
+
+// replyDest applies RFC 2131 4.1: through the relay when there is one; NAKs
+// and replies to clients with no address yet broadcast (they cannot answer
+// ARP); renewing clients unicast to ciaddr. Requests to the PXE port are
+// answered where they came from.
+func replyDest(c *config, req, resp *dhcpv4.DHCPv4, peer net.Addr, pxePort bool) (*net.UDPAddr, bool) {
+	if pxePort {
+		if u, ok := peer.(*net.UDPAddr); ok && !u.IP.IsUnspecified() {
+			return u, false
+		}
+	}
+	if gi := ip4(req.GatewayIPAddr); gi.IsValid() {
+		return &net.UDPAddr{IP: gi.AsSlice(), Port: c.listen.Port}, false
+	}
+	cp := c.clientPort()
+	if resp.MessageType() == dhcpv4.MessageTypeNak {
+		return &net.UDPAddr{IP: net.IPv4bcast, Port: cp}, true
+	}
+	if ci := ip4(req.ClientIPAddr); ci.IsValid() {
+		return &net.UDPAddr{IP: ci.AsSlice(), Port: cp}, false
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: cp}, true
+}
+
+// logDecision writes the one line per request that lets a boot be followed.
+func (s *Server) logDecision(req *dhcpv4.DHCPv4, x *exchange) {
+	fields := []zap.Field{
+		zap.String("op", x.op),
+		zap.String("host", x.hostName()),
+		zap.Stringer("mac", req.ClientHWAddr),
+		zap.String("ip", addrString(x.ip)),
+		zap.String("kind", string(x.kind)),
+		zap.Uint16("arch", uint16(x.arch)),
+	}
+	if x.file != "" {
+		fields = append(fields, zap.String("file", x.file))
+	}
+	if x.reason != "" {
+		fields = append(fields, zap.String("reason", x.reason))
+	}
+	lvl := zapcore.InfoLevel
+	switch {
+	case x.warn:
+		lvl = zapcore.WarnLevel
+	case x.op == "ignore":
+		lvl = zapcore.DebugLevel
+	}
+	s.log.Log(lvl, "dhcp "+req.MessageType().String(), fields...)
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}

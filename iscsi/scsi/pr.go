@@ -1,0 +1,416 @@
+package scsi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+)
+
+// Persistent reservation types (SPC-4 table 169).
+const (
+	prWriteExclusive      = 0x1
+	prExclusiveAccess     = 0x3
+	prWriteExclusiveRO    = 0x5 // registrants only
+	prExclusiveAccessRO   = 0x6
+	prWriteExclusiveAR    = 0x7 // all registrants
+	prExclusiveAccessAR   = 0x8
+	prOutParamListLength  = 24
+	prOutRegister         = 0x0
+	prOutReserve          = 0x1
+	prOutRelease          = 0x2
+	prOutClear            = 0x3
+	prOutPreempt          = 0x4
+	prOutPreemptAndAbort  = 0x5
+	prOutRegisterIgnore   = 0x6
+	prInReadKeys          = 0x0
+	prInReadReservation   = 0x1
+	prInReportCapabilites = 0x2
+	prInReadFullStatus    = 0x3
+)
+
+// registrant is one registered I_T nexus and its reservation key.
+type registrant struct {
+	Nexus Nexus
+	Key   uint64
+}
+
+// prState is the persistent reservation state of a LU (SPC-4 5.13),
+// guarded by LogicalUnit.mu. Its exported fields are what PRFile holds.
+type prState struct {
+	Generation uint32
+	Regs       []registrant
+	// Type is the reservation type, 0 when there is no reservation.
+	Type byte
+	// Holder is the reservation holder; for all-registrants types every
+	// registrant holds it and Holder is unused.
+	Holder Nexus
+	APTPL  bool
+
+	file string // "": not persisted
+}
+
+func (p *prState) find(n Nexus) int {
+	for i, r := range p.Regs {
+		if r.Nexus == n {
+			return i
+		}
+	}
+	return -1
+}
+
+func allRegistrants(t byte) bool { return t == prWriteExclusiveAR || t == prExclusiveAccessAR }
+
+func (p *prState) isHolder(n Nexus) bool {
+	if p.Type == 0 {
+		return false
+	}
+	if allRegistrants(p.Type) {
+		return p.find(n) >= 0
+	}
+	return p.Holder == n
+}
+
+// conflict applies SPC-4 table 62 / SBC-3 table 13 to a command of class c
+// from nexus n.
+func (p *prState) conflict(n Nexus, c class) bool {
+	if p.Type == 0 || c == classAllowed || c == classReserve6 || p.isHolder(n) {
+		return false
+	}
+	registered := p.find(n) >= 0
+	switch p.Type {
+	case prWriteExclusive:
+		return c == classWrite
+	case prExclusiveAccess:
+		return true
+	case prWriteExclusiveRO, prWriteExclusiveAR:
+		return c == classWrite && !registered
+	default: // exclusive access, registrants only / all registrants
+		return !registered
+	}
+}
+
+// load reads the state saved by save; a missing file is no state.
+func (p *prState) load(file string) error {
+	p.file = file
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var s prState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	switch s.Type {
+	case 0, prWriteExclusive, prExclusiveAccess, prWriteExclusiveRO, prExclusiveAccessRO, prWriteExclusiveAR, prExclusiveAccessAR:
+	default:
+		return fmt.Errorf("%s: reservation type %d", file, s.Type)
+	}
+	s.file = file
+	*p = s
+	return nil
+}
+
+// save writes the state to its file when APTPL asks for persistence, and
+// removes the file otherwise (SPC-4 5.13.5). Temp file, fsync, rename.
+func (p *prState) save() error {
+	if p.file == "" {
+		return nil
+	}
+	if !p.APTPL {
+		if err := os.Remove(p.file); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p.file)
+	f, err := os.CreateTemp(dir, filepath.Base(p.file)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), p.file); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// prIn is PERSISTENT RESERVE IN (SPC-4 6.15).
+func prIn(lu *LogicalUnit, cmd *Command) Response {
+	alloc := uint32(be.Uint16(cmd.CDB[7:]))
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	p := &lu.pr
+	data := make([]byte, 8, 64)
+	be.PutUint32(data, p.Generation)
+	switch cmd.CDB[1] & 0x1f {
+	case prInReadKeys:
+		for _, r := range p.Regs {
+			data = be.AppendUint64(data, r.Key)
+		}
+	case prInReadReservation:
+		if p.Type != 0 {
+			var key uint64
+			if !allRegistrants(p.Type) {
+				if i := p.find(p.Holder); i >= 0 {
+					key = p.Regs[i].Key
+				}
+			}
+			d := make([]byte, 16)
+			be.PutUint64(d, key)
+			d[13] = p.Type // scope 0: logical unit
+			data = append(data, d...)
+		}
+	case prInReportCapabilites:
+		data = []byte{0, 8,
+			0x08 | 0x01, // SIP_C, PTPL_C (no CRH, ATP_C)
+			0x80 | 0x01, // TMV, ALLOW_COMMANDS 0, PTPL_A set below
+			0xea, 0x01, 0, 0}
+		if !p.APTPL {
+			data[3] &^= 0x01
+		}
+		return good(data, alloc)
+	case prInReadFullStatus:
+		for _, r := range p.Regs {
+			d := make([]byte, 24)
+			be.PutUint64(d, r.Key)
+			if p.isHolder(r.Nexus) {
+				d[12] = 0x01 // R_HOLDER
+				d[13] = p.Type
+			}
+			be.PutUint16(d[18:], 1) // relative target port identifier
+			tid := transportID(r.Nexus)
+			be.PutUint32(d[20:], uint32(len(tid)))
+			data = append(append(data, d...), tid...)
+		}
+	}
+	be.PutUint32(data[4:], uint32(len(data)-8))
+	return good(data, alloc)
+}
+
+// InitiatorPort is the iSCSI initiator port name of a nexus: the
+// initiator name, ",i,0x" and the ISID in hex (RFC 7143 4.4.1).
+func InitiatorPort(n Nexus) string {
+	return fmt.Sprintf("%s,i,0x%x", n.InitiatorName, n.ISID[:])
+}
+
+// transportID is the iSCSI TransportID, format 01b (SPC-4 7.6.4.6).
+func transportID(n Nexus) []byte {
+	name := scsiName(InitiatorPort(n))
+	b := make([]byte, 4, 4+len(name))
+	b[0] = 0x40 | 0x05 // format 01b, protocol iSCSI
+	be.PutUint16(b[2:], uint16(len(name)))
+	return append(b, name...)
+}
+
+// prOut is PERSISTENT RESERVE OUT (SPC-4 6.16, 5.13).
+func prOut(lu *LogicalUnit, cmd *Command) Response {
+	cdb := cmd.CDB
+	sa := cdb[1] & 0x1f
+	scope, typ := cdb[2]>>4, cdb[2]&0x0f
+	plen := be.Uint32(cdb[5:])
+	if plen != prOutParamListLength {
+		return lu.fail(senseParamListLength)
+	}
+	if len(cmd.DataOut) < prOutParamListLength {
+		return lu.fail(senseParamListLength)
+	}
+	p := cmd.DataOut
+	key, saKey := be.Uint64(p), be.Uint64(p[8:])
+	specIPT, allTgPt, aptpl := p[20]&0x08 != 0, p[20]&0x04 != 0, p[20]&0x01 != 0
+	if specIPT {
+		return lu.fail(badParam(20, 3))
+	}
+	if allTgPt {
+		return lu.fail(badParam(20, 2))
+	}
+	switch sa {
+	case prOutReserve, prOutRelease, prOutPreempt, prOutPreemptAndAbort:
+		if scope != 0 {
+			return lu.fail(badCDB(2, 7))
+		}
+		switch typ {
+		case prWriteExclusive, prExclusiveAccess, prWriteExclusiveRO, prExclusiveAccessRO, prWriteExclusiveAR, prExclusiveAccessAR:
+		default:
+			if sa != prOutRelease {
+				return lu.fail(badCDB(2, 3))
+			}
+		}
+	}
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	pr := &lu.pr
+	n := cmd.Nexus
+	me := pr.find(n)
+	conflict := Response{Status: StatusReservationConflict}
+	if sa != prOutRegisterIgnore && sa != prOutRegister && (me < 0 || pr.Regs[me].Key != key) {
+		return conflict
+	}
+	var r Response
+	switch sa {
+	case prOutRegister, prOutRegisterIgnore:
+		if sa == prOutRegister {
+			if me < 0 && key != 0 || me >= 0 && pr.Regs[me].Key != key {
+				return conflict
+			}
+		}
+		switch {
+		case me < 0 && saKey == 0:
+			return Response{Status: StatusGood}
+		case me < 0:
+			pr.Regs = append(pr.Regs, registrant{Nexus: n, Key: saKey})
+		case saKey == 0:
+			lu.unregisterLocked(me)
+		default:
+			pr.Regs[me].Key = saKey
+		}
+		pr.APTPL = aptpl
+		pr.Generation++
+	case prOutReserve:
+		if pr.Type != 0 {
+			if !pr.isHolder(n) {
+				return conflict
+			}
+			if pr.Type != typ {
+				return conflict
+			}
+			return Response{Status: StatusGood}
+		}
+		pr.Type, pr.Holder = typ, n
+	case prOutRelease:
+		if pr.Type == 0 || !pr.isHolder(n) {
+			return Response{Status: StatusGood}
+		}
+		if pr.Type != typ || scope != 0 {
+			return lu.fail(senseInvalidRelease)
+		}
+		lu.releaseLocked(n)
+	case prOutClear:
+		for _, reg := range pr.Regs {
+			if reg.Nexus != n {
+				lu.unitAttentionLocked(reg.Nexus, senseReservationsPreempted)
+			}
+		}
+		pr.Regs, pr.Type, pr.Holder = nil, 0, Nexus{}
+		pr.Generation++
+	case prOutPreempt, prOutPreemptAndAbort:
+		if r, ok := lu.preemptLocked(n, saKey, typ); !ok {
+			return r
+		}
+		pr.Generation++
+	default:
+		return lu.fail(badCDB(1, 4))
+	}
+	if err := pr.save(); err != nil {
+		lu.log.Error("scsi: saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
+		return lu.fail(senseInternalFailure)
+	}
+	r.Status = StatusGood
+	return r
+}
+
+// unregisterLocked removes registration i; a holder leaving releases the
+// reservation (SPC-4 5.13.11.2.3), as does the last all-registrants holder.
+func (lu *LogicalUnit) unregisterLocked(i int) {
+	pr := &lu.pr
+	n := pr.Regs[i].Nexus
+	holder := pr.isHolder(n)
+	pr.Regs = append(pr.Regs[:i], pr.Regs[i+1:]...)
+	if !holder {
+		return
+	}
+	if allRegistrants(pr.Type) {
+		if len(pr.Regs) == 0 {
+			pr.Type = 0
+		}
+		return
+	}
+	lu.releaseLocked(n)
+}
+
+// releaseLocked ends the reservation; registrants-only and all-registrants
+// types tell the other registrants (SPC-4 5.13.11.2.2).
+func (lu *LogicalUnit) releaseLocked(by Nexus) {
+	pr := &lu.pr
+	switch pr.Type {
+	case prWriteExclusiveRO, prExclusiveAccessRO, prWriteExclusiveAR, prExclusiveAccessAR:
+		for _, reg := range pr.Regs {
+			if reg.Nexus != by {
+				lu.unitAttentionLocked(reg.Nexus, senseReservationsReleased)
+			}
+		}
+	}
+	pr.Type, pr.Holder = 0, Nexus{}
+}
+
+// preemptLocked is PREEMPT (SPC-4 5.13.11.4); ok false with the response
+// to return when it fails.
+func (lu *LogicalUnit) preemptLocked(n Nexus, saKey uint64, typ byte) (Response, bool) {
+	pr := &lu.pr
+	removeKey := func(match func(registrant) bool) int {
+		kept := pr.Regs[:0]
+		removed := 0
+		for _, reg := range pr.Regs {
+			if reg.Nexus != n && match(reg) {
+				lu.unitAttentionLocked(reg.Nexus, senseRegistrationsPreempted)
+				removed++
+				continue
+			}
+			kept = append(kept, reg)
+		}
+		pr.Regs = kept
+		return removed
+	}
+	switch {
+	case pr.Type != 0 && allRegistrants(pr.Type) && saKey == 0:
+		removeKey(func(registrant) bool { return true })
+		pr.Type, pr.Holder = typ, n
+	case pr.Type != 0 && !allRegistrants(pr.Type) && pr.regKey(pr.Holder) == saKey:
+		removeKey(func(r registrant) bool { return r.Key == saKey })
+		pr.Type, pr.Holder = typ, n
+	default:
+		if saKey == 0 {
+			return lu.fail(badParam(8, 7)), false
+		}
+		if removeKey(func(r registrant) bool { return r.Key == saKey }) == 0 {
+			return Response{Status: StatusReservationConflict}, false
+		}
+		if pr.Type != 0 && allRegistrants(pr.Type) && len(pr.Regs) == 0 {
+			pr.Type = 0
+		}
+	}
+	return Response{}, true
+}
+
+func (p *prState) regKey(n Nexus) uint64 {
+	if i := p.find(n); i >= 0 {
+		return p.Regs[i].Key
+	}
+	return 0
+}

@@ -81,7 +81,7 @@ func (s *Server) logConfig(c *config) {
 	if c.pool.first.IsValid() {
 		pool = c.pool.first.String() + "-" + c.pool.last.String()
 	}
-	s.log.Info("dhcp config", zap.String("mode", mode), zap.String("pool", pool),
+	s.log.Info("config", zap.String("mode", mode), zap.String("pool", pool),
 		zap.Int("hosts", len(c.inv.Hosts)), zap.Strings("loaders", loaders))
 }
 
@@ -96,7 +96,7 @@ func (s *Server) Reload(inv *inventory.Inventory) error {
 	old := s.cfg.Load()
 	if old.listen.String() != c.listen.String() || old.inv.DHCP.Interface != inv.DHCP.Interface ||
 		old.proxy != c.proxy || old.inv.Server.DataDir != inv.Server.DataDir {
-		s.log.Warn("dhcp listen, interface, mode or data_dir changed: takes effect at restart")
+		s.log.Warn("listen, interface, mode or data_dir changed: takes effect at restart")
 	}
 	s.cfg.Store(c)
 	s.logConfig(c)
@@ -175,7 +175,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	})
 	err := g.Wait()
 	if serr := s.leases.sync(); serr != nil {
-		s.log.Error("dhcp lease file", zap.Error(serr))
+		s.log.Error("lease file", zap.Error(serr))
 	}
 	if ctx.Err() != nil {
 		return nil
@@ -205,12 +205,12 @@ func (s *Server) readLoop(ctx context.Context, so *socket) error {
 func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("dhcp request panicked", zap.Any("panic", r), zap.Stack("stack"))
+			s.log.Error("request panicked", zap.Any("panic", r), zap.Stack("stack"))
 		}
 	}()
 	req, err := dhcpv4.FromBytes(b)
 	if err != nil {
-		s.log.Debug("dhcp bad packet", zap.Stringer("from", peer), zap.Error(err))
+		s.log.Debug("bad packet", zap.Stringer("from", peer), zap.Error(err))
 		return
 	}
 	if req.OpCode != dhcpv4.OpcodeBootRequest {
@@ -221,7 +221,7 @@ func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 	if x.persist {
 		if err := s.leases.sync(); err != nil {
 			// Never ACK what is not on disk: a restart would forget it.
-			s.log.Error("dhcp lease file: reply withheld", zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
+			s.log.Error("lease file: reply withheld", zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
 			return
 		}
 	}
@@ -235,7 +235,7 @@ func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 		cm = &ipv4.ControlMessage{IfIndex: ifIndex}
 	}
 	if _, err := so.pc.WriteTo(resp.ToBytes(), cm, dst); err != nil {
-		s.log.Warn("dhcp send", zap.Stringer("to", dst), zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
+		s.log.Warn("send", zap.Stringer("to", dst), zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
 		return
 	}
 	s.metrics.count(x)
@@ -284,7 +284,7 @@ func replyDest(c *config, req, resp *dhcpv4.DHCPv4, peer net.Addr, pxePort bool)
 // logDecision writes the one line per request that lets a boot be followed.
 func (s *Server) logDecision(req *dhcpv4.DHCPv4, x *exchange) {
 	fields := []zap.Field{
-		zap.String("op", x.op),
+		zap.Stringer("request", req.MessageType()),
 		zap.String("host", x.hostName()),
 		zap.Stringer("mac", req.ClientHWAddr),
 		zap.String("ip", addrString(x.ip)),
@@ -304,7 +304,7 @@ func (s *Server) logDecision(req *dhcpv4.DHCPv4, x *exchange) {
 	case x.op == "ignore":
 		lvl = zapcore.DebugLevel
 	}
-	s.log.Log(lvl, "dhcp "+req.MessageType().String(), fields...)
+	s.log.Log(lvl, x.op, fields...)
 }
 
 func addrString(a netip.Addr) string {

@@ -1,0 +1,13 @@
+// Package assets holds netsan's default boot templates, compiled into the
+// binary so that a fresh install boots hosts without any file of its own.
+// A templates directory named in the inventory overrides them file by file.
+package assets
+
+import "embed"
+
+// Templates are the text/template sources, by path: ipxe/<mode>.ipxe for the
+// per-host iPXE scripts (san, local, menu, shell, unknown) and pi/cmdline.txt
+// for a Raspberry Pi that mounts its root over iSCSI.
+//
+//go:embed ipxe/*.ipxe pi/cmdline.txt
+var Templates embed.FS

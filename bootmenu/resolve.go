@@ -1,0 +1,312 @@
+// Package bootmenu maps the names that boot clients ask for to content: iPXE
+// loaders from ipxe_dir, files under tftp.root, per-host iPXE scripts,
+// Raspberry Pi serial prefixes and a Pi's generated cmdline.txt. tftpd and
+// httpd both call Resolve, so a name means the same thing over either, and
+// confinement to the configured directories is enforced here, once.
+package bootmenu
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+// Client is the machine asking for a file.
+type Client struct {
+	IP  netip.Addr
+	MAC net.HardwareAddr // when the request itself says it (a /boot/<mac>.ipxe name); else nil
+}
+
+// Kind says where a File's content came from.
+type Kind string
+
+// Kinds of content, also the "kind" label of the servers' metrics.
+const (
+	KindLoader  Kind = "loader"  // a file of ipxe_dir
+	KindFile    Kind = "file"    // a file under tftp.root
+	KindScript  Kind = "script"  // a known host's iPXE script
+	KindUnknown Kind = "unknown" // the "who are you" script of an unknown MAC
+	KindCmdline Kind = "cmdline" // a Raspberry Pi's generated cmdline.txt
+)
+
+// Errors of Resolve, to be told apart with errors.Is. A name that does not
+// exist also matches fs.ErrNotExist.
+var (
+	// ErrNotFound: nothing answers to the name.
+	ErrNotFound = fmt.Errorf("file not found: %w", fs.ErrNotExist)
+	// ErrBadName: the name is malformed or tries to leave its directory
+	// (.., an absolute path, a NUL byte, a backslash, a symlink out).
+	ErrBadName = errors.New("name refused")
+	// ErrForbidden: the name is fine but this client may not have it.
+	ErrForbidden = errors.New("access denied")
+)
+
+// File is one resolved name, open for reading.
+type File struct {
+	r    io.ReadSeeker
+	f    *os.File // nil for generated content
+	size int64
+	mod  time.Time
+
+	Kind Kind
+	Host string // the inventory host it serves, when one is known; else ""
+	Path string // the file on disk, or "" for generated content
+}
+
+// Read implements io.Reader.
+func (f *File) Read(p []byte) (int, error) { return f.r.Read(p) }
+
+// Seek implements io.Seeker.
+func (f *File) Seek(off int64, whence int) (int64, error) { return f.r.Seek(off, whence) }
+
+// Close releases the file.
+func (f *File) Close() error {
+	if f.f != nil {
+		return f.f.Close()
+	}
+	return nil
+}
+
+// Size is the content's length in bytes (TFTP tsize, HTTP Content-Length).
+func (f *File) Size() int64 { return f.size }
+
+// ModTime is the file's modification time, or when generated content was made.
+func (f *File) ModTime() time.Time { return f.mod }
+
+func generated(kind Kind, host string, b []byte) *File {
+	return &File{r: bytes.NewReader(b), size: int64(len(b)), mod: time.Now(), Kind: kind, Host: host}
+}
+
+// Resolver answers names for one inventory at a time; Reload swaps it.
+// It is safe for concurrent use.
+type Resolver struct {
+	log   *zap.Logger
+	state atomic.Pointer[state]
+}
+
+// state is everything one inventory implies, swapped whole by Reload.
+type state struct {
+	inv  *inventory.Inventory
+	tmpl *templates
+}
+
+// New returns a Resolver for inv. It fails only when a template override in
+// the templates directory does not parse.
+func New(inv *inventory.Inventory, log *zap.Logger) (*Resolver, error) {
+	r := &Resolver{log: log}
+	if err := r.Reload(inv); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload makes the resolver answer from inv. On error the previous inventory
+// keeps being served.
+func (r *Resolver) Reload(inv *inventory.Inventory) error {
+	dir := TemplateDir(inv)
+	t, err := loadTemplates(dir)
+	if err != nil {
+		return err
+	}
+	if len(t.overridden) > 0 {
+		r.log.Info("boot templates overridden", zap.String("dir", dir), zap.Strings("templates", t.overridden))
+	}
+	r.state.Store(&state{inv: inv, tmpl: t})
+	return nil
+}
+
+// Resolve opens what name means for client. The caller closes the File.
+func (r *Resolver) Resolve(c Client, name string) (*File, error) {
+	st := r.state.Load()
+	clean, err := CleanName(name)
+	if err != nil {
+		return nil, err
+	}
+	if mac, ok := scriptMAC(clean); ok {
+		return st.script(c, mac)
+	}
+	if prefix, rest, ok := strings.Cut(clean, "/"); ok {
+		h := st.inv.HostBySerial(prefix)
+		if h != nil || isPiSerial(prefix) {
+			return st.pi(c, h, prefix, rest)
+		}
+	}
+	f, err := st.loader(clean)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return st.attribute(f, c), err
+	}
+	f, err = st.rootFile(clean)
+	return st.attribute(f, c), err
+}
+
+// attribute names the host a loader or plain file goes to, by the client's
+// address, so logs and metrics can follow one machine's boot.
+func (st *state) attribute(f *File, c Client) *File {
+	if f == nil || f.Host != "" || !c.IP.IsValid() {
+		return f
+	}
+	for i := range st.inv.Hosts {
+		if st.inv.Hosts[i].IP.Addr == c.IP {
+			f.Host = st.inv.Hosts[i].Name
+			break
+		}
+	}
+	return f
+}
+
+// CleanName checks a requested name and returns it in canonical form:
+// relative, slash-separated, without "." or empty segments. TFTP and HTTP
+// names both go through it before anything touches the file system.
+func CleanName(name string) (string, error) {
+	switch {
+	case name == "":
+		return "", fmt.Errorf("empty name: %w", ErrBadName)
+	case len(name) > 1024:
+		return "", fmt.Errorf("name of %d bytes: %w", len(name), ErrBadName)
+	case strings.IndexByte(name, 0) >= 0:
+		return "", fmt.Errorf("%q: NUL byte: %w", name, ErrBadName)
+	case strings.IndexByte(name, '\\') >= 0:
+		// Windows-style separators would mean one thing to us and another
+		// to whoever wrote them; refuse rather than guess.
+		return "", fmt.Errorf("%q: backslash: %w", name, ErrBadName)
+	case name[0] == '/':
+		return "", fmt.Errorf("%q: absolute path: %w", name, ErrBadName)
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == ".." {
+			return "", fmt.Errorf("%q: '..' segment: %w", name, ErrBadName)
+		}
+		for _, r := range seg {
+			if r < 0x20 || r == 0x7f {
+				return "", fmt.Errorf("%q: control character: %w", name, ErrBadName)
+			}
+		}
+	}
+	clean := path.Clean(name)
+	if clean == "." {
+		return "", fmt.Errorf("%q: names a directory: %w", name, ErrBadName)
+	}
+	return clean, nil
+}
+
+// scriptMAC recognises boot/<mac>.ipxe; the MAC may use hyphens (as iPXE's
+// ${mac:hexhyp} writes it) or colons.
+func scriptMAC(name string) (net.HardwareAddr, bool) {
+	base, ok := strings.CutPrefix(name, "boot/")
+	if !ok {
+		return nil, false
+	}
+	base, ok = strings.CutSuffix(base, ".ipxe")
+	if !ok {
+		return nil, false
+	}
+	mac, err := net.ParseMAC(base)
+	if err != nil || len(mac) != 6 {
+		return nil, false
+	}
+	return mac, true
+}
+
+// isPiSerial reports whether s looks like the 8-hex-digit serial a Pi's
+// boot ROM puts in front of its TFTP requests. A Pi missing from the
+// inventory still gets the shared files under tftp.root.
+func isPiSerial(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// loader serves a base name from ipxe_dir.
+func (st *state) loader(name string) (*File, error) {
+	if strings.Contains(name, "/") || st.inv.TFTP.IPXEDir == "" {
+		return nil, ErrNotFound
+	}
+	return openIn(st.inv.TFTP.IPXEDir, name, KindLoader)
+}
+
+// rootFile serves a name under tftp.root.
+func (st *state) rootFile(name string) (*File, error) {
+	if st.inv.TFTP.Root == "" {
+		return nil, ErrNotFound
+	}
+	return openIn(st.inv.TFTP.Root, name, KindFile)
+}
+
+// pi serves <serial>/<rest>: a generated cmdline.txt for a SAN-booting Pi,
+// else root/<serial>/<rest>, else root/<rest>.
+func (st *state) pi(c Client, h *inventory.Host, serial, rest string) (*File, error) {
+	host := ""
+	if h != nil {
+		host = h.Name
+	}
+	if rest == "cmdline.txt" && h != nil && h.BootsFromSAN() {
+		return st.cmdline(c, h)
+	}
+	f, err := st.rootFile(serial + "/" + rest)
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = st.rootFile(rest)
+	}
+	if f != nil {
+		f.Host = host
+	}
+	return st.attribute(f, c), err
+}
+
+// openIn opens name inside dir with os.Root, which refuses any path —
+// through "..", an absolute or relative symlink — that leaves dir.
+func openIn(dir, name string, kind Kind) (*File, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrNotFound)
+		}
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer root.Close()
+	// O_NONBLOCK so that a FIFO planted in the tree cannot hang the
+	// request; it is refused below as not a regular file.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%s: %w: %w", name, ErrForbidden, err)
+		}
+		// os.Root's "path escapes from parent" and ELOOP land here.
+		return nil, fmt.Errorf("%s: %w: %w", name, ErrBadName, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		if fi.IsDir() {
+			return nil, fmt.Errorf("%s: a directory: %w", name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("%s: not a regular file: %w", name, ErrBadName)
+	}
+	return &File{r: f, f: f, size: fi.Size(), mod: fi.ModTime(), Kind: kind, Path: path.Join(dir, name)}, nil
+}

@@ -1,0 +1,257 @@
+package bootmenu
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/netsan/netsan/assets"
+	"github.com/netsan/netsan/inventory"
+)
+
+// Template names, as paths inside assets.Templates and the templates directory.
+const (
+	tmplSAN     = "ipxe/san.ipxe"
+	tmplLocal   = "ipxe/local.ipxe"
+	tmplMenu    = "ipxe/menu.ipxe"
+	tmplShell   = "ipxe/shell.ipxe"
+	tmplUnknown = "ipxe/unknown.ipxe"
+	tmplCmdline = "pi/cmdline.txt"
+)
+
+var templateNames = []string{tmplSAN, tmplLocal, tmplMenu, tmplShell, tmplUnknown, tmplCmdline}
+
+// Menu defaults for boot = "menu" hosts.
+const menuTimeoutMS = 10000
+
+// TemplateDir is where overrides of the embedded templates are looked for:
+// "templates" beside the inventory file (e.g. /etc/netsan/templates/ipxe/san.ipxe).
+// A file present there replaces the embedded one of the same path.
+func TemplateDir(inv *inventory.Inventory) string {
+	if inv.File == "" {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(inv.File), "templates")
+}
+
+type templates struct {
+	byName     map[string]*template.Template
+	overridden []string
+}
+
+// loadTemplates parses the embedded templates, each replaced by dir's file
+// of the same path where one exists.
+func loadTemplates(dir string) (*templates, error) {
+	t := &templates{byName: make(map[string]*template.Template)}
+	for _, name := range templateNames {
+		src, err := fs.ReadFile(assets.Templates, name)
+		if err != nil {
+			return nil, fmt.Errorf("embedded template %s: %w", name, err)
+		}
+		if dir != "" {
+			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+			switch {
+			case err == nil:
+				src = b
+				t.overridden = append(t.overridden, name)
+			case !errors.Is(err, fs.ErrNotExist):
+				return nil, fmt.Errorf("template override: %w", err)
+			}
+		}
+		tt, err := template.New(name).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		t.byName[name] = tt
+	}
+	return t, nil
+}
+
+func (t *templates) render(name string, data any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := t.byName[name].Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// ScriptData is what the iPXE templates see. Every value is already reduced
+// to characters that iPXE's command line takes literally (see word).
+type ScriptData struct {
+	Name          string // inventory host name ("" for an unknown MAC)
+	MAC           string // 52-54-00-00-00-01
+	MACColons     string // 52:54:00:00:00:01
+	IP            string // the host's address, or the client's
+	TargetIQN     string
+	InitiatorIQN  string
+	RootPath      string // iscsi:… URI for the menu's SAN entry; "" when the host has no root
+	EFIFilename   string // sanboot --filename on UEFI; "" for the default \EFI\BOOT\BOOTX64.EFI
+	MenuDefault   string // label of the menu's default item
+	MenuTimeoutMS int
+	SuggestedName string // for an unknown MAC: a name to give it in the inventory
+}
+
+// script renders boot/<mac>.ipxe.
+func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
+	h := st.inv.HostByMAC(mac)
+	if h == nil {
+		ip := "unknown"
+		if c.IP.IsValid() {
+			ip = c.IP.String()
+		}
+		d := ScriptData{
+			MAC:           strings.ReplaceAll(mac.String(), ":", "-"),
+			MACColons:     mac.String(),
+			IP:            ip,
+			SuggestedName: fmt.Sprintf("host-%02x%02x%02x", mac[3], mac[4], mac[5]),
+		}
+		b, err := st.tmpl.render(tmplUnknown, d)
+		if err != nil {
+			return nil, err
+		}
+		return generated(KindUnknown, "", b), nil
+	}
+	d := ScriptData{
+		Name:          word(h.Name),
+		MAC:           h.MAC.Hyphens(),
+		MACColons:     h.MAC.String(),
+		IP:            word(h.IP.String()),
+		TargetIQN:     word(st.inv.TargetIQN(h)),
+		InitiatorIQN:  word(st.inv.InitiatorIQN(h)),
+		EFIFilename:   strings.TrimRight(word(h.EFIFilename), `\`),
+		MenuDefault:   "local",
+		MenuTimeoutMS: menuTimeoutMS,
+	}
+	if h.Root != nil {
+		d.RootPath = word(st.inv.RootPath(h))
+		d.MenuDefault = "san"
+	}
+	var name string
+	switch h.Boot {
+	case inventory.BootSAN:
+		name = tmplSAN
+		if h.Root == nil {
+			// Nothing to sanboot: offer the menu rather than a script that fails.
+			name = tmplMenu
+		}
+	case inventory.BootLocal:
+		name = tmplLocal
+	case inventory.BootShell:
+		name = tmplShell
+	default:
+		name = tmplMenu
+	}
+	b, err := st.tmpl.render(name, d)
+	if err != nil {
+		return nil, err
+	}
+	return generated(KindScript, h.Name, b), nil
+}
+
+// word keeps a value from changing the meaning of an iPXE script line:
+// whitespace would split arguments, $ would expand settings, and # ; & |
+// would start comments or chain commands. Such characters become '_'.
+// Inventory validation already keeps them out of names and IQNs; this is
+// the second fence, for whatever a template override prints.
+func word(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+			return r
+		case strings.ContainsRune(`.-_:/\@+=,[]`, r):
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// CmdlineData is what pi/cmdline.txt sees.
+type CmdlineData struct {
+	Name          string
+	InitiatorIQN  string
+	TargetIQN     string
+	ServerAddress string
+	ISCSIPort     int
+	CHAP          *inventory.CHAP // nil without CHAP; MutualUser filled in for mutual CHAP
+	RootDevice    string          // root= value: PARTUUID of the image's 2nd partition, else /dev/sda2
+}
+
+// cmdline renders <serial>/cmdline.txt for a Pi that boots from SAN. It
+// carries the CHAP secret, so when netsan hands out the addresses only the
+// host's own address may read it.
+func (st *state) cmdline(c Client, h *inventory.Host) (*File, error) {
+	if h.CHAP != nil && st.inv.DHCP.On() && st.inv.DHCP.Mode == inventory.ModeAuthoritative &&
+		h.IP.IsValid() && c.IP.IsValid() && c.IP.Unmap() != h.IP.Addr.Unmap() {
+		return nil, fmt.Errorf("cmdline.txt of %s (has CHAP secret) asked by %s, not %s: %w",
+			h.Name, c.IP, h.IP, ErrForbidden)
+	}
+	d := CmdlineData{
+		Name:          h.Name,
+		InitiatorIQN:  st.inv.InitiatorIQN(h),
+		TargetIQN:     st.inv.TargetIQN(h),
+		ServerAddress: st.inv.Server.Address.String(),
+		ISCSIPort:     st.inv.ISCSI.Port(),
+		RootDevice:    rootDevice(h.Root.Path()),
+	}
+	if h.CHAP != nil {
+		chap := *h.CHAP
+		if chap.Mutual() && chap.MutualUser == "" {
+			chap.MutualUser = d.TargetIQN
+		}
+		d.CHAP = &chap
+	}
+	for _, v := range []string{d.InitiatorIQN, d.TargetIQN, d.ServerAddress, chapField(d.CHAP)} {
+		if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' }) {
+			return nil, fmt.Errorf("cmdline.txt of %s: a value with a space, quote or control character cannot go on a kernel command line", h.Name)
+		}
+	}
+	b, err := st.tmpl.render(tmplCmdline, d)
+	if err != nil {
+		return nil, err
+	}
+	// The Pi firmware uses the first line only.
+	b = append(bytes.TrimSpace(bytes.ReplaceAll(b, []byte("\n"), []byte(" "))), '\n')
+	return generated(KindCmdline, h.Name, b), nil
+}
+
+func chapField(c *inventory.CHAP) string {
+	if c == nil {
+		return ""
+	}
+	return c.User + c.Secret + c.MutualUser + c.MutualSecret
+}
+
+// rootDevice names the root file system of a Raspberry Pi OS image: its
+// second partition, by the MBR disk signature the image carries
+// (PARTUUID=1234abcd-02, as Raspberry Pi OS writes it itself), so the name
+// holds whatever else the Pi has attached. Without a readable MBR image it
+// falls back to /dev/sda2, the first SCSI disk the initramfs logs in to.
+func rootDevice(image string) string {
+	const fallback = "/dev/sda2"
+	f, err := os.Open(image)
+	if err != nil {
+		return fallback
+	}
+	defer f.Close()
+	var mbr [512]byte
+	if _, err := io.ReadFull(f, mbr[:]); err != nil {
+		return fallback
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return fallback
+	}
+	sig := binary.LittleEndian.Uint32(mbr[440:444])
+	p2type := mbr[446+16+4]
+	if sig == 0 || p2type == 0 || mbr[446+4] == 0xee {
+		return fallback
+	}
+	return fmt.Sprintf("PARTUUID=%08x-02", sig)
+}

@@ -1,0 +1,289 @@
+package iscsi
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/iscsi/pdu"
+	"github.com/netsan/netsan/iscsi/scsi"
+)
+
+// reservedTag is the Initiator/Target Task Tag value 0xffffffff (RFC 7143 §11.2.1.8).
+const reservedTag = 0xffffffff
+
+// conn is one TCP connection: login, then full feature phase with one
+// reader (the serve goroutine), one writer, and one goroutine per executing
+// command (bounded by the session's CmdSN window).
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	log *zap.Logger
+	r   pdu.Reader
+	w   pdu.Writer
+
+	sess *session
+	// statSN is owned by the login code, then by the writer goroutine.
+	statSN uint32
+
+	out       chan outItem
+	done      chan struct{} // closed by close()
+	closeOnce sync.Once
+	finished  chan struct{} // closed when serve returns
+	lastRecv  atomic.Int64  // unix nanoseconds of the last PDU received
+	workers   sync.WaitGroup
+	ffp       atomic.Bool // in full feature phase: the writer owns the socket
+}
+
+// outItem is one thing for the writer to send: a PDU, or a command's result.
+type outItem struct {
+	hdr pdu.Header
+	// data follows the header; release, if set, runs once it is sent.
+	data    []byte
+	release func()
+	// advance: this PDU carries a StatSN that the initiator acknowledges.
+	advance bool
+	// closeAfter drops the connection once the PDU is out (Logout Response).
+	closeAfter bool
+
+	task *task
+	resp scsi.Response
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	c := &conn{
+		srv:      s,
+		nc:       nc,
+		log:      s.log.With(zap.String("ip", nc.RemoteAddr().String())),
+		out:      make(chan outItem, 2*s.QueueDepth+8),
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
+	}
+	c.r = pdu.Reader{R: nc, Pool: &s.pool, MaxRecvDataSegmentLength: 65536}
+	c.w = pdu.Writer{W: nc}
+	return c
+}
+
+// close drops the connection; the goroutines notice and exit. Safe to call
+// many times and from any goroutine.
+func (c *conn) close(why error) {
+	c.closeOnce.Do(func() {
+		if why != nil {
+			c.log.Info("iscsi: closing connection", zap.Error(why))
+		}
+		close(c.done)
+		c.nc.Close()
+	})
+}
+
+// wait returns once the connection's goroutines are gone.
+func (c *conn) wait() { <-c.finished }
+
+func (c *conn) serve() {
+	defer close(c.finished)
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("iscsi: connection panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		}
+		c.close(nil)
+	}()
+	sess, err := c.login()
+	if err != nil {
+		c.log.Info("iscsi: login failed", zap.Error(err))
+		return
+	}
+	c.fullFeature(sess)
+}
+
+// requestLogout asks the initiator to log out (Async Message, event 1);
+// connections not yet in full feature phase are closed.
+func (c *conn) requestLogout() {
+	if !c.ffp.Load() || c.sess == nil || c.sess.discovery {
+		c.close(errors.New("target shutting down"))
+		return
+	}
+	it := outItem{hdr: pdu.Header{
+		Opcode: pdu.OpAsyncMessage, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag,
+		AsyncEvent: 1, Parameter3: uint16(max(1, c.srv.LogoutGrace/time.Second)),
+	}, advance: true}
+	select {
+	case c.out <- it:
+	default:
+		c.close(errors.New("target shutting down"))
+	}
+}
+
+// send queues an item for the writer unless the connection is closing.
+func (c *conn) send(it outItem) {
+	select {
+	case c.out <- it:
+	case <-c.done:
+		c.discard(it)
+	}
+}
+
+func (c *conn) discard(it outItem) {
+	if it.release != nil {
+		it.release()
+	}
+	if it.task != nil {
+		it.resp.Release()
+		c.sess.finishTask(it.task)
+	}
+}
+
+// writeLoop owns the socket's write side and StatSN in full feature phase;
+// it also pings idle initiators and drops the silent ones.
+func (c *conn) writeLoop() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("iscsi: writer panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			c.close(nil)
+		}
+		// Nothing more goes out: give back what is queued.
+		for {
+			select {
+			case it := <-c.out:
+				c.discard(it)
+			default:
+				return
+			}
+		}
+	}()
+	interval := c.srv.NOPInterval
+	tick := time.NewTicker(max(interval/2, 10*time.Millisecond))
+	defer tick.Stop()
+	var pingTTT uint32
+	var pingSent time.Time
+	for {
+		select {
+		case <-c.done:
+			return
+		case it := <-c.out:
+			if err := c.write(it); err != nil {
+				c.close(fmt.Errorf("write: %w", err))
+				return
+			}
+			if it.closeAfter {
+				c.close(nil)
+				return
+			}
+		case now := <-tick.C:
+			last := time.Unix(0, c.lastRecv.Load())
+			if !pingSent.IsZero() && last.After(pingSent) {
+				pingSent = time.Time{}
+			}
+			if !pingSent.IsZero() && now.Sub(pingSent) > c.srv.NOPTimeout {
+				c.close(fmt.Errorf("no answer to NOP-In for %v", now.Sub(pingSent).Round(time.Second)))
+				return
+			}
+			if pingSent.IsZero() && now.Sub(last) >= interval {
+				pingTTT++
+				if pingTTT == reservedTag {
+					pingTTT = 1
+				}
+				h := pdu.Header{Opcode: pdu.OpNOPIn, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag, TargetTransferTag: pingTTT}
+				if err := c.write(outItem{hdr: h}); err != nil {
+					c.close(fmt.Errorf("write: %w", err))
+					return
+				}
+				pingSent = now
+			}
+		}
+	}
+}
+
+// write sends one item, stamping StatSN, ExpCmdSN and MaxCmdSN.
+func (c *conn) write(it outItem) error {
+	if it.task != nil {
+		return c.writeResult(it.task, &it.resp)
+	}
+	defer func() {
+		if it.release != nil {
+			it.release()
+		}
+	}()
+	c.stamp(&it.hdr, it.advance)
+	return c.w.Write(&it.hdr, it.data)
+}
+
+// stamp sets the sequence numbers of a target PDU; advance consumes a StatSN.
+func (c *conn) stamp(h *pdu.Header, advance bool) {
+	h.StatSN = c.statSN
+	if advance {
+		c.statSN++
+	}
+	h.ExpCmdSN, h.MaxCmdSN = c.sess.window()
+}
+
+// writeResult sends a command's Data-In PDUs (split at the initiator's
+// MaxRecvDataSegmentLength, F at each MaxBurstLength) and its status: in
+// the last Data-In when GOOD (phase collapse), else in a SCSI Response.
+func (c *conn) writeResult(t *task, resp *scsi.Response) error {
+	s := c.sess
+	defer resp.Release()
+	s.finishTask(t)
+
+	data := resp.Data
+	resFlag, residual := t.residual(uint32(len(data)))
+	if !t.read {
+		data = nil
+	} else if uint32(len(data)) > t.edtl {
+		data = data[:t.edtl]
+	}
+	s.counters.readBytes.Add(uint64(len(data)))
+
+	mrdsl := s.params.MaxRecvDataSegmentLength
+	burst := s.params.MaxBurstLength
+	collapse := resp.Status == scsi.StatusGood && len(data) > 0
+	var dataSN uint32
+	for off := 0; off < len(data); {
+		n := min(len(data)-off, int(mrdsl))
+		// A Data-In sequence never crosses a MaxBurstLength boundary.
+		if rest := int(burst) - off%int(burst); n > rest {
+			n = rest
+		}
+		last := off+n == len(data)
+		h := pdu.Header{
+			Opcode: pdu.OpSCSIDataIn, InitiatorTaskTag: t.itt, TargetTransferTag: reservedTag,
+			DataSN: dataSN, BufferOffset: uint32(off),
+		}
+		if last || (off+n)%int(burst) == 0 {
+			h.Flags |= pdu.FlagFinal
+		}
+		advance := false
+		if last && collapse {
+			h.Flags |= pdu.FlagStatus | resFlag
+			h.Byte3 = resp.Status
+			h.ResidualCount = residual
+			advance = true
+		}
+		c.stamp(&h, advance)
+		if err := c.w.Write(&h, data[off:off+n]); err != nil {
+			return err
+		}
+		dataSN++
+		off += n
+	}
+	if collapse {
+		return nil
+	}
+	h := pdu.Header{
+		Opcode: pdu.OpSCSIResponse, Flags: pdu.FlagFinal | resFlag, InitiatorTaskTag: t.itt,
+		Byte2: 0x00, Byte3: resp.Status, ExpDataSN: dataSN, ResidualCount: residual,
+	}
+	var sense []byte
+	if len(resp.Sense) > 0 {
+		sense = make([]byte, 2+len(resp.Sense))
+		sense[0], sense[1] = byte(len(resp.Sense)>>8), byte(len(resp.Sense))
+		copy(sense[2:], resp.Sense)
+	}
+	c.stamp(&h, true)
+	return c.w.Write(&h, sense)
+}

@@ -1,0 +1,460 @@
+// Package iscsi is netsan's iSCSI target (RFC 7143): portals, login and
+// CHAP, sessions with their CmdSN window, task management, and the logical
+// units of iscsi/scsi over iscsi/backstore. It is handed a Config — its whole
+// view of the inventory — and knows nothing of hosts or MACs.
+package iscsi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/iscsi/backstore"
+	"github.com/netsan/netsan/iscsi/pdu"
+	"github.com/netsan/netsan/iscsi/scsi"
+)
+
+// Defaults of the Server's tunables.
+const (
+	DefaultMaxSessions  = 256
+	DefaultQueueDepth   = 64
+	DefaultLoginTimeout = 15 * time.Second
+	DefaultNOPInterval  = 15 * time.Second
+	DefaultNOPTimeout   = 15 * time.Second
+	DefaultLogoutGrace  = 3 * time.Second
+)
+
+// tpgt is our one target portal group: every portal serves every target.
+const tpgt = 1
+
+// Server is an iSCSI target. Set the tunables between New and Serve.
+type Server struct {
+	// QueueDepth is the CmdSN window per session: commands accepted and not
+	// yet answered.
+	QueueDepth int
+	// LoginTimeout bounds a login from connect to full feature phase.
+	LoginTimeout time.Duration
+	// NOPInterval is the idle time after which a NOP-In pings the initiator;
+	// NOPTimeout how long after that a silent connection is dropped.
+	NOPInterval, NOPTimeout time.Duration
+	// LogoutGrace is how long Serve waits, when stopping, for initiators to
+	// log out after being asked to.
+	LogoutGrace time.Duration
+
+	log  *zap.Logger
+	pool pdu.Pool
+
+	mu        sync.Mutex
+	cfg       Config
+	targets   map[string]*target
+	sessions  map[uint16]*session // by TSIH
+	nextTSIH  uint16
+	conns     map[*conn]struct{}
+	counters  map[counterKey]*counters
+	listeners []net.Listener
+	ready     chan struct{} // closed once Serve has opened its listeners (or failed)
+	serving   bool
+	connWG    sync.WaitGroup
+}
+
+// target is one configured target with its open logical units.
+type target struct {
+	cfg Target
+	lus map[uint64]*scsi.LogicalUnit // by target LUN
+}
+
+// New validates cfg and opens every LUN's backing store. The LUs stay
+// open until Serve returns.
+func New(cfg Config, log *zap.Logger) (*Server, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		QueueDepth:   DefaultQueueDepth,
+		LoginTimeout: DefaultLoginTimeout,
+		NOPInterval:  DefaultNOPInterval,
+		NOPTimeout:   DefaultNOPTimeout,
+		LogoutGrace:  DefaultLogoutGrace,
+		log:          log,
+		sessions:     map[uint16]*session{},
+		conns:        map[*conn]struct{}{},
+		counters:     map[counterKey]*counters{},
+		ready:        make(chan struct{}),
+	}
+	targets, err := s.openTargets(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg, s.targets = cfg, targets
+	return s, nil
+}
+
+func validate(cfg Config) error {
+	seen := map[string]bool{}
+	for _, t := range cfg.Targets {
+		if t.IQN == "" {
+			return errors.New("iscsi: target without IQN")
+		}
+		if seen[t.IQN] {
+			return fmt.Errorf("iscsi: target %s defined twice", t.IQN)
+		}
+		seen[t.IQN] = true
+		luns := map[uint64]bool{}
+		for _, l := range t.LUNs {
+			if luns[l.Number] {
+				return fmt.Errorf("iscsi: target %s: lun %d defined twice", t.IQN, l.Number)
+			}
+			if l.Number > 16383 {
+				return fmt.Errorf("iscsi: target %s: lun %d beyond 16383", t.IQN, l.Number)
+			}
+			luns[l.Number] = true
+		}
+		inits := map[string]bool{}
+		for _, a := range t.ACL {
+			if inits[a.Initiator] {
+				return fmt.Errorf("iscsi: target %s: initiator %s listed twice", t.IQN, a.Initiator)
+			}
+			inits[a.Initiator] = true
+		}
+	}
+	return nil
+}
+
+// openTargets builds the targets of cfg, reusing the LUs of old whose LUN
+// configuration is unchanged. On error, what it opened is closed again.
+func (s *Server) openTargets(cfg Config, old map[string]*target) (map[string]*target, error) {
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	targets := map[string]*target{}
+	var opened []*scsi.LogicalUnit
+	fail := func(err error) (map[string]*target, error) {
+		for _, lu := range opened {
+			lu.Close()
+		}
+		return nil, err
+	}
+	for _, tc := range cfg.Targets {
+		t := &target{cfg: tc, lus: map[uint64]*scsi.LogicalUnit{}}
+		for _, l := range tc.LUNs {
+			if ot := old[tc.IQN]; ot != nil {
+				if lu := ot.lus[l.Number]; lu != nil && reflect.DeepEqual(ot.lunConfig(l.Number), l) {
+					t.lus[l.Number] = lu
+					continue
+				}
+			}
+			lu, err := s.openLU(cfg.StateDir, tc.IQN, l)
+			if err != nil {
+				return fail(err)
+			}
+			opened = append(opened, lu)
+			t.lus[l.Number] = lu
+		}
+		targets[tc.IQN] = t
+	}
+	return targets, nil
+}
+
+func (t *target) lunConfig(n uint64) LUN {
+	for _, l := range t.cfg.LUNs {
+		if l.Number == n {
+			return l
+		}
+	}
+	return LUN{}
+}
+
+func (s *Server) openLU(stateDir, iqn string, l LUN) (*scsi.LogicalUnit, error) {
+	store, err := backstore.Open(l.Path, l.Size, l.ReadOnly)
+	if err != nil {
+		return nil, fmt.Errorf("iscsi: target %s lun %d: %w", iqn, l.Number, err)
+	}
+	// Identifiers derive from target and LUN so that they survive restarts.
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d", iqn, l.Number))
+	var prFile string
+	if stateDir != "" {
+		prFile = filepath.Join(stateDir, fmt.Sprintf("pr-%s-lun%d", safeName(iqn), l.Number))
+	}
+	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
+		Store:        store,
+		ReadOnly:     l.ReadOnly,
+		SerialNumber: hex.EncodeToString(sum[:8]),
+		DeviceID:     binary.BigEndian.Uint64(sum[8:]),
+		PRFile:       prFile,
+		Log:          s.log.With(zap.String("iqn", iqn), zap.Uint64("lun", l.Number)),
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("iscsi: target %s lun %d: %w", iqn, l.Number, err)
+	}
+	return lu, nil
+}
+
+// safeName keeps an IQN usable as a file name.
+func safeName(iqn string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 {
+			return '_'
+		}
+		return r
+	}, iqn)
+}
+
+// Serve listens on cfg.Listen and serves until ctx is done; then it asks
+// every initiator to log out, closes what remains, and syncs and closes the
+// logical units.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("iscsi: Serve called twice")
+	}
+	s.serving = true
+	listen := s.cfg.Listen
+	s.mu.Unlock()
+
+	var lns []net.Listener
+	var lc net.ListenConfig
+	for _, addr := range listen {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			close(s.ready)
+			s.closeLUs()
+			return fmt.Errorf("iscsi: listen %s: %w", addr, err)
+		}
+		s.log.Info("iscsi: listening", zap.String("addr", ln.Addr().String()))
+		lns = append(lns, ln)
+	}
+	s.mu.Lock()
+	s.listeners = lns
+	s.mu.Unlock()
+	close(s.ready)
+
+	var acceptWG sync.WaitGroup
+	for _, ln := range lns {
+		acceptWG.Add(1)
+		go func() {
+			defer acceptWG.Done()
+			s.accept(ctx, ln)
+		}()
+	}
+	<-ctx.Done()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	acceptWG.Wait()
+	s.shutdown()
+	s.closeLUs()
+	return nil
+}
+
+// ListenAddrs blocks until Serve has opened its listeners and returns
+// their addresses (useful with port 0). It returns nil if Serve failed.
+func (s *Server) ListenAddrs() []net.Addr {
+	<-s.ready
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var a []net.Addr
+	for _, ln := range s.listeners {
+		a = append(a, ln.Addr())
+	}
+	return a
+}
+
+func (s *Server) accept(ctx context.Context, ln net.Listener) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("iscsi: accept", zap.Error(err), zap.Duration("retry", delay))
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		c := s.newConn(nc)
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.connWG.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.connWG.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// shutdown asks every full-feature connection to log out (Async Message,
+// RFC 7143 §11.9), waits LogoutGrace, then closes whatever remains.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	for c := range s.conns {
+		c.requestLogout()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(s.LogoutGrace):
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.close(errors.New("target shutting down"))
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+func (s *Server) closeLUs() {
+	s.mu.Lock()
+	targets := s.targets
+	s.targets = nil
+	s.mu.Unlock()
+	for iqn, t := range targets {
+		for n, lu := range t.lus {
+			if err := lu.Close(); err != nil {
+				s.log.Error("iscsi: close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
+			}
+		}
+	}
+}
+
+// Reload swaps in cfg. Sessions whose target and ACL entry are unchanged go
+// on undisturbed; sessions of removed or changed targets or ACL entries are
+// dropped. LUs whose LUN configuration is unchanged stay open.
+func (s *Server) Reload(cfg Config) error {
+	s.mu.Lock()
+	old := s.targets
+	s.mu.Unlock()
+	targets, err := s.openTargets(cfg, old)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if !reflect.DeepEqual(cfg.Listen, s.cfg.Listen) && s.serving {
+		s.log.Warn("iscsi: listen addresses changed; takes effect on restart")
+	}
+	s.cfg = cfg
+	s.targets = targets
+	var drop []*session
+	for _, ss := range s.sessions {
+		if ss.discovery {
+			continue
+		}
+		nt := targets[ss.nexus.TargetName]
+		if nt == nil || !sameView(ss.targetView().target, nt, ss.initiator) {
+			drop = append(drop, ss)
+			continue
+		}
+		ss.setTarget(nt)
+	}
+	s.mu.Unlock()
+	for _, ss := range drop {
+		s.log.Info("iscsi: dropping session after reload", zap.String("iqn", ss.nexus.TargetName), zap.String("initiator", ss.initiator))
+		ss.conn.close(errors.New("target or ACL changed by reload"))
+		ss.conn.wait()
+	}
+	// Close the LUs no target uses any more, now that their sessions are gone.
+	inUse := map[*scsi.LogicalUnit]bool{}
+	for _, t := range targets {
+		for _, lu := range t.lus {
+			inUse[lu] = true
+		}
+	}
+	for iqn, t := range old {
+		for n, lu := range t.lus {
+			if !inUse[lu] {
+				if err := lu.Close(); err != nil {
+					s.log.Error("iscsi: close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// sameView reports whether an initiator sees the same target before and
+// after a reload: same LUNs and the same ACL entry (or both open to all).
+func sameView(a, b *target, initiator string) bool {
+	if !reflect.DeepEqual(a.cfg.LUNs, b.cfg.LUNs) {
+		return false
+	}
+	ea, oka := a.aclFor(initiator)
+	eb, okb := b.aclFor(initiator)
+	return oka == okb && reflect.DeepEqual(ea, eb) && (len(a.cfg.ACL) == 0) == (len(b.cfg.ACL) == 0)
+}
+
+// aclFor returns the ACL entry admitting initiator; ok is false when the
+// target's ACL does not admit it. An empty ACL admits everyone with a zero entry.
+func (t *target) aclFor(initiator string) (ACL, bool) {
+	if len(t.cfg.ACL) == 0 {
+		return ACL{Initiator: initiator}, true
+	}
+	for _, a := range t.cfg.ACL {
+		if a.Initiator == initiator {
+			return a, true
+		}
+	}
+	return ACL{}, false
+}
+
+// luns returns the initiator-visible LUN numbers of an ACL entry, sorted.
+func (t *target) luns(a ACL) []uint64 {
+	var out []uint64
+	if a.Map == nil {
+		for _, l := range t.cfg.LUNs {
+			out = append(out, l.Number)
+		}
+	} else {
+		for il, tl := range a.Map {
+			if _, ok := t.lus[tl]; ok {
+				out = append(out, il)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// lu maps an initiator LUN through the ACL to the target's LU.
+func (t *target) lu(a ACL, initiatorLUN uint64) *scsi.LogicalUnit {
+	tl := initiatorLUN
+	if a.Map != nil {
+		var ok bool
+		if tl, ok = a.Map[initiatorLUN]; !ok {
+			return nil
+		}
+	}
+	return t.lus[tl]
+}

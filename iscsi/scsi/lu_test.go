@@ -49,7 +49,12 @@ func TestBlockCommands(t *testing.T) {
 		{name: "READ(10)", cdb: rw10(0x28, 0, 10, 2), want: ok, data: two},
 		{name: "READ(6)", cdb: cdb(0x08, 0, 0, 10, 1), want: ok, data: fill(blockSize, 0x11)},
 		{name: "WRITE(6) 0 = 256 blocks, short data", cdb: cdb(0x0a, 0, 0, 100, 0), out: block, want: ok},
-		{name: "READ(12)", cdb: func() []byte { c := cdb(0xa8); binary.BigEndian.PutUint32(c[2:], 100); binary.BigEndian.PutUint32(c[6:], 1); return c }(), want: ok, data: block},
+		{name: "READ(12)", cdb: func() []byte {
+			c := cdb(0xa8)
+			binary.BigEndian.PutUint32(c[2:], 100)
+			binary.BigEndian.PutUint32(c[6:], 1)
+			return c
+		}(), want: ok, data: block},
 		{name: "WRITE(16) FUA", cdb: rw16(0x8a, 0x08, testBlocks-1, 1), out: block, want: ok},
 		{name: "READ(16) last block", cdb: rw16(0x88, 0x10, testBlocks-1, 1), want: ok, data: block},
 		{name: "READ(16) beyond end", cdb: rw16(0x88, 0, testBlocks-1, 2), want: oob},
@@ -74,7 +79,12 @@ func TestBlockCommands(t *testing.T) {
 		{name: "unchanged after miscompare", cdb: rw10(0x28, 0, 10, 2), want: ok, data: fill(2*blockSize, 0x33)},
 		{name: "ORWRITE", cdb: rw16(0x8b, 0, 10, 1), out: fill(blockSize, 0x44), want: ok},
 		{name: "after ORWRITE", cdb: rw10(0x28, 0, 10, 1), want: ok, data: fill(blockSize, 0x77)},
-		{name: "WRITE ATOMIC(16)", cdb: func() []byte { c := cdb(0x9c); binary.BigEndian.PutUint64(c[2:], 30); binary.BigEndian.PutUint16(c[12:], 1); return c }(), out: block, want: ok},
+		{name: "WRITE ATOMIC(16)", cdb: func() []byte {
+			c := cdb(0x9c)
+			binary.BigEndian.PutUint64(c[2:], 30)
+			binary.BigEndian.PutUint16(c[12:], 1)
+			return c
+		}(), out: block, want: ok},
 		{name: "SYNCHRONIZE CACHE(10)", cdb: rw10(0x35, 0, 0, 0), want: ok},
 		{name: "SYNCHRONIZE CACHE(16) beyond end", cdb: rw16(0x91, 0, testBlocks, 1), want: oob},
 		{name: "PRE-FETCH(10)", cdb: rw10(0x34, 0, 0, 8), want: condMet},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,7 @@ func (s *Server) logConfig(c *config) {
 	for a, f := range c.loaders {
 		loaders = append(loaders, fmt.Sprintf("%d=%s", a, f))
 	}
+	sort.Strings(loaders)
 	pool := "static-only"
 	if c.pool.first.IsValid() {
 		pool = c.pool.first.String() + "-" + c.pool.last.String()

@@ -1,0 +1,596 @@
+package dhcpd
+
+// Real-peer tests: netsan's dhcpd in a network namespace with a bridge
+// (198.18.0.1/24), clients (busybox udhcpc, ISC dhclient, dnsmasq beside
+// it) each in their own namespace on a veth to that bridge. The server runs
+// as a child process (this test binary re-executed, see TestMain), so that a
+// test can kill -9 it.
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netsan/netsan/inventory"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+const childEnv = "NETSAN_DHCPD_TEST_CHILD" // inventory path: run a server instead of tests
+
+func TestMain(m *testing.M) {
+	if p := os.Getenv(childEnv); p != "" {
+		os.Exit(runChild(p))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild is the server process: load, listen, say READY, serve until SIGTERM.
+func runChild(path string) int {
+	inv, ps, err := inventory.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, ps, err)
+		return 2
+	}
+	if d := os.Getenv("NETSAN_DHCPD_TEST_LEASE"); d != "" {
+		// Shorter than validation allows, so a renewal happens within a test.
+		inv.DHCP.LeaseTime.Duration, _ = time.ParseDuration(d)
+	}
+	log, _ := zap.NewProduction()
+	s, err := New(inv, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := s.Listen(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Println("READY")
+	ctx, stop := signalContext()
+	defer stop()
+	if err := s.Serve(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signalNotify(ch)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// lab is one test's namespaces.
+type lab struct {
+	t   *testing.T
+	id  string
+	srv string // the server's namespace, holding bridge br0 at 198.18.0.1/24
+	dir string
+	n   int
+}
+
+func needRoot(t *testing.T, tools ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+func newLab(t *testing.T, tools ...string) *lab {
+	t.Helper()
+	needRoot(t, tools...)
+	b := make([]byte, 3)
+	rand.Read(b)
+	l := &lab{t: t, id: hex.EncodeToString(b), dir: t.TempDir()}
+	l.srv = l.netns("s")
+	l.ip(l.srv, "link", "add", "br0", "type", "bridge")
+	l.ip(l.srv, "addr", "add", "198.18.0.1/24", "dev", "br0")
+	l.ip(l.srv, "link", "set", "br0", "up")
+	return l
+}
+
+func (l *lab) ip(ns string, args ...string) {
+	l.t.Helper()
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// netns makes a namespace named dhcpd-<id>-<role>, deleted at cleanup.
+func (l *lab) netns(role string) string {
+	l.t.Helper()
+	name := "dhcpd-" + l.id + "-" + role
+	l.ip("", "netns", "add", name)
+	l.t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	l.ip(name, "link", "set", "lo", "up")
+	return name
+}
+
+// client makes a namespace whose eth0 (with mac) is cabled to br0.
+func (l *lab) client(role, mac, cidr string) string {
+	l.t.Helper()
+	ns := l.netns(role)
+	l.n++
+	peer := fmt.Sprintf("dv%s%d", l.id, l.n) // ≤ 15 bytes
+	l.ip(ns, "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", peer)
+	l.ip(ns, "link", "set", peer, "netns", l.srv)
+	l.ip(l.srv, "link", "set", peer, "master", "br0")
+	l.ip(l.srv, "link", "set", peer, "up")
+	if cidr != "" {
+		l.ip(ns, "addr", "add", cidr, "dev", "eth0")
+	}
+	l.ip(ns, "link", "set", "eth0", "up")
+	return ns
+}
+
+// start runs a command in ns, killed at cleanup; output goes to a log file.
+func (l *lab) start(ns, name string, env []string, args ...string) (*exec.Cmd, string) {
+	l.t.Helper()
+	logf := filepath.Join(l.dir, name+".log")
+	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		l.t.Fatalf("%s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); f.Close(); close(done) }()
+	l.t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return cmd, logf
+}
+
+// server is one netsan dhcpd child process.
+type server struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func (l *lab) writeInventory(body string) string {
+	l.t.Helper()
+	ipxe := filepath.Join(l.dir, "ipxe")
+	os.MkdirAll(ipxe, 0o755)
+	for _, f := range []string{"undionly.kpxe", "ipxe.efi"} {
+		os.WriteFile(filepath.Join(ipxe, f), []byte("loader"), 0o644)
+	}
+	path := filepath.Join(l.dir, "netsan.toml")
+	head := fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = %q
+[tftp]
+ipxe_dir = %q
+[http]
+listen = "0.0.0.0:8080"
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+`, filepath.Join(l.dir, "data"), ipxe)
+	if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	if _, ps, err := inventory.Load(path); err != nil {
+		l.t.Fatalf("test inventory: %v %v", ps, err)
+	}
+	return path
+}
+
+func (l *lab) startServer(inv string, env ...string) *server {
+	l.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd, logf := l.start(l.srv, "netsan", append(env, childEnv+"="+inv), exe, "-test.run=^$")
+	s := &server{cmd: cmd, log: logf}
+	l.waitFor(logf, "READY", 10*time.Second)
+	return s
+}
+
+// waitFor polls a log file until it holds want; bounded by d.
+func (l *lab) waitFor(path, want string, d time.Duration) string {
+	l.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("%s: no %q after %s:\n%s", filepath.Base(path), want, d, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// decisions are the server's per-request log lines.
+type decision struct {
+	Msg, Request, Host, MAC, IP, Kind, File, Reason string
+}
+
+func decisions(t *testing.T, logf string) []decision {
+	t.Helper()
+	f, err := os.Open(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []decision
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var d decision
+		if json.Unmarshal(sc.Bytes(), &d) == nil && d.Request != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// udhcpc runs busybox udhcpc once in ns and returns the environment its
+// script saw at "bound" (ip, siaddr, boot_file, rootpath, optNNN…).
+func (l *lab) udhcpc(ns, name string, args ...string) map[string]string {
+	l.t.Helper()
+	script := filepath.Join(l.dir, name+".sh")
+	envf := filepath.Join(l.dir, name+".env")
+	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && env > "+envf+"\nexit 0\n"), 0o755)
+	all := append([]string{"busybox", "udhcpc", "-f", "-q", "-n", "-t", "4", "-T", "2", "-A", "1", "-i", "eth0", "-s", script}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, all...)...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("udhcpc %s: %v\n%s", name, err, out)
+	}
+	b, err := os.ReadFile(envf)
+	if err != nil {
+		l.t.Fatalf("udhcpc %s bound no lease: %v\n%s", name, err, out)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+const labHosts = `
+[dhcp]
+interface = "br0"
+subnet    = "198.18.0.0/24"
+range     = ["198.18.0.100", "198.18.0.110"]
+router    = "198.18.0.1"
+dns       = ["198.18.0.1"]
+
+[[host]]
+name = "node1"
+mac  = "52:54:00:00:00:01"
+ip   = "198.18.0.11"
+root = { image = "roots/node1.img", size = "1GiB" }
+
+[[host]]
+name = "node2"
+mac  = "52:54:00:00:00:02"
+ip   = "198.18.0.12"
+boot = "local"
+root = { image = "roots/node2.img", size = "1GiB" }
+
+[[host]]
+name = "pi1"
+mac  = "dc:a6:32:00:00:03"
+ip   = "198.18.0.13"
+serial = "9ffefdef"
+root = { image = "roots/pi1.img", size = "1GiB" }
+`
+
+// TestUdhcpcBootClients: busybox udhcpc posing as PXE BIOS, UEFI, iPXE and a
+// Raspberry Pi gets, from a real socket, what each must be told.
+func TestUdhcpcBootClients(t *testing.T) {
+	l := newLab(t, "busybox")
+	srv := l.startServer(l.writeInventory(labHosts))
+	const pxeVC = "PXEClient:Arch:00000:UNDI:002001"
+	for _, tc := range []struct {
+		name, mac string
+		args      []string
+		want      map[string]string // env var → value; "" = must be absent
+	}{
+		{"pxe-bios", "52:54:00:00:00:01", []string{"-V", pxeVC, "-x", "0x5d:0000"}, map[string]string{
+			"ip": "198.18.0.11", "siaddr": "198.18.0.1", "boot_file": "undionly.kpxe",
+			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",
+			"opt203":   hex.EncodeToString([]byte("iqn.2026-11.example.lab:node1")), "opt43": ""}},
+		{"pxe-uefi", "52:54:00:00:00:02", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, map[string]string{
+			"ip": "198.18.0.12", "siaddr": "198.18.0.1", "boot_file": "ipxe.efi", "rootpath": "",
+			"opt203": hex.EncodeToString([]byte("iqn.2026-11.example.lab:node2"))}},
+		{"ipxe", "52:54:00:00:00:01", []string{"-V", pxeVC, "-x", "0x5d:0000", "-x", "0x4d:69505845"}, map[string]string{
+			"ip": "198.18.0.11", "siaddr": "198.18.0.1", "boot_file": "http://198.18.0.1:8080/boot/52-54-00-00-00-01.ipxe",
+			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",
+			// 175: keep-san 8=1, no-pxedhcp 176=1
+			"opt175": "080101b00101"}},
+		{"raspberry-pi", "dc:a6:32:00:00:03", []string{"-V", pxeVC, "-x", "0x5d:0000", "-O", "43", "-O", "60"}, map[string]string{
+			"ip": "198.18.0.13", "siaddr": "198.18.0.1", "boot_file": "", "tftp": "198.18.0.1",
+			"opt43": "0914000011" + hex.EncodeToString([]byte("Raspberry Pi Boot")) + "0a0400505845ff"}},
+		{"stray-os-client", "52:54:00:aa:bb:cc", nil, map[string]string{
+			"ip": "198.18.0.100", "siaddr": "", "boot_file": "", "opt203": "", "rootpath": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := l.client(tc.name, tc.mac, "")
+			env := l.udhcpc(ns, tc.name, tc.args...)
+			for k, want := range tc.want {
+				got, ok := env[k]
+				if k == "siaddr" && got == "0.0.0.0" {
+					got, ok = "", false
+				}
+				if want == "" && ok {
+					t.Errorf("%s = %q, want absent", k, got)
+				}
+				if want != "" && got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+		})
+	}
+	// One decision line per request, with host, mac and ip.
+	var acks int
+	for _, d := range decisions(t, srv.log) {
+		if d.Msg == "ack" && d.MAC == "52:54:00:00:00:01" {
+			acks++
+			if d.Host != "node1" || d.IP != "198.18.0.11" {
+				t.Errorf("decision line %+v", d)
+			}
+		}
+	}
+	if acks != 2 {
+		t.Errorf("%d ack lines for node1, want 2 (pxe-bios, ipxe)", acks)
+	}
+}
+
+// TestUdhcpcNoLoaderNoOffer: an architecture with no loader gets silence
+// (udhcpc gives up) and a warning, not a wrong file.
+func TestUdhcpcNoLoaderNoOffer(t *testing.T) {
+	l := newLab(t, "busybox")
+	srv := l.startServer(l.writeInventory(labHosts))
+	ns := l.client("arm", "52:54:00:00:00:01", "")
+	out, err := exec.Command("ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n", "-t", "2", "-T", "1",
+		"-i", "eth0", "-s", "/bin/true", "-V", "PXEClient:Arch:00011:UNDI:003016", "-x", "0x5d:000b").CombinedOutput()
+	if err == nil {
+		t.Fatalf("udhcpc got a lease for arch 11 without a loader:\n%s", out)
+	}
+	log := l.waitFor(srv.log, "no iPXE loader for client architecture 11", 5*time.Second)
+	if !strings.Contains(log, `"level":"warn"`) {
+		t.Errorf("no warning logged:\n%s", log)
+	}
+}
+
+// TestDhclientPoolRenewRelease: ISC dhclient gets a pool lease, renews it
+// at T1 (lease time 20 s here) and releases it.
+func TestDhclientPoolRenewRelease(t *testing.T) {
+	l := newLab(t, "dhclient")
+	srv := l.startServer(l.writeInventory(labHosts), "NETSAN_DHCPD_TEST_LEASE=20s")
+	ns := l.client("dhclient", "52:54:00:12:34:56", "")
+	events := filepath.Join(l.dir, "dhclient.events")
+	script := filepath.Join(l.dir, "dhclient-script")
+	// Configure the address (renewals are unicast from it); touch nothing
+	// outside the namespace (no resolv.conf).
+	os.WriteFile(script, []byte(`#!/bin/sh
+echo "$reason $new_ip_address" >> `+events+`
+case $reason in BOUND|RENEW|REBIND|REBOOT) ip addr replace $new_ip_address/24 dev $interface ;; esac
+exit 0
+`), 0o755)
+	conf := filepath.Join(l.dir, "dhclient.conf")
+	os.WriteFile(conf, []byte("request subnet-mask, routers;\n"), 0o644)
+	lf, pf := filepath.Join(l.dir, "dhclient.leases"), filepath.Join(l.dir, "dhclient.pid")
+	l.start(ns, "dhclient", nil, "dhclient", "-4", "-d", "-v", "-cf", conf, "-lf", lf, "-pf", pf, "-sf", script, "eth0")
+	l.waitFor(events, "BOUND 198.18.0.100", 20*time.Second)
+	ev := l.waitFor(events, "RENEW 198.18.0.100", 30*time.Second)
+	t.Logf("dhclient events:\n%s", ev)
+
+	var renewed bool
+	for _, d := range decisions(t, srv.log) {
+		// A renewal is a REQUEST from the bound address (ciaddr), answered by unicast.
+		if d.Msg == "ack" && d.MAC == "52:54:00:12:34:56" && d.IP == "198.18.0.100" {
+			renewed = true
+		}
+	}
+	if !renewed {
+		t.Fatal("no ack for the renewal in the server log")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "dhclient", "-4", "-r", "-v", "-cf", conf, "-lf", lf, "-pf", pf, "-sf", script, "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("dhclient -r: %v\n%s", err, out)
+	}
+	l.waitFor(srv.log, `"msg":"release"`, 10*time.Second)
+	leases := readLeaseFile(t, filepath.Join(l.dir, "data", LeaseFile))
+	if l, ok := leases["198.18.0.100"]; !ok || l.MAC != "52:54:00:12:34:56" || l.Expires.After(time.Now()) {
+		t.Errorf("lease after release: %+v (want kept, expired)", l)
+	}
+}
+
+func readLeaseFile(t *testing.T, path string) map[string]Lease {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f leaseFileV1
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]Lease{}
+	for _, l := range f.Leases {
+		m[l.IP.String()] = l
+	}
+	return m
+}
+
+// TestKill9KeepsLeases: a server killed with SIGKILL right after an ACK
+// restarts knowing the lease: a second client, even asking for that
+// address, gets another.
+func TestKill9KeepsLeases(t *testing.T) {
+	l := newLab(t, "busybox")
+	inv := l.writeInventory(labHosts)
+	srv := l.startServer(inv)
+	first := l.udhcpc(l.client("a", "52:54:00:00:aa:01", ""), "a")["ip"]
+	if first == "" {
+		t.Fatal("first client got no address")
+	}
+	if err := syscall.Kill(-srv.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Process.Wait()
+	l.startServer(inv)
+	second := l.udhcpc(l.client("b", "52:54:00:00:aa:02", ""), "b", "-r", first)["ip"]
+	if second == "" || second == first {
+		t.Errorf("after kill -9 the second client got %q; the first holds %q", second, first)
+	}
+}
+
+// inNetns runs f on a thread inside ns: sockets it opens stay in ns.
+func inNetns(t *testing.T, ns string, f func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var err error
+	go func() {
+		defer wg.Done()
+		// The thread is left locked (and so discarded) if setns back fails.
+		runtime.LockOSThread()
+		orig, e := os.Open("/proc/thread-self/ns/net")
+		if e != nil {
+			err = e
+			return
+		}
+		defer orig.Close()
+		target, e := os.Open("/run/netns/" + ns)
+		if e != nil {
+			err = e
+			return
+		}
+		defer target.Close()
+		if e := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); e != nil {
+			err = e
+			return
+		}
+		f()
+		if e := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); e != nil {
+			err = e
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("netns %s: %v", ns, err)
+	}
+}
+
+// TestProxyBesideDnsmasq: dnsmasq hands out the addresses; netsan in proxy
+// mode gives PXE firmware its boot file (PXE 2.1 proxyDHCP: an offer with no
+// address on 67, then an ACK on 4011) and leaves other clients alone.
+func TestProxyBesideDnsmasq(t *testing.T) {
+	l := newLab(t, "dnsmasq", "dhclient")
+	dns := l.client("dnsmasq", "52:54:00:00:d0:01", "198.18.0.2/24")
+	leasef := filepath.Join(l.dir, "dnsmasq.leases")
+	l.start(dns, "dnsmasq", nil, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--user=root",
+		"--interface=eth0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+		"--dhcp-range=198.18.0.150,198.18.0.160,255.255.255.0,1h",
+		"--dhcp-leasefile="+leasef, "--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"),
+		"--log-dhcp", "--log-facility=-")
+	srv := l.startServer(l.writeInventory(`
+[dhcp]
+mode      = "proxy"
+interface = "br0"
+subnet    = "198.18.0.0/24"
+
+[[host]]
+name = "node1"
+mac  = "52:54:00:00:00:01"
+ip   = "198.18.0.11"
+root = { image = "roots/node1.img", size = "1GiB" }
+`))
+	l.waitFor(filepath.Join(l.dir, "dnsmasq.log"), "DHCP, IP range", 10*time.Second)
+
+	t.Run("os client gets dnsmasq's address, nothing from netsan", func(t *testing.T) {
+		ns := l.client("os", "52:54:00:00:0e:01", "")
+		script := filepath.Join(l.dir, "os.sh")
+		events := filepath.Join(l.dir, "os.events")
+		os.WriteFile(script, []byte("#!/bin/sh\necho \"$reason $new_ip_address $new_dhcp_server_identifier\" >> "+events+"\nexit 0\n"), 0o755)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "dhclient", "-4", "-1", "-v", "-cf", "/dev/null",
+			"-lf", filepath.Join(l.dir, "os.leases"), "-pf", filepath.Join(l.dir, "os.pid"), "-sf", script, "eth0").CombinedOutput()
+		if err != nil {
+			t.Fatalf("dhclient: %v\n%s", err, out)
+		}
+		exec.Command("ip", "netns", "exec", ns, "dhclient", "-x", "-pf", filepath.Join(l.dir, "os.pid")).Run()
+		ev, _ := os.ReadFile(events)
+		var ip, sid string
+		for _, line := range strings.Split(string(ev), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "BOUND" {
+				ip, sid = f[1], f[2]
+			}
+		}
+		if !inDnsmasqRange(ip) || sid != "198.18.0.2" {
+			t.Errorf("dhclient bound %q from %q, want an address of dnsmasq's range from 198.18.0.2; events:\n%s", ip, sid, ev)
+		}
+		for _, d := range decisions(t, srv.log) {
+			if d.MAC == "52:54:00:00:0e:01" {
+				t.Errorf("netsan answered an OS client in proxy mode: %+v", d)
+			}
+		}
+	})
+
+	t.Run("pxe firmware: address from dnsmasq, boot file from netsan", func(t *testing.T) {
+		ns := l.client("pxe", "52:54:00:00:00:01", "")
+		pxeProxyClient(t, l, ns, mustMAC("52:54:00:00:00:01"))
+	})
+}
+
+func inDnsmasqRange(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && pool{netip.MustParseAddr("198.18.0.150"), netip.MustParseAddr("198.18.0.160")}.contains(a)
+}

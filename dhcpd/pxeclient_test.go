@@ -1,0 +1,122 @@
+package dhcpd
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// pxeProxyClient plays a PXE 2.1 BIOS ROM in ns: DISCOVER, collect the
+// DHCP server's and the proxy's offers, REQUEST the address from the DHCP
+// server, then ask the proxy on port 4011 for the boot file.
+func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
+	t.Helper()
+	var conn *net.UDPConn
+	inNetns(t, ns, func() {
+		var err error
+		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: dhcpv4.ClientPort})
+		if err != nil {
+			t.Errorf("client socket: %v", err)
+		}
+	})
+	if conn == nil {
+		t.FailNow()
+	}
+	defer conn.Close()
+	uuid := append([]byte{0}, []byte("0123456789abcdef")...)
+	pxe := []dhcpv4.Modifier{
+		dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithBroadcast(true),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+		dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)),
+	}
+	bcast := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
+	send := func(m *dhcpv4.DHCPv4, to *net.UDPAddr) {
+		t.Helper()
+		if _, err := conn.WriteTo(m.ToBytes(), to); err != nil {
+			t.Fatalf("send %s: %v", m.MessageType(), err)
+		}
+	}
+	// collect returns the replies to xid until want of them arrived or 4 s passed.
+	collect := func(xid dhcpv4.TransactionID, want int) []*dhcpv4.DHCPv4 {
+		t.Helper()
+		var got []*dhcpv4.DHCPv4
+		deadline := time.Now().Add(4 * time.Second)
+		buf := make([]byte, 1500)
+		for len(got) < want && time.Now().Before(deadline) {
+			conn.SetReadDeadline(deadline)
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := dhcpv4.FromBytes(buf[:n])
+			if err == nil && m.OpCode == dhcpv4.OpcodeBootReply && m.TransactionID == xid {
+				got = append(got, m)
+			}
+		}
+		return got
+	}
+
+	disc, err := dhcpv4.NewDiscovery(mac, pxe...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(disc, bcast)
+	var lease, proxy *dhcpv4.DHCPv4
+	for _, o := range collect(disc.TransactionID, 2) {
+		if o.MessageType() != dhcpv4.MessageTypeOffer {
+			continue
+		}
+		if o.ServerIdentifier().Equal(net.IPv4(198, 18, 0, 1)) {
+			proxy = o
+		} else {
+			lease = o
+		}
+	}
+	if lease == nil || proxy == nil {
+		t.Fatalf("offers: dhcp server %v, proxy %v", lease, proxy)
+	}
+	if !inDnsmasqRange(lease.YourIPAddr.String()) {
+		t.Errorf("dnsmasq offered %s", lease.YourIPAddr)
+	}
+	if !proxy.YourIPAddr.IsUnspecified() || proxy.ClassIdentifier() != "PXEClient" ||
+		proxy.BootFileName != "undionly.kpxe" || !proxy.ServerIPAddr.Equal(net.IPv4(198, 18, 0, 1)) {
+		t.Errorf("proxy offer: yiaddr %s, 60 %q, file %q, siaddr %s", proxy.YourIPAddr, proxy.ClassIdentifier(), proxy.BootFileName, proxy.ServerIPAddr)
+	}
+
+	req, err := dhcpv4.NewRequestFromOffer(lease, pxe...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(req, bcast)
+	acks := collect(req.TransactionID, 1)
+	if len(acks) != 1 || acks[0].MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("no ACK from the DHCP server: %v", acks)
+	}
+	ip := acks[0].YourIPAddr
+	l.ip(ns, "addr", "add", ip.String()+"/24", "dev", "eth0")
+
+	// PXE 2.1: the boot-server REQUEST goes to the proxy's port 4011 from the new address.
+	bs, err := dhcpv4.New(append(pxe,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithBroadcast(false),
+		dhcpv4.WithClientIP(ip))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(bs, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: PXEPort})
+	acks = collect(bs.TransactionID, 1)
+	if len(acks) != 1 {
+		t.Fatal("no reply from the proxy on port 4011")
+	}
+	a := acks[0]
+	if a.MessageType() != dhcpv4.MessageTypeAck || !a.YourIPAddr.IsUnspecified() || a.BootFileName != "undionly.kpxe" ||
+		a.RootPath() != "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1" {
+		t.Errorf("proxy ACK: %s yiaddr %s file %q root-path %q", a.MessageType(), a.YourIPAddr, a.BootFileName, a.RootPath())
+	}
+}

@@ -60,9 +60,10 @@ type leaseStore struct {
 
 	mu      sync.Mutex
 	byIP    map[netip.Addr]*Lease
-	byMAC   map[string]*Lease // bound leases only (active or expired)
-	offers  map[string]offer  // mac → reserved address, memory only
-	changes uint64            // bumped on every change that must reach disk
+	byMAC   map[string]*Lease     // bound leases only (active or expired)
+	offers  map[string]offer      // mac → reserved address, memory only
+	offered map[netip.Addr]string // the same, by address
+	changes uint64                // bumped on every change that must reach disk
 
 	wmu     sync.Mutex // serialises writers; a writer persists every change made before it snapshots
 	written uint64
@@ -70,10 +71,11 @@ type leaseStore struct {
 
 func openLeaseStore(dir string) (*leaseStore, error) {
 	s := &leaseStore{
-		path:   filepath.Join(dir, LeaseFile),
-		byIP:   map[netip.Addr]*Lease{},
-		byMAC:  map[string]*Lease{},
-		offers: map[string]offer{},
+		path:    filepath.Join(dir, LeaseFile),
+		byIP:    map[netip.Addr]*Lease{},
+		byMAC:   map[string]*Lease{},
+		offers:  map[string]offer{},
+		offered: map[netip.Addr]string{},
 	}
 	if dir == "" {
 		return nil, errors.New("lease store: server.data_dir is not set")
@@ -126,10 +128,8 @@ func (s *leaseStore) usable(ip netip.Addr, mac string, now time.Time) bool {
 	if l := s.byIP[ip]; l != nil && l.activeAt(now) && (l.State != StateBound || l.MAC != mac) {
 		return false
 	}
-	for m, o := range s.offers {
-		if m != mac && o.ip == ip && now.Before(o.until) {
-			return false
-		}
+	if m, ok := s.offered[ip]; ok && m != mac && now.Before(s.offers[m].until) {
+		return false
 	}
 	return true
 }
@@ -175,7 +175,12 @@ func (s *leaseStore) allocate(p pool, mac net.HardwareAddr, want netip.Addr, res
 	if !pick.IsValid() {
 		return netip.Addr{}, false
 	}
+	s.unoffer(m)
+	if len(s.offers) >= maxOffers {
+		s.pruneOffers(now)
+	}
 	s.offers[m] = offer{ip: pick, until: now.Add(offerHold)}
+	s.offered[pick] = m
 	return pick, true
 }
 
@@ -183,7 +188,29 @@ func (s *leaseStore) allocate(p pool, mac net.HardwareAddr, want netip.Addr, res
 func (s *leaseStore) dropOffer(mac net.HardwareAddr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.offers, mac.String())
+	s.unoffer(mac.String())
+}
+
+// maxOffers is where expired reservations are swept, so that a storm of
+// DISCOVERs from made-up MACs cannot grow memory without bound.
+const maxOffers = 4096
+
+func (s *leaseStore) pruneOffers(now time.Time) {
+	for m, o := range s.offers {
+		if !now.Before(o.until) {
+			s.unoffer(m)
+		}
+	}
+}
+
+// unoffer drops mac's reservation. Called with mu held.
+func (s *leaseStore) unoffer(mac string) {
+	if o, ok := s.offers[mac]; ok {
+		if s.offered[o.ip] == mac {
+			delete(s.offered, o.ip)
+		}
+		delete(s.offers, mac)
+	}
 }
 
 // bind records ip as mac's until expires. The caller must sync before it ACKs.
@@ -191,7 +218,7 @@ func (s *leaseStore) bind(ip netip.Addr, mac net.HardwareAddr, host string, expi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := mac.String()
-	delete(s.offers, m)
+	s.unoffer(m)
 	if old := s.byMAC[m]; old != nil && old.IP != ip {
 		// The client moved (e.g. the inventory gave it a fixed address):
 		// its old address is free at once.
@@ -225,7 +252,7 @@ func (s *leaseStore) decline(ip netip.Addr, mac net.HardwareAddr, until time.Tim
 	if l := s.byMAC[m]; l != nil && l.IP == ip {
 		delete(s.byMAC, m)
 	}
-	delete(s.offers, m)
+	s.unoffer(m)
 	s.byIP[ip] = &Lease{IP: ip, State: StateDeclined, Expires: until}
 	s.changes++
 }

@@ -22,7 +22,7 @@ func TestInquiry(t *testing.T) {
 
 func TestDiscoveryACL(t *testing.T) {
 	need(t, "iscsi-ls")
-	cfg := oneDisk(16<<20)
+	cfg := oneDisk(16 << 20)
 	cfg.Targets = append(cfg.Targets, Target{
 		IQN:  testBase + ":other",
 		LUNs: []LUN{{Number: 0, Path: "other.img", Size: 8 << 20}},
@@ -44,4 +44,3 @@ func TestDiscoveryACL(t *testing.T) {
 		t.Errorf("a stranger sees:\n%s", out)
 	}
 }
-

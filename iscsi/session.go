@@ -449,8 +449,8 @@ func (c *conn) sendR2Ts(t *task) {
 }
 
 // dataOut places one SCSI Data-Out in its task's buffer (RFC 7143 §11.7).
-// A DataSN or offset out of sequence ends the connection: at
-// ErrorRecoveryLevel 0 there is no recovery within the connection.
+// A DataSN or offset out of sequence fails the command; at
+// ErrorRecoveryLevel 0 nothing is retransmitted, and the connection goes on.
 func (c *conn) dataOut(p *pdu.PDU) bool {
 	defer p.Release()
 	s := c.sess
@@ -468,23 +468,26 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 	}
 	n := uint32(len(p.Data))
 	off := h.BufferOffset
-	if off > t.edtl || n > t.edtl-off {
-		c.log.Warn("iscsi: Data-Out beyond the expected length", zap.Uint32("offset", off), zap.Uint32("length", n))
-		return false
-	}
 	var seq *r2t
-	if h.TargetTransferTag == reservedTag {
+	switch {
+	case off > t.edtl || n > t.edtl-off:
+		c.log.Warn("iscsi: Data-Out beyond the expected length", zap.Uint32("offset", off), zap.Uint32("length", n))
+		c.failTask(t, senseDataOffsetError)
+		return true
+	case h.TargetTransferTag == reservedTag:
 		if off+n > t.unsolicited || h.DataSN != t.unsolDataSN {
 			c.log.Warn("iscsi: unsolicited Data-Out out of sequence", zap.Uint32("datasn", h.DataSN), zap.Uint32("offset", off))
-			return false
+			c.failTask(t, senseDataPhaseError)
+			return true
 		}
 		t.unsolDataSN++
-	} else {
+	default:
 		seq = t.r2ts[h.TargetTransferTag]
 		if seq == nil || off < seq.offset || off+n > seq.offset+seq.length || h.DataSN != seq.nextDataSN {
 			c.log.Warn("iscsi: Data-Out does not match its R2T", zap.Uint32("ttt", h.TargetTransferTag),
 				zap.Uint32("datasn", h.DataSN), zap.Uint32("offset", off))
-			return false
+			c.failTask(t, senseDataPhaseError)
+			return true
 		}
 		seq.nextDataSN++
 		seq.received += n
@@ -499,6 +502,27 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 		c.execute(t)
 	}
 	return true
+}
+
+// Sense data (fixed format, SPC-4 4.5.3) for Data-Out the session cannot
+// accept: ABORTED COMMAND with DATA PHASE ERROR or DATA OFFSET ERROR.
+var (
+	senseDataPhaseError  = fixedSense(0x0b, 0x4b, 0x00)
+	senseDataOffsetError = fixedSense(0x0b, 0x4b, 0x05)
+)
+
+func fixedSense(key, asc, ascq byte) []byte {
+	return []byte{0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0}
+}
+
+// failTask answers a task still gathering Data-Out with CHECK CONDITION;
+// Data-Out still on its way for it is then dropped.
+func (c *conn) failTask(t *task, sense []byte) {
+	s := c.sess
+	s.mu.Lock()
+	t.executing = true
+	s.mu.Unlock()
+	c.send(outItem{task: t, resp: scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}})
 }
 
 // execute runs a task's command in its own goroutine; the CmdSN window

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -236,12 +237,22 @@ func isPiSerial(s string) bool {
 	return true
 }
 
-// loader serves a base name from ipxe_dir.
+// loader serves a base name from ipxe_dir. Unlike tftp.root, ipxe_dir's
+// symlinks are followed wherever they point: it is a system directory, and
+// Debian's own ipxe.efi there is a link to /boot/ipxe.efi. Only a base name
+// (no '/', no "..") is ever looked up in it, so a client cannot walk out.
 func (st *state) loader(name string) (*File, error) {
-	if strings.Contains(name, "/") || st.inv.TFTP.IPXEDir == "" {
+	if strings.Contains(name, "/") || name == "." || name == ".." || st.inv.TFTP.IPXEDir == "" {
 		return nil, ErrNotFound
 	}
-	return openIn(st.inv.TFTP.IPXEDir, name, KindLoader)
+	f, err := os.OpenFile(filepath.Join(st.inv.TFTP.IPXEDir, name), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("loader %s: %w: %w", name, ErrForbidden, err)
+	}
+	return regular(f, name, path.Join(st.inv.TFTP.IPXEDir, name), KindLoader)
 }
 
 // rootFile serves a name under tftp.root.
@@ -249,7 +260,7 @@ func (st *state) rootFile(name string) (*File, error) {
 	if st.inv.TFTP.Root == "" {
 		return nil, ErrNotFound
 	}
-	return openIn(st.inv.TFTP.Root, name, KindFile)
+	return openIn(st.inv.TFTP.Root, name)
 }
 
 // pi serves <serial>/<rest>: a generated cmdline.txt for a SAN-booting Pi,
@@ -274,7 +285,7 @@ func (st *state) pi(c Client, h *inventory.Host, serial, rest string) (*File, er
 
 // openIn opens name inside dir with os.Root, which refuses any path —
 // through "..", an absolute or relative symlink — that leaves dir.
-func openIn(dir, name string, kind Kind) (*File, error) {
+func openIn(dir, name string) (*File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -296,6 +307,11 @@ func openIn(dir, name string, kind Kind) (*File, error) {
 		// os.Root's "path escapes from parent" and ELOOP land here.
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrBadName, err)
 	}
+	return regular(f, name, path.Join(dir, name), KindFile)
+}
+
+// regular wraps an opened f as a File when it is a regular file.
+func regular(f *os.File, name, where string, kind Kind) (*File, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -308,5 +324,5 @@ func openIn(dir, name string, kind Kind) (*File, error) {
 		}
 		return nil, fmt.Errorf("%s: not a regular file: %w", name, ErrBadName)
 	}
-	return &File{r: f, f: f, size: fi.Size(), mod: fi.ModTime(), Kind: kind, Path: path.Join(dir, name)}, nil
+	return &File{r: f, f: f, size: fi.Size(), mod: fi.ModTime(), Kind: kind, Path: where}, nil
 }

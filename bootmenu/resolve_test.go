@@ -139,9 +139,17 @@ func TestLoaderBaseNameOnly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tt.ipxe, "qemu", "rom.rom"), []byte("rom"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Debian's ipxe.efi is a symlink to /boot/ipxe.efi: links in ipxe_dir
+	// are followed, as only base names are looked up there.
+	if err := os.Symlink(filepath.Join(tt.dir, "secret.txt"), filepath.Join(tt.ipxe, "linked.efi")); err != nil {
+		t.Fatal(err)
+	}
 	r := tt.resolver(t)
 	if _, err := r.Resolve(anyClient, "qemu/rom.rom"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("qemu/rom.rom: %v, want not found", err)
+	}
+	if got, f := readAll(t, r, anyClient, "linked.efi"); got != "outside the root" || f.Kind != KindLoader {
+		t.Errorf("linked.efi: %q %s", got, f.Kind)
 	}
 }
 

@@ -1,0 +1,202 @@
+// Package tftpd is netsan's read-only TFTP server (RFC 1350, with the
+// blksize and tsize options of RFC 2347/2348/2349). It is thin: every name
+// is resolved by bootmenu, which also enforces confinement; this package
+// moves the bytes, refuses writes, logs one line per transfer and counts.
+package tftpd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/pin/tftp/v3"
+	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/netsan/netsan/bootmenu"
+	"github.com/netsan/netsan/inventory"
+)
+
+// Server serves tftp.root, ipxe_dir and the generated boot files.
+type Server struct {
+	// Conn, when set before Serve, is the socket to serve on instead of
+	// binding tftp.listen; make it with Listen (tests bind 127.0.0.1:0).
+	Conn net.PacketConn
+	// Timeout is how long a transfer waits for one acknowledgement before
+	// retransmitting (pin/tftp's default, 5 s, when zero).
+	Timeout time.Duration
+
+	log      *zap.Logger
+	resolver *bootmenu.Resolver
+	inv      atomic.Pointer[inventory.Inventory]
+	metrics  *metrics
+}
+
+// New returns a Server for inv; Serve starts it.
+func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
+	log = log.Named("tftp")
+	r, err := bootmenu.New(inv, log)
+	if err != nil {
+		return nil, fmt.Errorf("tftp: %w", err)
+	}
+	s := &Server{log: log, resolver: r, metrics: newMetrics()}
+	s.inv.Store(inv)
+	return s, nil
+}
+
+// Reload serves inv from now on. Transfers already running finish with the
+// file they opened. A changed tftp.listen takes effect at the next start.
+func (s *Server) Reload(inv *inventory.Inventory) error {
+	if err := s.resolver.Reload(inv); err != nil {
+		return fmt.Errorf("tftp: %w", err)
+	}
+	old := s.inv.Swap(inv)
+	if old.TFTP.Listen != inv.TFTP.Listen && s.Conn == nil {
+		s.log.Warn("tftp.listen changed; the new address is used after a restart",
+			zap.String("old", old.TFTP.Listen), zap.String("new", inv.TFTP.Listen))
+	}
+	return nil
+}
+
+// Serve answers requests until ctx is cancelled, then waits for running
+// transfers to end (each is bounded by its retransmission timeout).
+func (s *Server) Serve(ctx context.Context) error {
+	conn := s.Conn
+	if conn == nil {
+		c, err := Listen(s.inv.Load().TFTP.Listen)
+		if err != nil {
+			return err
+		}
+		conn = c
+	}
+	srv := tftp.NewServer(s.read, s.write)
+	srv.SetHook(s.metrics)
+	if s.Timeout > 0 {
+		srv.SetTimeout(s.Timeout)
+	}
+	s.log.Info("serving", zap.Stringer("addr", conn.LocalAddr()))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(conn) }()
+	select {
+	case <-ctx.Done():
+		srv.Shutdown() // closes conn, waits for the transfers
+		<-done
+		s.log.Info("stopped")
+		return nil
+	case err := <-done:
+		conn.Close()
+		return fmt.Errorf("tftp: %w", err)
+	}
+}
+
+// Listen binds a UDP socket for Serve. It asks at once for each datagram's
+// destination address and interface (IP_PKTINFO): pin/tftp answers from that
+// address and allows blocks up to that interface's MTU, and a request
+// queued before the option is set would be held to 512-byte blocks.
+func Listen(addr string) (net.PacketConn, error) {
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tftp: listen %s: %w", addr, err)
+	}
+	udp := c.(*net.UDPConn)
+	if a := udp.LocalAddr().(*net.UDPAddr); a.IP.To4() != nil {
+		err = ipv4.NewPacketConn(udp).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+	} else {
+		err = ipv6.NewPacketConn(udp).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("tftp: %s: packet info: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Errors as TFTP clients see them in the ERROR packet: no paths, no detail
+// beyond what tells the person at the console what to fix.
+var (
+	errNotFound     = errors.New("file not found")
+	errAccess       = errors.New("access violation")
+	errWriteRefused = errors.New("netsan's TFTP server is read-only")
+	errInternal     = errors.New("server error")
+)
+
+// read is pin/tftp's read handler: resolve the name, send the content.
+func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
+	start := time.Now()
+	var remote netip.Addr
+	ot, _ := rf.(tftp.OutgoingTransfer)
+	if ot != nil {
+		ra := ot.RemoteAddr()
+		remote = ra.AddrPort().Addr().Unmap()
+	}
+	log := s.log.With(zap.String("op", "read"), zap.String("file", filename), zap.Stringer("ip", remote))
+	defer func() {
+		// A bug in one transfer must not take the server, and every other
+		// machine's boot, down with it.
+		if p := recover(); p != nil {
+			log.Error("panic in transfer", zap.Any("panic", p), zap.Stack("stack"))
+			s.metrics.request("", "", "error")
+			err = errInternal
+		}
+	}()
+
+	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote}, filename)
+	if err != nil {
+		result, reply := classify(err)
+		s.metrics.request("", "", result)
+		log.Warn("read refused", zap.String("result", result), zap.Error(err))
+		return reply
+	}
+	defer f.Close()
+	log = log.With(zap.String("kind", string(f.Kind)))
+	if f.Host != "" {
+		log = log.With(zap.String("host", f.Host))
+	}
+	if ot != nil {
+		ot.SetSize(f.Size()) // answered only when the client asked for tsize
+	}
+	// Blocks are at most 64 KiB; reading ahead saves a read(2) per block.
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 256<<10))
+	s.metrics.sent(f.Kind, f.Host, n)
+	if err != nil {
+		s.metrics.request(f.Kind, f.Host, "aborted")
+		log.Warn("transfer failed", zap.Int64("bytes", n), zap.Int64("size", f.Size()),
+			zap.Duration("elapsed", time.Since(start)), zap.Error(err))
+		return err
+	}
+	s.metrics.request(f.Kind, f.Host, "ok")
+	log.Info("sent", zap.Int64("bytes", n), zap.Duration("elapsed", time.Since(start)))
+	return nil
+}
+
+// write refuses every write request with an ERROR packet and a log line.
+func (s *Server) write(filename string, wt io.WriterTo) error {
+	ip := ""
+	if in, ok := wt.(tftp.IncomingTransfer); ok {
+		ra := in.RemoteAddr()
+		ip = ra.IP.String()
+	}
+	s.metrics.request("", "", "write_refused")
+	s.log.Warn("write refused", zap.String("op", "write"), zap.String("file", filename), zap.String("ip", ip))
+	return errWriteRefused
+}
+
+func classify(err error) (result string, reply error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "not_found", errNotFound
+	case errors.Is(err, bootmenu.ErrBadName):
+		return "refused", errAccess
+	case errors.Is(err, bootmenu.ErrForbidden):
+		return "forbidden", errAccess
+	}
+	return "error", errInternal
+}

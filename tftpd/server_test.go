@@ -1,0 +1,438 @@
+package tftpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+const ipxeDir = "/usr/lib/ipxe"
+
+type fixture struct {
+	dir, root string
+	port      int
+	srv       *Server
+}
+
+func testInventory(t testing.TB, dir string, hosts string) *inventory.Inventory {
+	t.Helper()
+	src := fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = %q
+
+[tftp]
+root     = "tftp"
+ipxe_dir = %q
+
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+`, dir, ipxeDir) + hosts
+	inv, problems := inventory.Parse(filepath.Join(dir, "netsan.toml"), []byte(src))
+	if inv == nil {
+		t.Fatalf("inventory: %v", problems)
+	}
+	return inv
+}
+
+const node1 = `
+[[host]]
+name = "node1"
+mac  = "52:54:00:00:00:01"
+ip   = "198.18.0.11"
+root = { image = "roots/node1.img", size = "1GiB" }
+`
+
+// start serves a fresh tree on 127.0.0.1 at an ephemeral port.
+func start(t testing.TB, log *zap.Logger) *fixture {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
+		t.Skip("Debian package ipxe not installed")
+	}
+	dir := t.TempDir()
+	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
+	if err := os.MkdirAll(fx.root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("outside the root"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fx.root, "hello.txt"), []byte("hello from root\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(fx.root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(testInventory(t, dir, node1), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Conn = conn
+	srv.Timeout = 2 * time.Second
+	fx.srv = srv
+	fx.port = conn.LocalAddr().(*net.UDPAddr).Port
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("Serve did not return after cancel")
+		}
+	})
+	return fx
+}
+
+func need(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+// loaders lists the regular files at the top of ipxe_dir.
+func loaders(t testing.TB) []string {
+	t.Helper()
+	ents, err := os.ReadDir(ipxeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		// Debian's ipxe.efi and the NIC ROMs are symlinks (to /boot and qemu/).
+		if st, err := os.Stat(filepath.Join(ipxeDir, e.Name())); err == nil && st.Mode().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("no loaders in " + ipxeDir)
+	}
+	return names
+}
+
+func run(ctx context.Context, dir, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Every loader, fetched by tftp-hpa's client (no options: 512-byte blocks),
+// atftp with and without blksize, and curl with blksize 1468, arrives
+// byte-identical.
+func TestLoadersRealClients(t *testing.T) {
+	need(t, "tftp", "atftp", "curl")
+	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	port := fmt.Sprint(fx.port)
+	out := t.TempDir()
+	clients := map[string]func(name, local string) []string{
+		"tftp-hpa": func(name, local string) []string {
+			return []string{"tftp", "-m", "binary", "127.0.0.1", port, "-c", "get", name, local}
+		},
+		"atftp": func(name, local string) []string {
+			return []string{"atftp", "-g", "-r", name, "-l", local, "127.0.0.1", port}
+		},
+		"atftp-blksize": func(name, local string) []string {
+			return []string{"atftp", "--option", "blksize 1428", "--option", "tsize 0", "-g", "-r", name, "-l", local, "127.0.0.1", port}
+		},
+		"curl-blksize": func(name, local string) []string {
+			return []string{"curl", "-sS", "--fail", "--tftp-blksize", "1468", "-o", local, "tftp://127.0.0.1:" + port + "/" + name}
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var fetched int
+	for client, argv := range clients {
+		for _, name := range loaders(t) {
+			want, err := os.ReadFile(filepath.Join(ipxeDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			local := filepath.Join(out, client+"-"+name)
+			a := argv(name, local)
+			msg, err := run(ctx, out, a[0], a[1:]...)
+			got, rerr := os.ReadFile(local)
+			if err != nil || rerr != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s %s: exit %v, read %v, %d bytes of %d, equal %v: %s",
+					client, name, err, rerr, len(got), len(want), bytes.Equal(got, want), msg)
+				continue
+			}
+			fetched++
+		}
+	}
+	t.Logf("%d fetches byte-identical", fetched)
+	if v := settled(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"kind": "loader", "result": "ok"}, float64(fetched)); v != float64(fetched) {
+		t.Errorf("netsan_tftp_requests_total{kind=loader,result=ok} = %v, want %d", v, fetched)
+	}
+}
+
+func request(opcode uint16, name string, opts ...string) []byte {
+	p := binary.BigEndian.AppendUint16(nil, opcode)
+	for _, s := range append([]string{name, "octet"}, opts...) {
+		p = append(append(p, s...), 0)
+	}
+	return p
+}
+
+// sendRaw sends one request from an unconnected socket and returns the first reply.
+func sendRaw(t *testing.T, port int, packet []byte) (opcode uint16, body []byte) {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.WriteTo(packet, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 65536)
+	n, from, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no reply: %v", err)
+	}
+	if op := binary.BigEndian.Uint16(buf); op != 5 {
+		// Say goodbye so the server's transfer does not wait out its retries.
+		e := append(binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 5), 0), "done\x00"...)
+		c.WriteTo(e, from)
+	}
+	return binary.BigEndian.Uint16(buf), append([]byte(nil), buf[2:n]...)
+}
+
+func TestRefusals(t *testing.T) {
+	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
+	for _, name := range []string{
+		"../secret.txt", "/etc/passwd", "out", "missing", `..\secret.txt`, "hello.txt/../../secret.txt",
+	} {
+		op, body := sendRaw(t, fx.port, request(1, name))
+		if op != 5 {
+			t.Errorf("RRQ %q: opcode %d, want ERROR (5)", name, op)
+			continue
+		}
+		msg := string(bytes.TrimRight(body[2:], "\x00"))
+		if strings.Contains(msg, "outside") || strings.Contains(msg, fx.dir) {
+			t.Errorf("RRQ %q: error message leaks: %q", name, msg)
+		}
+		t.Logf("RRQ %q: ERROR %d %q", name, binary.BigEndian.Uint16(body), msg)
+	}
+	// Write requests are refused and create nothing.
+	op, body := sendRaw(t, fx.port, request(2, "new.txt"))
+	if op != 5 {
+		t.Errorf("WRQ: opcode %d, want ERROR (5): %q", op, body)
+	}
+	if _, err := os.Stat(filepath.Join(fx.root, "new.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("WRQ created a file: %v", err)
+	}
+	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "write_refused"}); v != 1 {
+		t.Errorf("write_refused = %v, want 1", v)
+	}
+	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "refused"}); v != 5 {
+		t.Errorf("refused = %v, want 5", v)
+	}
+
+	// The same through real clients.
+	need(t, "tftp", "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	out, _ := run(ctx, dir, "tftp", "127.0.0.1", fmt.Sprint(fx.port), "-c", "get", "../secret.txt", "x")
+	if !strings.Contains(out, "Error code") {
+		t.Errorf("tftp-hpa get ../secret.txt: %q", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "x")); err == nil && len(b) > 0 {
+		t.Errorf("tftp-hpa got %q", b)
+	}
+	os.WriteFile(filepath.Join(dir, "up.txt"), []byte("upload"), 0o644)
+	out, _ = run(ctx, dir, "tftp", "127.0.0.1", fmt.Sprint(fx.port), "-c", "put", "up.txt")
+	if !strings.Contains(out, "Error code") || !strings.Contains(out, "read-only") {
+		t.Errorf("tftp-hpa put: %q", out)
+	}
+	for _, u := range []string{"/../secret.txt", "/out", "//etc/passwd"} {
+		out, err := run(ctx, dir, "curl", "-sS", "--path-as-is", "-o", "-", fmt.Sprintf("tftp://127.0.0.1:%d%s", fx.port, u))
+		if err == nil || strings.Contains(out, "outside the root") {
+			t.Errorf("curl %s: %v %q", u, err, out)
+		}
+	}
+}
+
+// blksize and tsize are answered in the OACK (RFC 2347/2348/2349).
+func TestOptions(t *testing.T) {
+	fx := start(t, zap.NewNop())
+	st, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, body := sendRaw(t, fx.port, request(1, "undionly.kpxe", "blksize", "1468", "tsize", "0"))
+	if op != 6 {
+		t.Fatalf("opcode %d, want OACK (6): %q", op, body)
+	}
+	opts := map[string]string{}
+	f := bytes.Split(bytes.TrimRight(body, "\x00"), []byte{0})
+	for i := 0; i+1 < len(f); i += 2 {
+		opts[string(f[i])] = string(f[i+1])
+	}
+	if opts["blksize"] != "1468" || opts["tsize"] != fmt.Sprint(st.Size()) {
+		t.Errorf("OACK %v, want blksize 1468 tsize %d", opts, st.Size())
+	}
+	// Generated content has its size too.
+	op, body = sendRaw(t, fx.port, request(1, "boot/52-54-00-00-00-01.ipxe", "tsize", "0"))
+	if op != 6 || !bytes.HasPrefix(body, []byte("tsize\x00")) || bytes.HasPrefix(body, []byte("tsize\x000")) {
+		t.Errorf("script OACK: %d %q", op, body)
+	}
+}
+
+// Reload changes what a name means at once.
+func TestReload(t *testing.T) {
+	need(t, "curl")
+	fx := start(t, zap.NewNop())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := fmt.Sprintf("tftp://127.0.0.1:%d/boot/52-54-00-00-00-01.ipxe", fx.port)
+	out, err := run(ctx, "", "curl", "-sS", "--fail", url)
+	if err != nil || !strings.HasPrefix(out, "#!ipxe\n") || !strings.Contains(out, "node1") {
+		t.Fatalf("before: %v %q", err, out)
+	}
+	if err := fx.srv.Reload(testInventory(t, fx.dir, strings.Replace(node1, `name = "node1"`, `name = "node9"`, 1))); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(ctx, "", "curl", "-sS", "--fail", url)
+	if err != nil || !strings.Contains(out, "node9") || strings.Contains(out, "node1") {
+		t.Errorf("after: %v %q", err, out)
+	}
+}
+
+// 50 clients fetch a 16 MiB file at once; each gets it whole.
+func TestManyClients(t *testing.T) {
+	need(t, "curl")
+	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	big := make([]byte, 16<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i>>12)
+	}
+	if err := os.WriteFile(filepath.Join(fx.root, "big.img"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(big)
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const clients = 50
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			local := filepath.Join(out, fmt.Sprintf("big-%d", i))
+			msg, err := run(ctx, out, "curl", "-sS", "--fail", "--tftp-blksize", "1468", "-o", local,
+				fmt.Sprintf("tftp://127.0.0.1:%d/big.img", fx.port))
+			if err != nil {
+				errs[i] = fmt.Errorf("curl: %v: %s", err, msg)
+				return
+			}
+			b, err := os.ReadFile(local)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if got := sha256.Sum256(b); got != want {
+				errs[i] = fmt.Errorf("%d bytes, sha256 %x, want %x", len(b), got, want)
+			}
+			os.Remove(local)
+		})
+	}
+	wg.Wait()
+	var ok int
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		} else {
+			ok++
+		}
+	}
+	t.Logf("%d of %d clients got the 16 MiB file whole", ok, clients)
+	if v := settled(t, fx.srv, "netsan_tftp_sent_bytes_total", map[string]string{"kind": "file"}, float64(ok*len(big))); v != float64(ok*len(big)) {
+		t.Errorf("netsan_tftp_sent_bytes_total{kind=file} = %v, want %d", v, ok*len(big))
+	}
+}
+
+// settled reads a counter until it equals want, for at most 5 s: a client
+// has its last block before the server's transfer returns and counts it.
+func settled(t testing.TB, c prometheus.Collector, name string, labels map[string]string, want float64) float64 {
+	t.Helper()
+	var v float64
+	for range 500 {
+		if v = counter(t, c, name, labels); v == want {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return v
+}
+
+// counter sums the samples of a counter family whose labels include want.
+func counter(t testing.TB, c prometheus.Collector, name string, want map[string]string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if matches(m, want) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func matches(m *dto.Metric, want map[string]string) bool {
+	for k, v := range want {
+		found := false
+		for _, l := range m.Label {
+			if l.GetName() == k && l.GetValue() == v {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

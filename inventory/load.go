@@ -24,12 +24,17 @@ type Problem struct {
 	Warning bool
 }
 
+// Where is FILE:LINE:COL, or FILE where no position applies.
+func (p Problem) Where() string {
+	if p.Pos.Line > 0 {
+		return fmt.Sprintf("%s:%d:%d", p.File, p.Pos.Line, p.Pos.Col)
+	}
+	return p.File
+}
+
 func (p Problem) String() string {
 	var b strings.Builder
-	b.WriteString(p.File)
-	if p.Pos.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", p.Pos.Line, p.Pos.Col)
-	}
+	b.WriteString(p.Where())
 	b.WriteString(": ")
 	if p.Warning {
 		b.WriteString("warning: ")
@@ -279,7 +284,7 @@ func (v *validator) server() {
 	a := v.inv.Server.Address
 	switch {
 	case a.err != nil:
-		v.errorf("server.address", "server.address: %v", a.err)
+		v.errorf("server.address", "server.address %q is not an IP address", a.raw)
 	case !a.IsValid():
 		v.errorf("server", "server.address is required (what clients are told: next-server, portal, HTTP base)")
 	case !a.Is4():
@@ -300,7 +305,7 @@ func (v *validator) listen(path, hostport string) {
 
 func (v *validator) addr(path string, a Addr, what string) {
 	if a.err != nil {
-		v.errorf(path, "%s: %v", what, a.err)
+		v.errorf(path, "%s %q is not an IP address", what, a.raw)
 	} else if a.IsValid() && !a.Is4() {
 		v.errorf(path, "%s %s must be IPv4", what, a)
 	}
@@ -313,7 +318,7 @@ func (v *validator) dhcp() {
 	}
 	v.listen("dhcp.listen", d.Listen)
 	if d.Subnet.err != nil {
-		v.errorf("dhcp.subnet", "dhcp.subnet: %v", d.Subnet.err)
+		v.errorf("dhcp.subnet", "dhcp.subnet %q is not a subnet (want e.g. 198.18.0.0/24)", d.Subnet.raw)
 	} else if d.On() && d.Mode == ModeAuthoritative && !d.Subnet.IsValid() {
 		v.errorf("dhcp", "dhcp.subnet is required in authoritative mode")
 	}
@@ -322,7 +327,7 @@ func (v *validator) dhcp() {
 		v.addr(fmt.Sprintf("dhcp.dns.%d", i), a, "dhcp.dns")
 	}
 	if d.LeaseTime.err != nil {
-		v.errorf("dhcp.lease_time", "dhcp.lease_time: %v", d.LeaseTime.err)
+		v.errorf("dhcp.lease_time", "dhcp.lease_time %q is not a duration (want e.g. 1h, 30m)", d.LeaseTime.raw)
 	} else if d.LeaseTime.Duration < time.Minute {
 		v.errorf("dhcp.lease_time", "dhcp.lease_time %s is shorter than a minute", d.LeaseTime.Duration)
 	}

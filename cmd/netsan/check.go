@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+// errInvalid means the inventory had errors, already printed: exit 1.
+var errInvalid = errors.New("invalid inventory")
+
+// load reads the inventory and prints every problem to w, errors and warnings
+// alike, as FILE:LINE:COL: message.
+func load(path string, w io.Writer) (*inventory.Inventory, error) {
+	inv, ps, err := inventory.Load(path)
+	for _, p := range ps {
+		fmt.Fprintln(w, p)
+	}
+	if err != nil {
+		if len(ps) == 0 { // not a validation failure: the file itself
+			return nil, err
+		}
+		return nil, errInvalid
+	}
+	return inv, nil
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("check", stderr, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := configPath(c.config)
+	inv, err := load(path, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: OK (hosts: %d, targets: %d, images: %d)\n", path, len(inv.Hosts), len(inv.Targets), len(inv.Images))
+	return nil
+}
+
+func cmdHosts(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("hosts", stderr, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	inv, err := load(configPath(c.config), stderr)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMAC\tIP\tBOOT\tTARGET\tROOT\tSIZE\tALLOCATED")
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		ip := h.IP.String()
+		if ip == "" {
+			ip = "(pool)"
+		}
+		target, root, size, alloc := "-", "-", "-", "-"
+		if h.Root != nil {
+			target = inv.TargetIQN(h)
+			root = strings.TrimPrefix(h.Root.Path(), inv.Server.DataDir+"/")
+			size, alloc = imageUsage(h.Root.Path(), h.Root.Size.Bytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.MAC, ip, h.Boot, target, root, size, alloc)
+	}
+	return tw.Flush()
+}
+
+// imageUsage reports an image's apparent size and the bytes it really
+// occupies; a missing image shows the size it will be created at.
+func imageUsage(path string, want int64) (size, allocated string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if want > 0 {
+			return humanBytes(want), "(missing)"
+		}
+		return "-", "(missing)"
+	}
+	size = humanBytes(fi.Size())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return size, humanBytes(st.Blocks * 512)
+	}
+	return size, "?"
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

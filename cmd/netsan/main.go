@@ -1,0 +1,173 @@
+// Command netsan turns a Linux box into a network-boot SAN appliance: DHCP for
+// PXE/iPXE, TFTP and HTTP boot files, and an iSCSI target, from one inventory.
+//
+//	netsan serve -c FILE      run every service the inventory enables
+//	netsan check -c FILE      validate; FILE:LINE:COL: message per problem
+//	netsan hosts -c FILE      table of hosts, their targets and root images
+//	netsan version            version and commit
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+)
+
+// Set at build time: go build -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const usage = `usage: netsan <command> [flags]
+
+commands:
+  serve   -c FILE            run every service the inventory enables
+  check   -c FILE            validate the inventory; exit 1 when invalid
+  hosts   -c FILE            list hosts: MAC, IP, boot mode, target, root image
+  version                    print version and commit
+
+-c defaults to ./netsan.toml, then /etc/netsan/netsan.toml.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks a command-line mistake: exit status 2, like flag.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = cmdServe(rest, stderr)
+	case "check":
+		err = cmdCheck(rest, stdout, stderr)
+	case "hosts":
+		err = cmdHosts(rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "netsan %s %s\n", version, revision())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "netsan: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		return 2
+	case errors.Is(err, errInvalid):
+		return 1
+	default:
+		fmt.Fprintf(stderr, "netsan: %v\n", err)
+		return 1
+	}
+}
+
+func revision() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+// commonFlags are the flags every inventory-reading command takes.
+type commonFlags struct {
+	config    string
+	logFormat string
+	logLevel  string
+}
+
+func newFlagSet(name string, stderr io.Writer, c *commonFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("netsan "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.config, "c", "", "inventory file (default ./netsan.toml, then /etc/netsan/netsan.toml)")
+	fs.StringVar(&c.logFormat, "log-format", "", "log format: console or json (default: console on a terminal, else json)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
+
+// configPath resolves -c: the flag, else ./netsan.toml, else /etc/netsan/netsan.toml.
+func configPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if _, err := os.Stat("netsan.toml"); err == nil {
+		return "netsan.toml"
+	}
+	return "/etc/netsan/netsan.toml"
+}
+
+// newLogger builds the one logger passed down to every service: a console
+// encoder on a terminal, JSON otherwise (journald, files, pipes).
+func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "console"
+		}
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "console":
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		enc = zapcore.NewConsoleEncoder(ec)
+	case "json":
+		enc = zapcore.NewJSONEncoder(ec)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want console or json", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}
+
+// signalContext is cancelled by SIGTERM or SIGINT; SIGHUP arrives on hup.
+func signalContext() (ctx context.Context, hup <-chan os.Signal, stop func()) {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	h := make(chan os.Signal, 1)
+	signal.Notify(h, syscall.SIGHUP)
+	return ctx, h, func() { signal.Stop(h); cancel() }
+}

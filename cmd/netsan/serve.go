@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+// service is the one face every protocol server shows: net/http's
+// ListenAndServe/Shutdown, reduced to a context, plus a reload.
+type service interface {
+	// Serve runs until ctx is cancelled, then drains and returns.
+	Serve(ctx context.Context) error
+	// Reload swaps in a new, already validated inventory.
+	Reload(inv *inventory.Inventory) error
+}
+
+type namedService struct {
+	name string
+	svc  service
+}
+
+// reloadDebounce coalesces the burst of events one editor save makes
+// (write, chmod, rename of a temp file) into one reload.
+const reloadDebounce = 300 * time.Millisecond
+
+// supervisor runs the services of one inventory and reloads them together.
+type supervisor struct {
+	path     string
+	log      *zap.Logger
+	services []namedService
+
+	mu      sync.Mutex // serialises reloads
+	current *inventory.Inventory
+}
+
+func cmdServe(args []string, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("serve", stderr, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(c.logFormat, c.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	path := configPath(c.config)
+	inv, ps, err := inventory.Load(path)
+	for _, p := range ps {
+		if p.Warning {
+			log.Warn(p.Message, zap.String("at", p.Where()))
+		} else {
+			log.Error(p.Message, zap.String("at", p.Where()))
+		}
+	}
+	if err != nil {
+		if len(ps) > 0 {
+			return errInvalid
+		}
+		return err
+	}
+	services, err := buildServices(inv, log)
+	if err != nil {
+		return err
+	}
+	sup := &supervisor{path: path, log: log, services: services, current: inv}
+	ctx, hup, stop := signalContext()
+	defer stop()
+	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),
+		zap.Int("hosts", len(inv.Hosts)), zap.Int("targets", len(inv.Targets)))
+	err = sup.run(ctx, hup)
+	log.Info("netsan stopped")
+	return err
+}
+
+// run serves until ctx is cancelled or a service fails, reloading on SIGHUP
+// (hup) and on edits of the inventory file.
+func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, ns := range s.services {
+		g.Go(func() error {
+			err := ns.svc.Serve(ctx)
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", ns.name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return s.watch(ctx, hup) })
+	return g.Wait()
+}
+
+// watch turns SIGHUP and edits of the inventory into reloads. It watches the
+// directory, not the file, because editors replace files by renaming.
+func (s *supervisor) watch(ctx context.Context, hup <-chan os.Signal) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.path, err)
+	}
+	defer w.Close()
+	abs, err := filepath.Abs(s.path)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.path, err)
+	}
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		return fmt.Errorf("watch %s: %w", s.path, err)
+	}
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			s.log.Info("SIGHUP: reloading", zap.String("inventory", s.path))
+			_ = s.reload()
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if filepath.Clean(ev.Name) == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				debounce.Reset(reloadDebounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			s.log.Warn("inventory watch", zap.Error(err))
+		case <-debounce.C:
+			s.log.Info("inventory changed: reloading", zap.String("inventory", s.path))
+			_ = s.reload()
+		}
+	}
+}
+
+// reload validates the file first; only a valid inventory reaches the
+// services, and a bad edit leaves the old one serving.
+func (s *supervisor) reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv, ps, err := inventory.Load(s.path)
+	if err != nil {
+		for _, p := range ps.Errors() {
+			s.log.Error("reload refused: "+p.Message, zap.String("at", p.Where()))
+		}
+		if len(ps) == 0 {
+			s.log.Error("reload refused", zap.Error(err))
+		}
+		s.log.Warn("still serving the previous inventory")
+		return err
+	}
+	for _, p := range ps.Warnings() {
+		s.log.Warn(p.Message, zap.String("at", p.Where()))
+	}
+	changes := inventory.Diff(s.current, inv)
+	if changes.Empty() {
+		s.log.Info("reload: no changes")
+		return nil
+	}
+	var errs []error
+	for _, ns := range s.services {
+		if err := ns.svc.Reload(inv); err != nil {
+			s.log.Error("reload failed", zap.String("service", ns.name), zap.Error(err))
+			errs = append(errs, fmt.Errorf("%s: %w", ns.name, err))
+		}
+	}
+	s.current = inv
+	s.log.Info("reloaded", zap.String("changes", changes.String()))
+	return errors.Join(errs...)
+}
+
+// inventory returns the inventory being served.
+func (s *supervisor) inventory() *inventory.Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+const inv1 = `
+[server]
+address = "198.18.0.1"
+data_dir = "data"
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+[[host]]
+name = "node1"
+mac = "52:54:00:00:00:01"
+boot = "local"
+`
+
+// recorder is a service that records the inventories it is given.
+type recorder struct {
+	mu      sync.Mutex
+	reloads []*inventory.Inventory
+	served  chan struct{}
+}
+
+func (r *recorder) Serve(ctx context.Context) error {
+	close(r.served)
+	<-ctx.Done()
+	return nil
+}
+
+func (r *recorder) Reload(inv *inventory.Inventory) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reloads = append(r.reloads, inv)
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.reloads)
+}
+
+func (r *recorder) last() *inventory.Inventory {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reloads[len(r.reloads)-1]
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// writeFile replaces the inventory the way editors do: a new file renamed
+// over the old one.
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startSupervisor(t *testing.T) (path string, rec *recorder, sup *supervisor, hup chan os.Signal, logs *observer.ObservedLogs, stop func() error) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "netsan.toml")
+	writeFile(t, path, inv1)
+	inv, _, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	rec = &recorder{served: make(chan struct{})}
+	sup = &supervisor{path: path, log: zap.New(core), services: []namedService{{"rec", rec}}, current: inv}
+	hup = make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.run(ctx, hup) }()
+	<-rec.served
+	// The watcher starts with run; give it a moment to register the directory.
+	time.Sleep(100 * time.Millisecond)
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return path, rec, sup, hup, logs, stop
+}
+
+func TestReloadOnEdit(t *testing.T) {
+	path, rec, sup, _, logs, stop := startSupervisor(t)
+	defer stop()
+
+	// A good edit: a new host appears, the services get the new inventory.
+	writeFile(t, path, inv1+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nboot = \"shell\"\n")
+	waitFor(t, "reload after a good edit", func() bool { return rec.count() == 1 })
+	if rec.last().HostByName("node2") == nil || sup.inventory().HostByName("node2") == nil {
+		t.Fatal("node2 not in the reloaded inventory")
+	}
+	if logs.FilterMessage("reloaded").FilterField(zap.String("changes", "hosts +node2")).Len() != 1 {
+		t.Errorf("no 'reloaded' log with the change: %v", logs.All())
+	}
+
+	// A bad edit: refused with its position, the previous inventory keeps serving.
+	writeFile(t, path, inv1+"[[host]]\nname = \"node2\"\nmac = \"not-a-mac\"\n")
+	waitFor(t, "refusal of a bad edit", func() bool { return logs.FilterMessageSnippet("reload refused").Len() > 0 })
+	refused := logs.FilterMessageSnippet("reload refused").All()[0]
+	if at := refused.ContextMap()["at"]; !strings.HasSuffix(at.(string), "netsan.toml:13:1") {
+		t.Errorf("refusal at %v, want …netsan.toml:13:1", at)
+	}
+	time.Sleep(2 * reloadDebounce)
+	if rec.count() != 1 {
+		t.Errorf("services reloaded %d times; a bad edit must not reach them", rec.count())
+	}
+	if sup.inventory().HostByName("node2") == nil {
+		t.Error("the previous inventory was not kept")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadOnSIGHUP(t *testing.T) {
+	path, rec, _, hup, logs, stop := startSupervisor(t)
+	defer stop()
+	// Same content: SIGHUP reloads, finds nothing to change, services untouched.
+	hup <- syscall.SIGHUP
+	waitFor(t, "no-change reload", func() bool { return logs.FilterMessage("reload: no changes").Len() == 1 })
+	if rec.count() != 0 {
+		t.Fatal("services reloaded for an unchanged inventory")
+	}
+	// Edit without waiting for the watcher's debounce; SIGHUP picks it up too.
+	writeFile(t, path, strings.Replace(inv1, `boot = "local"`, `boot = "menu"`, 1))
+	hup <- syscall.SIGHUP
+	waitFor(t, "reload on SIGHUP", func() bool { return rec.count() >= 1 })
+	if got := rec.last().HostByName("node1").Boot; got != "menu" {
+		t.Errorf("boot = %q after reload", got)
+	}
+}
+
+func TestShutdownLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		_, _, _, _, _, stop := startSupervisor(t)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func TestServiceFailureStopsAll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "netsan.toml")
+	writeFile(t, path, inv1)
+	inv, _, _ := inventory.Load(path)
+	rec := &recorder{served: make(chan struct{})}
+	sup := &supervisor{path: path, log: zap.NewNop(), current: inv, services: []namedService{
+		{"rec", rec}, {"broken", failing{}},
+	}}
+	err := sup.run(context.Background(), make(chan os.Signal))
+	if err == nil || !strings.Contains(err.Error(), "broken: address already in use") {
+		t.Fatalf("run = %v", err)
+	}
+}
+
+type failing struct{}
+
+func (failing) Serve(context.Context) error       { return syscall.EADDRINUSE }
+func (failing) Reload(*inventory.Inventory) error { return nil }

@@ -34,6 +34,15 @@ type testServer struct {
 // Path, when relative, is placed in a temp dir).
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	if testing.Verbose() && os.Getenv("NETSAN_ISCSI_DEBUG") != "" {
+		log = zaptest.NewLogger(t)
+	}
+	return startServerLog(t, cfg, log)
+}
+
+func startServerLog(t *testing.T, cfg Config, log *zap.Logger) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.StateDir = dir
@@ -44,10 +53,6 @@ func startServer(t *testing.T, cfg Config) *testServer {
 				l.Path = filepath.Join(dir, l.Path)
 			}
 		}
-	}
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	if testing.Verbose() && os.Getenv("NETSAN_ISCSI_DEBUG") != "" {
-		log = zaptest.NewLogger(t)
 	}
 	srv, err := New(cfg, log)
 	if err != nil {

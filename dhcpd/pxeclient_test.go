@@ -10,23 +10,63 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 )
 
-// pxeProxyClient plays a PXE 2.1 BIOS ROM in ns: DISCOVER, collect the
-// DHCP server's and the proxy's offers, REQUEST the address from the DHCP
-// server, then ask the proxy on port 4011 for the boot file.
-func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
+// wire is a DHCP socket opened inside a namespace, bound to port on eth0.
+type wire struct {
+	t    *testing.T
+	conn *net.UDPConn
+}
+
+func openWire(t *testing.T, ns string, port int) *wire {
 	t.Helper()
 	var conn *net.UDPConn
 	inNetns(t, ns, func() {
 		var err error
-		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: dhcpv4.ClientPort})
+		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: port})
 		if err != nil {
-			t.Errorf("client socket: %v", err)
+			t.Errorf("socket in %s: %v", ns, err)
 		}
 	})
 	if conn == nil {
 		t.FailNow()
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return &wire{t: t, conn: conn}
+}
+
+func (w *wire) send(m *dhcpv4.DHCPv4, to *net.UDPAddr) {
+	w.t.Helper()
+	if _, err := w.conn.WriteTo(m.ToBytes(), to); err != nil {
+		w.t.Fatalf("send %s: %v", m.MessageType(), err)
+	}
+}
+
+// collect returns the replies to xid until want of them arrived or 4 s passed.
+func (w *wire) collect(xid dhcpv4.TransactionID, want int) []*dhcpv4.DHCPv4 {
+	var got []*dhcpv4.DHCPv4
+	deadline := time.Now().Add(4 * time.Second)
+	buf := make([]byte, 1500)
+	for len(got) < want && time.Now().Before(deadline) {
+		w.conn.SetReadDeadline(deadline)
+		n, _, err := w.conn.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		m, err := dhcpv4.FromBytes(buf[:n])
+		if err == nil && m.OpCode == dhcpv4.OpcodeBootReply && m.TransactionID == xid {
+			got = append(got, m)
+		}
+	}
+	return got
+}
+
+var bcast67 = &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
+
+// pxeProxyClient plays a PXE 2.1 BIOS ROM in ns: DISCOVER, collect the
+// DHCP server's and the proxy's offers, REQUEST the address from the DHCP
+// server, then ask the proxy on port 4011 for the boot file.
+func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
+	t.Helper()
+	w := openWire(t, ns, dhcpv4.ClientPort)
 	uuid := append([]byte{0}, []byte("0123456789abcdef")...)
 	pxe := []dhcpv4.Modifier{
 		dhcpv4.WithHwAddr(mac),
@@ -35,40 +75,13 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 		dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid)),
 	}
-	bcast := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
-	send := func(m *dhcpv4.DHCPv4, to *net.UDPAddr) {
-		t.Helper()
-		if _, err := conn.WriteTo(m.ToBytes(), to); err != nil {
-			t.Fatalf("send %s: %v", m.MessageType(), err)
-		}
-	}
-	// collect returns the replies to xid until want of them arrived or 4 s passed.
-	collect := func(xid dhcpv4.TransactionID, want int) []*dhcpv4.DHCPv4 {
-		t.Helper()
-		var got []*dhcpv4.DHCPv4
-		deadline := time.Now().Add(4 * time.Second)
-		buf := make([]byte, 1500)
-		for len(got) < want && time.Now().Before(deadline) {
-			conn.SetReadDeadline(deadline)
-			n, _, err := conn.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			m, err := dhcpv4.FromBytes(buf[:n])
-			if err == nil && m.OpCode == dhcpv4.OpcodeBootReply && m.TransactionID == xid {
-				got = append(got, m)
-			}
-		}
-		return got
-	}
-
 	disc, err := dhcpv4.NewDiscovery(mac, pxe...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(disc, bcast)
+	w.send(disc, bcast67)
 	var lease, proxy *dhcpv4.DHCPv4
-	for _, o := range collect(disc.TransactionID, 2) {
+	for _, o := range w.collect(disc.TransactionID, 2) {
 		if o.MessageType() != dhcpv4.MessageTypeOffer {
 			continue
 		}
@@ -93,8 +106,8 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(req, bcast)
-	acks := collect(req.TransactionID, 1)
+	w.send(req, bcast67)
+	acks := w.collect(req.TransactionID, 1)
 	if len(acks) != 1 || acks[0].MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("no ACK from the DHCP server: %v", acks)
 	}
@@ -109,8 +122,8 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(bs, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: PXEPort})
-	acks = collect(bs.TransactionID, 1)
+	w.send(bs, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: PXEPort})
+	acks = w.collect(bs.TransactionID, 1)
 	if len(acks) != 1 {
 		t.Fatal("no reply from the proxy on port 4011")
 	}

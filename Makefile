@@ -17,7 +17,7 @@ TEST_PACKAGES := iproute2 busybox-static isc-dhcp-client dnsmasq-base \
 	syslinux syslinux-common syslinux-efi mtools dosfstools fdisk xfsprogs btrfs-progs \
 	cpio e2fsprogs kmod
 
-.PHONY: all build demo test deps vet staticcheck unit fuzz bench clean
+.PHONY: all build demo test deps vet staticcheck unit fuzz fuzz-short bench clean
 
 all: build
 
@@ -36,7 +36,11 @@ deps:
 demo: deps build
 	./lab/demo.sh
 
-test: deps vet staticcheck unit
+test: deps vet staticcheck unit fuzz-short
+
+# Every fuzz target for a few seconds: new crashers fail the build.
+fuzz-short:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=4s
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

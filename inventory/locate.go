@@ -40,6 +40,9 @@ func (s *scanner) peek() byte {
 }
 
 func (s *scanner) next() byte {
+	if s.eof() {
+		return 0
+	}
 	c := s.src[s.i]
 	s.i++
 	if c == '\n' {

@@ -16,9 +16,10 @@ import (
 const (
 	blockSize      = 512
 	blockShift     = 9
-	maxTransfer    = 16384 // blocks per command (8 MiB), VPD B0
-	optTransfer    = 2048  // blocks (1 MiB)
-	maxUnmapBlocks = 1 << 22
+	maxTransfer    = 16384   // blocks per command (8 MiB), VPD B0
+	optTransfer    = 2048    // blocks (1 MiB)
+	maxUnmapBlocks = 1 << 20 // libiscsi deems more "insanely big"
+	maxWriteSame   = 32768   // blocks of one WRITE SAME
 	maxUnmapDescs  = 256
 	maxCAWBlocks   = 255
 	maxAtomic      = 2048 // blocks of WRITE ATOMIC(16)
@@ -184,16 +185,15 @@ func (lu *LogicalUnit) unitAttentionLocked(n Nexus, s sense) {
 }
 
 // Reset is a LOGICAL UNIT RESET or TARGET WARM RESET received on from:
-// every other nexus gets a reset unit attention; SPC-2 reservations and
-// medium removal prevention are cleared. Persistent reservations survive.
+// every nexus, from included (SAM-5 7.6), gets a reset unit attention;
+// SPC-2 reservations and medium removal prevention are cleared.
+// Persistent reservations survive.
 func (lu *LogicalUnit) Reset(from Nexus) {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	for n, ns := range lu.nexuses {
 		ns.prevent = false
-		if n != from {
-			lu.unitAttentionLocked(n, senseResetOccurred)
-		}
+		lu.unitAttentionLocked(n, senseResetOccurred)
 	}
 	lu.reserved = nil
 	lu.log.Info("scsi: logical unit reset", zap.String("iqn", from.InitiatorName))

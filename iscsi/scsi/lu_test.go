@@ -75,6 +75,7 @@ func TestBlockCommands(t *testing.T) {
 		{name: "COMPARE AND WRITE", cdb: func() []byte { c := rw16(0x89, 0, 10, 0); c[13] = 2; return c }(), out: cawData, want: ok},
 		{name: "after COMPARE AND WRITE", cdb: rw10(0x28, 0, 10, 2), want: ok, data: fill(2*blockSize, 0x33)},
 		{name: "COMPARE AND WRITE miscompare", cdb: func() []byte { c := rw16(0x89, 0, 10, 0); c[13] = 2; return c }(), out: badCAW, want: miscompare},
+		{name: "COMPARE AND WRITE of 0 (256) blocks with data", cdb: rw16(0x89, 0, 0, 0), out: cawData, want: invalidCDB},
 		{name: "COMPARE AND WRITE short data", cdb: func() []byte { c := rw16(0x89, 0, 10, 0); c[13] = 2; return c }(), out: two, want: invalidCDB},
 		{name: "unchanged after miscompare", cdb: rw10(0x28, 0, 10, 2), want: ok, data: fill(2*blockSize, 0x33)},
 		{name: "ORWRITE", cdb: rw16(0x8b, 0, 10, 1), out: fill(blockSize, 0x44), want: ok},
@@ -142,6 +143,8 @@ func TestProvisioning(t *testing.T) {
 		{name: "UNMAP short parameter list", cdb: cdb(0x42, 0, 0, 0, 0, 0, 0, 0, 4), out: make([]byte, 4), want: paramLen},
 		{name: "UNMAP empty", cdb: cdb(0x42), want: ok},
 		{name: "UNMAP ANCHOR", cdb: cdb(0x42, 1, 0, 0, 0, 0, 0, 0, 24), out: unmapList(0, 1), want: invalidCDB},
+		{name: "WRITE SAME(10) UNMAP with non-zero data", cdb: rw10(0x41, 0x08, 200, 4), out: fill(blockSize, 0xff), want: ok},
+		{name: "reads zeros", cdb: rw10(0x28, 0, 200, 4), want: ok, data: make([]byte, 4*blockSize)},
 		{name: "WRITE SAME(16) NDOB UNMAP until end", cdb: rw16(0x93, 0x09, testBlocks-8, 0), want: ok},
 		{name: "WRITE SAME(10) data size", cdb: rw10(0x41, 0x08, 0, 1), out: fill(2*blockSize, 0), want: invalidCDB},
 		{name: "WRITE SAME(10) beyond end", cdb: rw10(0x41, 0, testBlocks-1, 2), out: zero, want: oob},
@@ -168,7 +171,7 @@ func TestInquiry(t *testing.T) {
 		}},
 		{name: "block limits", cdb: vpd(0xb0), want: ok, check: func(d []byte) bool {
 			return len(d) == 64 && d[5] == maxCAWBlocks && binary.BigEndian.Uint32(d[8:]) == maxTransfer &&
-				binary.BigEndian.Uint32(d[20:]) == maxUnmapBlocks && binary.BigEndian.Uint64(d[36:]) == testBlocks
+				binary.BigEndian.Uint32(d[20:]) == maxUnmapBlocks && binary.BigEndian.Uint64(d[36:]) == maxWriteSame
 		}},
 		{name: "block device characteristics", cdb: vpd(0xb1), want: ok, check: func(d []byte) bool { return binary.BigEndian.Uint16(d[4:]) == 1 }},
 		{name: "logical block provisioning", cdb: vpd(0xb2), want: ok, check: func(d []byte) bool { return d[5] == 0xe4 && d[6]&7 == 2 }},
@@ -242,7 +245,7 @@ func TestUnitAttentionsAndReset(t *testing.T) {
 	lu := newTestLU(t)
 	lu.Reset(nexusA)
 	runSteps(t, lu, []step{
-		{name: "resetting nexus: no UA", cdb: cdb(0x00), want: ok},
+		{name: "resetting nexus: reset UA", cdb: cdb(0x00), want: want{StatusCheckCondition, keyUnitAttention, 0x29, 0x03}},
 		{name: "INQUIRY passes a UA", from: nexusB, cdb: cdb(0x12, 0, 0, 0, 36), want: ok},
 		{name: "REQUEST SENSE returns the UA", from: nexusB, cdb: cdb(0x03, 0, 0, 0, 18), want: ok, check: func(d []byte) bool {
 			return d[0] == 0x70 && d[2] == keyUnitAttention && d[12] == 0x29 && d[13] == 0x03
@@ -273,7 +276,8 @@ func TestReserve6(t *testing.T) {
 	})
 	lu.Reset(nexusA)
 	runSteps(t, lu, []step{
-		{name: "reset releases", cdb: rw10(0x28, 0, 0, 1), want: ok},
+		{name: "reset UA", cdb: rw10(0x28, 0, 0, 1), want: want{StatusCheckCondition, keyUnitAttention, 0x29, 0x03}},
+		{name: "reset released B's reservation", cdb: rw10(0x28, 0, 0, 1), want: ok},
 	})
 }
 
@@ -313,6 +317,33 @@ func TestReportSupportedOpcodes(t *testing.T) {
 		want := map[byte]int{0: 6, 1: 10, 2: 10, 4: 16, 5: 12}[c.op>>5]
 		if c.usage[0] != c.op || len(c.usage) != want {
 			t.Errorf("%s: usage map %x", c.name, c.usage)
+		}
+	}
+}
+
+func TestDataOutLength(t *testing.T) {
+	for _, tc := range []struct {
+		cdb  []byte
+		want uint64
+	}{
+		{rw10(0x2a, 0, 0, 2), 1024},
+		{cdb(0x0a, 0, 0, 0, 0), 256 * blockSize},
+		{rw16(0x8a, 0, 0, 1<<31), 1 << 40},
+		{func() []byte { c := rw16(0x89, 0, 0, 0); c[13] = 3; return c }(), 3 * 1024},
+		{rw16(0x93, 0x08, 0, 100), blockSize},
+		{rw16(0x93, 0x09, 0, 100), 0},
+		{rw10(0x2f, 0x02, 0, 4), 4 * blockSize},
+		{rw10(0x2f, 0x06, 0, 4), blockSize},
+		{rw10(0x2f, 0, 0, 4), 0},
+		{cdb(0x42, 0, 0, 0, 0, 0, 0, 0, 24), 24},
+		{cdb(0x15, 0x10, 0, 0, 28), 28},
+		{cdb(0x5f, 0, 0, 0, 0, 0, 0, 0, 24), 24},
+		{rw10(0x28, 0, 0, 8), 0},
+		{[]byte{0x2a, 0, 0}, 0},
+		{nil, 0},
+	} {
+		if got := DataOutLength(tc.cdb); got != tc.want {
+			t.Errorf("DataOutLength(%x) = %d, want %d", tc.cdb, got, tc.want)
 		}
 	}
 }

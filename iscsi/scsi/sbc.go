@@ -184,12 +184,13 @@ func compareAndWrite(lu *LogicalUnit, cmd *Command) Response {
 	if s != nil {
 		return lu.fail(*s)
 	}
-	if n == 0 {
-		return Response{Status: StatusGood}
-	}
 	size := n << blockShift
+	// Checked first: a 256-block request wraps the one-byte field to 0.
 	if uint64(len(cmd.DataOut)) != 2*size {
 		return lu.fail(badCDB(13, 7))
+	}
+	if n == 0 {
+		return Response{Status: StatusGood}
 	}
 	unlock := lu.ranges.lock(lba, n, true)
 	defer unlock()
@@ -234,9 +235,11 @@ func orWrite(lu *LogicalUnit, cmd *Command) Response {
 	return lu.durable(cmd.CDB[1]&0x08 != 0, lba)
 }
 
-// writeSame is WRITE SAME(10/16) (SBC-3 5.41, 5.42). With UNMAP and a zero
-// block (or NDOB) the range is deallocated; otherwise the block is written
-// to every LBA of the range. A length of 0 means up to the last LBA.
+// writeSame is WRITE SAME(10/16) (SBC-3 5.41, 5.42). With the UNMAP bit
+// the range is deallocated whatever the block holds, as LIO and tgt do and
+// libiscsi expects (reads then return zeros, LBPRZ); without it the block
+// is written to every LBA of the range. A length of 0 means up to the last
+// LBA.
 func writeSame(lu *LogicalUnit, cmd *Command) Response {
 	cdb := cmd.CDB
 	lba, n, nOff := rwArgs(cdb)
@@ -257,6 +260,9 @@ func writeSame(lu *LogicalUnit, cmd *Command) Response {
 	if s := lu.checkRange(lba, n); s != nil {
 		return lu.fail(*s)
 	}
+	if n > maxWriteSame {
+		return lu.fail(badCDB(nOff, 7))
+	}
 	if n == 0 {
 		return Response{Status: StatusGood}
 	}
@@ -269,7 +275,7 @@ func writeSame(lu *LogicalUnit, cmd *Command) Response {
 	}
 	unlock := lu.ranges.lock(lba, n, false)
 	defer unlock()
-	if unmapBit && lu.mapper != nil && mismatch(block, make([]byte, blockSize)) < 0 {
+	if unmapBit && lu.mapper != nil {
 		if err := lu.store.Unmap(int64(lba<<blockShift), int64(n<<blockShift)); err != nil {
 			return lu.ioError("unmap", err, lba, senseWriteError)
 		}

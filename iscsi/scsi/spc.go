@@ -125,10 +125,10 @@ func (lu *LogicalUnit) blockLimits() []byte {
 		be.PutUint32(b[24:], 8)          // optimal unmap granularity: 4 KiB
 		be.PutUint32(b[28:], 0x80000000) // UGAVALID, alignment 0
 	}
-	be.PutUint64(b[32:], lu.nblocks) // maximum write same length
-	be.PutUint32(b[40:], maxAtomic)  // maximum atomic transfer length
-	be.PutUint32(b[44:], 1)          // atomic alignment
-	be.PutUint32(b[48:], 1)          // atomic transfer length granularity
+	be.PutUint64(b[32:], maxWriteSame)
+	be.PutUint32(b[40:], maxAtomic) // maximum atomic transfer length
+	be.PutUint32(b[44:], 1)         // atomic alignment
+	be.PutUint32(b[48:], 1)         // atomic transfer length granularity
 	return b
 }
 

@@ -1,0 +1,180 @@
+#!/bin/sh
+# mkimage.sh — build the lab's golden root image from Debian packages only.
+#
+#   lab/mkimage.sh [OUTPUT]        default OUTPUT: build/lab/golden.img
+#
+# The image is a 64 MiB MBR disk with one active FAT16 partition at 1 MiB that
+# boots both ways:
+#   BIOS: syslinux's mbr.bin → ldlinux.sys (installed with mtools, no loop mount)
+#   UEFI: \EFI\BOOT\BOOTX64.EFI = syslinux.efi + ldlinux.e64
+# Both load the same Debian kernel (apt-get download + dpkg-deb -x, never
+# installed here) and a busybox initramfs whose /init (lab/guest/init) prints
+# a marker with its hostname and boot disk on the serial console.
+#
+# The result is cached: it is rebuilt only when this script, the guest files,
+# the kernel version or the host tools it copies change. Prints the image path.
+#
+# Needs: apt-get dpkg-deb busybox-static open-iscsi e2fsprogs syslinux
+# syslinux-common syslinux-efi mtools dosfstools cpio gzip.
+# Env: NETSAN_LAB_KERNEL=6.1.0-NN-amd64 pins the kernel (default: what
+#      linux-image-amd64 depends on).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+out=${1:-$repo/build/lab/golden.img}
+case "$out" in /*) ;; *) out=$PWD/$out ;; esac
+work=$(dirname "$out")/work
+mkdir -p "$work"
+
+need() {
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || {
+			echo "mkimage: $t not found (apt-get install busybox-static open-iscsi e2fsprogs syslinux syslinux-common syslinux-efi mtools dosfstools cpio)" >&2
+			exit 2
+		}
+	done
+}
+need apt-get apt-cache dpkg-deb busybox iscsistart iscsiadm iscsid mke2fs e2fsck syslinux mcopy mmd mkfs.fat cpio gzip ldd flock sha256sum
+
+# One builder at a time (tests may run in parallel).
+exec 9>"$work/.lock"
+flock 9
+
+kver=${NETSAN_LAB_KERNEL:-}
+if [ -z "$kver" ]; then
+	kver=$(apt-cache depends linux-image-amd64 2>/dev/null |
+		sed -n 's/^ *Depends: linux-image-\(.*-amd64\)$/\1/p' | head -n 1)
+	[ -n "$kver" ] || { echo "mkimage: cannot tell the kernel version (apt-get update?)" >&2; exit 2; }
+fi
+
+mbr=/usr/lib/syslinux/mbr/mbr.bin
+[ -r "$mbr" ] || mbr=/usr/lib/SYSLINUX/mbr.bin
+efidir=/usr/lib/SYSLINUX.EFI/efi64
+[ -r $efidir/syslinux.efi ] || efidir=/usr/lib/syslinux/modules/efi64
+[ -r "$mbr" ] && [ -r $efidir/syslinux.efi ] && [ -r /usr/lib/syslinux/modules/efi64/ldlinux.e64 ] || {
+	echo "mkimage: syslinux-common / syslinux-efi files missing" >&2
+	exit 2
+}
+
+bins="/usr/bin/busybox /usr/sbin/iscsistart /usr/sbin/iscsiadm /usr/sbin/iscsid /usr/sbin/mke2fs /usr/sbin/e2fsck"
+stamp=$(cat "$0" "$here/guest/init" "$here/guest/udhcpc.script" $bins "$mbr" $efidir/syslinux.efi |
+	sha256sum | cut -c1-16)-$kver
+if [ -r "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then
+	echo "$out"
+	exit 0
+fi
+echo "mkimage: building $out (kernel $kver)" >&2
+
+# --- kernel: download and unpack, cached per version -----------------------
+kdir=$work/kernel-$kver
+if [ ! -r "$kdir/boot/vmlinuz-$kver" ]; then
+	rm -rf "$kdir" "$work/deb"
+	mkdir -p "$work/deb"
+	# apt drops privileges to _apt; let it write the .deb.
+	chmod 777 "$work/deb"
+	(cd "$work/deb" && apt-get download -q "linux-image-$kver") >&2
+	dpkg-deb -x "$work"/deb/linux-image-"$kver"_*.deb "$kdir.tmp"
+	mv "$kdir.tmp" "$kdir"
+	rm -rf "$work/deb"
+fi
+
+# --- initramfs -------------------------------------------------------------
+root=$work/initramfs
+rm -rf "$root"
+mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/etc" \
+	"$root/proc" "$root/sys" "$root/dev" "$root/run" "$root/tmp" "$root/mnt"
+cp /usr/bin/busybox "$root/bin/busybox"
+for a in $("$root/bin/busybox" --list); do
+	[ "$a" = busybox ] || ln -s busybox "$root/bin/$a"
+done
+
+# copy_elf FILE DEST copies a dynamic binary and every library ldd names.
+copy_elf() {
+	cp "$1" "$root$2"
+	ldd "$1" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' | while read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		[ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
+	done
+}
+for b in iscsistart iscsiadm iscsid mke2fs e2fsck; do
+	copy_elf "/usr/sbin/$b" "/sbin/$b"
+done
+# ldd prints /lib64/ld-linux-x86-64.so.2; keep the usrmerge paths too.
+ln -s ../lib "$root/usr/lib"
+[ -r /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
+echo "root:x:0:" >"$root/etc/group"
+cp "$here/guest/init" "$root/init"
+cp "$here/guest/udhcpc.script" "$root/etc/udhcpc.script"
+chmod 755 "$root/init" "$root/etc/udhcpc.script"
+
+# Kernel modules: the closure of what /init loads, found with busybox depmod
+# on the unpacked package.
+mods="virtio_pci virtio_net e1000 e1000e crc32c_generic iscsi_tcp iscsi_ibft sd_mod ext4"
+kmods=$kdir/lib/modules/$kver
+[ -r "$kmods/modules.dep" ] || busybox depmod -b "$kdir" "$kver"
+closure=$(
+	awk -v want="$mods" '
+	{ sub(":", "", $1); n = split($1, p, "/"); name = p[n]; sub(/\.ko.*$/, "", name)
+	  gsub("-", "_", name); file[name] = $1; deps[name] = "" 
+	  for (i = 2; i <= NF; i++) deps[name] = deps[name] " " $i }
+	END {
+	  n = split(want, w, " ")
+	  for (i = 1; i <= n; i++) { name = w[i]; if (!(name in file)) { print "missing " name > "/dev/stderr"; exit 1 }
+	    print file[name]; m = split(deps[name], d, " "); for (j = 1; j <= m; j++) print d[j] }
+	}' "$kmods/modules.dep" | sort -u
+)
+for f in $closure; do
+	mkdir -p "$root/lib/modules/$kver/$(dirname "$f")"
+	cp "$kmods/$f" "$root/lib/modules/$kver/$f"
+done
+cp "$kmods/modules.order" "$kmods/modules.builtin" "$root/lib/modules/$kver/" 2>/dev/null || true
+busybox depmod -b "$root" "$kver"
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -9 -n) >"$work/initrd.img"
+
+# --- boot partition ---------------------------------------------------------
+cat >"$work/syslinux.cfg" <<'EOF'
+SERIAL 0 115200
+PROMPT 0
+TIMEOUT 0
+DEFAULT netsan
+LABEL netsan
+  LINUX /vmlinuz
+  INITRD /initrd.img
+  APPEND console=ttyS0,115200 loglevel=4 panic=-1 netsan.mode=san
+EOF
+
+disk_mib=64
+part_start=2048                               # sectors: 1 MiB alignment
+part_sectors=$((disk_mib * 2048 - part_start))
+img=$out.tmp
+rm -f "$img"
+truncate -s ${disk_mib}M "$img"
+mkfs.fat -F 16 -n NETSANLAB -h $part_start --offset $part_start "$img" $((part_sectors / 2)) >/dev/null
+fat="$img@@$((part_start * 512))"
+export MTOOLS_SKIP_CHECK=1
+mcopy -i "$fat" "$kdir/boot/vmlinuz-$kver" ::/vmlinuz
+mcopy -i "$fat" "$work/initrd.img" ::/initrd.img
+mcopy -i "$fat" "$work/syslinux.cfg" ::/syslinux.cfg
+mmd -i "$fat" ::/EFI ::/EFI/BOOT
+mcopy -i "$fat" $efidir/syslinux.efi ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$fat" /usr/lib/syslinux/modules/efi64/ldlinux.e64 ::/EFI/BOOT/ldlinux.e64
+mcopy -i "$fat" "$work/syslinux.cfg" ::/EFI/BOOT/syslinux.cfg
+syslinux --offset $((part_start * 512)) --install "$img"
+
+# --- MBR: syslinux's boot code, then one active FAT16 (LBA) partition -------
+dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc 2>/dev/null
+# le32 N prints N as four little-endian octal escapes for printf.
+le32() { printf '\\%03o\\%03o\\%03o\\%03o' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)); }
+# Disk signature (fixed: every clone of the golden image starts identical).
+printf '\116\123\114\102\000\000' | dd of="$img" bs=1 seek=440 conv=notrunc 2>/dev/null
+# status 0x80, CHS "beyond 8 GiB" placeholders, type 0x0e, LBA start, count.
+printf "\\200\\376\\377\\377\\016\\376\\377\\377$(le32 $part_start)$(le32 $part_sectors)" |
+	dd of="$img" bs=1 seek=446 conv=notrunc 2>/dev/null
+printf '\125\252' | dd of="$img" bs=1 seek=510 conv=notrunc 2>/dev/null
+
+mv "$img" "$out"
+echo "$stamp" >"$out.stamp"
+echo "$out"

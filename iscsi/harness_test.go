@@ -32,16 +32,16 @@ type testServer struct {
 
 // startServer serves cfg (Listen and image paths are filled in: a LUN's
 // Path, when relative, is placed in a temp dir).
-func startServer(t *testing.T, cfg Config) *testServer {
+func startServer(t *testing.T, cfg Config, tune ...func(*Server)) *testServer {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	if testing.Verbose() && os.Getenv("NETSAN_ISCSI_DEBUG") != "" {
 		log = zaptest.NewLogger(t)
 	}
-	return startServerLog(t, cfg, log)
+	return startServerLog(t, cfg, log, tune...)
 }
 
-func startServerLog(t *testing.T, cfg Config, log *zap.Logger) *testServer {
+func startServerLog(t *testing.T, cfg Config, log *zap.Logger, tune ...func(*Server)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	cfg.Listen = []string{"127.0.0.1:0"}
@@ -57,6 +57,9 @@ func startServerLog(t *testing.T, cfg Config, log *zap.Logger) *testServer {
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range tune {
+		f(srv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,0 +1,395 @@
+// Command dhcp measures DHCP lease rate: netsan's dhcpd and dnsmasq, side by
+// side in one run, each in its own pair of network namespaces (198.18.0.0/20
+// on a veth), answer N distinct simulated clients doing DORA
+// (DISCOVER/OFFER/REQUEST/ACK) with at most C in flight. It prints leases/s
+// and DORA latency percentiles as a Markdown table. Run as root.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/netsan/netsan/dhcpd"
+	"github.com/netsan/netsan/inventory"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	var (
+		clients  = flag.Int("clients", 2000, "distinct MACs, one DORA each")
+		inflight = flag.Int("inflight", 64, "DORAs in flight at once")
+		rounds   = flag.Int("rounds", 3, "runs per server (the best rate and its percentiles are reported)")
+		serve    = flag.String("serve", "", "internal: run netsan dhcpd on this inventory")
+	)
+	flag.Parse()
+	if *serve != "" {
+		if err := serveNetsan(*serve); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench/dhcp: needs root (network namespaces)")
+		os.Exit(1)
+	}
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/dhcp: dnsmasq not installed (Debian: dnsmasq-base)")
+		os.Exit(1)
+	}
+	var results []result
+	for _, srv := range []string{"netsan", "dnsmasq"} {
+		var best result
+		for r := 0; r < *rounds; r++ {
+			res, err := runOne(srv, *clients, *inflight)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench/dhcp: %s: %v\n", srv, err)
+				os.Exit(1)
+			}
+			fmt.Fprintf(os.Stderr, "%s round %d: %.0f leases/s, p99 %s, failed %d\n", srv, r+1, res.rate, res.p99, res.failed)
+			if res.rate > best.rate {
+				best = res
+			}
+		}
+		results = append(results, best)
+	}
+	fmt.Printf("| server | clients | in flight | leases/s | DORA p50 | DORA p99 | failed |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Printf("| %s | %d | %d | %.0f | %s | %s | %d |\n", r.server, r.clients, *inflight, r.rate,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.failed)
+	}
+}
+
+type result struct {
+	server   string
+	clients  int
+	rate     float64
+	p50, p99 time.Duration
+	failed   int
+	elapsed  time.Duration
+}
+
+// lab is a server namespace and a client namespace joined by a veth.
+type lab struct {
+	srv, cli string
+	dir      string
+	procs    []*exec.Cmd
+}
+
+func run(args ...string) error {
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func newLab() (*lab, error) {
+	b := make([]byte, 3)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	dir, err := os.MkdirTemp("", "bench-dhcp-")
+	if err != nil {
+		return nil, err
+	}
+	l := &lab{srv: "benchdhcp-" + id + "-s", cli: "benchdhcp-" + id + "-c", dir: dir}
+	for _, c := range [][]string{
+		{"ip", "netns", "add", l.srv},
+		{"ip", "netns", "add", l.cli},
+		{"ip", "-n", l.cli, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.srv},
+		{"ip", "-n", l.srv, "addr", "add", "198.18.0.1/20", "dev", "eth0"},
+		{"ip", "-n", l.srv, "link", "set", "eth0", "up"},
+		{"ip", "-n", l.srv, "link", "set", "lo", "up"},
+		{"ip", "-n", l.cli, "link", "set", "eth0", "up"},
+	} {
+		if err := run(c...); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *lab) close() {
+	for _, p := range l.procs {
+		syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+		p.Wait()
+	}
+	exec.Command("ip", "netns", "del", l.srv).Run()
+	exec.Command("ip", "netns", "del", l.cli).Run()
+	os.RemoveAll(l.dir)
+}
+
+func (l *lab) start(name string, args ...string) error {
+	f, err := os.Create(filepath.Join(l.dir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.srv}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	l.procs = append(l.procs, cmd)
+	return nil
+}
+
+// waitLog waits (bounded) for a line in a server's log.
+func (l *lab) waitLog(name, want string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(l.dir, name+".log"))
+		if strings.Contains(string(b), want) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(l.dir, name+".log"))
+	return fmt.Errorf("%s did not start: %s", name, b)
+}
+
+const (
+	poolFirst = "198.18.1.0"
+	poolLast  = "198.18.15.250"
+)
+
+func runOne(server string, clients, inflight int) (result, error) {
+	l, err := newLab()
+	if err != nil {
+		return result{}, err
+	}
+	defer l.close()
+	data := filepath.Join(l.dir, "data")
+	switch server {
+	case "netsan":
+		inv := filepath.Join(l.dir, "netsan.toml")
+		os.WriteFile(inv, []byte(fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = %q
+[dhcp]
+interface = "eth0"
+subnet    = "198.18.0.0/20"
+range     = [%q, %q]
+router    = "198.18.0.1"
+lease_time = "1h"
+`, data, poolFirst, poolLast)), 0o644)
+		exe, err := os.Executable()
+		if err != nil {
+			return result{}, err
+		}
+		if err := l.start(server, exe, "-serve", inv); err != nil {
+			return result{}, err
+		}
+		if err := l.waitLog(server, "READY"); err != nil {
+			return result{}, err
+		}
+	case "dnsmasq":
+		os.MkdirAll(data, 0o755)
+		if err := l.start(server, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--user=root",
+			"--interface=eth0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+			"--dhcp-range="+poolFirst+","+poolLast+",255.255.240.0,1h", "--dhcp-option=3,198.18.0.1",
+			"--dhcp-lease-max=10000",
+			"--dhcp-leasefile="+filepath.Join(data, "dnsmasq.leases"), "--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"),
+			"--log-facility="+filepath.Join(l.dir, "dnsmasq-dhcp.log")); err != nil {
+			return result{}, err
+		}
+		if err := l.waitLog("dnsmasq-dhcp", "DHCP, IP range"); err != nil {
+			return result{}, err
+		}
+	}
+	res, err := storm(l.cli, clients, inflight)
+	res.server = server
+	return res, err
+}
+
+// storm runs the clients from one socket in the client namespace; a reader
+// hands each reply to the DORA waiting for its transaction ID.
+func storm(ns string, clients, inflight int) (result, error) {
+	var conn *net.UDPConn
+	var err error
+	inNetns(ns, func() {
+		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: dhcpv4.ClientPort})
+	})
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	conn.SetReadBuffer(4 << 20) // a storm's replies must not be lost at the client
+
+	var mu sync.Mutex
+	waiting := map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		buf := make([]byte, 1500)
+		for ctx.Err() == nil {
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m, err := dhcpv4.FromBytes(buf[:n])
+			if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
+				continue
+			}
+			mu.Lock()
+			ch := waiting[m.TransactionID]
+			mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- m:
+				default:
+				}
+			}
+		}
+	}()
+	dst := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
+	// exchange sends m and waits for a reply of type want; retransmits
+	// after 1 s, gives up after 3 tries (RFC 2131 clients back off longer).
+	exchange := func(m *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+		ch := make(chan *dhcpv4.DHCPv4, 4)
+		mu.Lock()
+		waiting[m.TransactionID] = ch
+		mu.Unlock()
+		defer func() { mu.Lock(); delete(waiting, m.TransactionID); mu.Unlock() }()
+		b := m.ToBytes()
+		for try := 0; try < 3; try++ {
+			if _, err := conn.WriteTo(b, dst); err != nil {
+				return nil, err
+			}
+			timer := time.NewTimer(time.Second)
+			for {
+				select {
+				case r := <-ch:
+					if r.MessageType() != want {
+						continue
+					}
+					timer.Stop()
+					return r, nil
+				case <-timer.C:
+				}
+				break
+			}
+		}
+		return nil, errors.New("no reply")
+	}
+
+	lat := make([]time.Duration, clients)
+	failed := make([]bool, clients)
+	sem := make(chan struct{}, inflight)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < clients; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			mac := net.HardwareAddr{0x02, 0xbe, 0x9c, byte(i >> 16), byte(i >> 8), byte(i)}
+			t0 := time.Now()
+			disc, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithBroadcast(true))
+			if err != nil {
+				failed[i] = true
+				return
+			}
+			offer, err := exchange(disc, dhcpv4.MessageTypeOffer)
+			if err != nil {
+				failed[i] = true
+				return
+			}
+			req, err := dhcpv4.NewRequestFromOffer(offer, dhcpv4.WithBroadcast(true))
+			if err != nil {
+				failed[i] = true
+				return
+			}
+			if _, err := exchange(req, dhcpv4.MessageTypeAck); err != nil {
+				failed[i] = true
+				return
+			}
+			lat[i] = time.Since(t0)
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var ok []time.Duration
+	nfail := 0
+	for i, d := range lat {
+		if failed[i] {
+			nfail++
+			continue
+		}
+		ok = append(ok, d)
+	}
+	sort.Slice(ok, func(i, j int) bool { return ok[i] < ok[j] })
+	res := result{clients: clients, failed: nfail, elapsed: elapsed, rate: float64(len(ok)) / elapsed.Seconds()}
+	if len(ok) > 0 {
+		res.p50 = ok[len(ok)/2]
+		res.p99 = ok[(len(ok)*99)/100]
+	}
+	return res, nil
+}
+
+// inNetns runs f on a thread inside ns: sockets it opens stay in ns.
+func inNetns(ns string, f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			panic(err)
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic(err)
+		}
+		f()
+	}()
+	<-done
+}
+
+// serveNetsan is the server process: netsan's dhcpd exactly as cmd/netsan
+// runs it, logging its decisions (as dnsmasq logs its own) to a file.
+func serveNetsan(path string) error {
+	inv, _, err := inventory.Load(path)
+	if err != nil {
+		return err
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	cfg.OutputPaths = []string{filepath.Join(filepath.Dir(path), "netsan-decisions.log")}
+	cfg.Sampling = nil
+	log, err := cfg.Build()
+	if err != nil {
+		return err
+	}
+	s, err := dhcpd.New(inv, log)
+	if err != nil {
+		return err
+	}
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	fmt.Println("READY")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return s.Serve(ctx)
+}

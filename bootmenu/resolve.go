@@ -82,6 +82,11 @@ func (f *File) Close() error {
 	return nil
 }
 
+// OSFile is the open file on disk behind f, or nil for generated content.
+// Reading it reads f (they share the offset); it lets a server hand the
+// file to sendfile(2). Close f, not the OSFile.
+func (f *File) OSFile() *os.File { return f.f }
+
 // Size is the content's length in bytes (TFTP tsize, HTTP Content-Length).
 func (f *File) Size() int64 { return f.size }
 

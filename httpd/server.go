@@ -1,0 +1,236 @@
+// Package httpd is netsan's HTTP face: the same boot files as TFTP (through
+// bootmenu, so a name means the same over both), with Content-Length and
+// Range as iPXE wants them; /metrics for Prometheus; and /status, the
+// inventory joined with DHCP leases and iSCSI sessions, as a page or JSON.
+package httpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/bootmenu"
+	"github.com/netsan/netsan/inventory"
+)
+
+// Server serves boot files, /metrics and /status.
+type Server struct {
+	// Listener, when set before Serve, is used instead of binding http.listen
+	// (tests listen on 127.0.0.1:0 themselves).
+	Listener net.Listener
+	// Gatherer is what /metrics exposes: cmd/netsan registers every
+	// service's collector in one registry and sets it here. When nil,
+	// /metrics shows this server's own metrics only.
+	Gatherer prometheus.Gatherer
+	// Status supplies the live half of /status; either func may be nil.
+	Status StatusSource
+	// ShutdownTimeout bounds how long Serve waits for requests in flight
+	// after its context is cancelled (30 s when zero); then it closes them.
+	ShutdownTimeout time.Duration
+
+	log      *zap.Logger
+	resolver *bootmenu.Resolver
+	inv      atomic.Pointer[inventory.Inventory]
+	metrics  *metrics
+}
+
+// New returns a Server for inv; Serve starts it.
+func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
+	log = log.Named("http")
+	r, err := bootmenu.New(inv, log)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	s := &Server{log: log, resolver: r, metrics: newMetrics()}
+	s.inv.Store(inv)
+	return s, nil
+}
+
+// Reload serves inv from now on; requests in flight finish with what they
+// opened. A changed http.listen takes effect at the next start.
+func (s *Server) Reload(inv *inventory.Inventory) error {
+	if err := s.resolver.Reload(inv); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	old := s.inv.Swap(inv)
+	if old.HTTP.Listen != inv.HTTP.Listen && s.Listener == nil {
+		s.log.Warn("http.listen changed; the new address is used after a restart",
+			zap.String("old", old.HTTP.Listen), zap.String("new", inv.HTTP.Listen))
+	}
+	return nil
+}
+
+// Serve answers requests until ctx is cancelled, then drains them.
+func (s *Server) Serve(ctx context.Context) error {
+	ln := s.Listener
+	if ln == nil {
+		addr := s.inv.Load().HTTP.Listen
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("http: listen %s: %w", addr, err)
+		}
+		ln = l
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(s.log),
+	}
+	s.log.Info("serving", zap.Stringer("addr", ln.Addr()))
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	timeout := s.ShutdownTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		s.log.Warn("requests still running at shutdown; closing them", zap.Error(err))
+		hs.Close()
+	}
+	<-done // http.ErrServerClosed
+	s.log.Info("stopped")
+	return nil
+}
+
+// Handler is the whole HTTP surface, for Serve or any other http.Server.
+func (s *Server) Handler() http.Handler {
+	var g prometheus.Gatherer = s.Gatherer
+	if g == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(s)
+		g = reg
+	}
+	metricsHandler := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(s.log)})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				s.log.Error("panic in request", zap.String("path", r.URL.Path),
+					zap.String("ip", r.RemoteAddr), zap.Any("panic", p), zap.Stack("stack"))
+				// Drop this connection only; the server goes on.
+				panic(http.ErrAbortHandler)
+			}
+		}()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		// Paths are matched as sent, not cleaned as http.ServeMux would:
+		// bootmenu refuses ".." rather than having it quietly redirected.
+		switch r.URL.Path {
+		case "/metrics":
+			metricsHandler.ServeHTTP(w, r)
+		case "/status", "/status.json":
+			s.status(w, r)
+		default:
+			s.file(w, r)
+		}
+	})
+}
+
+// file serves a boot file, /boot/<mac>.ipxe included.
+func (s *Server) file(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var ip netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ip = ap.Addr().Unmap()
+	}
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	log := s.log.With(zap.String("op", r.Method), zap.String("file", name), zap.Stringer("ip", ip))
+	f, err := s.resolver.Resolve(bootmenu.Client{IP: ip}, name)
+	if err != nil {
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			code = http.StatusNotFound
+		case errors.Is(err, bootmenu.ErrBadName):
+			code = http.StatusBadRequest
+		case errors.Is(err, bootmenu.ErrForbidden):
+			code = http.StatusForbidden
+		}
+		s.metrics.request("", "", code)
+		log.Warn("refused", zap.Int("status", code), zap.Error(err))
+		http.Error(w, strings.ToLower(http.StatusText(code)), code)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	switch f.Kind {
+	case bootmenu.KindScript, bootmenu.KindUnknown, bootmenu.KindCmdline:
+		// Generated from the inventory: a reload must be seen at once.
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	default:
+		ct := mime.TypeByExtension(path.Ext(name))
+		if ct == "" {
+			ct = "application/octet-stream" // loaders: never let sniffing guess
+		}
+		h.Set("Content-Type", ct)
+	}
+	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+	// ServeContent writes Content-Length (iPXE crawls without it) and
+	// answers Range and If-Modified-Since.
+	var content io.ReadSeeker = f
+	if osf := f.OSFile(); osf != nil {
+		content = osf // lets the kernel copy the file to the socket
+	}
+	http.ServeContent(cw, r, name, f.ModTime(), content)
+	s.metrics.request(f.Kind, f.Host, cw.status)
+	s.metrics.sent(f.Kind, f.Host, cw.n)
+	fields := []zap.Field{zap.String("kind", string(f.Kind)), zap.Int("status", cw.status),
+		zap.Int64("bytes", cw.n), zap.Duration("elapsed", time.Since(start))}
+	if f.Host != "" {
+		fields = append(fields, zap.String("host", f.Host))
+	}
+	log.Info("sent", fields...)
+}
+
+// countingWriter records the status and the body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps net/http's sendfile(2) path for files on disk.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		c.n += n
+		return n, err
+	}
+	return io.Copy(struct{ io.Writer }{c}, r)
+}

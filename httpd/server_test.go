@@ -1,0 +1,374 @@
+package httpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+const ipxeDir = "/usr/lib/ipxe"
+
+type fixture struct {
+	dir, root, base string
+	srv             *Server
+}
+
+const hosts = `
+[[host]]
+name = "node1"
+mac  = "52:54:00:00:00:01"
+ip   = "198.18.0.11"
+root = { image = "roots/node1.img", size = "1GiB" }
+
+[[host]]
+name = "desk1"
+mac  = "52:54:00:00:00:03"
+ip   = "198.18.0.13"
+boot = "local"
+`
+
+func testInventory(t testing.TB, dir string) *inventory.Inventory {
+	t.Helper()
+	src := fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = %q
+
+[tftp]
+root     = "tftp"
+ipxe_dir = %q
+
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+`, dir, ipxeDir) + hosts
+	inv, problems := inventory.Parse(filepath.Join(dir, "netsan.toml"), []byte(src))
+	if inv == nil {
+		t.Fatalf("inventory: %v", problems)
+	}
+	return inv
+}
+
+// start serves a fresh tree on 127.0.0.1 at an ephemeral port; setup, when
+// not nil, sets the Server's fields before Serve.
+func start(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
+		t.Skip("Debian package ipxe not installed")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	dir := t.TempDir()
+	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
+	if err := os.MkdirAll(fx.root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"secret.txt":     "outside the root",
+		"tftp/hello.txt": "hello from root\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(fx.root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(testInventory(t, dir), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = ln
+	if setup != nil {
+		setup(srv)
+	}
+	fx.srv = srv
+	fx.base = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(40 * time.Second):
+			t.Errorf("Serve did not return after cancel")
+		}
+	})
+	return fx
+}
+
+// curl runs curl with the arguments and returns stdout; -w output ends it.
+func curl(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, "curl", append([]string{"-sS"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return out.String(), err
+}
+
+func TestLoaders(t *testing.T) {
+	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), nil)
+	ents, err := os.ReadDir(ipxeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var n int
+	for _, e := range ents {
+		want, err := os.ReadFile(filepath.Join(ipxeDir, e.Name()))
+		if err != nil {
+			continue // qemu/ (a directory)
+		}
+		local := filepath.Join(out, e.Name())
+		hdr, err := curl(t, "--fail", "-D", "-", "-o", local, fx.base+"/"+e.Name())
+		if err != nil {
+			t.Errorf("%s: %v", e.Name(), err)
+			continue
+		}
+		got, _ := os.ReadFile(local)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, want %d, not identical", e.Name(), len(got), len(want))
+		}
+		if !strings.Contains(hdr, fmt.Sprintf("Content-Length: %d\r\n", len(want))) {
+			t.Errorf("%s: no Content-Length %d in\n%s", e.Name(), len(want), hdr)
+		}
+		n++
+	}
+	t.Logf("%d loaders byte-identical over HTTP", n)
+	if n < 5 {
+		t.Errorf("only %d loaders fetched", n)
+	}
+}
+
+func TestRangeAndHead(t *testing.T) {
+	fx := start(t, zap.NewNop(), nil)
+	want, err := os.ReadFile(filepath.Join(ipxeDir, "undionly.kpxe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := curl(t, "--fail", "-r", "1000-1999", "-w", "\n%{http_code}", fx.base+"/undionly.kpxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.LastIndexByte(body, '\n')
+	if code := body[i+1:]; code != "206" || body[:i] != string(want[1000:2000]) {
+		t.Errorf("range: status %s, %d bytes, equal %v", code, i, body[:i] == string(want[1000:2000]))
+	}
+	hdr, err := curl(t, "--fail", "-I", fx.base+"/boot/52-54-00-00-00-01.ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := curl(t, "--fail", fx.base+"/boot/52-54-00-00-00-01.ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(hdr, "Content-Length: "+strconv.Itoa(len(script))+"\r\n") || !strings.Contains(hdr, "Cache-Control: no-store") {
+		t.Errorf("HEAD of a script (%d bytes):\n%s", len(script), hdr)
+	}
+}
+
+func TestScripts(t *testing.T) {
+	fx := start(t, zap.NewNop(), nil)
+	for _, tc := range []struct{ path, want string }{
+		{"/boot/52-54-00-00-00-01.ipxe", "sanboot || goto failed"},
+		{"/boot/52-54-00-00-00-03.ipxe", "sanboot --no-describe --drive 0x80 || goto failed"},
+		{"/boot/02-00-00-00-00-99.ipxe", "item --gap MAC address: 02-00-00-00-00-99"},
+		{"/boot/02-00-00-00-00-99.ipxe", "item --gap IP address:  127.0.0.1"},
+	} {
+		body, err := curl(t, "--fail", fx.base+tc.path)
+		if err != nil || !strings.HasPrefix(body, "#!ipxe\n") || !strings.Contains(body, tc.want+"\n") {
+			t.Errorf("%s: %v, no line %q in\n%s", tc.path, err, tc.want, body)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	fx := start(t, zap.NewNop(), nil)
+	for _, tc := range []struct {
+		path string
+		code string
+	}{
+		{"/../secret.txt", "400"},
+		{"/%2e%2e/secret.txt", "400"},
+		{"/%2E%2E%2Fsecret.txt", "400"},
+		{"/hello.txt/..%2f..%2fsecret.txt", "400"},
+		{"/out", "400"},
+		{"//etc/passwd", "400"},
+		{"/etc/passwd", "404"},
+		{"/hello.txt%00.png", "400"},
+		{"/..%5csecret.txt", "400"},
+		{"/", "400"},
+		{"/missing", "404"},
+	} {
+		body, err := curl(t, "--path-as-is", "-w", "\n%{http_code}", fx.base+tc.path)
+		if err != nil {
+			t.Errorf("%s: %v", tc.path, err)
+			continue
+		}
+		code := body[strings.LastIndexByte(body, '\n')+1:]
+		if code != tc.code || strings.Contains(body, "outside the root") {
+			t.Errorf("%s: status %s, want %s: %q", tc.path, code, tc.code, body)
+		}
+	}
+	body, err := curl(t, "-X", "PUT", "-d", "x", "-w", "\n%{http_code}", fx.base+"/hello.txt")
+	if err != nil || !strings.HasSuffix(body, "\n405") {
+		t.Errorf("PUT: %v %q", err, body)
+	}
+	if got, _ := curl(t, fx.base+"/hello.txt"); got != "hello from root\n" {
+		t.Errorf("after PUT: %q", got)
+	}
+}
+
+func TestMetricsAndStatus(t *testing.T) {
+	since := time.Now().Add(-time.Minute)
+	reg := prometheus.NewRegistry()
+	fx := start(t, zap.NewNop(), func(s *Server) {
+		reg.MustRegister(s)
+		s.Gatherer = reg
+		s.Status = StatusSource{
+			Leases: func() []Lease {
+				return []Lease{{MAC: "52:54:00:00:00:01", IP: "198.18.0.11", Host: "node1", Expires: time.Now().Add(time.Hour)}}
+			},
+			Sessions: func() []Session {
+				return []Session{{Initiator: "iqn.2026-11.example.lab:node1", Target: "iqn.2026-11.example.lab:node1",
+					Remote: "198.18.0.11:51000", Since: since, ReadBytes: 4096}}
+			},
+		}
+	})
+	if _, err := curl(t, "--fail", "-o", "/dev/null", fx.base+"/undionly.kpxe"); err != nil {
+		t.Fatal(err)
+	}
+	curl(t, "-o", "/dev/null", fx.base+"/missing")
+	m, err := curl(t, "--fail", fx.base+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe"))
+	for _, want := range []string{
+		`netsan_http_requests_total{code="200",host="",kind="loader"} 1`,
+		`netsan_http_requests_total{code="404",host="",kind=""} 1`,
+		fmt.Sprintf(`netsan_http_sent_bytes_total{host="",kind="loader"} %d`, size.Size()),
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, m)
+		}
+	}
+
+	for _, args := range [][]string{
+		{fx.base + "/status?format=json"},
+		{"-H", "Accept: application/json", fx.base + "/status"},
+	} {
+		body, err := curl(t, append([]string{"--fail"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st Status
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, body)
+		}
+		if len(st.Hosts) != 2 || st.Hosts[0].Name != "node1" || st.Hosts[0].Lease == nil ||
+			st.Hosts[0].Lease.IP != "198.18.0.11" || len(st.Hosts[0].Sessions) != 1 ||
+			st.Hosts[1].Lease != nil || len(st.Hosts[1].Sessions) != 0 || st.Server != "198.18.0.1" {
+			t.Errorf("%v: %+v", args, st)
+		}
+	}
+	page, err := curl(t, "--fail", "-H", "Accept: text/html", fx.base+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<td>node1</td>", "<td>desk1</td>", "<td>198.18.0.11:51000</td>", "<td>4096</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+}
+
+// 50 clients fetch a 16 MiB file at once; each gets it whole.
+func TestManyClients(t *testing.T) {
+	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), nil)
+	big := make([]byte, 16<<20)
+	for i := range big {
+		big[i] = byte(i*13 + i>>11)
+	}
+	if err := os.WriteFile(filepath.Join(fx.root, "big.img"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(big)
+	out := t.TempDir()
+	const clients = 50
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			local := filepath.Join(out, fmt.Sprintf("big-%d", i))
+			if _, err := curl(t, "--fail", "-o", local, fx.base+"/big.img"); err != nil {
+				errs[i] = err
+				return
+			}
+			b, err := os.ReadFile(local)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if got := sha256.Sum256(b); got != want {
+				errs[i] = fmt.Errorf("%d bytes, sha256 %x", len(b), got)
+			}
+			os.Remove(local)
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		} else {
+			ok++
+		}
+	}
+	t.Logf("%d of %d clients got the 16 MiB file whole", ok, clients)
+}
+
+// Reload changes a host's script at once, with no restart.
+func TestReload(t *testing.T) {
+	fx := start(t, zap.NewNop(), nil)
+	inv := testInventory(t, fx.dir)
+	inv.Hosts[0].Boot = inventory.BootLocal
+	if err := fx.srv.Reload(inv); err != nil {
+		t.Fatal(err)
+	}
+	body, err := curl(t, "--fail", fx.base+"/boot/52-54-00-00-00-01.ipxe")
+	if err != nil || !strings.Contains(body, "--drive 0x80") || strings.Contains(body, "sanboot ||") {
+		t.Errorf("after reload: %v\n%s", err, body)
+	}
+}

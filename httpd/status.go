@@ -1,0 +1,149 @@
+package httpd
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// StatusSource is where /status reads the state of the other services.
+// cmd/netsan fills it from dhcpd and iscsi, which httpd does not import.
+type StatusSource struct {
+	Leases   func() []Lease
+	Sessions func() []Session
+}
+
+// Lease is one DHCP lease as /status shows it.
+type Lease struct {
+	MAC     string    `json:"mac"`
+	IP      string    `json:"ip"`
+	Host    string    `json:"host,omitempty"` // inventory host name, if it is one
+	Expires time.Time `json:"expires"`
+}
+
+// Session is one iSCSI session as /status shows it.
+type Session struct {
+	Initiator    string    `json:"initiator"` // initiator IQN
+	Target       string    `json:"target"`    // target IQN
+	Remote       string    `json:"remote"`    // initiator address:port
+	Since        time.Time `json:"since"`
+	ReadBytes    uint64    `json:"read_bytes"`
+	WrittenBytes uint64    `json:"written_bytes"`
+}
+
+// HostStatus is an inventory host with what the services know of it.
+type HostStatus struct {
+	Name      string    `json:"name"`
+	MAC       string    `json:"mac"`
+	IP        string    `json:"ip"`
+	Boot      string    `json:"boot"`
+	Target    string    `json:"target"`
+	Initiator string    `json:"initiator"`
+	Root      string    `json:"root,omitempty"`
+	Lease     *Lease    `json:"lease,omitempty"`
+	Sessions  []Session `json:"sessions"`
+}
+
+// Status is the /status document.
+type Status struct {
+	Server   string       `json:"server"`
+	Time     time.Time    `json:"time"`
+	Hosts    []HostStatus `json:"hosts"`
+	Leases   []Lease      `json:"leases"`
+	Sessions []Session    `json:"sessions"`
+}
+
+func (s *Server) snapshot() Status {
+	inv := s.inv.Load()
+	st := Status{Server: inv.Server.Address.String(), Time: time.Now().UTC(),
+		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}}
+	if s.Status.Leases != nil {
+		st.Leases = append(st.Leases, s.Status.Leases()...)
+	}
+	if s.Status.Sessions != nil {
+		st.Sessions = append(st.Sessions, s.Status.Sessions()...)
+	}
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		hs := HostStatus{
+			Name: h.Name, MAC: h.MAC.String(), IP: h.IP.String(), Boot: h.Boot,
+			Target: inv.TargetIQN(h), Initiator: inv.InitiatorIQN(h), Sessions: []Session{},
+		}
+		if h.Root != nil {
+			hs.Root = h.Root.Path()
+		}
+		for j := range st.Leases {
+			if strings.EqualFold(st.Leases[j].MAC, hs.MAC) {
+				hs.Lease = &st.Leases[j]
+			}
+		}
+		for _, ss := range st.Sessions {
+			if ss.Target == hs.Target || ss.Initiator == hs.Initiator {
+				hs.Sessions = append(hs.Sessions, ss)
+			}
+		}
+		st.Hosts = append(st.Hosts, hs)
+	}
+	return st
+}
+
+// wantsJSON: ?format=json, /status.json, or an Accept that prefers JSON to HTML.
+func wantsJSON(r *http.Request) bool {
+	if r.URL.Path == "/status.json" || r.URL.Query().Get("format") == "json" {
+		return true
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/html")
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.snapshot()
+	w.Header().Set("Cache-Control", "no-store")
+	var err error
+	if wantsJSON(r) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(st)
+	} else {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		err = statusPage.Execute(w, st)
+	}
+	if err != nil {
+		s.log.Warn("status", zap.Error(err))
+	}
+}
+
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+	"until": func(t time.Time) string { return time.Until(t).Round(time.Second).String() },
+	"sorted": func(ss []Session) []Session {
+		return slices.SortedFunc(slices.Values(ss), func(a, b Session) int { return strings.Compare(a.Target, b.Target) })
+	},
+}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>netsan {{.Server}}</title>
+<meta http-equiv="refresh" content="10">
+<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style>
+</head><body>
+<h1>netsan {{.Server}}</h1>
+<p>{{.Time.Format "2006-01-02 15:04:05 MST"}} · <a href="/status?format=json">JSON</a> · <a href="/metrics">metrics</a></p>
+<h2>Hosts</h2>
+<table><tr><th>name</th><th>MAC</th><th>IP</th><th>boot</th><th>target</th><th>lease</th><th>sessions</th></tr>
+{{range .Hosts}}<tr><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Boot}}</td><td>{{.Target}}</td>
+<td>{{with .Lease}}{{.IP}}, {{until .Expires}} left{{end}}</td><td>{{len .Sessions}}</td></tr>
+{{end}}</table>
+<h2>Leases</h2>
+<table><tr><th>MAC</th><th>IP</th><th>host</th><th>expires in</th></tr>
+{{range .Leases}}<tr><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Host}}</td><td>{{until .Expires}}</td></tr>
+{{end}}</table>
+<h2>iSCSI sessions</h2>
+<table><tr><th>initiator</th><th>target</th><th>from</th><th>up</th><th>read</th><th>written</th></tr>
+{{range sorted .Sessions}}<tr><td>{{.Initiator}}</td><td>{{.Target}}</td><td>{{.Remote}}</td><td>{{since .Since}}</td><td>{{.ReadBytes}}</td><td>{{.WrittenBytes}}</td></tr>
+{{end}}</table>
+</body></html>
+`))

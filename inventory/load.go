@@ -191,6 +191,9 @@ func stripIndices(path string) string {
 func (v *validator) defaults() {
 	inv := v.inv
 	dir := filepath.Dir(inv.File)
+	if d, err := filepath.Abs(dir); err == nil {
+		dir = d
+	}
 	abs := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p

@@ -1,45 +1,131 @@
 package main
 
 import (
-	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/netsan/netsan/dhcpd"
+	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/iscsi"
+	"github.com/netsan/netsan/tftpd"
 )
 
-// buildServices makes one service per section the inventory enables.
+// buildServices makes one service per section the inventory enables, and
+// one Prometheus registry that every service's metrics go into and /metrics
+// shows.
 func buildServices(inv *inventory.Inventory, log *zap.Logger) ([]namedService, error) {
-	var out []namedService
-	add := func(on bool, name string, svc service) {
-		if on {
-			out = append(out, namedService{name, svc})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var (
+		out    []namedService
+		status httpd.StatusSource
+	)
+	add := func(name string, svc service, c prometheus.Collector) error {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("%s metrics: %w", name, err)
+		}
+		out = append(out, namedService{name, svc})
+		return nil
+	}
+	if inv.DHCP.On() {
+		d, err := dhcpd.New(inv, log)
+		if err != nil {
+			return nil, err
+		}
+		status.Leases = func() []httpd.Lease { return leases(d.Leases()) }
+		if err := add("dhcp", d, d); err != nil {
+			return nil, err
 		}
 	}
-	add(inv.DHCP.On(), "dhcp", pending{"dhcp", log})
-	add(inv.TFTP.On(), "tftp", pending{"tftp", log})
-	add(inv.HTTP.On(), "http", pending{"http", log})
-	add(inv.ISCSI.On(), "iscsi", pending{"iscsi", log})
+	if inv.TFTP.On() {
+		t, err := tftpd.New(inv, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := add("tftp", t, t); err != nil {
+			return nil, err
+		}
+	}
+	if inv.ISCSI.On() {
+		cfg := iscsiConfig(inv)
+		if err := makeImageDirs(cfg); err != nil {
+			return nil, err
+		}
+		i, err := iscsi.New(cfg, log.Named("iscsi"))
+		if err != nil {
+			return nil, err
+		}
+		status.Sessions = func() []httpd.Session { return sessions(i.Sessions()) }
+		if err := add("iscsi", iscsiService{i}, i); err != nil {
+			return nil, err
+		}
+	}
+	if inv.HTTP.On() {
+		h, err := httpd.New(inv, log)
+		if err != nil {
+			return nil, err
+		}
+		h.Gatherer, h.Status = reg, status
+		if err := add("http", h, h); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
-// pending stands in for a service whose package has not landed yet: the
-// lifecycle around it is real, the protocol is not.
-type pending struct {
-	name string
-	log  *zap.Logger
-}
-
-func (p pending) Serve(ctx context.Context) error {
-	p.log.Warn("not implemented yet", zap.String("service", p.name))
-	<-ctx.Done()
+// makeImageDirs creates the directories that missing images will be created
+// in, so that a fresh data_dir needs no preparation.
+func makeImageDirs(cfg iscsi.Config) error {
+	dirs := []string{cfg.StateDir}
+	for _, t := range cfg.Targets {
+		for _, l := range t.LUNs {
+			if l.Size > 0 && !strings.HasPrefix(l.Path, "/dev/") {
+				dirs = append(dirs, filepath.Dir(l.Path))
+			}
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return fmt.Errorf("iscsi: %w", err)
+		}
+	}
 	return nil
 }
 
-func (p pending) Reload(*inventory.Inventory) error { return nil }
+// iscsiService gives the iSCSI target, which knows no inventory, the face
+// of the other services.
+type iscsiService struct{ *iscsi.Server }
+
+func (s iscsiService) Reload(inv *inventory.Inventory) error {
+	return s.Server.Reload(iscsiConfig(inv))
+}
+
+func leases(ls []dhcpd.Lease) []httpd.Lease {
+	out := make([]httpd.Lease, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, httpd.Lease{MAC: l.MAC, IP: l.IP.String(), Host: l.Host, Expires: l.Expires})
+	}
+	return out
+}
+
+func sessions(ss []iscsi.SessionInfo) []httpd.Session {
+	out := make([]httpd.Session, 0, len(ss))
+	for _, s := range ss {
+		if s.Discovery {
+			continue
+		}
+		out = append(out, httpd.Session{Initiator: s.Initiator, Target: s.Target, Remote: s.Remote, Since: s.Since})
+	}
+	return out
+}
 
 // iscsiConfig is the iSCSI target's view of the inventory: each host with a
 // root gets target base_iqn:name with its root as LUN 0, admitting only that

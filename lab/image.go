@@ -124,3 +124,39 @@ func Stamp(image string) (string, error) {
 	}
 	return string(name), nil
 }
+
+// bootPartition is where mkimage.sh puts the FAT partition, for mtools.
+const bootPartition = "@@1048576"
+
+// SetCommandLine replaces the netsan.* words of the kernel command line in
+// both of the image's syslinux.cfg files (BIOS and UEFI) with args.
+func SetCommandLine(image, args string) error {
+	for _, cfg := range []string{"::/syslinux.cfg", "::/EFI/BOOT/syslinux.cfg"} {
+		cmd := exec.Command("mtype", "-i", image+bootPartition, cfg)
+		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+		old, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("mtype %s: %w", cfg, err)
+		}
+		var b strings.Builder
+		for _, line := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
+			if w := strings.Fields(line); len(w) > 0 && strings.EqualFold(w[0], "APPEND") {
+				kept := []string{"APPEND"}
+				for _, f := range w[1:] {
+					if !strings.HasPrefix(f, "netsan.") {
+						kept = append(kept, f)
+					}
+				}
+				line = "  " + strings.Join(kept, " ") + " " + args
+			}
+			b.WriteString(line + "\n")
+		}
+		cmd = exec.Command("mcopy", "-o", "-i", image+bootPartition, "-", cfg)
+		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+		cmd.Stdin = strings.NewReader(b.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("mcopy %s: %w: %s", cfg, err, out)
+		}
+	}
+	return nil
+}

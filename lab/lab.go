@@ -250,3 +250,32 @@ func run(ctx context.Context, name string, args ...string) error {
 	}
 	return nil
 }
+
+// Client makes a namespace of its own holding eth0 with the given MAC,
+// cabled to the bridge by a veth pair, for DHCP and TFTP clients that must
+// not share the server's stack. It returns the namespace's name; Close
+// deletes it.
+func (l *Lab) Client(ctx context.Context, mac string) (string, error) {
+	l.mu.Lock()
+	l.taps++
+	n := strconv.Itoa(l.taps)
+	l.mu.Unlock()
+	ns := l.Name + "-c" + n
+	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+		return "", err
+	}
+	l.onClose(func() { _ = run(context.Background(), "ip", "netns", "del", ns) })
+	steps := [][]string{
+		{"-n", l.Name, "link", "add", "veth" + n, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"-n", l.Name, "link", "set", "veth" + n, "master", Bridge, "up"},
+		{"-n", ns, "link", "set", "eth0", "address", mac},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+	}
+	for _, s := range steps {
+		if err := run(ctx, "ip", s...); err != nil {
+			return "", err
+		}
+	}
+	return ns, nil
+}

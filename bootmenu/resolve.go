@@ -65,6 +65,7 @@ type File struct {
 
 	Kind Kind
 	Host string // the inventory host it serves, when one is known; else ""
+	MAC  string // that host's MAC (or an unknown script's), 52:54:00:00:00:01; else ""
 	Path string // the file on disk, or "" for generated content
 }
 
@@ -93,8 +94,16 @@ func (f *File) Size() int64 { return f.size }
 // ModTime is the file's modification time, or when generated content was made.
 func (f *File) ModTime() time.Time { return f.mod }
 
-func generated(kind Kind, host string, b []byte) *File {
-	return &File{r: bytes.NewReader(b), size: int64(len(b)), mod: time.Now(), Kind: kind, Host: host}
+func generated(kind Kind, b []byte) *File {
+	return &File{r: bytes.NewReader(b), size: int64(len(b)), mod: time.Now(), Kind: kind}
+}
+
+// forHost marks f as served to h.
+func (f *File) forHost(h *inventory.Host) *File {
+	if f != nil && h != nil {
+		f.Host, f.MAC = h.Name, h.MAC.String()
+	}
+	return f
 }
 
 // Resolver answers names for one inventory at a time; Reload swaps it.
@@ -159,16 +168,24 @@ func (r *Resolver) Resolve(c Client, name string) (*File, error) {
 	return st.attribute(f, c), err
 }
 
-// attribute names the host a loader or plain file goes to, by the client's
-// address, so logs and metrics can follow one machine's boot.
+// attribute names the host a loader or plain file goes to, by the MAC the
+// request carried or else the client's address, so that logs and metrics
+// can follow one machine's boot.
 func (st *state) attribute(f *File, c Client) *File {
-	if f == nil || f.Host != "" || !c.IP.IsValid() {
+	if f == nil || f.Host != "" {
+		return f
+	}
+	if c.MAC != nil {
+		if h := st.inv.HostByMAC(c.MAC); h != nil {
+			return f.forHost(h)
+		}
+	}
+	if !c.IP.IsValid() {
 		return f
 	}
 	for i := range st.inv.Hosts {
 		if st.inv.Hosts[i].IP.Addr == c.IP {
-			f.Host = st.inv.Hosts[i].Name
-			break
+			return f.forHost(&st.inv.Hosts[i])
 		}
 	}
 	return f
@@ -271,10 +288,6 @@ func (st *state) rootFile(name string) (*File, error) {
 // pi serves <serial>/<rest>: a generated cmdline.txt for a SAN-booting Pi,
 // else root/<serial>/<rest>, else root/<rest>.
 func (st *state) pi(c Client, h *inventory.Host, serial, rest string) (*File, error) {
-	host := ""
-	if h != nil {
-		host = h.Name
-	}
 	if rest == "cmdline.txt" && h != nil && h.BootsFromSAN() {
 		return st.cmdline(c, h)
 	}
@@ -282,10 +295,7 @@ func (st *state) pi(c Client, h *inventory.Host, serial, rest string) (*File, er
 	if errors.Is(err, fs.ErrNotExist) {
 		f, err = st.rootFile(rest)
 	}
-	if f != nil {
-		f.Host = host
-	}
-	return st.attribute(f, c), err
+	return st.attribute(f.forHost(h), c), err
 }
 
 // openIn opens name inside dir with os.Root, which refuses any path —

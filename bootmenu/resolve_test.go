@@ -48,6 +48,7 @@ func TestResolveFiles(t *testing.T) {
 		{anyClient, "undionly.kpxe", "UNDI loader", KindLoader, ""},
 		{Client{IP: netip.MustParseAddr("198.18.0.11")}, "ipxe.efi", "EFI loader", KindLoader, "node1"},
 		{anyClient, "hello.txt", "hello from root", KindFile, ""},
+		{Client{IP: anyClient.IP, MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 3}}, "hello.txt", "hello from root", KindFile, "desk1"},
 		{anyClient, "./hello.txt", "hello from root", KindFile, ""},
 		{anyClient, "sub//deep.txt", "deep file", KindFile, ""},
 		{anyClient, "sub/deep.txt", "deep file", KindFile, ""},
@@ -176,7 +177,7 @@ func TestPiCmdline(t *testing.T) {
 		" iscsi_target_ip=198.18.0.1 iscsi_target_port=3261" +
 		" iscsi_username=pi1 iscsi_password=pi1-root-secret-c0ffee" +
 		" root=PARTUUID=5e3da5f1-02 rootfstype=ext4 rootwait fsck.repair=yes\n"
-	if got != want || f.Kind != KindCmdline || f.Host != "pi1" {
+	if got != want || f.Kind != KindCmdline || f.Host != "pi1" || f.MAC != "dc:a6:32:00:00:01" {
 		t.Errorf("pi1 cmdline.txt:\n got %q (%s, %s)\nwant %q", got, f.Kind, f.Host, want)
 	}
 

@@ -117,7 +117,9 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		return generated(KindUnknown, "", b), nil
+		f := generated(KindUnknown, b)
+		f.MAC = mac.String()
+		return f, nil
 	}
 	d := ScriptData{
 		Name:          word(h.Name),
@@ -153,7 +155,7 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return generated(KindScript, h.Name, b), nil
+	return generated(KindScript, b).forHost(h), nil
 }
 
 // word keeps a value from changing the meaning of an iPXE script line:
@@ -219,7 +221,7 @@ func (st *state) cmdline(c Client, h *inventory.Host) (*File, error) {
 	}
 	// The Pi firmware uses the first line only.
 	b = append(bytes.TrimSpace(bytes.ReplaceAll(b, []byte("\n"), []byte(" "))), '\n')
-	return generated(KindCmdline, h.Name, b), nil
+	return generated(KindCmdline, b).forHost(h), nil
 }
 
 func chapField(c *inventory.CHAP) string {

@@ -204,6 +204,9 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	if f.Host != "" {
 		fields = append(fields, zap.String("host", f.Host))
 	}
+	if f.MAC != "" {
+		fields = append(fields, zap.String("mac", f.MAC))
+	}
 	log.Info("sent", fields...)
 }
 

@@ -160,6 +160,9 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	if f.Host != "" {
 		log = log.With(zap.String("host", f.Host))
 	}
+	if f.MAC != "" {
+		log = log.With(zap.String("mac", f.MAC))
+	}
 	if ot != nil {
 		ot.SetSize(f.Size()) // answered only when the client asked for tsize
 	}

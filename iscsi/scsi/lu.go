@@ -16,6 +16,7 @@ import (
 const (
 	blockSize      = 512
 	blockShift     = 9
+	physExponent   = 3       // 2^3 logical blocks per physical block
 	maxTransfer    = 16384   // blocks per command (8 MiB), VPD B0
 	optTransfer    = 2048    // blocks (1 MiB)
 	maxUnmapBlocks = 1 << 20 // libiscsi deems more "insanely big"

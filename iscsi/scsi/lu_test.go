@@ -93,7 +93,7 @@ func TestBlockCommands(t *testing.T) {
 		{name: "READ CAPACITY(10)", cdb: cdb(0x25), want: ok, data: []byte{0, 0, 0x07, 0xff, 0, 0, 2, 0}},
 		{name: "READ CAPACITY(10) LBA without PMI", cdb: cdb(0x25, 0, 0, 0, 0, 1), want: invalidCDB},
 		{name: "READ CAPACITY(16)", cdb: rw16(0x9e, 0x10, 0, 32), want: ok, check: func(d []byte) bool {
-			return len(d) == 32 && binary.BigEndian.Uint64(d) == testBlocks-1 && binary.BigEndian.Uint32(d[8:]) == blockSize && d[14] == 0xc0
+			return len(d) == 32 && binary.BigEndian.Uint64(d) == testBlocks-1 && binary.BigEndian.Uint32(d[8:]) == blockSize && d[13] == physExponent && d[14] == 0xc0
 		}},
 		{name: "READ CAPACITY(16) alloc 8", cdb: rw16(0x9e, 0x10, 0, 8), want: ok, check: func(d []byte) bool { return len(d) == 8 }},
 		{name: "unknown opcode", cdb: cdb(0xff), want: invalidOp},

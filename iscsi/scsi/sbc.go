@@ -432,6 +432,7 @@ func readCapacity16(lu *LogicalUnit, cmd *Command) Response {
 	data := make([]byte, 32)
 	be.PutUint64(data, lu.nblocks-1)
 	be.PutUint32(data[8:], blockSize)
+	data[13] = physExponent
 	if lu.mapper != nil {
 		data[14] = 0x80 | 0x40 // LBPME, LBPRZ
 	}

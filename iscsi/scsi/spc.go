@@ -122,7 +122,7 @@ func (lu *LogicalUnit) blockLimits() []byte {
 	if lu.mapper != nil {
 		be.PutUint32(b[16:], maxUnmapBlocks)
 		be.PutUint32(b[20:], maxUnmapDescs)
-		be.PutUint32(b[24:], 8)          // optimal unmap granularity: 4 KiB
+		be.PutUint32(b[24:], 8)          // optimal unmap granularity: 4 KiB pages
 		be.PutUint32(b[28:], 0x80000000) // UGAVALID, alignment 0
 	}
 	be.PutUint64(b[32:], maxWriteSame)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -92,6 +93,11 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 		conns:        map[*conn]struct{}{},
 		counters:     map[counterKey]*counters{},
 		ready:        make(chan struct{}),
+	}
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("iscsi: state directory: %w", err)
+		}
 	}
 	targets, err := s.openTargets(cfg, nil)
 	if err != nil {

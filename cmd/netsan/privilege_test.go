@@ -75,20 +75,7 @@ root = { image = "roots/node1.img", size = "8MiB" }
 
 	// With it: serves as uid 65534.
 	cmd := serve("--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service")
-	var log syncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("netsan log:\n%s", log.String())
-		}
-	})
+	startChild(t, cmd)
 	iqn := "iqn.2026-11.example.test:node1"
 	var inqErr error
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {

@@ -54,6 +54,27 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startChild starts a netsan process owned by the test: killed at cleanup,
+// its log shown when the test failed. exited yields Wait's result once.
+func startChild(t *testing.T, cmd *exec.Cmd) (log *syncBuffer, exited chan error) {
+	t.Helper()
+	log = &syncBuffer{}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("netsan log:\n%s", log.String())
+		}
+	})
+	return log, exited
+}
+
 // TestServeLive runs the real binary on loopback: every service answers, an
 // edit adds a host that iSCSI and HTTP serve at once, a broken edit changes
 // nothing, and SIGTERM stops it cleanly.

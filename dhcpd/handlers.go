@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/netsan/netsan/inventory"
+	"go.uber.org/zap/zapcore"
 )
 
 // Kind is what a client is, as far as booting goes; it labels the metrics.
@@ -90,16 +91,18 @@ type exchange struct {
 	arch    iana.Arch
 	ip      netip.Addr // the address told to the client (yiaddr), if any
 	file    string
-	send    bool   // a reply is to be sent
-	persist bool   // the lease store changed: sync before the reply leaves
-	op      string // what was decided: offer, ack, nak, release, decline, ignore
-	reason  string // why, for the log line when it is not obvious
-	warn    bool   // the decision deserves a warning (e.g. no loader for an arch)
+	send    bool          // a reply is to be sent
+	persist bool          // the lease store changed: sync before the reply leaves
+	op      string        // what was decided: offer, ack, nak, release, decline, ignore
+	reason  string        // why, for the log line when it is not obvious
+	level   zapcore.Level // of the decision's log line
 }
 
-// ignore ends the chain without a reply.
+// ignore ends the chain without a reply; the log line is debug-level
+// unless the caller raises it.
 func (x *exchange) ignore(reason string) bool {
 	x.op, x.reason, x.send = "ignore", reason, false
+	x.level = zapcore.DebugLevel
 	return true
 }
 
@@ -196,8 +199,13 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 	case dhcpv4.MessageTypeDiscover:
 		ip, why := x.choose(req)
 		if !ip.IsValid() {
-			x.warn = x.host != nil
-			return x.ignore(why)
+			x.ignore(why)
+			// An operator asks "why does this box get no address?": say it.
+			x.level = zapcore.InfoLevel
+			if x.host != nil {
+				x.level = zapcore.WarnLevel
+			}
+			return true
 		}
 		x.give(resp, ip, dhcpv4.MessageTypeOffer)
 		return false
@@ -228,7 +236,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 		if sid := req.ServerIdentifier(); !ip.IsValid() || sid == nil || !sid.Equal(x.cfg.server.AsSlice()) {
 			return x.ignore("decline not for us")
 		}
-		x.ip, x.op, x.warn = ip, "decline", true
+		x.ip, x.op, x.level = ip, "decline", zapcore.WarnLevel
 		x.reason = "client found the address in use; quarantined"
 		x.leases.decline(ip, mac, x.now.Add(x.cfg.leaseTime))
 		x.persist = true
@@ -260,7 +268,10 @@ func (x *exchange) choose(req *dhcpv4.DHCPv4) (netip.Addr, string) {
 	mac := req.ClientHWAddr
 	if x.host != nil {
 		ip := x.host.IP.Addr
-		if other := x.leases.boundTo(ip, x.now); other != "" && other != mac.String() {
+		switch other := x.leases.boundTo(ip, x.now); {
+		case other == "declined":
+			return netip.Addr{}, fmt.Sprintf("fixed address %s was declined (another machine answers ARP for it); quarantined", ip)
+		case other != "" && other != mac.String():
 			return netip.Addr{}, fmt.Sprintf("fixed address %s is leased to %s", ip, other)
 		}
 		return ip, ""
@@ -385,8 +396,9 @@ func (x *exchange) boot(req, resp *dhcpv4.DHCPv4) bool {
 	case KindPXE:
 		f, ok := c.loaders[x.arch]
 		if !ok {
-			x.warn = true
-			return x.ignore(fmt.Sprintf("no iPXE loader for client architecture %d in %s", x.arch, c.inv.TFTP.IPXEDir))
+			x.ignore(fmt.Sprintf("no iPXE loader for client architecture %d in %s", x.arch, c.inv.TFTP.IPXEDir))
+			x.level = zapcore.WarnLevel
+			return true
 		}
 		x.file = f
 	case KindPi:

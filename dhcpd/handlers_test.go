@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/netsan/netsan/inventory"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -190,8 +191,8 @@ func TestBoot(t *testing.T) {
 				t.Fatalf("stop = %v (%s), want %v", stop, x.reason, tc.stop)
 			}
 			if stop {
-				if x.send || !x.warn {
-					t.Errorf("no-loader case: send %v warn %v, want no reply and a warning", x.send, x.warn)
+				if x.send || x.level != zapcore.WarnLevel {
+					t.Errorf("no-loader case: send %v level %v, want no reply and a warning", x.send, x.level)
 				}
 				return
 			}

@@ -225,6 +225,10 @@ func (s *leaseStore) bind(ip netip.Addr, mac net.HardwareAddr, host string, expi
 		old.Expires = time.Time{}
 		delete(s.byMAC, m)
 	}
+	if prev := s.byIP[ip]; prev != nil && prev.MAC != m && s.byMAC[prev.MAC] == prev {
+		// The address's previous (expired) holder no longer has a claim to it.
+		delete(s.byMAC, prev.MAC)
+	}
 	l := &Lease{IP: ip, MAC: m, Host: host, State: StateBound, Expires: expires}
 	s.byIP[ip] = l
 	s.byMAC[m] = l

@@ -66,7 +66,12 @@ func TestServeInProcess(t *testing.T) {
 	if len(acks) != 1 || acks[0].MessageType() != dhcpv4.MessageTypeAck || acks[0].YourIPAddr.String() != "198.18.0.11" {
 		t.Fatalf("acks %v", acks)
 	}
+	// The counter moves just after the reply leaves: wait (bounded) for it.
 	m := gather(t, s)
+	for i := 0; i < 100 && m["netsan_dhcp_replies_total{kind=pxe,message=ack}"] == 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+		m = gather(t, s)
+	}
 	if got := m["netsan_dhcp_replies_total{kind=pxe,message=offer}"]; got != 1 {
 		t.Errorf("offers{kind=pxe} = %v, want 1", got)
 	}

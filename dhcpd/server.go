@@ -19,7 +19,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/netsan/netsan/inventory"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sync/errgroup"
 )
@@ -300,14 +299,7 @@ func (s *Server) logDecision(req *dhcpv4.DHCPv4, x *exchange) {
 	if x.reason != "" {
 		fields = append(fields, zap.String("reason", x.reason))
 	}
-	lvl := zapcore.InfoLevel
-	switch {
-	case x.warn:
-		lvl = zapcore.WarnLevel
-	case x.op == "ignore":
-		lvl = zapcore.DebugLevel
-	}
-	s.log.Log(lvl, x.op, fields...)
+	s.log.Log(x.level, x.op, fields...)
 }
 
 func addrString(a netip.Addr) string {

@@ -1,0 +1,265 @@
+// Command iscsi measures netsan's iSCSI target against tgtd in one run, on
+// loopback, each serving a LUN over the same kind of sparse image file:
+//
+//	iscsi-perf -m 32 -b 8 -r      4 KiB random read, QD32
+//	iscsi-perf -m 16 -b 256       128 KiB sequential read, QD16
+//	qemu-img bench -w -d 32 -s 4k   4 KiB writes, QD32
+//	qemu-img bench -w -d 16 -s 128k 128 KiB writes, QD16
+//
+// Targets alternate per round; the best round of each is reported as a
+// Markdown table. Run as root (tgtd).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/iscsi"
+)
+
+const (
+	netsanIQN = "iqn.2026-11.bench.netsan:netsan"
+	tgtIQN    = "iqn.2026-11.bench.netsan:tgt"
+)
+
+func main() {
+	var (
+		size       = flag.Int64("size", 1<<30, "image size in bytes")
+		seconds    = flag.Int("seconds", 8, "seconds per iscsi-perf run")
+		rounds     = flag.Int("rounds", 2, "rounds per target (best reported)")
+		tgtCtl     = flag.Int("tgt-control-port", 7391, "tgtd's management port (-C), unique per host")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of netsan's side here")
+	)
+	flag.Parse()
+	if err := run(*size, *seconds, *rounds, *tgtCtl, *cpuprofile); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/iscsi:", err)
+		os.Exit(1)
+	}
+}
+
+type workload struct {
+	name string
+	// measure returns operations per second and bytes per second.
+	measure func(url string) (float64, float64, error)
+}
+
+func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
+	for _, tool := range []string{"iscsi-perf", "qemu-img", "tgtd", "tgtadm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not installed", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "netsan-bench-iscsi-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, f := range []string{"netsan.img", "tgt.img"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			return err
+		}
+		if err := os.Truncate(filepath.Join(dir, f), size); err != nil {
+			return err
+		}
+	}
+
+	// netsan, in this process.
+	srv, err := iscsi.New(iscsi.Config{
+		Listen:  []string{"127.0.0.1:0"},
+		Targets: []iscsi.Target{{IQN: netsanIQN, LUNs: []iscsi.LUN{{Number: 0, Path: filepath.Join(dir, "netsan.img")}}}},
+	}, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	addrs := srv.ListenAddrs()
+	if len(addrs) == 0 {
+		return errors.New("netsan did not listen")
+	}
+	netsanURL := fmt.Sprintf("iscsi://%s/%s/0", addrs[0], netsanIQN)
+
+	// tgtd, with its own control port; its LUN 0 is a controller.
+	tgtPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	stopTgt, err := startTgt(tgtCtl, tgtPort, filepath.Join(dir, "tgt.img"))
+	if err != nil {
+		return err
+	}
+	defer stopTgt()
+	tgtURL := fmt.Sprintf("iscsi://127.0.0.1:%d/%s/1", tgtPort, tgtIQN)
+
+	perf := func(args ...string) func(string) (float64, float64, error) {
+		return func(url string) (float64, float64, error) { return iscsiPerf(url, seconds, args...) }
+	}
+	bench := func(count, depth, bs int) func(string) (float64, float64, error) {
+		return func(url string) (float64, float64, error) { return qemuBench(url, count, depth, bs) }
+	}
+	workloads := []workload{
+		{"4 KiB random read, QD32 (iscsi-perf -m 32 -b 8 -r)", perf("-m", "32", "-b", "8", "-r")},
+		{"128 KiB sequential read, QD16 (iscsi-perf -m 16 -b 256)", perf("-m", "16", "-b", "256")},
+		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", bench(200000, 32, 4096)},
+		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", bench(8000, 16, 128<<10)},
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	fmt.Println("| workload | netsan ops/s | tgtd ops/s | netsan MB/s | tgtd MB/s | netsan/tgtd |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, w := range workloads {
+		var best [2][2]float64
+		for range rounds {
+			for i, url := range []string{netsanURL, tgtURL} {
+				ops, bps, err := w.measure(url)
+				if err != nil {
+					return fmt.Errorf("%s on %s: %w", w.name, url, err)
+				}
+				if ops > best[i][0] {
+					best[i] = [2]float64{ops, bps}
+				}
+			}
+		}
+		ratio := 0.0
+		if best[1][0] > 0 {
+			ratio = best[0][0] / best[1][0]
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f |\n", w.name, best[0][0], best[1][0], best[0][1]/1e6, best[1][1]/1e6, ratio)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startTgt runs tgtd in the foreground with one target over image.
+func startTgt(ctl, port int, image string) (func(), error) {
+	cmd := exec.Command("tgtd", "-f", "-C", strconv.Itoa(ctl), "--iscsi", fmt.Sprintf("portal=127.0.0.1:%d", port))
+	var logBuf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	adm := func(args ...string) error {
+		out, err := exec.Command("tgtadm", append([]string{"-C", strconv.Itoa(ctl), "--lld", "iscsi"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("tgtadm %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	stop := func() {
+		// tgtd ignores SIGTERM: take it down through its control port.
+		adm("--mode", "sys", "--op", "update", "--name", "State", "-v", "offline")
+		adm("--mode", "target", "--op", "delete", "--tid", "1", "--force")
+		adm("--mode", "sys", "--op", "delete")
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	var err error
+	for range 50 {
+		if err = adm("--mode", "target", "--op", "new", "--tid", "1", "-T", tgtIQN); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err == nil {
+		err = adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", image)
+	}
+	if err == nil {
+		err = adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
+	}
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("tgtd: %w (%s)", err, logBuf.String())
+	}
+	return stop, nil
+}
+
+var perfAverage = regexp.MustCompile(`iops average (\d+) \((\d+) MB/s\)`)
+
+// iscsiPerf runs iscsi-perf for seconds and returns its last average.
+func iscsiPerf(url string, seconds int, args ...string) (float64, float64, error) {
+	cmd := exec.Command("iscsi-perf", append(args, url)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(time.Duration(seconds) * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	m := perfAverage.FindAllStringSubmatch(out.String(), -1)
+	if m == nil {
+		return 0, 0, fmt.Errorf("iscsi-perf printed no average: %s", out.String())
+	}
+	last := m[len(m)-1]
+	iops, _ := strconv.ParseFloat(last[1], 64)
+	mbs, _ := strconv.ParseFloat(last[2], 64)
+	return iops, mbs * 1e6, nil
+}
+
+var benchDone = regexp.MustCompile(`Run completed in ([0-9.]+) seconds`)
+
+// qemuBench writes count requests of bs bytes at queue depth depth.
+func qemuBench(url string, count, depth, bs int) (float64, float64, error) {
+	out, err := exec.Command("qemu-img", "bench", "-f", "raw", "-w", "-t", "none", "-c", strconv.Itoa(count),
+		"-d", strconv.Itoa(depth), "-s", strconv.Itoa(bs), url).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("qemu-img bench: %v: %s", err, out)
+	}
+	m := benchDone.FindSubmatch(out)
+	if m == nil {
+		return 0, 0, fmt.Errorf("qemu-img bench printed no time: %s", out)
+	}
+	secs, _ := strconv.ParseFloat(string(m[1]), 64)
+	return float64(count) / secs, float64(count*bs) / secs, nil
+}

@@ -166,12 +166,8 @@ func (c *conn) writeLoop() {
 		case <-c.done:
 			return
 		case it := <-c.out:
-			if err := c.write(it); err != nil {
+			if err := c.writeBatch(it); err != nil {
 				c.close(fmt.Errorf("write: %w", err))
-				return
-			}
-			if it.closeAfter {
-				c.close(nil)
 				return
 			}
 		case now := <-tick.C:
@@ -189,7 +185,7 @@ func (c *conn) writeLoop() {
 					pingTTT = 1
 				}
 				h := pdu.Header{Opcode: pdu.OpNOPIn, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag, TargetTransferTag: pingTTT}
-				if err := c.write(outItem{hdr: h}); err != nil {
+				if err := c.writeBatch(outItem{hdr: h}); err != nil {
 					c.close(fmt.Errorf("write: %w", err))
 					return
 				}
@@ -199,18 +195,63 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// write sends one item, stamping StatSN, ExpCmdSN and MaxCmdSN.
-func (c *conn) write(it outItem) error {
-	if it.task != nil {
-		return c.writeResult(it.task, &it.resp)
-	}
-	defer func() {
-		if it.release != nil {
-			it.release()
+// Batch bounds: how many queued items, and how many bytes, go out in one
+// vectored write.
+const (
+	batchItems = 64
+	batchBytes = 1 << 20
+)
+
+// writeBatch sends it and whatever else is already queued, up to the batch
+// bounds, in one write; buffers are released once it is out.
+func (c *conn) writeBatch(it outItem) error {
+	var done []outItem
+	closeAfter := false
+	for {
+		c.queue(&it)
+		done = append(done, it)
+		if it.closeAfter {
+			closeAfter = true
+			break
 		}
-	}()
+		if len(done) == batchItems || c.w.Queued() >= batchBytes {
+			break
+		}
+		var more bool
+		select {
+		case it, more = <-c.out:
+		default:
+		}
+		if !more {
+			break
+		}
+	}
+	err := c.w.Flush()
+	for _, d := range done {
+		if d.release != nil {
+			d.release()
+		}
+		if d.task != nil {
+			d.resp.Release()
+		}
+	}
+	if err == nil && closeAfter {
+		c.close(nil)
+		return errClosedAfterLogout
+	}
+	return err
+}
+
+var errClosedAfterLogout = errors.New("closed after logout")
+
+// queue stamps one item and queues its PDUs on the writer.
+func (c *conn) queue(it *outItem) {
+	if it.task != nil {
+		c.queueResult(it.task, &it.resp)
+		return
+	}
 	c.stamp(&it.hdr, it.advance)
-	return c.w.Write(&it.hdr, it.data)
+	c.w.Queue(&it.hdr, it.data)
 }
 
 // stamp sets the sequence numbers of a target PDU; advance consumes a StatSN.
@@ -222,12 +263,11 @@ func (c *conn) stamp(h *pdu.Header, advance bool) {
 	h.ExpCmdSN, h.MaxCmdSN = c.sess.window()
 }
 
-// writeResult sends a command's Data-In PDUs (split at the initiator's
+// queueResult queues a command's Data-In PDUs (split at the initiator's
 // MaxRecvDataSegmentLength, F at each MaxBurstLength) and its status: in
 // the last Data-In when GOOD (phase collapse), else in a SCSI Response.
-func (c *conn) writeResult(t *task, resp *scsi.Response) error {
+func (c *conn) queueResult(t *task, resp *scsi.Response) {
 	s := c.sess
-	defer resp.Release()
 	s.finishTask(t)
 
 	data := resp.Data
@@ -265,14 +305,12 @@ func (c *conn) writeResult(t *task, resp *scsi.Response) error {
 			advance = true
 		}
 		c.stamp(&h, advance)
-		if err := c.w.Write(&h, data[off:off+n]); err != nil {
-			return err
-		}
+		c.w.Queue(&h, data[off:off+n])
 		dataSN++
 		off += n
 	}
 	if collapse {
-		return nil
+		return
 	}
 	h := pdu.Header{
 		Opcode: pdu.OpSCSIResponse, Flags: pdu.FlagFinal | resFlag, InitiatorTaskTag: t.itt,
@@ -285,5 +323,5 @@ func (c *conn) writeResult(t *task, resp *scsi.Response) error {
 		copy(sense[2:], resp.Sense)
 	}
 	c.stamp(&h, true)
-	return c.w.Write(&h, sense)
+	c.w.Queue(&h, sense)
 }

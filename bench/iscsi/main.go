@@ -173,6 +173,8 @@ func startTgt(ctl, port int, image string) (func(), error) {
 	cmd := exec.Command("tgtd", "-f", "-C", strconv.Itoa(ctl), "--iscsi", fmt.Sprintf("portal=127.0.0.1:%d", port))
 	var logBuf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
+	// tgtd must not outlive the benchmark, even if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -222,6 +224,7 @@ var perfAverage = regexp.MustCompile(`iops average (\d+) \((\d+) MB/s\)`)
 // iscsiPerf runs iscsi-perf for seconds and returns its last average.
 func iscsiPerf(url string, seconds int, args ...string) (float64, float64, error) {
 	cmd := exec.Command("iscsi-perf", append(args, url)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -1,6 +1,7 @@
 package pdu
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -110,25 +111,34 @@ type Reader struct {
 
 	hdr [BHSLength + 1020 + 4]byte // BHS, AHS (at most 255 words), digest
 	dig [4]byte
+	br  *bufio.Reader
 }
 
-// Read reads one PDU: the BHS in one read, then AHS (skipped), the header
-// digest, the data segment with its padding and the data digest.
+// readerBuffer lets one system call bring in the headers of many small
+// PDUs; large data segments bypass it (bufio reads them directly).
+const readerBuffer = 64 << 10
+
+// Read reads one PDU: the BHS, AHS (skipped), the header digest, the data
+// segment with its padding and the data digest. Reads go through a buffer,
+// so the headers of many pipelined PDUs arrive in one system call.
 func (r *Reader) Read(p *PDU) error {
 	*p = PDU{pool: r.Pool}
-	if _, err := io.ReadFull(r.R, r.hdr[:BHSLength]); err != nil {
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(r.R, readerBuffer)
+	}
+	if _, err := io.ReadFull(r.br, r.hdr[:BHSLength]); err != nil {
 		return err
 	}
 	copy(p.Raw[:], r.hdr[:BHSLength])
 	herr := p.Header.Decode(r.hdr[:BHSLength])
 	n := BHSLength + 4*int(p.TotalAHSLength)
 	if p.TotalAHSLength > 0 {
-		if _, err := io.ReadFull(r.R, r.hdr[BHSLength:n]); err != nil {
+		if _, err := io.ReadFull(r.br, r.hdr[BHSLength:n]); err != nil {
 			return fmt.Errorf("ahs: %w", err)
 		}
 	}
 	if r.HeaderDigest {
-		if _, err := io.ReadFull(r.R, r.dig[:]); err != nil {
+		if _, err := io.ReadFull(r.br, r.dig[:]); err != nil {
 			return fmt.Errorf("header digest: %w", err)
 		}
 		if getDigest(r.dig[:]) != Digest(r.hdr[:n]) {
@@ -146,7 +156,7 @@ func (r *Reader) Read(p *PDU) error {
 		if r.DataDigest {
 			skip += 4
 		}
-		if _, err := io.CopyN(io.Discard, r.R, skip); err != nil {
+		if _, err := io.CopyN(io.Discard, r.br, skip); err != nil {
 			return fmt.Errorf("data segment: %w", err)
 		}
 		return fmt.Errorf("%d > %d: %w", dl, max, ErrDataTooLong)
@@ -154,13 +164,13 @@ func (r *Reader) Read(p *PDU) error {
 	if dl > 0 {
 		total := dl + Pad(dl)
 		buf := r.Pool.Get(int(total))
-		if _, err := io.ReadFull(r.R, buf); err != nil {
+		if _, err := io.ReadFull(r.br, buf); err != nil {
 			r.Pool.Put(buf)
 			return fmt.Errorf("data segment: %w", err)
 		}
 		p.Data = buf[:dl]
 		if r.DataDigest {
-			if _, err := io.ReadFull(r.R, r.dig[:]); err != nil {
+			if _, err := io.ReadFull(r.br, r.dig[:]); err != nil {
 				p.Release()
 				return fmt.Errorf("data digest: %w", err)
 			}
@@ -173,44 +183,87 @@ func (r *Reader) Read(p *PDU) error {
 	return herr
 }
 
-// Writer writes PDUs to one connection: header, data, padding and digests
-// leave in one vectored write. It is not safe for concurrent use: a
-// connection has one writer goroutine.
+// Writer writes PDUs to one connection. Queue gathers PDUs — header,
+// data, padding and digests — and Flush sends them all in one vectored
+// write, so a busy connection sends many responses per system call. It is
+// not safe for concurrent use: a connection has one writer goroutine.
 type Writer struct {
 	W            io.Writer
 	HeaderDigest bool
 	DataDigest   bool
 
-	hdr  [BHSLength + 4]byte
-	tail [8]byte // padding (up to 3) and data digest
-	bufs [3][]byte
+	bufs  net.Buffers
+	arena []byte // headers and tails of the queued PDUs
+	spans []span // where each queued piece lies: in arena or in data
 }
 
-// Write sends h with data; h.DataSegmentLength is set from len(data).
-func (w *Writer) Write(h *Header, data []byte) error {
+// span is one piece of the next write: arena[off:off+n] or a data slice.
+type span struct {
+	off, n int
+	data   []byte
+}
+
+// Queue adds h with data to the next Flush; h.DataSegmentLength is set
+// from len(data). data must stay untouched until Flush returns.
+func (w *Writer) Queue(h *Header, data []byte) {
 	h.DataSegmentLength = uint32(len(data))
 	h.TotalAHSLength = 0
-	h.Encode(w.hdr[:])
-	hl := BHSLength
+	off := len(w.arena)
+	w.arena = append(w.arena, make([]byte, BHSLength)...)
+	h.Encode(w.arena[off:])
 	if w.HeaderDigest {
-		putDigest(w.hdr[BHSLength:], Digest(w.hdr[:BHSLength]))
-		hl += 4
+		w.arena = binary.LittleEndian.AppendUint32(w.arena, Digest(w.arena[off:off+BHSLength]))
 	}
-	bufs := append(w.bufs[:0], w.hdr[:hl])
-	if len(data) > 0 {
-		pad := Pad(uint32(len(data)))
-		clear(w.tail[:pad])
-		tl := int(pad)
-		if w.DataDigest {
-			putDigest(w.tail[pad:], Digest(data, w.tail[:pad]))
-			tl += 4
-		}
-		bufs = append(bufs, data)
-		if tl > 0 {
-			bufs = append(bufs, w.tail[:tl])
+	w.spans = append(w.spans, span{off: off, n: len(w.arena) - off})
+	if len(data) == 0 {
+		return
+	}
+	w.spans = append(w.spans, span{data: data})
+	pad := Pad(uint32(len(data)))
+	toff := len(w.arena)
+	w.arena = append(w.arena, make([]byte, pad)...)
+	if w.DataDigest {
+		w.arena = binary.LittleEndian.AppendUint32(w.arena, Digest(data, w.arena[toff:toff+int(pad)]))
+	}
+	if len(w.arena) > toff {
+		w.spans = append(w.spans, span{off: toff, n: len(w.arena) - toff})
+	}
+}
+
+// Queued reports how many bytes of headers and data wait for Flush.
+func (w *Writer) Queued() int {
+	n := 0
+	for _, s := range w.spans {
+		n += s.n + len(s.data)
+	}
+	return n
+}
+
+// Flush writes what Queue gathered in one vectored write.
+func (w *Writer) Flush() error {
+	if len(w.spans) == 0 {
+		return nil
+	}
+	// The arena may have moved while growing: slice it only now.
+	bufs := w.bufs[:0]
+	for _, s := range w.spans {
+		if s.data != nil {
+			bufs = append(bufs, s.data)
+		} else {
+			bufs = append(bufs, w.arena[s.off:s.off+s.n])
 		}
 	}
-	nb := net.Buffers(bufs)
-	_, err := nb.WriteTo(w.W)
+	w.bufs = bufs
+	_, err := bufs.WriteTo(w.W)
+	clear(w.spans)
+	w.spans = w.spans[:0]
+	w.arena = w.arena[:0]
+	clear(w.bufs[:cap(w.bufs)])
 	return err
+}
+
+// Write sends one PDU at once.
+func (w *Writer) Write(h *Header, data []byte) error {
+	w.Queue(h, data)
+	return w.Flush()
 }

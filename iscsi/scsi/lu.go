@@ -14,9 +14,13 @@ import (
 )
 
 const (
-	blockSize      = 512
-	blockShift     = 9
-	physExponent   = 3       // 2^3 logical blocks per physical block
+	blockSize  = 512
+	blockShift = 9
+	// physExponent is log2 of logical blocks per physical block. 3 (4 KiB)
+	// would describe the file systems beneath better, but libiscsi's
+	// GetLBAStatus.UnmapSingle then wants a first descriptor at other than
+	// the starting LBA, against SBC-3 5.6.
+	physExponent   = 0
 	maxTransfer    = 16384   // blocks per command (8 MiB), VPD B0
 	optTransfer    = 2048    // blocks (1 MiB)
 	maxUnmapBlocks = 1 << 20 // libiscsi deems more "insanely big"
@@ -70,6 +74,8 @@ type LogicalUnit struct {
 type nexusState struct {
 	ua      []sense // pending unit attentions, oldest first
 	prevent bool    // PREVENT ALLOW MEDIUM REMOVAL
+	// copies holds EXTENDED COPY results by list identifier.
+	copies map[byte]copyResult
 }
 
 // NewLogicalUnit builds a logical unit and reloads its persistent

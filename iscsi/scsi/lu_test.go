@@ -162,7 +162,7 @@ func TestInquiry(t *testing.T) {
 		}},
 		{name: "alloc 5", cdb: cdb(0x12, 0, 0, 0, 5), want: ok, check: func(d []byte) bool { return len(d) == 5 && d[4] == 91 }},
 		{name: "page without EVPD", cdb: cdb(0x12, 0, 0x80, 0, 96), want: invalidCDB},
-		{name: "supported pages", cdb: vpd(0), want: ok, data: []byte{0, 0, 0, 6, 0, 0x80, 0x83, 0xb0, 0xb1, 0xb2}},
+		{name: "supported pages", cdb: vpd(0), want: ok, data: []byte{0, 0, 0, 7, 0, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2}},
 		{name: "serial", cdb: vpd(0x80), want: ok, data: append([]byte{0, 0x80, 0, 8}, "beefcafe"...)},
 		{name: "device identification", cdb: vpd(0x83), want: ok, check: func(d []byte) bool {
 			// First designator: NAA, binary, LU association, 8 bytes.

@@ -79,6 +79,9 @@ var commands = table{
 	{op: 0x5f, sa: 0x04, hasSA: true, name: "PERSISTENT RESERVE OUT/PREEMPT", fn: prOut, usage: prOutUsage, class: classAllowed},
 	{op: 0x5f, sa: 0x05, hasSA: true, name: "PERSISTENT RESERVE OUT/PREEMPT AND ABORT", fn: prOut, usage: prOutUsage, class: classAllowed},
 	{op: 0x5f, sa: 0x06, hasSA: true, name: "PERSISTENT RESERVE OUT/REGISTER AND IGNORE EXISTING KEY", fn: prOut, usage: prOutUsage, class: classAllowed},
+	{op: 0x83, sa: 0x00, hasSA: true, name: "EXTENDED COPY(LID1)", fn: extendedCopy, usage: []byte{0x83, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl}, class: classWrite, writes: true},
+	{op: 0x84, sa: 0x00, hasSA: true, name: "RECEIVE COPY RESULTS/COPY STATUS", fn: receiveCopyResults, usage: rcrUsage, class: classRead},
+	{op: 0x84, sa: 0x03, hasSA: true, name: "RECEIVE COPY RESULTS/OPERATING PARAMETERS", fn: receiveCopyResults, usage: rcrUsage, class: classRead},
 	{op: 0x88, name: "READ(16)", fn: readBlocks, usage: rw16Usage(0x88, 0xfa), class: classRead},
 	{op: 0x89, name: "COMPARE AND WRITE", fn: compareAndWrite, usage: []byte{0x89, 0xfa, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, ctl}, class: classWrite, writes: true},
 	{op: 0x8a, name: "WRITE(16)", fn: writeBlocks, usage: rw16Usage(0x8a, 0xfa), class: classWrite, writes: true},
@@ -104,6 +107,7 @@ var commands = table{
 var (
 	prInUsage  = []byte{0x5e, 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, ctl}
 	prOutUsage = []byte{0x5f, 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, ctl}
+	rcrUsage   = []byte{0x84, 0x1f, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl}
 )
 
 func rw16Usage(op, flags byte) []byte {
@@ -117,7 +121,7 @@ func rw12Usage(op, flags byte) []byte {
 // serviceActions lists the opcodes whose byte 1 bits 4:0 select a service action.
 func hasServiceActions(op byte) bool {
 	switch op {
-	case 0x5e, 0x5f, 0x9e, 0xa3:
+	case 0x5e, 0x5f, 0x83, 0x84, 0x9e, 0xa3:
 		return true
 	}
 	return false

@@ -11,6 +11,7 @@ const (
 	keyIllegalRequest = 0x05
 	keyUnitAttention  = 0x06
 	keyDataProtect    = 0x07
+	keyCopyAborted    = 0x0a
 	keyAbortedCommand = 0x0b
 	keyMiscompare     = 0x0e
 )
@@ -35,6 +36,12 @@ var (
 	senseInvalidFieldInCDB      = sense{key: keyIllegalRequest, asc: 0x24}
 	senseLUNotSupported         = sense{key: keyIllegalRequest, asc: 0x25}
 	senseInvalidFieldInParam    = sense{key: keyIllegalRequest, asc: 0x26}
+	senseTooManyTargets         = sense{key: keyIllegalRequest, asc: 0x26, ascq: 0x06}
+	senseUnsupportedTarget      = sense{key: keyIllegalRequest, asc: 0x26, ascq: 0x07}
+	senseTooManySegments        = sense{key: keyIllegalRequest, asc: 0x26, ascq: 0x08}
+	senseUnsupportedSegment     = sense{key: keyIllegalRequest, asc: 0x26, ascq: 0x09}
+	senseCopyAborted            = sense{key: keyCopyAborted}
+	senseCopyTargetUnreachable  = sense{key: keyCopyAborted, asc: 0x0d, ascq: 0x02}
 	senseInvalidRelease         = sense{key: keyIllegalRequest, asc: 0x26, ascq: 0x04}
 	senseParamListLength        = sense{key: keyIllegalRequest, asc: 0x1a}
 	senseSavingNotSupported     = sense{key: keyIllegalRequest, asc: 0x39}

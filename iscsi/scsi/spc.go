@@ -32,11 +32,13 @@ func inquiry(lu *LogicalUnit, cmd *Command) Response {
 	var body []byte
 	switch page {
 	case 0x00:
-		body = []byte{0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2}
+		body = []byte{0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2}
 	case 0x80:
 		body = []byte(lu.cfg.SerialNumber)
 	case 0x83:
 		body = lu.deviceIdentification(cmd.Nexus)
+	case 0x8f:
+		body = thirdPartyCopyVPD()
 	case 0xb0:
 		body = lu.blockLimits()
 	case 0xb1:
@@ -65,6 +67,7 @@ func standardInquiry(b0 byte) []byte {
 	d[2] = t10Version
 	d[3] = 0x10 | 0x02 // HISUP, response data format 2
 	d[4] = byte(len(d) - 5)
+	d[5] = 0x08 // 3PC: EXTENDED COPY
 	d[7] = 0x02 // CMDQUE
 	copy(d[8:16], fmt.Sprintf("%-8s", vendorID))
 	copy(d[16:32], fmt.Sprintf("%-16s", productID))
@@ -88,11 +91,8 @@ func (lu *LogicalUnit) deviceIdentification(n Nexus) []byte {
 		}
 		b = append(append(b, h...), id...)
 	}
-	// NAA 3h (locally assigned): 60 bits of DeviceID.
-	naa := make([]byte, 8)
-	be.PutUint64(naa, 3<<60|lu.cfg.DeviceID&(1<<60-1))
-	add(0x01, 0x03, false, naa)
-	add(0x02, 0x01, false, []byte(fmt.Sprintf("%-8s%s", vendorID, lu.cfg.SerialNumber)))
+	add(0x01, 0x03, false, lu.naa())
+	add(0x02, 0x01, false, lu.t10VendorID())
 	if n.TargetName != "" {
 		rtp := []byte{0, 0, 0, 1}
 		add(0x01, 0x10|0x04, true, rtp) // relative target port 1
@@ -101,6 +101,18 @@ func (lu *LogicalUnit) deviceIdentification(n Nexus) []byte {
 		add(0x03, 0x20|0x08, true, scsiName(n.TargetName))
 	}
 	return b
+}
+
+// naa is the LU's NAA designator: locally assigned (3h), 60 bits of DeviceID.
+func (lu *LogicalUnit) naa() []byte {
+	naa := make([]byte, 8)
+	be.PutUint64(naa, 3<<60|lu.cfg.DeviceID&(1<<60-1))
+	return naa
+}
+
+// t10VendorID is the LU's T10 vendor ID designator.
+func (lu *LogicalUnit) t10VendorID() []byte {
+	return []byte(fmt.Sprintf("%-8s%s", vendorID, lu.cfg.SerialNumber))
 }
 
 // scsiName is a SCSI name string: null-terminated, padded to a multiple of 4.

@@ -93,19 +93,24 @@ type r2t struct {
 }
 
 // residual returns the residual flag and count of a command that
-// produced n bytes of Data-In (RFC 7143 §11.4.5).
+// produced n bytes of Data-In (RFC 7143 §11.4.5): against the Data-In it
+// produced for reads, against the Data-Out its CDB asks for for writes.
 func (t *task) residual(n uint32) (byte, uint32) {
+	want := uint64(n)
 	if !t.read {
 		if n > 0 {
 			return pdu.FlagOverflow, n
 		}
-		return 0, 0
+		if !t.write {
+			return 0, 0
+		}
+		want = scsi.DataOutLength(t.cdb[:])
 	}
-	switch {
-	case n < t.edtl:
-		return pdu.FlagUnderflow, t.edtl - n
-	case n > t.edtl:
-		return pdu.FlagOverflow, n - t.edtl
+	switch edtl := uint64(t.edtl); {
+	case want < edtl:
+		return pdu.FlagUnderflow, uint32(edtl - want)
+	case want > edtl:
+		return pdu.FlagOverflow, uint32(min(want-edtl, 1<<32-1))
 	}
 	return 0, 0
 }

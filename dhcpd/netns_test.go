@@ -154,6 +154,19 @@ func (l *lab) client(role, mac, cidr string) string {
 		l.ip(ns, "addr", "add", cidr, "dev", "eth0")
 	}
 	l.ip(ns, "link", "set", "eth0", "up")
+	// Packets sent before the kernel sees the carrier are dropped; on a
+	// loaded machine that takes a while.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("ip", "-n", ns, "link", "show", "eth0").Output()
+		if strings.Contains(string(out), "LOWER_UP") && strings.Contains(string(out), "state UP") {
+			break
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("%s eth0 never came up: %s", ns, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return ns
 }
 

@@ -40,10 +40,28 @@ func (w *wire) send(m *dhcpv4.DHCPv4, to *net.UDPAddr) {
 	}
 }
 
-// collect returns the replies to xid until want of them arrived or 4 s passed.
-func (w *wire) collect(xid dhcpv4.TransactionID, want int) []*dhcpv4.DHCPv4 {
+// exchange sends m and collects replies to it, as a client does: up to 4
+// transmissions 2 s apart, until want replies (from distinct servers) came.
+func (w *wire) exchange(m *dhcpv4.DHCPv4, to *net.UDPAddr, want int) []*dhcpv4.DHCPv4 {
+	w.t.Helper()
+	seen := map[string]*dhcpv4.DHCPv4{}
+	for try := 0; try < 4 && len(seen) < want; try++ {
+		w.send(m, to)
+		for _, r := range w.collect(m.TransactionID, want-len(seen), 2*time.Second) {
+			seen[r.ServerIdentifier().String()] = r
+		}
+	}
+	out := make([]*dhcpv4.DHCPv4, 0, len(seen))
+	for _, r := range seen {
+		out = append(out, r)
+	}
+	return out
+}
+
+// collect returns the replies to xid until want of them arrived or d passed.
+func (w *wire) collect(xid dhcpv4.TransactionID, want int, d time.Duration) []*dhcpv4.DHCPv4 {
 	var got []*dhcpv4.DHCPv4
-	deadline := time.Now().Add(4 * time.Second)
+	deadline := time.Now().Add(d)
 	buf := make([]byte, 1500)
 	for len(got) < want && time.Now().Before(deadline) {
 		w.conn.SetReadDeadline(deadline)
@@ -79,9 +97,8 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.send(disc, bcast67)
 	var lease, proxy *dhcpv4.DHCPv4
-	for _, o := range w.collect(disc.TransactionID, 2) {
+	for _, o := range w.exchange(disc, bcast67, 2) {
 		if o.MessageType() != dhcpv4.MessageTypeOffer {
 			continue
 		}
@@ -106,8 +123,7 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.send(req, bcast67)
-	acks := w.collect(req.TransactionID, 1)
+	acks := w.exchange(req, bcast67, 1)
 	if len(acks) != 1 || acks[0].MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("no ACK from the DHCP server: %v", acks)
 	}
@@ -122,8 +138,7 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.send(bs, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: PXEPort})
-	acks = w.collect(bs.TransactionID, 1)
+	acks = w.exchange(bs, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: PXEPort}, 1)
 	if len(acks) != 1 {
 		t.Fatal("no reply from the proxy on port 4011")
 	}

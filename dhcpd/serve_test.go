@@ -55,14 +55,12 @@ func TestServeInProcess(t *testing.T) {
 	c := openWire(t, l.client("pxe", "52:54:00:00:00:01", ""), dhcpv4.ClientPort)
 	mac := mustMAC("52:54:00:00:00:01")
 	disc, _ := dhcpv4.NewDiscovery(mac, pxeBIOS, archBIOS)
-	c.send(disc, bcast67)
-	offers := c.collect(disc.TransactionID, 1)
+	offers := c.exchange(disc, bcast67, 1)
 	if len(offers) != 1 || offers[0].YourIPAddr.String() != "198.18.0.11" || offers[0].BootFileName != "undionly.kpxe" {
 		t.Fatalf("offers %v", offers)
 	}
 	req, _ := dhcpv4.NewRequestFromOffer(offers[0], pxeBIOS, archBIOS)
-	c.send(req, bcast67)
-	acks := c.collect(req.TransactionID, 1)
+	acks := c.exchange(req, bcast67, 1)
 	if len(acks) != 1 || acks[0].MessageType() != dhcpv4.MessageTypeAck || acks[0].YourIPAddr.String() != "198.18.0.11" {
 		t.Fatalf("acks %v", acks)
 	}
@@ -90,8 +88,7 @@ func TestServeInProcess(t *testing.T) {
 	r := openWire(t, l.client("relay", "52:54:00:00:ee:01", "198.18.0.5/24"), dhcpv4.ServerPort)
 	rd, _ := dhcpv4.NewDiscovery(mustMAC("52:54:00:00:ee:99"), dhcpv4.WithGatewayIP(net.IPv4(198, 18, 0, 5)))
 	rd.HopCount = 1
-	r.send(rd, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: dhcpv4.ServerPort})
-	ro := r.collect(rd.TransactionID, 1)
+	ro := r.exchange(rd, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: dhcpv4.ServerPort}, 1)
 	if len(ro) != 1 || ro[0].YourIPAddr.String() != "198.18.0.100" || !ro[0].GatewayIPAddr.Equal(net.IPv4(198, 18, 0, 5)) {
 		t.Fatalf("relayed offer %v", ro)
 	}
@@ -107,8 +104,7 @@ func TestServeInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	rd2, _ := dhcpv4.NewDiscovery(mustMAC("52:54:00:00:ee:99"), dhcpv4.WithGatewayIP(net.IPv4(198, 18, 0, 5)))
-	r.send(rd2, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: dhcpv4.ServerPort})
-	if ro := r.collect(rd2.TransactionID, 1); len(ro) != 1 || ro[0].YourIPAddr.String() != "198.18.0.19" || ro[0].HostName() != "node9" {
+	if ro := r.exchange(rd2, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: dhcpv4.ServerPort}, 1); len(ro) != 1 || ro[0].YourIPAddr.String() != "198.18.0.19" || ro[0].HostName() != "node9" {
 		t.Fatalf("offer after reload %v", ro)
 	}
 	var kept bool

@@ -157,8 +157,12 @@ func (c *conn) writeLoop() {
 		}
 	}()
 	interval := c.srv.NOPInterval
-	tick := time.NewTicker(max(interval/2, 10*time.Millisecond))
-	defer tick.Stop()
+	var ticks <-chan time.Time // nil: pings disabled
+	if interval > 0 {
+		tick := time.NewTicker(max(interval/2, 10*time.Millisecond))
+		defer tick.Stop()
+		ticks = tick.C
+	}
 	var pingTTT uint32
 	var pingSent time.Time
 	for {
@@ -170,7 +174,7 @@ func (c *conn) writeLoop() {
 				c.close(fmt.Errorf("write: %w", err))
 				return
 			}
-		case now := <-tick.C:
+		case now := <-ticks:
 			last := time.Unix(0, c.lastRecv.Load())
 			if !pingSent.IsZero() && last.After(pingSent) {
 				pingSent = time.Time{}

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func sha256File(t *testing.T, path string) [32]byte {
@@ -97,5 +101,61 @@ func TestConcurrentWriters(t *testing.T) {
 		if want := byte(0xa0 + i/(size/2)); b != want {
 			t.Fatalf("byte %d of the image is %#x, want %#x", i, b, want)
 		}
+	}
+}
+
+// metric returns the value of one of the Server's metrics for a label pair.
+func metric(t *testing.T, s *Server, name, target, initiator string) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 64)
+	go func() {
+		s.Collect(ch)
+		close(ch)
+	}()
+	var v float64 = -1
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		labels := map[string]string{}
+		for _, l := range pb.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if !strings.Contains(m.Desc().String(), `"`+name+`"`) || labels["target"] != target || labels["initiator"] != initiator {
+			continue
+		}
+		switch {
+		case pb.Counter != nil:
+			v = pb.Counter.GetValue()
+		case pb.Gauge != nil:
+			v = pb.Gauge.GetValue()
+		}
+	}
+	return v
+}
+
+func TestMetrics(t *testing.T) {
+	need(t, "qemu-io")
+	ts := startServer(t, oneDisk(8<<20))
+	image := "driver=iscsi,transport=tcp,portal=" + ts.addr + ",target=" + testTarget + ",lun=0,initiator-name=" + testInitiator
+	mustRun(t, time.Minute, nil, "qemu-io", "--image-opts", image, "-c", "write -P 0x5a 0 1M", "-c", "read -P 0x5a 0 512k")
+	if got := metric(t, ts.Server, "netsan_iscsi_write_bytes_total", testTarget, testInitiator); got < 1<<20 {
+		t.Errorf("write bytes %v, want at least 1 MiB", got)
+	}
+	if got := metric(t, ts.Server, "netsan_iscsi_read_bytes_total", testTarget, testInitiator); got < 512<<10 {
+		t.Errorf("read bytes %v, want at least 512 KiB", got)
+	}
+	if got := metric(t, ts.Server, "netsan_iscsi_sessions", testTarget, testInitiator); got != 0 {
+		t.Errorf("sessions after qemu-io left: %v", got)
+	}
+	ri := dial(t, ts.addr)
+	ri.loginOK()
+	if got := metric(t, ts.Server, "netsan_iscsi_sessions", testTarget, testInitiator); got != 1 {
+		t.Errorf("sessions with one logged in: %v", got)
+	}
+	ss := ts.Sessions()
+	if len(ss) != 1 || ss[0].Target != testTarget || ss[0].Initiator != testInitiator || ss[0].ISID != "800000000001" {
+		t.Errorf("Sessions() = %+v", ss)
 	}
 }

@@ -47,8 +47,9 @@ type Server struct {
 	QueueDepth int
 	// LoginTimeout bounds a login from connect to full feature phase.
 	LoginTimeout time.Duration
-	// NOPInterval is the idle time after which a NOP-In pings the initiator;
-	// NOPTimeout how long after that a silent connection is dropped.
+	// NOPInterval is the idle time after which a NOP-In pings the initiator
+	// (0 disables pings); NOPTimeout how long after that a silent
+	// connection is dropped.
 	NOPInterval, NOPTimeout time.Duration
 	// LogoutGrace is how long Serve waits, when stopping, for initiators to
 	// log out after being asked to.

@@ -177,11 +177,16 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 	}
 	ss.tsih = s.nextTSIH
 	s.sessions[ss.tsih] = ss
-	key := counterKey{target: iqn, initiator: ls.initiator}
-	if s.counters[key] == nil {
-		s.counters[key] = &counters{}
+	// Discovery sessions move no data: only targets get counters, so the
+	// map stays bounded by the initiators the ACLs admit.
+	ss.counters = &counters{}
+	if !ls.discovery {
+		key := counterKey{target: iqn, initiator: ls.initiator}
+		if s.counters[key] == nil {
+			s.counters[key] = ss.counters
+		}
+		ss.counters = s.counters[key]
 	}
-	ss.counters = s.counters[key]
 	c.log = c.log.With(zap.Uint16("tsih", ss.tsih))
 	c.log.Info("iscsi: login", zap.Bool("discovery", ss.discovery), zap.String("auth", ls.authMethod),
 		zap.Bool("header_digest", ss.params.HeaderDigest), zap.Bool("data_digest", ss.params.DataDigest))

@@ -120,8 +120,8 @@ func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 	workloads := []workload{
 		{"4 KiB random read, QD32 (iscsi-perf -m 32 -b 8 -r)", perf("-m", "32", "-b", "8", "-r")},
 		{"128 KiB sequential read, QD16 (iscsi-perf -m 16 -b 256)", perf("-m", "16", "-b", "256")},
-		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", bench(200000, 32, 4096)},
-		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", bench(8000, 16, 128<<10)},
+		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", bench(50000, 32, 4096)},
+		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", bench(4000, 16, 128<<10)},
 	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)

@@ -338,6 +338,7 @@ func TestDataOutLength(t *testing.T) {
 		{cdb(0x42, 0, 0, 0, 0, 0, 0, 0, 24), 24},
 		{cdb(0x15, 0x10, 0, 0, 28), 28},
 		{cdb(0x5f, 0, 0, 0, 0, 0, 0, 0, 24), 24},
+		{xcopyCDB(60), 60},
 		{rw10(0x28, 0, 0, 8), 0},
 		{[]byte{0x2a, 0, 0}, 0},
 		{nil, 0},

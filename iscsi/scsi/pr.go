@@ -195,6 +195,9 @@ func prIn(lu *LogicalUnit, cmd *Command) Response {
 		if !p.APTPL {
 			data[3] &^= 0x01
 		}
+		if p.file == "" {
+			data[2] &^= 0x01 // PTPL_C: no state file
+		}
 		return good(data, alloc)
 	case prInReadFullStatus:
 		for _, r := range p.Regs {
@@ -249,6 +252,9 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 	}
 	if allTgPt {
 		return lu.fail(badParam(20, 2))
+	}
+	if aptpl && lu.pr.file == "" && (sa == prOutRegister || sa == prOutRegisterIgnore) {
+		return lu.fail(badParam(20, 0)) // nowhere to persist to
 	}
 	switch sa {
 	case prOutReserve, prOutRelease, prOutPreempt, prOutPreemptAndAbort:

@@ -95,7 +95,7 @@ func TestPersistentReservationServiceActions(t *testing.T) {
 	lu := newTestLU(t)
 	runSteps(t, lu, []step{
 		{name: "REPORT CAPABILITIES", cdb: prin(prInReportCapabilites), want: ok, check: func(d []byte) bool {
-			return len(d) == 8 && d[1] == 8 && d[3]&0x80 != 0 && d[4] == 0xea && d[5] == 0x01
+			return len(d) == 8 && d[1] == 8 && d[2] == 0x08 && d[3]&0x80 != 0 && d[4] == 0xea && d[5] == 0x01
 		}},
 		{name: "no keys", cdb: prin(prInReadKeys), want: ok, check: keysAre()},
 		proutStep("register with a key when unregistered", nexusA, prOutRegister, 0, 5, 0xa, conflict),
@@ -141,6 +141,8 @@ func TestPersistentReservationServiceActions(t *testing.T) {
 	c, p := prout(prOutRegister, 0, 1, 2, false)
 	p[20] = 0x08
 	check(t, "SPEC_I_PT", run(lu, nexusA, c, p), invalidPar)
+	c, p = prout(prOutRegister, 0, 1, 2, true)
+	check(t, "APTPL without a state file", run(lu, nexusA, c, p), invalidPar)
 }
 
 func TestPersistentReservationsSurviveRestart(t *testing.T) {

@@ -34,6 +34,8 @@ func DataOutLength(cdb []byte) uint64 {
 		return uint64(be.Uint16(cdb[7:]))
 	case 0x5f: // PERSISTENT RESERVE OUT
 		return uint64(be.Uint32(cdb[5:]))
+	case 0x83: // EXTENDED COPY
+		return uint64(be.Uint32(cdb[10:]))
 	}
 	return 0
 }

@@ -2,6 +2,8 @@ package iscsi
 
 import (
 	"encoding/binary"
+	"errors"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -110,6 +112,12 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("iscsi: task management panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+				c.close(errors.New("task management panicked"))
+			}
+		}()
 		timeout := time.NewTimer(abortWait)
 		defer timeout.Stop()
 		for _, t := range aborted {

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,11 +38,24 @@ func main() {
 	size := flag.Int("size", 64, "file size in MiB")
 	clients := flag.Int("clients", 50, "clients at once in the concurrent case")
 	runs := flag.Int("n", 3, "runs of each case (the median is shown)")
+	cpuprofile := flag.String("cpuprofile", "", "write netsan's CPU profile (this process) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/tftp:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, int64(*size)<<20, *clients, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/tftp:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -71,6 +85,9 @@ func run(ctx context.Context, size int64, clients, runs int) error {
 		return err
 	}
 	if err := writeFile(filepath.Join(root, "big.img"), size); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "ready.txt"), []byte("ready\n"), 0o644); err != nil {
 		return err
 	}
 
@@ -222,9 +239,9 @@ func startHPA(ctx context.Context, root string) (int, func(), error) {
 	}
 	// Ready when it answers a read request (bounded: 50 × 100 ms).
 	for range 50 {
-		out, err := exec.CommandContext(ctx, "curl", "-sS", "--max-time", "1", "-o", "/dev/null", "-w", "%{size_download}",
-			"-r", "0-0", fmt.Sprintf("tftp://127.0.0.1:%d/big.img", port)).Output()
-		if err == nil && len(out) > 0 {
+		out, err := exec.CommandContext(ctx, "curl", "-sS", "--max-time", "1",
+			fmt.Sprintf("tftp://127.0.0.1:%d/ready.txt", port)).Output()
+		if err == nil && string(out) == "ready\n" {
 			return port, stop, nil
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -170,8 +170,26 @@ func (l *lab) client(role, mac, cidr string) string {
 	return ns
 }
 
+// proc is a process started in a namespace; done closes when it has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// kill9 sends SIGKILL to the process group and waits (bounded) for the exit.
+func (p *proc) kill9(t *testing.T) {
+	t.Helper()
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not die", p.log)
+	}
+}
+
 // start runs a command in ns, killed at cleanup; output goes to a log file.
-func (l *lab) start(ns, name string, env []string, args ...string) (*exec.Cmd, string) {
+func (l *lab) start(ns, name string, env []string, args ...string) *proc {
 	l.t.Helper()
 	logf := filepath.Join(l.dir, name+".log")
 	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -188,20 +206,9 @@ func (l *lab) start(ns, name string, env []string, args ...string) (*exec.Cmd, s
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); f.Close(); close(done) }()
-	l.t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	})
-	return cmd, logf
-}
-
-// server is one netsan dhcpd child process.
-type server struct {
-	cmd *exec.Cmd
-	log string
+	p := &proc{cmd: cmd, log: logf, done: done}
+	l.t.Cleanup(func() { p.kill9(l.t) })
+	return p
 }
 
 func (l *lab) writeInventory(body string) string {
@@ -232,16 +239,16 @@ base_iqn = "iqn.2026-11.example.lab"
 	return path
 }
 
-func (l *lab) startServer(inv string, env ...string) *server {
+func (l *lab) startServer(inv string, env ...string) *proc {
 	l.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd, logf := l.start(l.srv, "netsan", append(env, childEnv+"="+inv), exe, "-test.run=^$")
-	s := &server{cmd: cmd, log: logf}
-	l.waitFor(logf, "READY", 10*time.Second)
-	return s
+	l.n++ // each server its own log, so READY is this one's
+	p := l.start(l.srv, fmt.Sprintf("netsan-%d", l.n), append(env, childEnv+"="+inv), exe, "-test.run=^$")
+	l.waitFor(p.log, "READY", 10*time.Second)
+	return p
 }
 
 // waitFor polls a log file until it holds want; bounded by d.
@@ -491,10 +498,7 @@ func TestKill9KeepsLeases(t *testing.T) {
 	if first == "" {
 		t.Fatal("first client got no address")
 	}
-	if err := syscall.Kill(-srv.cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	srv.cmd.Process.Wait()
+	srv.kill9(t)
 	l.startServer(inv)
 	second := l.udhcpc(l.client("b", "52:54:00:00:aa:02", ""), "b", "-r", first)["ip"]
 	if second == "" || second == first {

@@ -66,6 +66,12 @@ func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
 	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics()}
 	s.cfg.Store(c)
 	s.logConfig(c)
+	if !c.listen.IP.IsUnspecified() && c.listen.IP != nil {
+		// Linux delivers a broadcast DISCOVER only to sockets bound to the
+		// wildcard address; dhcp.interface is the way to confine netsan.
+		s.log.Warn("dhcp.listen names an address: broadcast requests will not arrive; listen on 0.0.0.0 and set dhcp.interface",
+			zap.String("listen", c.listen.String()))
+	}
 	return s, nil
 }
 
@@ -141,16 +147,6 @@ func (s *Server) Listen() error {
 	}
 	s.socks = socks
 	return nil
-}
-
-// Addr is the address of the main socket once listening (tests use port 0).
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.socks) == 0 {
-		return nil
-	}
-	return s.socks[0].raw.LocalAddr()
 }
 
 // Serve answers requests until ctx is cancelled, then waits for requests in

@@ -352,12 +352,12 @@ func getLBAStatus(lu *LogicalUnit, cmd *Command) Response {
 	if lba >= lu.nblocks {
 		return lu.fail(senseLBAOutOfRange)
 	}
-	max := 1
+	descs := 1 // at least one, even when the allocation length cuts it
 	if alloc > 24 {
-		max = min(int(alloc-8)/16, 64)
+		descs = min(int(alloc-8)/16, 64)
 	}
-	data := make([]byte, 8, 8+16*max)
-	for i := 0; i < max && lba < lu.nblocks; i++ {
+	data := make([]byte, 8, 8+16*descs)
+	for i := 0; i < descs && lba < lu.nblocks; i++ {
 		mapped, ext := true, int64((lu.nblocks-lba)<<blockShift)
 		if lu.mapper != nil {
 			var err error
@@ -366,7 +366,7 @@ func getLBAStatus(lu *LogicalUnit, cmd *Command) Response {
 				return lu.ioError("get lba status", err, lba, senseReadError)
 			}
 		}
-		blocks := max64(uint64(ext)>>blockShift, 1)
+		blocks := max(uint64(ext)>>blockShift, 1)
 		blocks = min(blocks, 0xffffffff, lu.nblocks-lba)
 		d := make([]byte, 16)
 		be.PutUint64(d, lba)
@@ -379,13 +379,6 @@ func getLBAStatus(lu *LogicalUnit, cmd *Command) Response {
 	}
 	be.PutUint32(data, uint32(len(data)-4))
 	return good(data, alloc)
-}
-
-func max64(a, b uint64) uint64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // preFetch is PRE-FETCH(10/16) (SBC-3 5.3): the blocks are in the host's

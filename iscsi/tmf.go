@@ -69,12 +69,13 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 	case tmfAbortTask:
 		abort(func(t *task) bool { return t.itt == h.ReferencedTaskTag && t.lun == h.LUN })
 		if len(aborted) == 0 {
+			// A command not received yet (RefCmdSN still ahead in the window,
+			// before the TMF's own CmdSN) counts as aborted (RFC 7143
+			// §11.5.1); one received and answered no longer exists.
 			s.mu.Lock()
-			// A task never received but within the window counts as done
-			// (RFC 7143 §11.5.1): nothing to abort.
-			received := int32(h.RefCmdSN-s.expCmdSN) < 0
+			pending := int32(h.RefCmdSN-s.expCmdSN) >= 0 && int32(h.RefCmdSN-s.maxCmdSN) <= 0 && int32(h.RefCmdSN-h.CmdSN) < 0
 			s.mu.Unlock()
-			if !received {
+			if !pending {
 				response = tmfTaskNotExist
 			}
 		}

@@ -189,7 +189,8 @@ func TestDataLUN(t *testing.T) {
 	if err := lab.SetCommandLine(disk, "netsan.mode=data netsan.portal="+lab.ServerIP+":3260"+
 		" netsan.initiator="+initiator+" netsan.target="+targetIQN+
 		" netsan.chap="+target.CHAP.User+":"+target.CHAP.Secret+
-		" netsan.discovery_chap="+discovery.User+":"+discovery.Secret); err != nil {
+		" netsan.discovery_chap="+discovery.User+":"+discovery.Secret,
+		"/initrd.img", "/data.img"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*bootTimeout)

@@ -8,10 +8,16 @@ import (
 	"github.com/netsan/netsan/lab"
 )
 
-// TestReferenceBIOS boots the golden image from dnsmasq + tgtd: it proves
-// the image and the lab, independently of netsan, and is what bench/boot
-// measures netsan against.
-func TestReferenceBIOS(t *testing.T) {
+// TestReference boots the golden image from dnsmasq + tgtd, BIOS and UEFI:
+// it proves the image and the lab independently of netsan, and is what
+// bench/boot measures netsan against.
+func TestReference(t *testing.T) {
+	for _, fw := range []lab.Firmware{lab.BIOS, lab.UEFI} {
+		t.Run(fw.String(), func(t *testing.T) { testReference(t, fw) })
+	}
+}
+
+func testReference(t *testing.T, fw lab.Firmware) {
 	needLab(t)
 	if err := lab.ReferenceAvailable(); err != nil {
 		t.Skip(err)
@@ -28,7 +34,7 @@ func TestReferenceBIOS(t *testing.T) {
 	if err := l.StartReference(ctx, []lab.Host{h}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := l.Boot(ctx, machine(h, lab.BIOS))
+	g, err := l.Boot(ctx, machine(h, fw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +43,7 @@ func TestReferenceBIOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s after %v", line, g.Elapsed())
-	checkMarker(t, line, h, "bios")
+	checkMarker(t, line, h, fw.String())
 	if err := g.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}

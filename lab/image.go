@@ -129,8 +129,11 @@ func Stamp(image string) (string, error) {
 const bootPartition = "@@1048576"
 
 // SetCommandLine replaces the netsan.* words of the kernel command line in
-// both of the image's syslinux.cfg files (BIOS and UEFI) with args.
-func SetCommandLine(image, args string) error {
+// both of the image's syslinux.cfg files (BIOS and UEFI) with args, and
+// the initramfs list with initrds when any are given (the image holds
+// /initrd.img, enough for a SAN boot, and /data.img, which adds open-iscsi's
+// daemon and e2fsprogs for netsan.mode=data).
+func SetCommandLine(image, args string, initrds ...string) error {
 	for _, cfg := range []string{"::/syslinux.cfg", "::/EFI/BOOT/syslinux.cfg"} {
 		cmd := exec.Command("mtype", "-i", image+bootPartition, cfg)
 		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
@@ -148,6 +151,9 @@ func SetCommandLine(image, args string) error {
 					}
 				}
 				line = "  " + strings.Join(kept, " ") + " " + args
+			}
+			if w := strings.Fields(line); len(w) > 0 && strings.EqualFold(w[0], "INITRD") && len(initrds) > 0 {
+				line = "  INITRD " + strings.Join(initrds, ",")
 			}
 			b.WriteString(line + "\n")
 		}

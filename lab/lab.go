@@ -117,7 +117,13 @@ func (l *Lab) Command(ctx context.Context, argv ...string) *exec.Cmd {
 
 // Run runs argv inside the namespace and returns its combined output.
 func (l *Lab) Run(ctx context.Context, argv ...string) (string, error) {
-	out, err := l.Command(ctx, argv...).CombinedOutput()
+	return RunIn(ctx, l.Name, argv...)
+}
+
+// RunIn runs argv inside namespace ns (a lab's, or a Client's) and returns
+// its combined output.
+func RunIn(ctx context.Context, ns string, argv ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
 	}

@@ -79,60 +79,82 @@ if [ ! -r "$kdir/boot/vmlinuz-$kver" ]; then
 	rm -rf "$work/deb"
 fi
 
-# --- initramfs -------------------------------------------------------------
-root=$work/initramfs
-rm -rf "$root"
-mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/etc" \
-	"$root/proc" "$root/sys" "$root/dev" "$root/run" "$root/tmp" "$root/mnt"
-cp /usr/bin/busybox "$root/bin/busybox"
-for a in $("$root/bin/busybox" --list); do
-	[ "$a" = busybox ] || ln -s busybox "$root/bin/$a"
-done
-
-# copy_elf FILE DEST copies a dynamic binary and every library ldd names.
-copy_elf() {
-	cp "$1" "$root$2"
-	ldd "$1" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' | while read -r lib; do
-		mkdir -p "$root$(dirname "$lib")"
-		[ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
-	done
-}
-for b in iscsistart iscsiadm iscsid mke2fs e2fsck; do
-	copy_elf "/usr/sbin/$b" "/sbin/$b"
+# --- initramfs: two archives ---------------------------------------------
+# initrd.img has what a SAN boot needs (busybox, iscsistart, NIC and iSCSI
+# modules); data.img adds the installed host's tools (iscsid, iscsiadm,
+# e2fsprogs, ext4). The SAN boot loads only the first: UEFI firmware reads
+# files over iSCSI slowly, so every megabyte counts. syslinux concatenates
+# both for the data mode, and the kernel unpacks them in order.
+base=$work/initramfs
+data=$work/initramfs-data
+rm -rf "$base" "$data" "$work/initramfs-all"
+mkdir -p "$base/bin" "$base/sbin" "$base/usr/bin" "$base/usr/sbin" "$base/etc" \
+	"$base/proc" "$base/sys" "$base/dev" "$base/run" "$base/tmp" "$base/mnt" "$data/sbin" "$data/etc"
+cp /usr/bin/busybox "$base/bin/busybox"
+for a in $("$base/bin/busybox" --list); do
+	[ "$a" = busybox ] || ln -s busybox "$base/bin/$a"
 done
 # ldd prints /lib64/ld-linux-x86-64.so.2; keep the usrmerge paths too.
-ln -s ../lib "$root/usr/lib"
-[ -r /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
-echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
-echo "root:x:0:" >"$root/etc/group"
-cp "$here/guest/init" "$root/init"
-cp "$here/guest/udhcpc.script" "$root/etc/udhcpc.script"
-chmod 755 "$root/init" "$root/etc/udhcpc.script"
+ln -s ../lib "$base/usr/lib"
+
+# copy_elf ROOT FILE DEST copies a dynamic binary and every library ldd
+# names that the base archive does not already have.
+copy_elf() {
+	cp "$2" "$1$3"
+	ldd "$2" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' | while read -r lib; do
+		[ -e "$base$lib" ] || [ -e "$1$lib" ] && continue
+		mkdir -p "$1$(dirname "$lib")"
+		cp -L "$lib" "$1$lib"
+	done
+}
+copy_elf "$base" /usr/sbin/iscsistart /sbin/iscsistart
+for b in iscsiadm iscsid mke2fs e2fsck; do
+	copy_elf "$data" "/usr/sbin/$b" "/sbin/$b"
+done
+[ -r /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$data/etc/"
+echo "root:x:0:0:root:/:/bin/sh" >"$base/etc/passwd"
+echo "root:x:0:" >"$base/etc/group"
+cp "$here/guest/init" "$base/init"
+cp "$here/guest/udhcpc.script" "$base/etc/udhcpc.script"
+chmod 755 "$base/init" "$base/etc/udhcpc.script"
 
 # Kernel modules: the closure of what /init loads, found with busybox depmod
 # on the unpacked package.
-mods="virtio_pci virtio_net e1000 e1000e crc32c_generic iscsi_tcp iscsi_ibft sd_mod ext4"
 kmods=$kdir/lib/modules/$kver
 [ -r "$kmods/modules.dep" ] || busybox depmod -b "$kdir" "$kver"
-closure=$(
-	awk -v want="$mods" '
-	{ sub(":", "", $1); n = split($1, p, "/"); name = p[n]; sub(/\.ko.*$/, "", name)
-	  gsub("-", "_", name); file[name] = $1; deps[name] = "" 
-	  for (i = 2; i <= NF; i++) deps[name] = deps[name] " " $i }
-	END {
-	  n = split(want, w, " ")
-	  for (i = 1; i <= n; i++) { name = w[i]; if (!(name in file)) { print "missing " name > "/dev/stderr"; exit 1 }
-	    print file[name]; m = split(deps[name], d, " "); for (j = 1; j <= m; j++) print d[j] }
-	}' "$kmods/modules.dep" | sort -u
-)
-for f in $closure; do
-	mkdir -p "$root/lib/modules/$kver/$(dirname "$f")"
-	cp "$kmods/$f" "$root/lib/modules/$kver/$f"
-done
-cp "$kmods/modules.order" "$kmods/modules.builtin" "$root/lib/modules/$kver/" 2>/dev/null || true
-busybox depmod -b "$root" "$kver"
+# copy_modules ROOT NAMES copies the named modules and their dependencies
+# that the base archive does not already have.
+copy_modules() {
+	closure=$(
+		awk -v want="$2" '
+		{ sub(":", "", $1); n = split($1, p, "/"); name = p[n]; sub(/\.ko.*$/, "", name)
+		  gsub("-", "_", name); file[name] = $1; deps[name] = ""
+		  for (i = 2; i <= NF; i++) deps[name] = deps[name] " " $i }
+		END {
+		  n = split(want, w, " ")
+		  for (i = 1; i <= n; i++) { name = w[i]; if (!(name in file)) { print "missing " name > "/dev/stderr"; exit 1 }
+		    print file[name]; m = split(deps[name], d, " "); for (j = 1; j <= m; j++) print d[j] }
+		}' "$kmods/modules.dep" | sort -u
+	)
+	for f in $closure; do
+		[ -e "$base/lib/modules/$kver/$f" ] && continue
+		mkdir -p "$1/lib/modules/$kver/$(dirname "$f")"
+		cp "$kmods/$f" "$1/lib/modules/$kver/$f"
+	done
+}
+copy_modules "$base" "virtio_pci virtio_net e1000 crc32c_generic iscsi_tcp iscsi_ibft sd_mod"
+copy_modules "$data" "ext4"
+busybox depmod -b "$base" "$kver"
+# data.img carries the modules.dep of both archives together.
+mkdir -p "$work/initramfs-all"
+cp -a "$base/." "$data/." "$work/initramfs-all/"
+busybox depmod -b "$work/initramfs-all" "$kver"
+cp "$work/initramfs-all/lib/modules/$kver"/modules.* "$data/lib/modules/$kver/"
+rm -rf "$work/initramfs-all"
 
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -9 -n) >"$work/initrd.img"
+for r in initrd:"$base" data:"$data"; do
+	(cd "${r#*:}" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -9 -n) >"$work/${r%%:*}.img"
+done
 
 # --- boot partition ---------------------------------------------------------
 cat >"$work/syslinux.cfg" <<'EOF'
@@ -157,6 +179,7 @@ fat="$img@@$((part_start * 512))"
 export MTOOLS_SKIP_CHECK=1
 mcopy -i "$fat" "$kdir/boot/vmlinuz-$kver" ::/vmlinuz
 mcopy -i "$fat" "$work/initrd.img" ::/initrd.img
+mcopy -i "$fat" "$work/data.img" ::/data.img
 mcopy -i "$fat" "$work/syslinux.cfg" ::/syslinux.cfg
 mmd -i "$fat" ::/EFI ::/EFI/BOOT
 mcopy -i "$fat" $efidir/syslinux.efi ::/EFI/BOOT/BOOTX64.EFI

@@ -1,0 +1,217 @@
+// Command boot measures diskless boots end to end: the time from QEMU start
+// to the guest's Linux marker (lab/guest/init), booting the golden image
+// over iSCSI from netsan and, in the same run, from the reference harness
+// (dnsmasq for DHCP, tgtd for iSCSI). Cases: one BIOS guest alone, and
+// -storm guests powered on at once. Runs of the two servers alternate so
+// load from elsewhere on the machine falls on both. Guests run under TCG
+// (no KVM here), so absolute numbers are slow; compare columns.
+//
+// Run as root: go run ./bench/boot -netsan build/netsan [-n 3] [-storm 8]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/netsan/netsan/lab"
+)
+
+const baseIQN = "iqn.2026-11.example.lab"
+
+func main() {
+	bin := flag.String("netsan", "build/netsan", "netsan binary")
+	runs := flag.Int("n", 3, "runs of the single-guest case (the median is shown)")
+	storm := flag.Int("storm", 8, "guests booting at once in the storm case (0 skips it)")
+	uefi := flag.Bool("uefi", false, "boot OVMF (UEFI) guests instead of SeaBIOS")
+	keep := flag.Bool("keep", false, "keep the logs and serial consoles")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fw := lab.BIOS
+	if *uefi {
+		fw = lab.UEFI
+	}
+	if err := run(ctx, *bin, *runs, *storm, fw, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/boot:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one guest's boot.
+type result struct {
+	total  time.Duration // QEMU start → marker
+	kernel time.Duration // kernel start → marker (the guest's uptime)
+	err    error
+}
+
+func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep bool) error {
+	if err := errors.Join(lab.Available(), lab.QEMUAvailable(), lab.ReferenceAvailable()); err != nil {
+		return err
+	}
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%w (go build -o build/netsan ./cmd/netsan)", err)
+	}
+	golden, err := lab.GoldenImage(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "netsan-bench-boot-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintln(os.Stderr, "keeping", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	servers := []string{"netsan", "dnsmasq+tgtd"}
+	single := map[string][]result{}
+	for i := 0; i < runs; i++ {
+		for _, s := range servers {
+			rs, err := boot(ctx, filepath.Join(dir, fmt.Sprintf("%s-1-%d", slug(s), i)), s, bin, golden, 1, fw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "%s, 1 guest, run %d: %v\n", s, i+1, rs[0].total)
+			single[s] = append(single[s], rs...)
+		}
+	}
+	stormed := map[string][]result{}
+	if storm > 0 {
+		for _, s := range servers {
+			rs, err := boot(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d", slug(s), storm)), s, bin, golden, storm, fw)
+			if err != nil {
+				return err
+			}
+			stormed[s] = rs
+			fmt.Fprintf(os.Stderr, "%s, %d guests: %v\n", s, storm, summary(rs))
+		}
+	}
+
+	host, _ := os.Hostname()
+	fmt.Printf("\n### Diskless boot, QEMU start to Linux marker (%s, TCG, %s, %s)\n\n", fw, time.Now().UTC().Format("2006-01-02"), host)
+	fmt.Println("| case | netsan | dnsmasq + tgtd |")
+	fmt.Println("|---|---|---|")
+	fmt.Printf("| 1 guest, median of %d | %s | %s |\n", runs, median(single["netsan"]), median(single["dnsmasq+tgtd"]))
+	if storm > 0 {
+		fmt.Printf("| %d guests at once: median / slowest | %s | %s |\n", storm, summary(stormed["netsan"]), summary(stormed["dnsmasq+tgtd"]))
+	}
+	fmt.Println("\nIn parentheses: the part spent in Linux (kernel start to marker); the rest is firmware, DHCP, iPXE and loading kernel + initramfs over iSCSI.")
+	return nil
+}
+
+// boot starts a lab served by server, powers on n guests at once and waits
+// for each one's marker.
+func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Firmware) ([]result, error) {
+	l, err := lab.New(ctx, dir, "bboot")
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	var hosts []lab.Host
+	for i := 1; i <= n; i++ {
+		name := "node" + strconv.Itoa(i)
+		h := lab.Host{
+			Name: name, MAC: fmt.Sprintf("52:54:00:4e:53:%02x", i), IP: fmt.Sprintf("198.18.0.%d", 10+i),
+			Initiator: baseIQN + ":" + name, Target: baseIQN + ":" + name,
+		}
+		hosts = append(hosts, h)
+	}
+	data := filepath.Join(dir, "data")
+	for i := range hosts {
+		hosts[i].Image = filepath.Join(data, "roots", hosts[i].Name+".img")
+		if err := lab.Clone(golden, hosts[i].Image); err != nil {
+			return nil, err
+		}
+	}
+	switch server {
+	case "netsan":
+		inv := lab.Inventory{DataDir: data, BaseIQN: baseIQN}
+		for _, h := range hosts {
+			h.Image = filepath.Join("roots", h.Name+".img")
+			inv.Hosts = append(inv.Hosts, lab.NetsanHost{Host: h, Boot: "san"})
+		}
+		if _, err := l.StartNetsan(ctx, bin, inv); err != nil {
+			return nil, err
+		}
+	default:
+		if err := l.StartReference(ctx, hosts); err != nil {
+			return nil, err
+		}
+	}
+
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mac := strings.ReplaceAll(h.MAC, ":", "")
+			g, err := l.Boot(bctx, lab.Machine{Name: h.Name, MAC: h.MAC, UUID: "4e455453-414e-4c41-4200-" + mac, Firmware: fw, MemoryMiB: 384})
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			defer g.Stop()
+			line, err := g.WaitLine(bctx, lab.MarkerBoot)
+			results[i].total = time.Since(g.Started)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			f := lab.Fields(line)
+			if f["host"] != h.Name {
+				results[i].err = fmt.Errorf("%s booted as %q: %s", h.Name, f["host"], line)
+			}
+			if up, err := strconv.ParseFloat(f["up"], 64); err == nil {
+				results[i].kernel = time.Duration(up * float64(time.Second))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.err != nil {
+			return nil, fmt.Errorf("%s: %w (logs in %s)", server, r.err, dir)
+		}
+	}
+	return results, nil
+}
+
+func median(rs []result) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return int(a.total - b.total) })
+	m := s[len(s)/2]
+	return fmt.Sprintf("%.1f s (%.1f s)", m.total.Seconds(), m.kernel.Seconds())
+}
+
+func summary(rs []result) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return int(a.total - b.total) })
+	return fmt.Sprintf("%.1f s / %.1f s", s[len(s)/2].total.Seconds(), s[len(s)-1].total.Seconds())
+}
+
+func slug(s string) string { return strings.NewReplacer("+", "-").Replace(s) }

@@ -206,6 +206,17 @@ func (lu *LogicalUnit) Reset(from Nexus) {
 	lu.log.Info("scsi: logical unit reset", zap.String("iqn", from.InitiatorName))
 }
 
+// ReportedLUNsChanged tells every nexus that knows this LU that the LUN
+// inventory of its target changed (REPORTED LUNS DATA HAS CHANGED, SPC-4
+// 6.33), as after a reload that maps LUNs differently.
+func (lu *LogicalUnit) ReportedLUNsChanged() {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	for n := range lu.nexuses {
+		lu.unitAttentionLocked(n, senseLUNsChanged)
+	}
+}
+
 // NexusLost forgets an I_T nexus whose session ended (logout or connection
 // loss): its SPC-2 reservation and medium removal prevention end. Its
 // persistent reservation registrations stay (SPC-4 5.13.9).

@@ -254,6 +254,12 @@ func TestUnitAttentionsAndReset(t *testing.T) {
 		{name: "other nexus: reset UA", from: nexusC, cdb: cdb(0x00), want: want{StatusCheckCondition, keyUnitAttention, 0x29, 0x03}},
 		{name: "REQUEST SENSE without UA", from: nexusC, cdb: cdb(0x03, 1, 0, 0, 8), want: ok, data: []byte{0x72, 0, 0, 0, 0, 0, 0, 0}},
 	})
+	lu.ReportedLUNsChanged()
+	runSteps(t, lu, []step{
+		{name: "REPORT LUNS passes the UA", cdb: cdb(0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0), want: ok},
+		{name: "LUNs changed UA", cdb: cdb(0x00), want: want{StatusCheckCondition, keyUnitAttention, 0x3f, 0x0e}},
+		{name: "reported once", cdb: cdb(0x00), want: ok},
+	})
 	lu.NexusLost(nexusC)
 	runSteps(t, lu, []step{
 		{name: "new nexus after loss: power on UA", from: nexusC, cdb: cdb(0x00), want: want{StatusCheckCondition, keyUnitAttention, 0x29, 0}},

@@ -5,14 +5,12 @@ import "encoding/binary"
 // Sense keys (SPC-4 table 49).
 const (
 	keyNoSense        = 0x00
-	keyNotReady       = 0x02
 	keyMediumError    = 0x03
 	keyHardwareError  = 0x04
 	keyIllegalRequest = 0x05
 	keyUnitAttention  = 0x06
 	keyDataProtect    = 0x07
 	keyCopyAborted    = 0x0a
-	keyAbortedCommand = 0x0b
 	keyMiscompare     = 0x0e
 )
 
@@ -58,6 +56,7 @@ var (
 	senseReservationsPreempted  = sense{key: keyUnitAttention, asc: 0x2a, ascq: 0x03}
 	senseReservationsReleased   = sense{key: keyUnitAttention, asc: 0x2a, ascq: 0x04}
 	senseRegistrationsPreempted = sense{key: keyUnitAttention, asc: 0x2a, ascq: 0x05}
+	senseLUNsChanged            = sense{key: keyUnitAttention, asc: 0x3f, ascq: 0x0e}
 )
 
 // fieldPointer returns s with a sense-key-specific field pointer to byte

@@ -24,8 +24,7 @@ func Digest(b ...[]byte) uint32 {
 
 // Digests travel least significant byte first (RFC 7143 §11.1 and the
 // reference CRC of RFC 3385).
-func putDigest(b []byte, c uint32) { binary.LittleEndian.PutUint32(b, c) }
-func getDigest(b []byte) uint32    { return binary.LittleEndian.Uint32(b) }
+func getDigest(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
 // Pad returns the number of padding bytes after a data segment of n bytes.
 func Pad(n uint32) uint32 { return -n & 3 }

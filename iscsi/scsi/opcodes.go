@@ -79,6 +79,7 @@ var commands = table{
 	{op: 0x5f, sa: 0x04, hasSA: true, name: "PERSISTENT RESERVE OUT/PREEMPT", fn: prOut, usage: prOutUsage, class: classAllowed},
 	{op: 0x5f, sa: 0x05, hasSA: true, name: "PERSISTENT RESERVE OUT/PREEMPT AND ABORT", fn: prOut, usage: prOutUsage, class: classAllowed},
 	{op: 0x5f, sa: 0x06, hasSA: true, name: "PERSISTENT RESERVE OUT/REGISTER AND IGNORE EXISTING KEY", fn: prOut, usage: prOutUsage, class: classAllowed},
+	{op: 0x5f, sa: 0x07, hasSA: true, name: "PERSISTENT RESERVE OUT/REGISTER AND MOVE", fn: prOut, usage: prOutUsage, class: classAllowed},
 	{op: 0x83, sa: 0x00, hasSA: true, name: "EXTENDED COPY(LID1)", fn: extendedCopy, usage: []byte{0x83, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl}, class: classWrite, writes: true},
 	{op: 0x84, sa: 0x00, hasSA: true, name: "RECEIVE COPY RESULTS/COPY STATUS", fn: receiveCopyResults, usage: rcrUsage, class: classRead},
 	{op: 0x84, sa: 0x03, hasSA: true, name: "RECEIVE COPY RESULTS/OPERATING PARAMETERS", fn: receiveCopyResults, usage: rcrUsage, class: classRead},

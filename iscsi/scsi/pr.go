@@ -1,11 +1,13 @@
 package scsi
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -26,6 +28,7 @@ const (
 	prOutPreempt          = 0x4
 	prOutPreemptAndAbort  = 0x5
 	prOutRegisterIgnore   = 0x6
+	prOutRegisterAndMove  = 0x7
 	prInReadKeys          = 0x0
 	prInReadReservation   = 0x1
 	prInReportCapabilites = 0x2
@@ -238,6 +241,9 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 	sa := cdb[1] & 0x1f
 	scope, typ := cdb[2]>>4, cdb[2]&0x0f
 	plen := be.Uint32(cdb[5:])
+	if sa == prOutRegisterAndMove {
+		return registerAndMove(lu, cmd, plen)
+	}
 	if plen != prOutParamListLength {
 		return lu.fail(senseParamListLength)
 	}
@@ -419,4 +425,86 @@ func (p *prState) regKey(n Nexus) uint64 {
 		return p.Regs[i].Key
 	}
 	return 0
+}
+
+// registerAndMove is REGISTER AND MOVE (SPC-4 5.13.8): the holder hands
+// its reservation to another initiator port on this target port, which
+// it registers with the service action reservation key.
+func registerAndMove(lu *LogicalUnit, cmd *Command, plen uint32) Response {
+	if plen < prOutParamListLength || uint64(len(cmd.DataOut)) < uint64(plen) {
+		return lu.fail(senseParamListLength)
+	}
+	p := cmd.DataOut[:plen]
+	key, saKey := be.Uint64(p), be.Uint64(p[8:])
+	unreg, aptpl := p[17]&0x02 != 0, p[17]&0x01 != 0
+	tidLen := be.Uint32(p[20:])
+	if uint64(prOutParamListLength)+uint64(tidLen) > uint64(plen) {
+		return lu.fail(senseParamListLength)
+	}
+	if be.Uint16(p[18:]) != 1 { // RELATIVE TARGET PORT IDENTIFIER: the one port
+		return lu.fail(badParam(18, 7))
+	}
+	dest, ok := parseTransportID(p[24:24+tidLen], cmd.Nexus)
+	if !ok {
+		return lu.fail(badParam(24, 7))
+	}
+	if aptpl && lu.pr.file == "" {
+		return lu.fail(badParam(17, 0))
+	}
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	pr := &lu.pr
+	me := pr.find(cmd.Nexus)
+	if me < 0 || pr.Regs[me].Key != key || pr.Type == 0 || allRegistrants(pr.Type) || !pr.isHolder(cmd.Nexus) {
+		return Response{Status: StatusReservationConflict}
+	}
+	if saKey == 0 {
+		return lu.fail(badParam(8, 7))
+	}
+	if dest == cmd.Nexus {
+		return lu.fail(badParam(24, 7))
+	}
+	if i := pr.find(dest); i >= 0 {
+		pr.Regs[i].Key = saKey
+	} else {
+		pr.Regs = append(pr.Regs, registrant{Nexus: dest, Key: saKey})
+	}
+	pr.Holder = dest
+	if unreg {
+		pr.Regs = append(pr.Regs[:me], pr.Regs[me+1:]...)
+	}
+	pr.APTPL = aptpl
+	pr.Generation++
+	if err := pr.save(); err != nil {
+		lu.log.Error("scsi: saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
+		return lu.fail(senseInternalFailure)
+	}
+	return Response{Status: StatusGood}
+}
+
+// parseTransportID reads an iSCSI TransportID with an ISID (format 01b,
+// SPC-4 7.6.4.6) into the nexus it names on from's target port.
+func parseTransportID(b []byte, from Nexus) (Nexus, bool) {
+	if len(b) < 4 || b[0] != 0x45 {
+		return Nexus{}, false
+	}
+	n := int(be.Uint16(b[2:]))
+	if n > len(b)-4 {
+		return Nexus{}, false
+	}
+	name := string(b[4 : 4+n])
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	i := strings.LastIndex(strings.ToLower(name), ",i,0x")
+	if i <= 0 {
+		return Nexus{}, false
+	}
+	isid, err := hex.DecodeString(name[i+5:])
+	if err != nil || len(isid) != 6 {
+		return Nexus{}, false
+	}
+	dest := Nexus{InitiatorName: name[:i], TargetName: from.TargetName, TPGT: from.TPGT}
+	copy(dest.ISID[:], isid)
+	return dest, true
 }

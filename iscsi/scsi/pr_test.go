@@ -191,3 +191,45 @@ func TestPersistentReservationsSurviveRestart(t *testing.T) {
 		{name: "nothing after restart", cdb: prin(prInReadKeys), want: ok, check: keysAre()},
 	})
 }
+
+func TestRegisterAndMove(t *testing.T) {
+	lu := newTestLU(t)
+	move := func(key, saKey uint64, unreg bool, to Nexus) ([]byte, []byte) {
+		tid := transportID(to)
+		p := make([]byte, 24, 24+len(tid))
+		binary.BigEndian.PutUint64(p, key)
+		binary.BigEndian.PutUint64(p[8:], saKey)
+		if unreg {
+			p[17] = 0x02
+		}
+		binary.BigEndian.PutUint16(p[18:], 1)
+		binary.BigEndian.PutUint32(p[20:], uint32(len(tid)))
+		p = append(p, tid...)
+		c := cdb(0x5f, prOutRegisterAndMove, 0, 0, 0, 0, 0, 0, byte(len(p)), 0)
+		return c, p
+	}
+	c, p := move(0xa, 0xb, true, nexusB)
+	runSteps(t, lu, []step{
+		{name: "move without a reservation", cdb: c, out: p, want: conflict},
+		proutStep("A registers", nexusA, prOutRegister, 0, 0, 0xa, ok),
+		proutStep("A reserves", nexusA, prOutReserve, prExclusiveAccess, 0xa, 0, ok),
+		{name: "B blocked", from: nexusB, cdb: rw10(0x28, 0, 0, 1), want: conflict},
+		{name: "move to B", cdb: c, out: p, want: ok},
+		{name: "B holds it", from: nexusB, cdb: prin(prInReadReservation), want: ok, check: func(d []byte) bool {
+			return binary.BigEndian.Uint64(d[8:]) == 0xb && d[21] == prExclusiveAccess
+		}},
+		{name: "A unregistered", cdb: prin(prInReadKeys), want: ok, check: keysAre(0xb)},
+		{name: "A now blocked", cdb: rw10(0x28, 0, 0, 1), want: conflict},
+		{name: "B reads", from: nexusB, cdb: rw10(0x28, 0, 0, 1), want: ok},
+	})
+	c, p = move(0xb, 0xc, false, nexusB)
+	check(t, "move to itself", run(lu, nexusB, c, p), invalidPar)
+	c, p = move(0xb, 0, false, nexusC)
+	check(t, "move with a zero key", run(lu, nexusB, c, p), invalidPar)
+	c, p = move(0xb, 0xc, false, nexusC)
+	p[24] = 0x05 // TransportID format 00b: no ISID, so no one I_T nexus
+	check(t, "TransportID without ISID", run(lu, nexusB, c, p), invalidPar)
+	if got, ok := parseTransportID(transportID(nexusC), nexusA); !ok || got != nexusC {
+		t.Fatalf("TransportID round trip: %+v %v", got, ok)
+	}
+}

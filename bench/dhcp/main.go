@@ -33,6 +33,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+var errNak = errors.New("NAK")
+
 func main() {
 	var (
 		clients  = flag.Int("clients", 2000, "distinct MACs, one DORA each")
@@ -65,17 +67,17 @@ func main() {
 				fmt.Fprintf(os.Stderr, "bench/dhcp: %s: %v\n", srv, err)
 				os.Exit(1)
 			}
-			fmt.Fprintf(os.Stderr, "%s round %d: %.0f leases/s, p99 %s, failed %d\n", srv, r+1, res.rate, res.p99, res.failed)
+			fmt.Fprintf(os.Stderr, "%s round %d: %.0f leases/s, p99 %s, failed %d (NAKed %d)\n", srv, r+1, res.rate, res.p99, res.failed, res.naks)
 			if res.rate > best.rate {
 				best = res
 			}
 		}
 		results = append(results, best)
 	}
-	fmt.Printf("| server | clients | in flight | leases/s | DORA p50 | DORA p99 | failed |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| server | clients | in flight | leases/s | DORA p50 | DORA p99 | failed (NAKed) |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %d | %.0f | %s | %s | %d |\n", r.server, r.clients, *inflight, r.rate,
-			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.failed)
+		fmt.Printf("| %s | %d | %d | %.0f | %s | %s | %d (%d) |\n", r.server, r.clients, *inflight, r.rate,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.failed, r.naks)
 	}
 }
 
@@ -84,7 +86,8 @@ type result struct {
 	clients  int
 	rate     float64
 	p50, p99 time.Duration
-	failed   int
+	failed   int // DORAs that did not end in an ACK
+	naks     int // of which the REQUEST was NAKed
 	elapsed  time.Duration
 }
 
@@ -280,6 +283,10 @@ func storm(ns string, clients, inflight int) (result, error) {
 			for {
 				select {
 				case r := <-ch:
+					if r.MessageType() == dhcpv4.MessageTypeNak {
+						timer.Stop()
+						return nil, errNak
+					}
 					if r.MessageType() != want {
 						continue
 					}
@@ -295,6 +302,8 @@ func storm(ns string, clients, inflight int) (result, error) {
 
 	lat := make([]time.Duration, clients)
 	failed := make([]bool, clients)
+	var nakMu sync.Mutex
+	naks := 0
 	sem := make(chan struct{}, inflight)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -322,6 +331,11 @@ func storm(ns string, clients, inflight int) (result, error) {
 			}
 			if _, err := exchange(req, dhcpv4.MessageTypeAck); err != nil {
 				failed[i] = true
+				if err == errNak {
+					nakMu.Lock()
+					naks++
+					nakMu.Unlock()
+				}
 				return
 			}
 			lat[i] = time.Since(t0)
@@ -339,7 +353,7 @@ func storm(ns string, clients, inflight int) (result, error) {
 		ok = append(ok, d)
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i] < ok[j] })
-	res := result{clients: clients, failed: nfail, elapsed: elapsed, rate: float64(len(ok)) / elapsed.Seconds()}
+	res := result{clients: clients, failed: nfail, naks: naks, elapsed: elapsed, rate: float64(len(ok)) / elapsed.Seconds()}
 	if len(ok) > 0 {
 		res.p50 = ok[len(ok)/2]
 		res.p99 = ok[(len(ok)*99)/100]

@@ -328,16 +328,15 @@ func (ls *loginState) security(in []login.KV) ([]login.KV, error) {
 		if ls.authMethod != "" {
 			return nil, failLogin(statusInitiatorError, "AuthMethod negotiated twice")
 		}
-		offered := map[string]bool{}
+		// The first method offered that we support (RFC 7143 §6.2): CHAP
+		// where we hold a credential, None where none is required.
 		for _, m := range splitList(kv.Value) {
-			offered[m] = true
+			if m == "CHAP" && ls.chap != nil || m == "None" && !ls.authRequired {
+				ls.authMethod = m
+				break
+			}
 		}
-		switch {
-		case ls.authRequired && offered["CHAP"], !ls.authRequired && !offered["None"] && offered["CHAP"] && ls.chap != nil:
-			ls.authMethod = "CHAP"
-		case !ls.authRequired && offered["None"]:
-			ls.authMethod = "None"
-		default:
+		if ls.authMethod == "" {
 			return []login.KV{{Key: "AuthMethod", Value: login.Reject}},
 				failLogin(statusAuthFailure, "AuthMethod=%s: none acceptable", kv.Value)
 		}

@@ -18,6 +18,12 @@ type Mapper interface {
 	Allocated(off, length int64) (mapped bool, extentLen int64, err error)
 }
 
+// Prefetcher is implemented by stores that can start reading a range into
+// the page cache ahead of use (PRE-FETCH).
+type Prefetcher interface {
+	Prefetch(off, length int64) error
+}
+
 // fileStore is a Store over a regular file or a block device. All I/O is
 // positional (pread/pwrite), so one descriptor serves concurrent commands.
 type fileStore struct {
@@ -191,4 +197,12 @@ func (s *fileStore) Allocated(off, length int64) (bool, int64, error) {
 		return false, 0, fmt.Errorf("backstore: SEEK_HOLE at %d: %w", off, err)
 	}
 	return true, min(hole-off, length), nil
+}
+
+// Prefetch asks the kernel to read [off, off+length) ahead (FADV_WILLNEED).
+func (s *fileStore) Prefetch(off, length int64) error {
+	if err := unix.Fadvise(s.fd, off, length, unix.FADV_WILLNEED); err != nil {
+		return fmt.Errorf("backstore: prefetch [%d,+%d): %w", off, length, err)
+	}
+	return nil
 }

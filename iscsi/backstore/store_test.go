@@ -40,6 +40,9 @@ func TestOpenCreatesSparseAndKeepsExisting(t *testing.T) {
 	if _, err := s.ReadAt(got, 8192); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("data lost on reopen: err %v", err)
 	}
+	if err := s.(Prefetcher).Prefetch(0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
 	m := s.(Mapper)
 	mapped, n, err := m.Allocated(0, 1<<20)
 	if err != nil {

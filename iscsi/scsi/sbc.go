@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/iscsi/backstore"
 )
 
 // rwArgs decodes the LBA and transfer length of the block commands and
@@ -381,12 +383,21 @@ func getLBAStatus(lu *LogicalUnit, cmd *Command) Response {
 	return good(data, alloc)
 }
 
-// preFetch is PRE-FETCH(10/16) (SBC-3 5.3): the blocks are in the host's
-// page cache or on their way, so CONDITION MET.
+// preFetch is PRE-FETCH(10/16) (SBC-3 5.3): the kernel is asked to read
+// the range ahead; the page cache holds any amount, so CONDITION MET.
+// A length of 0 means up to the last LBA.
 func preFetch(lu *LogicalUnit, cmd *Command) Response {
 	lba, n, _ := rwArgs(cmd.CDB)
 	if s := lu.checkRange(lba, n); s != nil {
 		return lu.fail(*s)
+	}
+	if n == 0 {
+		n = lu.nblocks - lba
+	}
+	if p, ok := lu.store.(backstore.Prefetcher); ok && n > 0 {
+		if err := p.Prefetch(int64(lba<<blockShift), int64(n<<blockShift)); err != nil {
+			lu.log.Warn("scsi: prefetch", zap.Uint64("lba", lba), zap.Error(err))
+		}
 	}
 	return Response{Status: StatusConditionMet}
 }

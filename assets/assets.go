@@ -7,7 +7,10 @@ import "embed"
 
 // Templates are the text/template sources, by path: ipxe/<mode>.ipxe for the
 // per-host iPXE scripts (san, local, menu, shell, unknown) and pi/cmdline.txt
-// for a Raspberry Pi that mounts its root over iSCSI.
+// for a Raspberry Pi that mounts its root over iSCSI. The iPXE templates are
+// executed with a bootmenu.ScriptData, cmdline.txt with a bootmenu.CmdlineData.
+// To change one, copy it to templates/<same path> beside the inventory file
+// (e.g. /etc/netsan/templates/ipxe/menu.ipxe) and reload.
 //
 //go:embed ipxe/*.ipxe pi/cmdline.txt
 var Templates embed.FS

@@ -90,7 +90,6 @@ func start(t testing.TB, log *zap.Logger) *fixture {
 		t.Fatal(err)
 	}
 	srv.Conn = conn
-	srv.Timeout = 2 * time.Second
 	fx.srv = srv
 	fx.port = conn.LocalAddr().(*net.UDPAddr).Port
 	ctx, cancel := context.WithCancel(context.Background())

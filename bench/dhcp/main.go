@@ -33,7 +33,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errNak = errors.New("NAK")
+var (
+	errNak   = errors.New("NAK")
+	syscalls bool
+)
 
 func main() {
 	var (
@@ -42,6 +45,7 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "runs per server (the best rate and its percentiles are reported)")
 		serve    = flag.String("serve", "", "internal: run netsan dhcpd on this inventory")
 	)
+	flag.BoolVar(&syscalls, "syscalls", false, "run each server under strace -c and print its system call counts (slow: for explaining, not for rates)")
 	flag.Parse()
 	if *serve != "" {
 		if err := serveNetsan(*serve); err != nil {
@@ -133,8 +137,20 @@ func newLab() (*lab, error) {
 
 func (l *lab) close() {
 	for _, p := range l.procs {
+		if syscalls {
+			// strace writes its summary when its tracee ends.
+			syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+			time.Sleep(time.Second)
+		}
 		syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
 		p.Wait()
+	}
+	if syscalls {
+		m, _ := filepath.Glob(filepath.Join(l.dir, "*.strace"))
+		for _, f := range m {
+			b, _ := os.ReadFile(f)
+			fmt.Fprintf(os.Stderr, "== %s\n%s\n", filepath.Base(f), b)
+		}
 	}
 	exec.Command("ip", "netns", "del", l.srv).Run()
 	exec.Command("ip", "netns", "del", l.cli).Run()
@@ -145,6 +161,9 @@ func (l *lab) start(name string, args ...string) error {
 	f, err := os.Create(filepath.Join(l.dir, name+".log"))
 	if err != nil {
 		return err
+	}
+	if syscalls {
+		args = append([]string{"strace", "-f", "-c", "-o", filepath.Join(l.dir, name+".strace")}, args...)
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.srv}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f

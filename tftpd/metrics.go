@@ -17,13 +17,14 @@ type metrics struct {
 	datagrams   prometheus.Counter
 	retransmits prometheus.Counter
 	duration    prometheus.Histogram
+	active      prometheus.Gauge
 }
 
 func newMetrics() *metrics {
 	return &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netsan_tftp_requests_total",
-			Help: "TFTP requests by content kind, host (where known) and result (ok, aborted, not_found, refused, forbidden, write_refused, error).",
+			Help: "TFTP requests by content kind, host (where known) and result (ok, aborted, not_found, refused, forbidden, write_refused, busy, error).",
 		}, []string{"kind", "host", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netsan_tftp_sent_bytes_total",
@@ -45,6 +46,10 @@ func newMetrics() *metrics {
 			Name:    "netsan_tftp_transfer_duration_seconds",
 			Help:    "Duration of successful TFTP transfers.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "netsan_tftp_transfers_active",
+			Help: "TFTP read transfers running now.",
 		}),
 	}
 }
@@ -81,7 +86,7 @@ func (m *metrics) account(st tftp.TransferStats, retransmits int) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.bytes, m.transfers, m.datagrams, m.retransmits, m.duration}
+	return []prometheus.Collector{m.requests, m.bytes, m.transfers, m.datagrams, m.retransmits, m.duration, m.active}
 }
 
 // Describe implements prometheus.Collector.

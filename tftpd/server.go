@@ -33,11 +33,15 @@ type Server struct {
 	// Timeout is how long a transfer waits for one acknowledgement before
 	// retransmitting (pin/tftp's default, 5 s, when zero).
 	Timeout time.Duration
+	// MaxTransfers bounds the transfers running at once (1024 when zero);
+	// a request beyond it gets an ERROR packet, and its client retries.
+	MaxTransfers int
 
 	log      *zap.Logger
 	resolver *bootmenu.Resolver
 	inv      atomic.Pointer[inventory.Inventory]
 	metrics  *metrics
+	active   atomic.Int64 // transfers running
 }
 
 // New returns a Server for inv; Serve starts it.
@@ -126,6 +130,7 @@ var (
 	errAccess       = errors.New("access violation")
 	errWriteRefused = errors.New("netsan's TFTP server is read-only")
 	errInternal     = errors.New("server error")
+	errBusy         = errors.New("server busy, try again")
 )
 
 // read is pin/tftp's read handler: resolve the name, send the content.
@@ -146,6 +151,22 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 			s.metrics.request("", "", "error")
 			err = errInternal
 		}
+	}()
+
+	limit := int64(s.MaxTransfers)
+	if limit <= 0 {
+		limit = 1024
+	}
+	if n := s.active.Add(1); n > limit {
+		s.active.Add(-1)
+		s.metrics.request("", "", "busy")
+		log.Warn("read refused: too many transfers", zap.Int64("limit", limit))
+		return errBusy
+	}
+	s.metrics.active.Inc()
+	defer func() {
+		s.active.Add(-1)
+		s.metrics.active.Dec()
 	}()
 
 	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote}, filename)

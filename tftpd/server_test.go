@@ -64,6 +64,13 @@ root = { image = "roots/node1.img", size = "1GiB" }
 // start serves a fresh tree on 127.0.0.1 at an ephemeral port.
 func start(t testing.TB, log *zap.Logger) *fixture {
 	t.Helper()
+	return startWith(t, log, nil)
+}
+
+// startWith is start with setup, when not nil, setting the Server's fields
+// before Serve.
+func startWith(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
 		t.Skip("Debian package ipxe not installed")
 	}
@@ -90,6 +97,9 @@ func start(t testing.TB, log *zap.Logger) *fixture {
 		t.Fatal(err)
 	}
 	srv.Conn = conn
+	if setup != nil {
+		setup(srv)
+	}
 	fx.srv = srv
 	fx.port = conn.LocalAddr().(*net.UDPAddr).Port
 	ctx, cancel := context.WithCancel(context.Background())
@@ -396,7 +406,7 @@ func settled(t testing.TB, c prometheus.Collector, name string, labels map[strin
 	return v
 }
 
-// counter sums the samples of a counter family whose labels include want.
+// counter sums the samples of a counter (or gauge) family whose labels include want.
 func counter(t testing.TB, c prometheus.Collector, name string, want map[string]string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
@@ -414,7 +424,7 @@ func counter(t testing.TB, c prometheus.Collector, name string, want map[string]
 		}
 		for _, m := range mf.Metric {
 			if matches(m, want) {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -434,4 +444,43 @@ func matches(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Beyond MaxTransfers a request gets an ERROR at once; the slot frees when
+// a transfer ends.
+func TestMaxTransfers(t *testing.T) {
+	fx := startWith(t, zap.NewNop(), func(s *Server) { s.MaxTransfers = 1 })
+	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: fx.port}
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.WriteTo(request(1, "hello.txt"), server); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1024)
+	n, tid, err := c.ReadFrom(buf)
+	if err != nil || binary.BigEndian.Uint16(buf) != 3 || string(buf[4:n]) != "hello from root\n" {
+		t.Fatalf("first transfer: %v %q", err, buf[:n])
+	}
+	// Its last block is unacknowledged: the transfer holds the only slot.
+	op, body := sendRaw(t, fx.port, request(1, "hello.txt"))
+	if op != 5 || !bytes.Contains(body, []byte("busy")) {
+		t.Errorf("second transfer: opcode %d %q, want ERROR busy", op, body)
+	}
+	ack := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 4), 1)
+	if _, err := c.WriteTo(ack, tid); err != nil {
+		t.Fatal(err)
+	}
+	if v := settled(t, fx.srv, "netsan_tftp_transfers_active", nil, 0); v != 0 {
+		t.Fatalf("first transfer not done: %v active", v)
+	}
+	if op, body := sendRaw(t, fx.port, request(1, "hello.txt")); op != 3 {
+		t.Errorf("after the first ended: opcode %d %q, want DATA", op, body)
+	}
+	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "busy"}); v != 1 {
+		t.Errorf("busy = %v, want 1", v)
+	}
 }

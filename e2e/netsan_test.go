@@ -168,17 +168,20 @@ func TestUnknownHost(t *testing.T) {
 }
 
 // Test 5: an installed host (local disk) with open-iscsi in it discovers the
-// data target with CHAP, logs in, makes ext4, writes files, reboots, logs in
-// again, finds the filesystem clean and reads the files back.
+// data target with CHAP, logs in with mutual CHAP, makes ext4, writes files,
+// reboots, logs in again, finds the filesystem clean and reads the files
+// back. Discovery needs authentication (discovery_chap is set); the host
+// uses its own CHAP credential for it, which is what lets SendTargets show
+// it a target whose ACL has CHAP.
 func TestDataLUN(t *testing.T) {
 	needNetsan(t)
 	const initiator = baseIQN + ":store1"
 	target := lab.DataTarget{
 		Name: "data", Image: "data/data0.img", Size: "256MiB", Initiator: initiator,
-		CHAP: &lab.CHAP{User: "store1", Secret: "store1-secret-0001"},
+		CHAP: &lab.CHAP{User: "store1", Secret: "store1-secret-0001",
+			MutualUser: "netsan-data", MutualSecret: "target-secret-0001"},
 	}
-	discovery := &lab.CHAP{User: "discover", Secret: "discovery-secret-01"}
-	s := serve(t, nil, []lab.DataTarget{target}, discovery)
+	s := serve(t, nil, []lab.DataTarget{target}, &lab.CHAP{User: "discover", Secret: "discovery-secret-01"})
 
 	// The installed host's disk: the golden image told to run its data mode.
 	disk := filepath.Join(s.Dir, "store1-disk.img")
@@ -186,10 +189,11 @@ func TestDataLUN(t *testing.T) {
 		t.Fatal(err)
 	}
 	targetIQN := baseIQN + ":" + target.Name
+	c := target.CHAP
 	if err := lab.SetCommandLine(disk, "netsan.mode=data netsan.portal="+lab.ServerIP+":3260"+
 		" netsan.initiator="+initiator+" netsan.target="+targetIQN+
-		" netsan.chap="+target.CHAP.User+":"+target.CHAP.Secret+
-		" netsan.discovery_chap="+discovery.User+":"+discovery.Secret,
+		" netsan.chap="+c.User+":"+c.Secret+" netsan.mutual="+c.MutualUser+":"+c.MutualSecret+
+		" netsan.discovery_chap="+c.User+":"+c.Secret,
 		"/initrd.img", "/data.img"); err != nil {
 		t.Fatal(err)
 	}

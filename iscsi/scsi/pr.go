@@ -496,7 +496,7 @@ func parseTransportID(b []byte, from Nexus) (Nexus, bool) {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	i := strings.LastIndex(strings.ToLower(name), ",i,0x")
+	i := strings.LastIndex(name, ",i,0x")
 	if i <= 0 {
 		return Nexus{}, false
 	}

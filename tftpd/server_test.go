@@ -59,6 +59,14 @@ name = "node1"
 mac  = "52:54:00:00:00:01"
 ip   = "198.18.0.11"
 root = { image = "roots/node1.img", size = "1GiB" }
+
+[[host]]
+name   = "pi1"
+mac    = "dc:a6:32:00:00:01"
+ip     = "198.18.0.21"
+serial = "9ffefde1"
+root   = { image = "roots/pi1.img", size = "1GiB" }
+chap   = { user = "pi1", secret = "pi1-root-secret-c0ffee" }
 `
 
 // start serves a fresh tree on 127.0.0.1 at an ephemeral port.
@@ -482,5 +490,41 @@ func TestMaxTransfers(t *testing.T) {
 	}
 	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "busy"}); v != 1 {
 		t.Errorf("busy = %v, want 1", v)
+	}
+}
+
+// A Raspberry Pi's requests carry its serial: its own files first, then the
+// shared ones, and a generated cmdline.txt that logs in to its root target.
+func TestPiPrefix(t *testing.T) {
+	need(t, "atftp")
+	fx := start(t, zap.NewNop())
+	if err := os.MkdirAll(filepath.Join(fx.root, "9ffefde1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fx.root, "9ffefde1", "config.txt"), []byte("pi1 config\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for name, want := range map[string]string{
+		"9ffefde1/config.txt": "pi1 config\n",
+		"9ffefde1/hello.txt":  "hello from root\n",
+	} {
+		local := filepath.Join(dir, "out")
+		msg, err := run(ctx, dir, "atftp", "--option", "blksize 1468", "-g", "-r", name, "-l", local, "127.0.0.1", fmt.Sprint(fx.port))
+		got, _ := os.ReadFile(local)
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %v %q, want %q: %s", name, err, got, want, msg)
+		}
+	}
+	local := filepath.Join(dir, "cmdline.txt")
+	msg, err := run(ctx, dir, "atftp", "-g", "-r", "9ffefde1/cmdline.txt", "-l", local, "127.0.0.1", fmt.Sprint(fx.port))
+	got, _ := os.ReadFile(local)
+	for _, w := range []string{"iscsi_target_name=iqn.2026-11.example.lab:pi1 ", "iscsi_target_ip=198.18.0.1 ",
+		"iscsi_target_port=3260 ", "iscsi_username=pi1 iscsi_password=pi1-root-secret-c0ffee "} {
+		if err != nil || !strings.Contains(string(got), w) {
+			t.Errorf("cmdline.txt: %v %q lacks %q: %s", err, got, w, msg)
+		}
 	}
 }

@@ -40,8 +40,9 @@ func runTestCU(t *testing.T, cfg Config, suite string, extra ...string) cuResult
 	r.failed, _ = strconv.Atoi(m[4])
 	r.skips = strings.Count(out, "[SKIPPED]")
 	r.output = out
-	if dir := os.Getenv("NETSAN_CU_LOG"); dir != "" {
-		os.WriteFile(dir, []byte(out), 0o644)
+	// NETSAN_CU_LOG=PREFIX keeps the suite's output in PREFIX.<test name>.
+	if prefix := os.Getenv("NETSAN_CU_LOG"); prefix != "" {
+		os.WriteFile(prefix+"."+t.Name(), []byte(out), 0o644)
 	}
 	return r
 }

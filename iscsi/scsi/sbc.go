@@ -343,7 +343,7 @@ func unmap(lu *LogicalUnit, cmd *Command) Response {
 			return lu.ioError("unmap", err, lba, senseWriteError)
 		}
 	}
-	return Response{Status: StatusGood}
+	return lu.durable(false, 0)
 }
 
 // getLBAStatus is GET LBA STATUS (SBC-3 5.6): mapped and deallocated

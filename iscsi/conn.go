@@ -199,6 +199,9 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// writeTimeout bounds one vectored write.
+const writeTimeout = 30 * time.Second
+
 // Batch bounds: how many queued items, and how many bytes, go out in one
 // vectored write.
 const (
@@ -230,6 +233,9 @@ func (c *conn) writeBatch(it outItem) error {
 			break
 		}
 	}
+	// An initiator that stops reading must not wedge the writer (and with
+	// it the NOP-In timeout) forever.
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	err := c.w.Flush()
 	for _, d := range done {
 		if d.release != nil {

@@ -155,9 +155,13 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 	if s.targets == nil {
 		return nil, failLogin(statusOutOfResources, "target shutting down")
 	}
-	if !ls.discovery && s.targets[iqn] != ls.tgt {
-		// A reload replaced the target during login.
-		return nil, failLogin(statusTargetError, "target %s changed during login", iqn)
+	if !ls.discovery {
+		// A reload during the login may have changed what the initiator sees.
+		nt := s.targets[iqn]
+		if nt == nil || !sameView(ls.tgt, nt, ls.initiator) {
+			return nil, failLogin(statusTargetError, "target %s changed during login", iqn)
+		}
+		ss.view.Store(&sessionView{target: nt, acl: ls.acl})
 	}
 	max := s.cfg.MaxSessions
 	if max <= 0 {

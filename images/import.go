@@ -1,0 +1,182 @@
+package images
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// qcow2Magic opens every qcow2 file ("QFI\xfb").
+var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
+
+// Format tells a disk image's format: qemu-img's answer where it is
+// installed, else "qcow2" by its magic, else "raw".
+func Format(ctx context.Context, path string) (string, error) {
+	if qemu, err := exec.LookPath("qemu-img"); err == nil {
+		out, err := exec.CommandContext(ctx, qemu, "info", "--output=json", "--", path).Output()
+		if err != nil {
+			return "", fmt.Errorf("qemu-img info %s: %w%s", path, err, stderrOf(err))
+		}
+		var info struct {
+			Format string `json:"format"`
+		}
+		if err := json.Unmarshal(out, &info); err != nil || info.Format == "" {
+			return "", fmt.Errorf("qemu-img info %s: no format in its answer", path)
+		}
+		// qemu-img calls a qcow2 header it cannot read "raw"; importing
+		// that as a disk would be a mistake.
+		if info.Format == "raw" && hasQcow2Magic(path) {
+			return "", fmt.Errorf("%s starts like a qcow2 image but qemu-img cannot read it as one", path)
+		}
+		return info.Format, nil
+	}
+	if hasQcow2Magic(path) {
+		return "qcow2", nil
+	}
+	return "raw", nil
+}
+
+func hasQcow2Magic(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, len(qcow2Magic))
+	_, err = io.ReadFull(f, head)
+	return err == nil && bytes.Equal(head, qcow2Magic)
+}
+
+// Import makes dst, a new golden image, from the disk image at src: a raw
+// image is cloned (reflink or sparse copy); any other format qemu-img reads
+// (qcow2, vmdk, …) is converted to raw by `qemu-img convert`. Like a clone,
+// dst appears only when complete. It is left read-only (0444): golden
+// images are never written. It returns src's format.
+func Import(ctx context.Context, src, dst string, progress func(done, total int64)) (string, error) {
+	format, err := Format(ctx, src)
+	if err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	if format == "raw" {
+		if _, err := Clone(ctx, src, dst, 0, progress); err != nil {
+			return "", fmt.Errorf("import %s: %w", src, err)
+		}
+		if err := os.Chmod(dst, 0o444); err != nil {
+			return "", fmt.Errorf("import %s: %w", src, err)
+		}
+		return format, nil
+	}
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return "", fmt.Errorf("import %s: a %s image needs qemu-img (Debian package qemu-utils)", src, format)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return "", fmt.Errorf("import %s: %s: %w", src, dst, os.ErrExist)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	if err := RemoveStale(dst); err != nil {
+		return "", err
+	}
+	tmp, err := createTemp(dst)
+	if err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := check(ctx, qemu, format, src); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	// qemu-img writes the temporary file by name; our descriptor keeps the
+	// flock that marks it as a live import, and fsyncs the same inode after.
+	if err := convert(ctx, qemu, format, src, tmp.Name(), progress); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	if err := commit(tmp, dst, false); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	ok = true
+	return format, nil
+}
+
+// check refuses a corrupt image before it is converted: qemu-img convert
+// reads a qcow2 cut short as zeros and succeeds. Exit status 3 (leaked
+// clusters only) and 63 (the format has no check) are harmless.
+func check(ctx context.Context, qemu, format, src string) error {
+	out, err := exec.CommandContext(ctx, qemu, "check", "-f", format, "--", src).CombinedOutput()
+	var ee *exec.ExitError
+	if err == nil || errors.As(err, &ee) && (ee.ExitCode() == 3 || ee.ExitCode() == 63) {
+		return nil
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) > 3 {
+		lines = append(lines[:2], "…", lines[len(lines)-1])
+	}
+	return fmt.Errorf("qemu-img check: %w: %s", err, strings.Join(lines, "; "))
+}
+
+// convert runs qemu-img convert to raw; its -p progress ("(42.00/100%)",
+// separated by carriage returns) is relayed in hundredths of a percent.
+func convert(ctx context.Context, qemu, format, src, dst string, progress func(done, total int64)) error {
+	cmd := exec.CommandContext(ctx, qemu, "convert", "-p", "-f", format, "-O", "raw", "--", src, dst)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("qemu-img convert: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Split(splitCR)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if i, j := strings.IndexByte(line, '('), strings.Index(line, "/100%)"); i >= 0 && j > i {
+			if pct, err := strconv.ParseFloat(line[i+1:j], 64); err == nil && progress != nil {
+				progress(int64(pct*100), 10000)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("qemu-img convert: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// splitCR splits qemu-img's progress output at \r or \n.
+func splitCR(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+func stderrOf(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return ": " + strings.TrimSpace(string(ee.Stderr))
+	}
+	return ""
+}

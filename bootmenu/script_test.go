@@ -4,9 +4,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/inventory"
 )
 
 // ipxeCommands is iPXE's command set (ipxe.org/cmd), with the options this
@@ -280,6 +285,42 @@ func TestCleanName(t *testing.T) {
 		got, err := CleanName(in)
 		if err != nil || got != want {
 			t.Errorf("CleanName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// The shipped example inventories give every host a script that passes the
+// iPXE check, and every SAN-booting Pi a one-line cmdline.txt.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	var scripts, cmdlines int
+	defer func() { t.Logf("%d example files: %d scripts, %d cmdline.txt checked", len(files), scripts, cmdlines) }()
+	for _, file := range files {
+		inv, _, err := inventory.Load(file)
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		r, err := New(inv, zap.NewNop())
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, h := range inv.Hosts {
+			got, _ := readAll(t, r, Client{IP: h.IP.Addr}, "boot/"+h.MAC.Hyphens()+".ipxe")
+			scripts++
+			for _, p := range checkIPXE(got) {
+				t.Errorf("%s host %s: %s\n%s", filepath.Base(file), h.Name, p, got)
+			}
+			if h.Serial != "" && h.BootsFromSAN() {
+				got, _ := readAll(t, r, Client{IP: h.IP.Addr}, h.Serial+"/cmdline.txt")
+				cmdlines++
+				if strings.Count(got, "\n") != 1 || !strings.Contains(got, "iscsi_target_name="+inv.TargetIQN(&h)+" ") {
+					t.Errorf("%s host %s: cmdline.txt %q", filepath.Base(file), h.Name, got)
+				}
+			}
 		}
 	}
 }

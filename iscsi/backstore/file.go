@@ -42,11 +42,6 @@ func Open(path string, size int64, readOnly bool) (Store, error) {
 	if readOnly {
 		flags = os.O_RDONLY
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
-		// O_EXCL on a block device claims it: no mounted file system or
-		// second exporter can write underneath the initiators.
-		flags |= os.O_EXCL
-	}
 	f, err := os.OpenFile(path, flags, 0)
 	if errors.Is(err, os.ErrNotExist) && !readOnly {
 		if size <= 0 {

@@ -140,6 +140,9 @@ func (s *Server) Handler() http.Handler {
 		// Paths are matched as sent, not cleaned as http.ServeMux would:
 		// bootmenu refuses ".." rather than having it quietly redirected.
 		switch r.URL.Path {
+		case "/":
+			// A person at a browser: show them what is going on.
+			http.Redirect(w, r, "/status", http.StatusFound)
 		case "/metrics":
 			metricsHandler.ServeHTTP(w, r)
 		case "/status", "/status.json":

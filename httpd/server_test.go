@@ -228,7 +228,7 @@ func TestRefusals(t *testing.T) {
 		{"/etc/passwd", "404"},
 		{"/hello.txt%00.png", "400"},
 		{"/..%5csecret.txt", "400"},
-		{"/", "400"},
+		{"/", "302"},
 		{"/missing", "404"},
 	} {
 		body, err := curl(t, "--path-as-is", "-w", "\n%{http_code}", fx.base+tc.path)

@@ -29,7 +29,10 @@ import (
 // Client is the machine asking for a file.
 type Client struct {
 	IP  netip.Addr
-	MAC net.HardwareAddr // when the request itself says it (a /boot/<mac>.ipxe name); else nil
+	// MAC, when the caller knows it (say from a DHCP lease), attributes
+	// loaders and plain files to a host; nil otherwise. boot/<mac>.ipxe
+	// names carry their own MAC and do not need it.
+	MAC net.HardwareAddr
 }
 
 // Kind says where a File's content came from.

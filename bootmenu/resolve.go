@@ -28,7 +28,7 @@ import (
 
 // Client is the machine asking for a file.
 type Client struct {
-	IP  netip.Addr
+	IP netip.Addr
 	// MAC, when the caller knows it (say from a DHCP lease), attributes
 	// loaders and plain files to a host; nil otherwise. boot/<mac>.ipxe
 	// names carry their own MAC and do not need it.

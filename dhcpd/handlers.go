@@ -86,16 +86,18 @@ type exchange struct {
 	// pxePort: the request came to the proxyDHCP boot-server port (4011).
 	pxePort bool
 
-	host    *inventory.Host
-	kind    Kind
-	arch    iana.Arch
-	ip      netip.Addr // the address told to the client (yiaddr), if any
-	file    string
-	send    bool          // a reply is to be sent
-	persist bool          // the lease store changed: sync before the reply leaves
-	op      string        // what was decided: offer, ack, nak, release, decline, ignore
-	reason  string        // why, for the log line when it is not obvious
-	level   zapcore.Level // of the decision's log line
+	host     *inventory.Host
+	kind     Kind
+	arch     iana.Arch
+	ip       netip.Addr // the address told to the client (yiaddr), if any
+	file     string
+	send     bool          // a reply is to be sent
+	persist  bool          // the lease store changed: sync before the reply leaves
+	claim    bool          // an ACK of x.ip: bind it in finish, if the chain still ACKs
+	reserved bool          // a pool address was held for an OFFER
+	op       string        // what was decided: offer, ack, nak, release, decline, ignore
+	reason   string        // why, for the log line when it is not obvious
+	level    zapcore.Level // of the decision's log line
 }
 
 // ignore ends the chain without a reply; the log line is debug-level
@@ -118,6 +120,23 @@ func (x *exchange) nak(resp *dhcpv4.DHCPv4, reason string) bool {
 	resp.UpdateOption(dhcpv4.OptServerIdentifier(x.cfg.server.AsSlice()))
 	resp.UpdateOption(dhcpv4.OptMessage(reason))
 	return true
+}
+
+// finish applies to the lease store what the whole chain decided: an ACK
+// binds its address (atomically with the check that nobody else took it
+// meanwhile, else it becomes a NAK); a DISCOVER that ends in silence (no
+// loader for the client's architecture, say) releases the address held for it.
+func (x *exchange) finish(req, resp *dhcpv4.DHCPv4) {
+	switch {
+	case x.claim && x.send && x.op == "ack":
+		if !x.leases.claim(x.ip, req.ClientHWAddr, x.hostName(), x.now.Add(x.cfg.leaseTime), x.now) {
+			x.nak(resp, "address in use")
+			return
+		}
+		x.persist = true
+	case x.reserved && !x.send:
+		x.leases.dropOffer(req.ClientHWAddr)
+	}
 }
 
 // classify finds the inventory host and the client kind and architecture.
@@ -226,8 +245,8 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 		if why := x.refuse(ip, mac); why != "" {
 			return x.nak(resp, why)
 		}
-		x.leases.bind(ip, mac, x.hostName(), x.now.Add(x.cfg.leaseTime))
-		x.persist = true
+		// The binding is made when the whole chain agrees to ACK (finish).
+		x.claim = true
 		x.give(resp, ip, dhcpv4.MessageTypeAck)
 		return false
 
@@ -283,6 +302,7 @@ func (x *exchange) choose(req *dhcpv4.DHCPv4) (netip.Addr, string) {
 	if !ok {
 		return netip.Addr{}, "pool exhausted"
 	}
+	x.reserved = true
 	return ip, ""
 }
 

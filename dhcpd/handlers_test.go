@@ -598,3 +598,25 @@ func TestReloadKeepsLeases(t *testing.T) {
 		t.Errorf("discover after reload: %s %s %q", x.op, resp.YourIPAddr, resp.HostName())
 	}
 }
+
+// TestNoLoaderLeavesNoTrace: a client that gets no answer (no loader for its
+// architecture) holds no address: neither a binding nor an offer.
+func TestNoLoaderLeavesNoTrace(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := newTestServer(t, testInventory(t, inventory.ModeAuthoritative, "undionly.kpxe"))
+	arm := dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00011:UNDI:003016"))
+	if _, x := decideWith(t, s, request(t, macStray, dhcpv4.MessageTypeDiscover, arm, archARM), false, now); x.op != "ignore" || x.send {
+		t.Fatalf("arm64 discover: %s", x.op)
+	}
+	if _, x := decideWith(t, s, request(t, macStray, dhcpv4.MessageTypeRequest, arm, archARM,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("198.18.0.100")))), false, now); x.op != "ignore" || x.persist {
+		t.Fatalf("arm64 request: op %s persist %v", x.op, x.persist)
+	}
+	if ls := s.Leases(); len(ls) != 0 {
+		t.Errorf("leases after unanswered requests: %v", ls)
+	}
+	resp, x := decideWith(t, s, request(t, mustMAC("02:00:00:00:01:01"), dhcpv4.MessageTypeDiscover), false, now)
+	if x.op != "offer" || resp.YourIPAddr.String() != "198.18.0.100" {
+		t.Errorf("next client: %s %s, want the first pool address", x.op, resp.YourIPAddr)
+	}
+}

@@ -217,6 +217,10 @@ func (s *leaseStore) unoffer(mac string) {
 func (s *leaseStore) bind(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.bindLocked(ip, mac, host, expires)
+}
+
+func (s *leaseStore) bindLocked(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
 	m := mac.String()
 	s.unoffer(m)
 	if old := s.byMAC[m]; old != nil && old.IP != ip {
@@ -233,6 +237,18 @@ func (s *leaseStore) bind(ip netip.Addr, mac net.HardwareAddr, host string, expi
 	s.byIP[ip] = l
 	s.byMAC[m] = l
 	s.changes++
+}
+
+// claim binds ip to mac if it is still usable by mac, in one step, so two
+// clients racing for one address cannot both be ACKed.
+func (s *leaseStore) claim(ip netip.Addr, mac net.HardwareAddr, host string, expires, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.usable(ip, mac.String(), now) {
+		return false
+	}
+	s.bindLocked(ip, mac, host, expires)
+	return true
 }
 
 // release ends mac's binding of ip (DHCPRELEASE). It reports whether there was one.

@@ -253,6 +253,7 @@ func (s *Server) decide(c *config, req *dhcpv4.DHCPv4, pxePort bool, now time.Ti
 			break
 		}
 	}
+	x.finish(req, resp)
 	return resp, x
 }
 

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -549,5 +551,103 @@ func TestShutdownAsksLogout(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", ri.nc.RemoteAddr().String()); err == nil {
 		t.Error("still listening after Serve returned")
+	}
+}
+
+// commandLUN is command addressed to a LUN (single-level, SAM-5 4.7).
+func (ri *rawInit) commandLUN(lun uint64, cdb []byte, edtl uint32, read bool, immediate []byte) (byte, []byte, []byte) {
+	ri.t.Helper()
+	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
+		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN, LUN: lun << 48}
+	ri.cmdSN++
+	if read {
+		h.Flags |= pdu.FlagRead
+	}
+	if immediate != nil {
+		h.Flags |= pdu.FlagWrite
+	}
+	copy(h.CDB[:], cdb)
+	ri.send(h, immediate)
+	var data []byte
+	for {
+		p, err := ri.recv()
+		if err != nil {
+			ri.t.Fatalf("command %#x: %v", cdb[0], err)
+		}
+		switch p.Opcode {
+		case pdu.OpSCSIDataIn:
+			data = append(data, p.Data...)
+			if p.Flags&pdu.FlagStatus != 0 {
+				return p.Byte3, data, nil
+			}
+		case pdu.OpSCSIResponse:
+			var sense []byte
+			if len(p.Data) > 2 {
+				sense = p.Data[2:]
+			}
+			return p.Byte3, data, sense
+		case pdu.OpNOPIn:
+		default:
+			ri.t.Fatalf("unexpected %v", p.Opcode)
+		}
+	}
+}
+
+// TestACLMapAndWriteProtect checks an ACL's LUN map (REPORT LUNS, which LU
+// a LUN reaches, unmapped LUNs) and write protection.
+func TestACLMapAndWriteProtect(t *testing.T) {
+	cfg := Config{Targets: []Target{{
+		IQN:  testTarget,
+		LUNs: []LUN{{Number: 0, Path: "l0.img", Size: 1 << 20}, {Number: 1, Path: "l1.img", Size: 1 << 20}},
+		ACL: []ACL{
+			{Initiator: testInitiator, Map: map[uint64]uint64{3: 1}},
+			{Initiator: otherInit, WriteProtect: true},
+		},
+	}}}
+	ts := startServer(t, cfg)
+	ri := dial(t, ts.addr)
+	ri.loginOK()
+
+	reportLUNs := make([]byte, 12)
+	reportLUNs[0] = 0xa0
+	reportLUNs[9] = 255
+	st, data, _ := ri.commandLUN(3, reportLUNs, 255, true, nil)
+	if st != 0 || len(data) != 16 || data[3] != 8 || data[9] != 3 {
+		t.Fatalf("REPORT LUNS: status %#x data % x", st, data)
+	}
+	// Initiator LUN 3 is target LUN 1: what it writes lands in l1.img.
+	for range 3 {
+		if st, _, _ = ri.commandLUN(3, tur(), 0, false, nil); st == 0 {
+			break
+		}
+	}
+	block := bytes.Repeat([]byte{0x3c}, 512)
+	if st, _, sense := ri.commandLUN(3, write10(1, 1), 512, false, block); st != 0 {
+		t.Fatalf("write through the map: status %#x sense % x", st, sense)
+	}
+	img, err := os.ReadFile(filepath.Join(ts.dir, "l1.img"))
+	if err != nil || !bytes.Equal(img[512:1024], block) {
+		t.Fatalf("l1.img does not hold the write (%v)", err)
+	}
+	// Unmapped LUN 0: LOGICAL UNIT NOT SUPPORTED (ILLEGAL REQUEST, 25h).
+	st, _, sense := ri.commandLUN(0, read10(0, 1), 512, true, nil)
+	if st != 2 || len(sense) < 14 || sense[2]&0x0f != 5 || sense[12] != 0x25 {
+		t.Errorf("unmapped LUN: status %#x sense % x", st, sense)
+	}
+
+	// otherInit sees both LUNs, read-only.
+	wp := dial(t, ts.addr)
+	wp.login(testISID, 0, normalKeys(otherInit, testTarget)...)
+	for range 3 {
+		if st, _, _ = wp.commandLUN(1, tur(), 0, false, nil); st == 0 {
+			break
+		}
+	}
+	if st, data, _ := wp.commandLUN(1, read10(1, 1), 512, true, nil); st != 0 || !bytes.Equal(data, block) {
+		t.Errorf("read-only read: status %#x", st)
+	}
+	st, _, sense = wp.commandLUN(1, write10(1, 1), 512, false, block)
+	if st != 2 || len(sense) < 14 || sense[2]&0x0f != 7 || sense[12] != 0x27 {
+		t.Errorf("write through a write_protect ACL: status %#x sense % x", st, sense)
 	}
 }

@@ -257,7 +257,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 		}
 		x.ip, x.op, x.level = ip, "decline", zapcore.WarnLevel
 		x.reason = "client found the address in use; quarantined"
-		x.leases.decline(ip, mac, x.now.Add(x.cfg.leaseTime))
+		x.leases.decline(ip, mac, x.now.Add(declineHold))
 		x.persist = true
 		return true
 

@@ -22,6 +22,12 @@ const LeaseFile = "leases.json"
 // to another client meanwhile).
 const offerHold = 30 * time.Second
 
+// declineHold is how long a declined address stays out of use. Long enough
+// that a client is not offered it again in its next few attempts, short
+// enough that an inventory host whose fixed address was taken by a stray
+// machine boots soon after the stray is removed.
+const declineHold = 10 * time.Minute
+
 // Lease states.
 const (
 	StateBound    = "bound"

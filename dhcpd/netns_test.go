@@ -611,3 +611,22 @@ func inDnsmasqRange(ip string) bool {
 	a, err := netip.ParseAddr(ip)
 	return err == nil && pool{netip.MustParseAddr("198.18.0.150"), netip.MustParseAddr("198.18.0.160")}.contains(a)
 }
+
+// TestUdhcpcDeclines: udhcpc -a probes the offered address with ARP; a
+// squatter answers, udhcpc sends DHCPDECLINE, and its next DISCOVER is
+// offered another address; the declined one stays quarantined in the file.
+func TestUdhcpcDeclines(t *testing.T) {
+	l := newLab(t, "busybox")
+	srv := l.startServer(l.writeInventory(labHosts))
+	l.client("squatter", "52:54:00:00:5e:01", "198.18.0.100/24")
+	ns := l.client("probe", "52:54:00:00:5e:02", "")
+	env := l.udhcpc(ns, "probe", "-a")
+	if env["ip"] == "" || env["ip"] == "198.18.0.100" {
+		t.Fatalf("udhcpc bound %q; .100 is in use by the squatter", env["ip"])
+	}
+	l.waitFor(srv.log, `"msg":"decline"`, 5*time.Second)
+	le, ok := readLeaseFile(t, filepath.Join(l.dir, "data", LeaseFile))["198.18.0.100"]
+	if !ok || le.State != StateDeclined || !le.Expires.After(time.Now()) {
+		t.Errorf("198.18.0.100 in the lease file: %+v, want declined until later", le)
+	}
+}

@@ -37,8 +37,14 @@ type conn struct {
 	closeOnce sync.Once
 	finished  chan struct{} // closed when serve returns
 	lastRecv  atomic.Int64  // unix nanoseconds of the last PDU received
-	workers   sync.WaitGroup
-	ffp       atomic.Bool // in full feature phase: the writer owns the socket
+	// workers counts commands and task management functions in flight.
+	workers sync.WaitGroup
+	// work feeds commands to the worker goroutines (see execute).
+	work     chan *task
+	nworkers int // reader goroutine only
+	idle     atomic.Int32
+	poolWG   sync.WaitGroup
+	ffp      atomic.Bool // in full feature phase: the writer owns the socket
 }
 
 // outItem is one thing for the writer to send: a PDU, or a command's result.

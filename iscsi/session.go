@@ -274,10 +274,13 @@ func (c *conn) fullFeature(sess *session) {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
+	c.work = make(chan *task, c.srv.QueueDepth)
 	defer func() {
 		c.close(nil)
 		c.abortAll()
 		c.workers.Wait()
+		close(c.work)
+		c.poolWG.Wait()
 		<-writerDone
 		sess.remove()
 		c.log.Info("iscsi: session closed")
@@ -539,8 +542,10 @@ func (c *conn) failTask(t *task, sense []byte) {
 	c.send(outItem{task: t, resp: scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}})
 }
 
-// execute runs a task's command in its own goroutine; the CmdSN window
-// bounds how many run at once.
+// execute hands a task to the connection's workers: at most QueueDepth
+// goroutines, started as commands need them and kept for the connection's
+// life, so a warm connection starts no goroutine per command. Called from
+// the reader goroutine only.
 func (c *conn) execute(t *task) {
 	s := c.sess
 	s.mu.Lock()
@@ -551,26 +556,50 @@ func (c *conn) execute(t *task) {
 	t.executing = true
 	s.mu.Unlock()
 	c.workers.Add(1)
-	go func() {
-		defer c.workers.Done()
-		defer func() {
-			if r := recover(); r != nil {
-				c.log.Error("iscsi: command panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-				s.finishTask(t)
-				c.close(errors.New("command panicked"))
-			}
-		}()
-		resp := c.run(t)
-		s.mu.Lock()
-		aborted := t.aborted
-		s.mu.Unlock()
-		if aborted {
-			resp.Release()
-			s.finishTask(t)
+	if c.idle.Load() == 0 && c.nworkers < c.srv.QueueDepth {
+		c.nworkers++
+		c.poolWG.Add(1)
+		go c.worker()
+	}
+	c.work <- t
+}
+
+// worker runs tasks until the connection closes its work queue.
+func (c *conn) worker() {
+	defer c.poolWG.Done()
+	for {
+		c.idle.Add(1)
+		t, ok := <-c.work
+		c.idle.Add(-1)
+		if !ok {
 			return
 		}
-		c.send(outItem{task: t, resp: resp})
+		c.runTask(t)
+	}
+}
+
+// runTask executes one command and queues its response, unless a task
+// management function aborted it meanwhile.
+func (c *conn) runTask(t *task) {
+	s := c.sess
+	defer c.workers.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("iscsi: command panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			s.finishTask(t)
+			c.close(errors.New("command panicked"))
+		}
 	}()
+	resp := c.run(t)
+	s.mu.Lock()
+	aborted := t.aborted
+	s.mu.Unlock()
+	if aborted {
+		resp.Release()
+		s.finishTask(t)
+		return
+	}
+	c.send(outItem{task: t, resp: resp})
 }
 
 // run maps the LUN through the ACL and hands the command to the LU;

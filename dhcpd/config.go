@@ -22,7 +22,9 @@ var loaderFiles = map[iana.Arch][]string{
 	iana.EFI_IA32:    {"ipxe.efi", "snponly.efi"},
 	iana.EFI_X86_64:  {"ipxe.efi", "snponly.efi"},
 	iana.EFI_BC:      {"ipxe.efi", "snponly.efi"},
-	iana.EFI_ARM64:   {"ipxe-arm64.efi", "snp-arm64.efi", "arm64/ipxe.efi", "arm64-efi/ipxe.efi", "arm64-efi/snponly.efi"},
+	// Debian's ipxe package has no arm64 build; one dropped into ipxe_dir
+	// under either name (flat: tftpd serves ipxe_dir by base name) is used.
+	iana.EFI_ARM64: {"ipxe-arm64.efi", "snp-arm64.efi"},
 }
 
 // config is the server's view of one inventory, built once per (re)load and

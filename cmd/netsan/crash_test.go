@@ -31,10 +31,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		blockSize = 4096
 	)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "netsan")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := netsanBinary(t)
 	port := freePort(t, "tcp")
 	const iqn = "iqn.2026-11.example.test:node1"
 	path := filepath.Join(dir, "netsan.toml")

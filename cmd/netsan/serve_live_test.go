@@ -83,10 +83,7 @@ func TestServeLive(t *testing.T) {
 		t.Skip("iscsi-inq (libiscsi-bin) not installed")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "netsan")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := netsanBinary(t)
 	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
 	inv := fmt.Sprintf(`
 [server]

@@ -1,0 +1,436 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/netsan/netsan/images"
+	"github.com/netsan/netsan/inventory"
+)
+
+const imageHelp = `usage: netsan image <command> [flags]
+
+commands:
+  list   [-c FILE]                      golden images and host roots: size, allocated, source, shared
+  clone  [-c FILE] HOST…                clone missing roots from their golden image (root.from)
+  reset  [-c FILE] [--force] HOST…      replace roots with fresh clones; refused while the host
+                                        has an iSCSI session unless --force, which logs it out
+  import [-c FILE] FILE NAME            copy a raw or qcow2 image in as golden image NAME
+                                        (data_dir/golden/NAME.img) and print its [[image]] stanza
+`
+
+// cmdImage runs `netsan image …`.
+func cmdImage(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, imageHelp)
+		return errUsage
+	}
+	switch sub, rest := args[0], args[1:]; sub {
+	case "list", "ls":
+		return imageList(rest, stdout, stderr)
+	case "clone":
+		return imageClone(rest, stdout, stderr)
+	case "reset":
+		return imageReset(rest, stdout, stderr)
+	case "import":
+		return imageImport(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, imageHelp)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "netsan image: unknown command %q\n\n%s", sub, imageHelp)
+		return errUsage
+	}
+}
+
+// parseArgs parses flags wherever they appear among the arguments
+// (`image clone node1 -c lab.toml` as well as `image clone -c lab.toml node1`)
+// and returns the others.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for guard := 0; guard <= len(args); guard++ {
+		if err := fs.Parse(args); err != nil {
+			return nil, errUsage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	return pos, nil
+}
+
+func imageList(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("image list", stderr, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	inv, err := load(configPath(c.config), stderr)
+	if err != nil {
+		return err
+	}
+	rel := func(p string) string { return strings.TrimPrefix(p, inv.Server.DataDir+"/") }
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tFROM\tPATH\tSIZE\tALLOCATED\tEXTENTS")
+	for _, img := range inv.Images {
+		size, alloc := imageUsage(img.Path, 0)
+		fmt.Fprintf(tw, "%s\tgolden\t-\t%s\t%s\t%s\t%s\n", img.Name, rel(img.Path), size, alloc, sharing(img.Path, false))
+	}
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		if h.Root == nil {
+			continue
+		}
+		from := h.Root.From
+		if from == "" {
+			from = "-"
+		}
+		if h.Root.Device != "" {
+			fmt.Fprintf(tw, "%s\troot\t-\t%s\t-\t-\tdevice\n", h.Name, h.Root.Device)
+			continue
+		}
+		want := h.Root.Size.Bytes
+		if img := inv.ImageByName(h.Root.From); want == 0 && img != nil {
+			if fi, err := os.Stat(img.Path); err == nil {
+				want = fi.Size() // a clone is the golden image's size
+			}
+		}
+		size, alloc := imageUsage(h.Root.Image, want)
+		fmt.Fprintf(tw, "%s\troot\t%s\t%s\t%s\t%s\t%s\n", h.Name, from, rel(h.Root.Image), size, alloc, sharing(h.Root.Image, h.Root.From != ""))
+	}
+	return tw.Flush()
+}
+
+// sharing says how much of an image shares extents with others (a reflink
+// clone with its golden image): "shared 190.0MiB", or for a clone that
+// shares nothing "copied".
+func sharing(path string, clone bool) string {
+	if _, err := os.Stat(path); err != nil {
+		return "-"
+	}
+	n, err := images.Shared(path)
+	switch {
+	case errors.Is(err, images.ErrNoExtentMap):
+		return "?"
+	case err != nil:
+		return "error: " + err.Error()
+	case n > 0:
+		return "shared " + humanBytes(n)
+	case clone:
+		return "copied"
+	}
+	return "-"
+}
+
+func imageClone(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("image clone", stderr, &c)
+	hosts, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		fmt.Fprintln(stderr, "netsan image clone: name the hosts whose roots to clone")
+		return errUsage
+	}
+	inv, log, err := imageSetup(c, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, _, stop := signalContext()
+	defer stop()
+	var errs []error
+	for _, name := range hosts {
+		h := inv.HostByName(name)
+		if h == nil {
+			errs = append(errs, fmt.Errorf("no host %q in %s", name, inv.File))
+			continue
+		}
+		p := newProgress(stderr, log, h.Name, "clone")
+		m, err := images.CloneRoot(ctx, inv, h, p.update)
+		p.finish()
+		if errors.Is(err, os.ErrExist) {
+			err = fmt.Errorf("host %s: root %s exists (netsan image reset %s replaces it)", h.Name, h.Root.Image, h.Name)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: cloned %s from %s (%s)\n", h.Name, h.Root.Image, h.Root.From, m)
+	}
+	return errors.Join(errs...)
+}
+
+func imageReset(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("image reset", stderr, &c)
+	force := fs.Bool("force", false, "log the host's iSCSI sessions out first instead of refusing")
+	server := fs.String("server", "", "base URL of the running netsan serve (default: from http.listen)")
+	hosts, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		fmt.Fprintln(stderr, "netsan image reset: name the hosts whose roots to reset")
+		return errUsage
+	}
+	inv, log, err := imageSetup(c, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	live, err := liveTarget(inv, *server, *force, log)
+	if err != nil {
+		return err
+	}
+	ctx, _, stop := signalContext()
+	defer stop()
+	var errs []error
+	for _, name := range hosts {
+		h := inv.HostByName(name)
+		if h == nil {
+			errs = append(errs, fmt.Errorf("no host %q in %s", name, inv.File))
+			continue
+		}
+		p := newProgress(stderr, log, h.Name, "reset")
+		m, err := images.ResetRoot(ctx, inv, h, live, *force, p.update)
+		p.finish()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: reset %s from %s (%s)\n", h.Name, h.Root.Image, h.Root.From, m)
+	}
+	return errors.Join(errs...)
+}
+
+// liveTarget finds the running server's control endpoints: --server, else
+// http.listen on the loopback. With HTTP off nothing can be asked, so a
+// reset needs --force, the operator's word that the hosts are down.
+func liveTarget(inv *inventory.Inventory, server string, force bool, log *zap.Logger) (images.LiveTarget, error) {
+	if server == "" {
+		if !inv.HTTP.On() {
+			if !force {
+				return nil, errors.New("http is off, so netsan cannot ask a running server for the hosts' sessions; make sure they are off and use --force")
+			}
+			log.Warn("http is off: not checking for sessions")
+			return nil, nil
+		}
+		server = "http://" + loopback(inv.HTTP.Listen)
+	}
+	u, err := url.Parse(server)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: want a URL such as http://127.0.0.1:8080", server)
+	}
+	return &controlClient{base: strings.TrimSuffix(server, "/"), http: &http.Client{Timeout: 2 * time.Minute}}, nil
+}
+
+// loopback turns a listen address into one to connect to: an unspecified
+// host (0.0.0.0, ::, empty) becomes 127.0.0.1.
+func loopback(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// controlClient is images.LiveTarget over a running `netsan serve`: its
+// sessions from GET /status.json, and POST /iscsi/logout and /iscsi/reopen
+// with ?target=IQN. A refused connection means no server runs: no sessions,
+// nothing to log out or reopen.
+type controlClient struct {
+	base string
+	http *http.Client
+}
+
+func (c *controlClient) Sessions(ctx context.Context, iqn string) ([]images.Session, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/status.json", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if notRunning(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/status.json: %s", c.base, resp.Status)
+	}
+	var st struct {
+		Sessions []struct {
+			Initiator string `json:"initiator"`
+			Target    string `json:"target"`
+			Remote    string `json:"remote"`
+		} `json:"sessions"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("GET %s/status.json: %w", c.base, err)
+	}
+	var out []images.Session
+	for _, s := range st.Sessions {
+		if s.Target == iqn {
+			out = append(out, images.Session{Initiator: s.Initiator, Remote: s.Remote})
+		}
+	}
+	return out, nil
+}
+
+func (c *controlClient) Logout(ctx context.Context, iqn string) error {
+	return c.post(ctx, "/iscsi/logout", iqn)
+}
+
+func (c *controlClient) Reopen(ctx context.Context, iqn string) error {
+	return c.post(ctx, "/iscsi/reopen", iqn)
+}
+
+func (c *controlClient) post(ctx context.Context, path, iqn string) error {
+	u := c.base + path + "?target=" + url.QueryEscape(iqn)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if notRunning(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("POST %s: %s %s", u, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+func notRunning(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+var imageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func imageImport(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("image import", stderr, &c)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fmt.Fprintln(stderr, "usage: netsan image import [-c FILE] FILE NAME")
+		return errUsage
+	}
+	src, name := pos[0], pos[1]
+	if !imageName.MatchString(name) {
+		return fmt.Errorf("image name %q: use letters, digits, '.', '_' and '-'", name)
+	}
+	inv, log, err := imageSetup(c, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if inv.ImageByName(name) != nil {
+		return fmt.Errorf("%s already has an image named %q", inv.File, name)
+	}
+	rel := filepath.Join("golden", name+".img")
+	dst := filepath.Join(inv.Server.DataDir, rel)
+	ctx, _, stop := signalContext()
+	defer stop()
+	p := newProgress(stderr, log, name, "import")
+	format, err := images.Import(ctx, src, dst, p.update)
+	p.finish()
+	if err != nil {
+		return err
+	}
+	size, alloc := imageUsage(dst, 0)
+	fmt.Fprintf(stdout, "imported %s (%s) as %s: %s, %s allocated\nadd to %s:\n\n[[image]]\nname = %q\npath = %q\n",
+		src, format, dst, size, alloc, inv.File, name, rel)
+	return nil
+}
+
+// imageSetup loads the inventory and makes the logger the image commands
+// report progress on when stderr is not a terminal.
+func imageSetup(c commonFlags, stderr io.Writer) (*inventory.Inventory, *zap.Logger, error) {
+	inv, err := load(configPath(c.config), stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(c.logFormat, c.logLevel, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return inv, log, nil
+}
+
+// progress shows a long copy: a bar on a terminal, log lines otherwise.
+type progress struct {
+	w    io.Writer
+	desc string
+	log  func(done, total int64) // nil on a terminal
+	bar  *progressbar.ProgressBar
+}
+
+func newProgress(w io.Writer, log *zap.Logger, host, op string) *progress {
+	p := &progress{w: w, desc: host + " " + op}
+	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		p.log = images.LogProgress(log.With(zap.String("host", host), zap.String("op", op)))
+	}
+	return p
+}
+
+func (p *progress) update(done, total int64) {
+	if p.log != nil {
+		p.log(done, total)
+		return
+	}
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(p.desc),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionUseIECUnits(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		)
+	}
+	_ = p.bar.Set64(done)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// imageLab writes an inventory with an 8 MiB golden image holding 1 MiB of
+// data and two hosts cloned from it, and returns the inventory's path and
+// the data directory.
+func imageLab(t *testing.T, extra string) (cfg, dataDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	dataDir = filepath.Join(dir, "data")
+	golden := filepath.Join(dataDir, "golden", "base.img")
+	if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(8 << 20); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	if _, err := f.WriteAt(data, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cfg = filepath.Join(dir, "netsan.toml")
+	src := `
+[server]
+address  = "198.18.0.1"
+data_dir = "data"
+
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+` + extra + `
+[[image]]
+name = "base"
+path = "golden/base.img"
+
+[[host]]
+name = "node1"
+mac  = "52:54:00:00:00:01"
+root = { image = "roots/node1.img", from = "base" }
+
+[[host]]
+name = "node2"
+mac  = "52:54:00:00:00:02"
+root = { image = "roots/node2.img", from = "base", size = "16MiB" }
+`
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, dataDir
+}
+
+func image(args ...string) (stdout, stderr string, err error) {
+	var o, e bytes.Buffer
+	err = cmdImage(args, &o, &e)
+	return o.String(), e.String(), err
+}
+
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	x, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(x, y[:min(len(x), len(y))]) && !bytes.ContainsFunc(y[len(x):], func(r rune) bool { return r != 0 })
+}
+
+func TestImageListCloneImport(t *testing.T) {
+	cfg, dataDir := imageLab(t, "")
+	golden := filepath.Join(dataDir, "golden", "base.img")
+
+	out, _, err := image("list", "-c", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"base golden - golden/base.img 8.0MiB 1.0MiB", "node1 root base roots/node1.img 8.0MiB (missing)", "node2 root base roots/node2.img 16.0MiB (missing)"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("image list before cloning:\n%s\nwant a line %q", out, want)
+		}
+	}
+
+	// Flags after the host names work too; progress goes to stderr as log lines.
+	out, errOut, err := image("clone", "node1", "node2", "-c", cfg)
+	if err != nil {
+		t.Fatalf("clone: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "node1: cloned") || !strings.Contains(out, "node2: cloned") {
+		t.Errorf("clone said:\n%s", out)
+	}
+	if !strings.Contains(errOut, `"percent":100`) {
+		t.Errorf("no progress logged on a non-terminal:\n%s", errOut)
+	}
+	for _, h := range []string{"node1", "node2"} {
+		if !sameFile(t, golden, filepath.Join(dataDir, "roots", h+".img")) {
+			t.Errorf("%s: root differs from the golden image", h)
+		}
+	}
+	out, _, err = image("list", "-c", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "node2") {
+			line = strings.Join(strings.Fields(l), " ")
+		}
+	}
+	if !strings.HasPrefix(line, "node2 root base roots/node2.img 16.0MiB 1.0MiB") ||
+		!(strings.HasSuffix(line, "copied") || strings.Contains(line, "shared 1.0MiB")) {
+		t.Errorf("image list after cloning: node2 is %q", line)
+	}
+
+	_, _, err = image("clone", "-c", cfg, "node1")
+	if err == nil || !strings.Contains(err.Error(), "netsan image reset node1") {
+		t.Errorf("clone of an existing root: %v", err)
+	}
+	if _, _, err = image("clone", "-c", cfg, "nobody"); err == nil || !strings.Contains(err.Error(), `no host "nobody"`) {
+		t.Errorf("clone of an unknown host: %v", err)
+	}
+	if _, _, err = image("clone", "-c", cfg); err != errUsage {
+		t.Errorf("clone without hosts: %v", err)
+	}
+
+	// Import the golden image again as "copy" and add its stanza.
+	out, _, err = image("import", "-c", cfg, golden, "copy")
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	stanza := out[strings.Index(out, "[[image]]"):]
+	if stanza != "[[image]]\nname = \"copy\"\npath = \"golden/copy.img\"\n" {
+		t.Errorf("import printed:\n%s", out)
+	}
+	if !sameFile(t, golden, filepath.Join(dataDir, "golden", "copy.img")) {
+		t.Error("imported image differs")
+	}
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\n" + stanza)
+	f.Close()
+	if _, err := load(cfg, &bytes.Buffer{}); err != nil {
+		t.Errorf("inventory with the printed stanza: %v", err)
+	}
+	if _, _, err = image("import", "-c", cfg, golden, "copy"); err == nil {
+		t.Error("import under an existing name: no error")
+	}
+	if _, _, err = image("import", "-c", cfg, golden, "../evil"); err == nil {
+		t.Error("import as ../evil: no error")
+	}
+}
+
+// fakeServer plays a running `netsan serve`: /status.json lists sessions,
+// and the control endpoints record what they are asked.
+type fakeServer struct {
+	mu       sync.Mutex
+	sessions []map[string]string
+	calls    []string
+}
+
+func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/status.json":
+		_ = json.NewEncoder(w).Encode(map[string]any{"sessions": f.sessions, "hosts": []any{}})
+	case r.Method == http.MethodPost && (r.URL.Path == "/iscsi/logout" || r.URL.Path == "/iscsi/reopen"):
+		f.calls = append(f.calls, r.URL.Path+" "+r.URL.Query().Get("target"))
+		if r.URL.Path == "/iscsi/logout" {
+			f.sessions = nil
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func TestImageResetWithSessions(t *testing.T) {
+	cfg, dataDir := imageLab(t, "")
+	golden := filepath.Join(dataDir, "golden", "base.img")
+	root := filepath.Join(dataDir, "roots", "node1.img")
+	if _, _, err := image("clone", "-c", cfg, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	dirty := func() {
+		f, err := os.OpenFile(root, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt([]byte("the host wrote here"), 0)
+		f.Close()
+	}
+	dirty()
+
+	fake := &fakeServer{sessions: []map[string]string{{
+		"initiator": "iqn.2026-11.example.lab:node1", "target": "iqn.2026-11.example.lab:node1", "remote": "198.18.0.11:40001",
+	}}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+
+	_, _, err := image("reset", "-c", cfg, "--server", srv.URL, "node1")
+	if err == nil || !strings.Contains(err.Error(), "1 live session") || !strings.Contains(err.Error(), "198.18.0.11:40001") {
+		t.Fatalf("reset with a live session: %v", err)
+	}
+	if sameFile(t, golden, root) {
+		t.Fatal("refused reset replaced the root")
+	}
+	if len(fake.calls) != 0 {
+		t.Errorf("refused reset asked the server %q", fake.calls)
+	}
+
+	out, _, err := image("reset", "-c", cfg, "--server", srv.URL, "--force", "node1")
+	if err != nil {
+		t.Fatalf("reset --force: %v", err)
+	}
+	want := "/iscsi/logout iqn.2026-11.example.lab:node1;/iscsi/reopen iqn.2026-11.example.lab:node1"
+	if got := strings.Join(fake.calls, ";"); got != want {
+		t.Errorf("reset --force asked the server %q, want %q", got, want)
+	}
+	if !strings.Contains(out, "node1: reset") || !sameFile(t, golden, root) {
+		t.Errorf("reset --force: %q; root restored: %v", out, sameFile(t, golden, root))
+	}
+
+	// No server listening: nothing to ask, the reset goes ahead.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	dirty()
+	if _, _, err := image("reset", "-c", cfg, "--server", closed, "node1"); err != nil {
+		t.Errorf("reset with no server running: %v", err)
+	}
+	if !sameFile(t, golden, root) {
+		t.Error("reset with no server running did not restore the root")
+	}
+
+	// A server without the control endpoints: --force cannot log out, so
+	// the root is left alone.
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/status.json" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"sessions": fake.sessions})
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer old.Close()
+	fake.sessions = []map[string]string{{"initiator": "i", "target": "iqn.2026-11.example.lab:node1"}}
+	dirty()
+	if _, _, err := image("reset", "-c", cfg, "--server", old.URL, "--force", "node1"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("reset --force against a server without /iscsi/logout: %v", err)
+	}
+	if sameFile(t, golden, root) {
+		t.Error("root replaced although the logout failed")
+	}
+}
+
+func TestImageResetHTTPOff(t *testing.T) {
+	cfg, _ := imageLab(t, "")
+	if _, _, err := image("clone", "-c", cfg, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := image("reset", "-c", cfg, "node1"); err == nil || !strings.Contains(err.Error(), "http is off") {
+		t.Errorf("reset with http off and no --force: %v", err)
+	}
+	if _, _, err := image("reset", "-c", cfg, "--force", "node1"); err != nil {
+		t.Errorf("reset --force with http off: %v", err)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:8080":    "127.0.0.1:8080",
+		":8080":           "127.0.0.1:8080",
+		"[::]:8080":       "127.0.0.1:8080",
+		"198.18.0.1:8080": "198.18.0.1:8080",
+	} {
+		if got := loopback(in); got != want {
+			t.Errorf("loopback(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

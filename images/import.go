@@ -21,28 +21,36 @@ var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
 // Format tells a disk image's format: qemu-img's answer where it is
 // installed, else "qcow2" by its magic, else "raw".
 func Format(ctx context.Context, path string) (string, error) {
+	format, _, err := probe(ctx, path)
+	return format, err
+}
+
+// probe returns the image's format and, where qemu-img tells it, the size
+// of the disk it holds.
+func probe(ctx context.Context, path string) (string, int64, error) {
 	if qemu, err := exec.LookPath("qemu-img"); err == nil {
 		out, err := exec.CommandContext(ctx, qemu, "info", "--output=json", "--", path).Output()
 		if err != nil {
-			return "", fmt.Errorf("qemu-img info %s: %w%s", path, err, stderrOf(err))
+			return "", 0, fmt.Errorf("qemu-img info %s: %w%s", path, err, stderrOf(err))
 		}
 		var info struct {
-			Format string `json:"format"`
+			Format      string `json:"format"`
+			VirtualSize int64  `json:"virtual-size"`
 		}
 		if err := json.Unmarshal(out, &info); err != nil || info.Format == "" {
-			return "", fmt.Errorf("qemu-img info %s: no format in its answer", path)
+			return "", 0, fmt.Errorf("qemu-img info %s: no format in its answer", path)
 		}
 		// qemu-img calls a qcow2 header it cannot read "raw"; importing
 		// that as a disk would be a mistake.
 		if info.Format == "raw" && hasQcow2Magic(path) {
-			return "", fmt.Errorf("%s starts like a qcow2 image but qemu-img cannot read it as one", path)
+			return "", 0, fmt.Errorf("%s starts like a qcow2 image but qemu-img cannot read it as one", path)
 		}
-		return info.Format, nil
+		return info.Format, info.VirtualSize, nil
 	}
 	if hasQcow2Magic(path) {
-		return "qcow2", nil
+		return "qcow2", 0, nil
 	}
-	return "raw", nil
+	return "raw", 0, nil
 }
 
 func hasQcow2Magic(path string) bool {
@@ -62,7 +70,7 @@ func hasQcow2Magic(path string) bool {
 // dst appears only when complete. It is left read-only (0444): golden
 // images are never written. It returns src's format.
 func Import(ctx context.Context, src, dst string, progress func(done, total int64)) (string, error) {
-	format, err := Format(ctx, src)
+	format, vsize, err := probe(ctx, src)
 	if err != nil {
 		return "", fmt.Errorf("import %s: %w", src, err)
 	}
@@ -104,7 +112,7 @@ func Import(ctx context.Context, src, dst string, progress func(done, total int6
 	}
 	// qemu-img writes the temporary file by name; our descriptor keeps the
 	// flock that marks it as a live import, and fsyncs the same inode after.
-	if err := convert(ctx, qemu, format, src, tmp.Name(), progress); err != nil {
+	if err := convert(ctx, qemu, format, src, tmp.Name(), vsize, progress); err != nil {
 		return "", fmt.Errorf("import %s: %w", src, err)
 	}
 	if err := tmp.Chmod(0o444); err != nil {
@@ -134,8 +142,12 @@ func check(ctx context.Context, qemu, format, src string) error {
 }
 
 // convert runs qemu-img convert to raw; its -p progress ("(42.00/100%)",
-// separated by carriage returns) is relayed in hundredths of a percent.
-func convert(ctx context.Context, qemu, format, src, dst string, progress func(done, total int64)) error {
+// separated by carriage returns) is relayed as that share of the disk's
+// size (in hundredths of a percent when the size is unknown).
+func convert(ctx context.Context, qemu, format, src, dst string, size int64, progress func(done, total int64)) error {
+	if size <= 0 {
+		size = 10000
+	}
 	cmd := exec.CommandContext(ctx, qemu, "convert", "-p", "-f", format, "-O", "raw", "--", src, dst)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -152,7 +164,7 @@ func convert(ctx context.Context, qemu, format, src, dst string, progress func(d
 		line := strings.TrimSpace(sc.Text())
 		if i, j := strings.IndexByte(line, '('), strings.Index(line, "/100%)"); i >= 0 && j > i {
 			if pct, err := strconv.ParseFloat(line[i+1:j], 64); err == nil && progress != nil {
-				progress(int64(pct*100), 10000)
+				progress(int64(pct/100*float64(size)), size)
 			}
 		}
 	}

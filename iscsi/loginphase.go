@@ -21,20 +21,20 @@ const (
 
 // Login status (RFC 7143 §11.13.5): class<<8 | detail.
 const (
-	statusSuccess           = 0x0000
-	statusInitiatorError    = 0x0200
-	statusAuthFailure       = 0x0201
-	statusAuthorization     = 0x0202
-	statusNotFound          = 0x0203
-	statusUnsupportedVer    = 0x0205
-	statusTooManyConns      = 0x0206
-	statusMissingParam      = 0x0207
-	statusCantInclude       = 0x0208
-	statusSessionType       = 0x0209
-	statusNoSession         = 0x020a
-	statusInvalidDuringLgin = 0x020b
-	statusTargetError       = 0x0300
-	statusOutOfResources    = 0x0302
+	statusSuccess            = 0x0000
+	statusInitiatorError     = 0x0200
+	statusAuthFailure        = 0x0201
+	statusAuthorization      = 0x0202
+	statusNotFound           = 0x0203
+	statusUnsupportedVer     = 0x0205
+	statusTooManyConns       = 0x0206
+	statusMissingParam       = 0x0207
+	statusCantInclude        = 0x0208
+	statusSessionType        = 0x0209
+	statusNoSession          = 0x020a
+	statusInvalidDuringLogin = 0x020b
+	statusTargetError        = 0x0300
+	statusOutOfResources     = 0x0302
 )
 
 // loginError fails a login with a status; the response is sent, then the
@@ -85,7 +85,7 @@ func (c *conn) login() (*session, error) {
 		}
 		if err != nil || p.Opcode != pdu.OpLoginRequest {
 			p.Release()
-			c.loginRespond(&p.Header, ls, nil, &loginError{statusInvalidDuringLgin, fmt.Errorf("%v before login completed", p.Opcode)})
+			c.loginRespond(&p.Header, ls, nil, &loginError{statusInvalidDuringLogin, fmt.Errorf("%v before login completed", p.Opcode)})
 			return nil, fmt.Errorf("login: %v before login completed", p.Opcode)
 		}
 		kvs, transit, nsg, err := ls.step(&p)

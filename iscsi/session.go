@@ -54,7 +54,7 @@ type sessionView struct {
 	acl    ACL
 }
 
-// target returns the session's target (nil for discovery).
+// targetView returns the session's target and ACL entry (target nil for discovery).
 func (s *session) targetView() *sessionView { return s.view.Load() }
 
 func (s *session) setTarget(t *target) {

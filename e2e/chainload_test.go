@@ -65,7 +65,7 @@ func TestPXEChainload(t *testing.T) {
 	needNetsan(t)
 	h := sanHost(t, 2)
 	s := serve(t, []lab.NetsanHost{h}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := testContext(t, 2*time.Minute)
 	defer cancel()
 	ns, err := s.Client(ctx, h.MAC)
 	if err != nil {

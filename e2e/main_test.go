@@ -130,3 +130,16 @@ func dumpDir(t *testing.T, dir string) {
 		}
 	}
 }
+
+// testContext bounds one test step by d, and by the test binary's own
+// deadline (go test -timeout) less a margin, so that a slow machine ends
+// in a test failure with cleanups run rather than a panic that leaks
+// QEMU processes and namespaces.
+func testContext(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	if td, ok := t.Deadline(); ok && td.Add(-30*time.Second).Before(deadline) {
+		deadline = td.Add(-30 * time.Second)
+	}
+	return context.WithDeadline(context.Background(), deadline)
+}

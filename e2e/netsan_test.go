@@ -89,7 +89,7 @@ func TestBIOSBoot(t *testing.T) {
 	needNetsan(t)
 	h := sanHost(t, 1)
 	s := serve(t, []lab.NetsanHost{h}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := testContext(t, bootTimeout)
 	defer cancel()
 	s.bootMarker(t, ctx, h.Host, lab.BIOS)
 	checkStamp(t, s.roots[h.Name], h.Name)
@@ -102,7 +102,7 @@ func TestUEFIBoot(t *testing.T) {
 	needNetsan(t)
 	h := sanHost(t, 3)
 	s := serve(t, []lab.NetsanHost{h}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := testContext(t, bootTimeout)
 	defer cancel()
 	s.bootMarker(t, ctx, h.Host, lab.UEFI)
 	checkStamp(t, s.roots[h.Name], h.Name)
@@ -115,7 +115,7 @@ func TestTwoGuests(t *testing.T) {
 	needNetsan(t)
 	a, b := sanHost(t, 4), sanHost(t, 5)
 	s := serve(t, []lab.NetsanHost{a, b}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+time.Minute)
+	ctx, cancel := testContext(t, bootTimeout+time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, h := range []lab.NetsanHost{a, b} {
@@ -137,7 +137,7 @@ func TestUnknownHost(t *testing.T) {
 	needNetsan(t)
 	known := sanHost(t, 7)
 	s := serve(t, []lab.NetsanHost{known}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	ctx, cancel := testContext(t, bootTimeout)
 	defer cancel()
 	stranger := lab.Host{Name: "stranger", MAC: "52:54:00:4e:53:ee"}
 	g, err := s.Boot(ctx, machine(stranger, lab.BIOS))
@@ -197,7 +197,7 @@ func TestDataLUN(t *testing.T) {
 		"/initrd.img", "/data.img"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*bootTimeout)
+	ctx, cancel := testContext(t, 2*bootTimeout)
 	defer cancel()
 	m := machine(lab.Host{Name: "store1", MAC: "52:54:00:4e:53:50"}, lab.BIOS)
 	m.Disk, m.Reboot = disk, true

@@ -154,8 +154,9 @@ func (l *Lab) Start(name string, argv ...string) (*Proc, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.Name}, argv...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group, so a terminal's ^C reaches the lab's cleanup
-	// first rather than every child at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// first rather than every child at once; and killed if this process
+	// dies without cleaning up (a test binary's timeout panic).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -61,10 +61,10 @@ func (r *recorder) last() *inventory.Inventory {
 	return r.reloads[len(r.reloads)-1]
 }
 
-// waitFor polls cond for up to 5 s.
+// waitFor polls cond for up to 20 s (a loaded CI machine under -race is slow).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if cond() {
 			return
 		}

@@ -213,6 +213,13 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 	if x.cfg.proxy {
 		return x.proxyAddress(req, resp)
 	}
+	if gi := ip4(req.GatewayIPAddr); gi.IsValid() && x.cfg.subnet.IsValid() && !x.cfg.subnet.Contains(gi) {
+		// The relay's own address names the client's subnet (RFC 2131 4.3.1);
+		// netsan has addresses for one subnet only.
+		x.ignore("relayed from " + gi.String() + ", outside dhcp.subnet " + x.cfg.subnet.String())
+		x.level = zapcore.InfoLevel
+		return true
+	}
 	mac := req.ClientHWAddr
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:

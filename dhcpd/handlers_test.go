@@ -435,6 +435,10 @@ func TestAddress(t *testing.T) {
 			{macStray, dhcpv4.MessageTypeRelease, []dhcpv4.Modifier{sid, dhcpv4.WithClientIP(net.ParseIP("198.18.0.100"))}, "release", ""},
 			{mustMAC("02:00:00:00:01:01"), dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.100")}, "ack", "198.18.0.100"},
 		}},
+		{"relayed from the served subnet: answered; from another: not", false, []step{
+			{macStray, dhcpv4.MessageTypeDiscover, []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.ParseIP("198.18.0.5"))}, "offer", "198.18.0.100"},
+			{mustMAC("02:00:00:00:01:01"), dhcpv4.MessageTypeDiscover, []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.ParseIP("198.19.7.1"))}, "ignore", ""},
+		}},
 		{"inform: options, no address", false, []step{
 			{macStray, dhcpv4.MessageTypeInform, []dhcpv4.Modifier{dhcpv4.WithClientIP(net.ParseIP("198.18.0.200"))}, "inform", ""},
 		}},

@@ -204,6 +204,9 @@ func sparseCopy(ctx context.Context, in, out *os.File, size int64, progress func
 			if err != nil {
 				return fmt.Errorf("copy at %d: %w", off, err)
 			}
+			// Start writing this chunk out now, so that the fsync before the
+			// rename finds little left to do and the disk works while we copy.
+			_ = unix.SyncFileRange(int(out.Fd()), off, w, unix.SYNC_FILE_RANGE_WRITE)
 			off += w
 			done += w
 			if progress != nil {

@@ -158,7 +158,6 @@ done
 
 # --- boot partition ---------------------------------------------------------
 cat >"$work/syslinux.cfg" <<'EOF'
-SERIAL 0 115200
 PROMPT 0
 TIMEOUT 0
 DEFAULT netsan

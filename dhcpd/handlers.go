@@ -289,10 +289,14 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 	return x.ignore("message type " + req.MessageType().String())
 }
 
+// fixedIP: an inventory host with an ip gets that; one without (allowed,
+// e.g. in an inventory also used in proxy mode) is served from the pool.
+func (x *exchange) fixedIP() bool { return x.host != nil && x.host.IP.IsValid() }
+
 // choose is the address to offer: the host's fixed one, else from the pool.
 func (x *exchange) choose(req *dhcpv4.DHCPv4) (netip.Addr, string) {
 	mac := req.ClientHWAddr
-	if x.host != nil {
+	if x.fixedIP() {
 		ip := x.host.IP.Addr
 		switch other := x.leases.boundTo(ip, x.now); {
 		case other == "declined":
@@ -315,7 +319,7 @@ func (x *exchange) choose(req *dhcpv4.DHCPv4) (netip.Addr, string) {
 
 // refuse says why a client may not have ip (RFC 2131 4.3.2), or "".
 func (x *exchange) refuse(ip netip.Addr, mac net.HardwareAddr) string {
-	if x.host != nil {
+	if x.fixedIP() {
 		if ip != x.host.IP.Addr {
 			return "not your address: yours is " + x.host.IP.String()
 		}

@@ -439,6 +439,10 @@ func TestAddress(t *testing.T) {
 			{macStray, dhcpv4.MessageTypeDiscover, []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.ParseIP("198.18.0.5"))}, "offer", "198.18.0.100"},
 			{mustMAC("02:00:00:00:01:01"), dhcpv4.MessageTypeDiscover, []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.ParseIP("198.19.7.1"))}, "ignore", ""},
 		}},
+		{"host without an ip gets a pool address", false, []step{
+			{macPiSer, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.100"},
+			{macPiSer, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{sid, reqIP("198.18.0.100")}, "ack", "198.18.0.100"},
+		}},
 		{"inform: options, no address", false, []step{
 			{macStray, dhcpv4.MessageTypeInform, []dhcpv4.Modifier{dhcpv4.WithClientIP(net.ParseIP("198.18.0.200"))}, "inform", ""},
 		}},
@@ -453,6 +457,7 @@ func TestAddress(t *testing.T) {
 			if tc.static {
 				inv.DHCP.Range = nil
 			}
+			inv.Hosts[3].IP = inventory.Addr{} // pi2: no fixed address
 			s := newTestServer(t, inv)
 			for i, st := range tc.steps {
 				req := request(t, st.mac, st.mt, st.mods...)

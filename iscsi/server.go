@@ -411,6 +411,18 @@ func (s *Server) Reload(cfg Config) error {
 	return nil
 }
 
+// dropSessions closes the connections of every session of a target but
+// except (a target cold reset).
+func (s *Server) dropSessions(iqn string, except *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.sessions {
+		if ss != except && !ss.discovery && ss.nexus.TargetName == iqn {
+			ss.conn.close(errors.New("target cold reset"))
+		}
+	}
+}
+
 // sameView reports whether an initiator sees the same target before and
 // after a reload: same LUNs and the same ACL entry (or both open to all).
 func sameView(a, b *target, initiator string) bool {

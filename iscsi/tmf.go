@@ -91,7 +91,7 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 			break
 		}
 		abort(func(t *task) bool { return t.lun == h.LUN })
-	case tmfTargetWarmReset:
+	case tmfTargetWarmReset, tmfTargetColdReset:
 		abort(func(*task) bool { return true })
 	case tmfTaskReassign:
 		response = tmfReassignNotSupp
@@ -136,14 +136,20 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 			switch fn {
 			case tmfLUNReset:
 				lu.Reset(s.nexus)
-			case tmfTargetWarmReset:
+			case tmfTargetWarmReset, tmfTargetColdReset:
 				for _, l := range v.target.lus {
 					l.Reset(s.nexus)
 				}
 			}
 		}
+		cold := fn == tmfTargetColdReset && response == tmfFunctionComplete
 		c.send(outItem{hdr: pdu.Header{
 			Opcode: pdu.OpTaskMgmtResponse, Flags: pdu.FlagFinal, Byte2: response, InitiatorTaskTag: h.InitiatorTaskTag,
-		}, advance: true})
+		}, advance: true, closeAfter: cold})
+		if cold {
+			// A cold reset ends every session of the target (RFC 7143
+			// §11.5.1); this one once its response is out.
+			c.srv.dropSessions(s.nexus.TargetName, s)
+		}
 	}()
 }

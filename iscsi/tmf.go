@@ -95,7 +95,7 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 		abort(func(*task) bool { return true })
 	case tmfTaskReassign:
 		response = tmfReassignNotSupp
-	default: // CLEAR ACA, TARGET COLD RESET, QUERY TASK…: not supported
+	default: // CLEAR ACA, QUERY TASK…: not supported
 		response = tmfNotSupported
 	}
 	log.Info("iscsi: task management", zap.Int("aborted", len(aborted)), zap.Uint8("response", response))

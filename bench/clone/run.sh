@@ -8,9 +8,13 @@
 # counts shared extents in full); "fs used" is the file system's used-space
 # delta (df), the real cost of reflinks. Root is needed for the XFS half.
 #
-#   bench/clone/run.sh            # N=20 BENCH_DIR=/var/tmp
+# ROUNDS rounds (default 3), netsan and cp in alternating order, each row
+# printed; then the median time of each.
+#
+#   bench/clone/run.sh            # N=20 ROUNDS=3 BENCH_DIR=/var/tmp
 set -eu
 N=${N:-20}
+ROUNDS=${ROUNDS:-3}
 SIZE=$((2 << 30))
 DATA=$((200 << 20))
 cd "$(dirname "$0")/../.."
@@ -43,8 +47,10 @@ run() {
 	alloc=$(du -s -B1 "$dir" | cut -f1)
 	[ -s "$work/method" ] && label="$label, $(sed 's/^[0-9]* x //; s/ in .*//' "$work/method")"
 	rm -f "$work/method"
+	secs=$(awk "BEGIN{print $t1 - $t0}")
 	printf '| %-36s | %-5s | %6.2f s | %8d MiB | %8d MiB |\n' "$label" "$fs" \
-		"$(awk "BEGIN{print $t1 - $t0}")" $((alloc >> 20)) $(((u1 - u0) >> 20))
+		"$secs" $((alloc >> 20)) $(((u1 - u0) >> 20))
+	printf '%s|%s|%s\n' "$label" "$fs" "$secs" >>"$work/times"
 	rm -rf "$dir"
 	sync
 }
@@ -68,11 +74,20 @@ echo "# $N clones of a 2 GiB golden image with 200 MiB of data; $(nproc) cores, 
 echo "| run                                  | fs    | time     | allocated    | fs used      |"
 echo "|--------------------------------------|-------|----------|--------------|--------------|"
 
+# pair LABEL-FS DIR GOLDEN CPFLAG: one round of netsan and cp, order by round.
+pair() {
+	if [ $((round % 2)) = 1 ]; then
+		run "netsan (images.Clone)" "$1" "$2" netsan_all "$3" "$2"
+		run "cp $4" "$1" "$2" cp_all "$4" "$3" "$2"
+	else
+		run "cp $4" "$1" "$2" cp_all "$4" "$3" "$2"
+		run "netsan (images.Clone)" "$1" "$2" netsan_all "$3" "$2"
+	fi
+}
+
 "$work/clonebench" golden "$work/golden.img" $SIZE $DATA
 fs=$(fstype "$work")
-run "netsan (images.Clone)" "$fs" "$work/roots" netsan_all "$work/golden.img" "$work/roots"
-run "cp --sparse=always" "$fs" "$work/roots" cp_all --sparse=always "$work/golden.img" "$work/roots"
-
+xfs=""
 if [ "$(id -u)" = 0 ] && command -v mkfs.xfs >/dev/null; then
 	truncate -s 3G "$work/xfs.img"
 	loop=$(losetup --find --show "$work/xfs.img")
@@ -80,8 +95,23 @@ if [ "$(id -u)" = 0 ] && command -v mkfs.xfs >/dev/null; then
 	mkdir "$work/xfs"
 	mount -t xfs "$loop" "$work/xfs"
 	"$work/clonebench" golden "$work/xfs/golden.img" $SIZE $DATA
-	run "netsan (images.Clone)" xfs "$work/xfs/roots" netsan_all "$work/xfs/golden.img" "$work/xfs/roots"
-	run "cp --reflink=always" xfs "$work/xfs/roots" cp_all --reflink=always "$work/xfs/golden.img" "$work/xfs/roots"
-else
-	echo "(XFS reflink half skipped: needs root and mkfs.xfs)"
+	xfs=yes
 fi
+round=1
+while [ $round -le "$ROUNDS" ]; do
+	pair "$fs" "$work/roots" "$work/golden.img" --sparse=always
+	[ -n "$xfs" ] && pair xfs "$work/xfs/roots" "$work/xfs/golden.img" --reflink=always
+	round=$((round + 1))
+done
+[ -n "$xfs" ] || echo "(XFS reflink half skipped: needs root and mkfs.xfs)"
+
+echo
+echo "median of $ROUNDS rounds:"
+echo
+echo "| run                                  | fs    | time (median) | all rounds |"
+echo "|--------------------------------------|-------|---------------|------------|"
+cut -d'|' -f1,2 "$work/times" | sort -u | while IFS='|' read -r label fs; do
+	all=$(grep -F "$label|$fs|" "$work/times" | cut -d'|' -f3 | sort -g)
+	med=$(echo "$all" | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}')
+	printf '| %-36s | %-5s | %11.2f s | %s |\n' "$label" "$fs" "$med" "$(echo "$all" | tr '\n' ' ' | sed 's/ $//; s/ /, /g')"
+done

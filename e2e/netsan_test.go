@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -52,9 +54,17 @@ func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, disco
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := l.StartNetsan(ctx, env.netsan, s.inv); err != nil {
+	p, err := l.StartNetsan(ctx, env.netsan, s.inv)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		// netsan recovers a panic in one connection and logs it; a boot
+		// that needed that is not a clean boot.
+		if b, _ := os.ReadFile(p.Log); bytes.Contains(b, []byte("panic")) {
+			t.Errorf("netsan logged a panic (see netsan.log)")
+		}
+	})
 	return s
 }
 

@@ -52,7 +52,37 @@ func main() {
 type result struct {
 	total  time.Duration // QEMU start → marker
 	kernel time.Duration // kernel start → marker (the guest's uptime)
-	err    error
+	// at is when each milestone first showed on the console (from QEMU start).
+	at  map[string]time.Duration
+	err error
+}
+
+// milestones of a SAN boot as the serial console shows them, in order.
+var milestones = []struct{ name, text string }{
+	{"dhcp", "net0: 198.18."},              // iPXE has an address
+	{"sanboot", "Booting from SAN device"}, // iPXE starts the SAN boot
+	{"kernel", "Loading /vmlinuz"},         // syslinux runs from the LUN
+	{"initrd", "Loading /initrd.img"},      // kernel read
+	{"linux", "NETSAN-LAB-IBFT"},           // /init runs
+}
+
+// watch records when each milestone first appears on g's console, until
+// ctx ends.
+func watch(ctx context.Context, g *lab.Guest, at map[string]time.Duration, mu *sync.Mutex) {
+	for i := 0; i < len(milestones); {
+		con := g.Console()
+		for i < len(milestones) && strings.Contains(con, milestones[i].text) {
+			mu.Lock()
+			at[milestones[i].name] = time.Since(g.Started)
+			mu.Unlock()
+			i++
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep bool) error {
@@ -113,6 +143,12 @@ func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep
 		fmt.Printf("| %d guests at once: median / slowest | %s | %s |\n", storm, summary(stormed["netsan"]), summary(stormed["dnsmasq+tgtd"]))
 	}
 	fmt.Println("\nIn parentheses: the part spent in Linux (kernel start to marker); the rest is firmware, DHCP, iPXE and loading kernel + initramfs over iSCSI.")
+	fmt.Printf("\nWhere a single guest's time goes (median seconds from QEMU start at which the console first shows each step):\n\n")
+	fmt.Println("| step | netsan | dnsmasq + tgtd |")
+	fmt.Println("|---|---|---|")
+	for _, m := range milestones {
+		fmt.Printf("| %s (%q) | %s | %s |\n", m.name, m.text, medianAt(single["netsan"], m.name), medianAt(single["dnsmasq+tgtd"], m.name))
+	}
 	return nil
 }
 
@@ -171,8 +207,16 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 				return
 			}
 			defer g.Stop()
+			var mu sync.Mutex
+			at := make(map[string]time.Duration)
+			wctx, stop := context.WithCancel(bctx)
+			done := make(chan struct{})
+			go func() { watch(wctx, g, at, &mu); close(done) }()
 			line, err := g.WaitLine(bctx, lab.MarkerBoot)
 			results[i].total = time.Since(g.Started)
+			stop()
+			<-done
+			results[i].at = at
 			if err != nil {
 				results[i].err = err
 				return
@@ -203,6 +247,20 @@ func median(rs []result) string {
 	slices.SortFunc(s, func(a, b result) int { return int(a.total - b.total) })
 	m := s[len(s)/2]
 	return fmt.Sprintf("%.1f s (%.1f s)", m.total.Seconds(), m.kernel.Seconds())
+}
+
+func medianAt(rs []result, step string) string {
+	var ds []time.Duration
+	for _, r := range rs {
+		if d, ok := r.at[step]; ok {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		return "-"
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("%.1f", ds[len(ds)/2].Seconds())
 }
 
 func summary(rs []result) string {

@@ -1,0 +1,292 @@
+package faults
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/netsan/netsan/iscsi/pdu"
+)
+
+const testBase = "iqn.2026-11.example.faults"
+
+// iscsiLab is one netsan serving node1's root over iSCSI on loopback.
+type iscsiLab struct {
+	*netsan
+	portal    string
+	initiator string
+	target    string
+}
+
+func startISCSI(t *testing.T, extra string) *iscsiLab {
+	t.Helper()
+	needTools(t, "iscsi-inq")
+	dir := t.TempDir()
+	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
+	path := writeInventory(t, dir, fmt.Sprintf(`
+[server]
+address = "127.0.0.1"
+data_dir = "data"
+[http]
+listen = "127.0.0.1:%d"
+[iscsi]
+listen = ["127.0.0.1:%d"]
+base_iqn = %q
+%s
+[[host]]
+name = "node1"
+mac = "52:54:00:00:00:01"
+root = { image = "roots/node1.img", size = "16MiB" }
+`, httpPort, iscsiPort, testBase, extra))
+	l := &iscsiLab{
+		netsan:    startNetsan(t, path, "", fmt.Sprintf("http://127.0.0.1:%d", httpPort)),
+		portal:    fmt.Sprintf("127.0.0.1:%d", iscsiPort),
+		initiator: testBase + ":node1",
+		target:    testBase + ":node1",
+	}
+	l.goodInitiator()
+	return l
+}
+
+// goodInitiator is libiscsi's iscsi-inq, a well-behaved peer: it must be
+// answered whatever came before.
+func (l *iscsiLab) goodInitiator() {
+	l.t.Helper()
+	url := fmt.Sprintf("iscsi://%s/%s/0", l.portal, l.target)
+	out, err := run(30*time.Second, nil, "iscsi-inq", "-i", l.initiator, url)
+	if err != nil || !strings.Contains(out, "DIRECT_ACCESS") {
+		l.t.Fatalf("iscsi-inq: %v\n%s", err, out)
+	}
+}
+
+// baseline is the usage of a server that has served one good initiator.
+func (l *iscsiLab) baseline() usage {
+	l.t.Helper()
+	return l.settle(usage{goroutines: 1 << 30, fds: 1 << 30}, time.Second)
+}
+
+// afterAbuse: goroutines and descriptors back to base, and the good
+// initiator answered.
+func (l *iscsiLab) afterAbuse(what string, base usage) {
+	l.t.Helper()
+	if !l.alive() {
+		l.t.Fatalf("%s: netsan exited", what)
+	}
+	u := l.settle(base, 45*time.Second)
+	l.goodInitiator()
+	l.t.Logf("%s: base {%v}; after {%v}", what, base, u)
+}
+
+// TestISCSIConnectStorm: 1,000 connections that open and vanish at once,
+// half of them with a TCP reset.
+func TestISCSIConnectStorm(t *testing.T) {
+	l := startISCSI(t, "")
+	base := l.baseline()
+	const n, workers = 1000, 16
+	var failed atomic.Int32
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
+				c, err := net.DialTimeout("tcp", l.portal, 10*time.Second)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				if i%2 == 0 {
+					c.(*net.TCPConn).SetLinger(0) // RST instead of FIN
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		t.Errorf("%d of %d connects refused", f, n)
+	}
+	l.afterAbuse(fmt.Sprintf("%d connect/disconnects", n), base)
+}
+
+// TestISCSIHalfLoginsAndSlowloris: 1,000 connections that send a first
+// Login Request without the transit bit and then say nothing, alongside
+// connections that send a BHS one byte a second (before login, and after
+// login in full feature phase). The target must drop every one of them by
+// itself (login timeout, NOP-In timeout) and serve a good initiator meanwhile.
+func TestISCSIHalfLoginsAndSlowloris(t *testing.T) {
+	l := startISCSI(t, "")
+	base := l.baseline()
+	const halves, slow = 1000, 4
+
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	// Half-finished logins: a valid request that asks to stay in the
+	// operational stage, its response read, then silence.
+	for i := range halves {
+		c, err := net.DialTimeout("tcp", l.portal, 10*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		isid := [6]byte{0x80, 0, 0, 0, byte(i >> 8), byte(i)}
+		h, data := loginRequest(isid, 1, normalLogin(l.initiator, l.target))
+		h.Flags = 1 << 2 // CSG operational, no transit
+		w := pdu.Writer{W: c}
+		if err := w.Write(&h, data); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	answered := 0
+	for _, c := range conns {
+		r := pdu.Reader{R: c, Pool: new(pdu.Pool)}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		var p pdu.PDU
+		if err := r.Read(&p); err == nil && p.Opcode == pdu.OpLoginResponse && p.StatusClass == 0 {
+			answered++
+		}
+	}
+	if answered != halves {
+		t.Errorf("%d of %d first Login Requests answered", answered, halves)
+	}
+	mid := l.usage()
+	t.Logf("with %d logins pending: {%v}", halves, mid)
+	if mid.fds < base.fds+halves {
+		t.Errorf("target holds %d descriptors with %d logins pending: the test did not load it", mid.fds, halves)
+	}
+
+	// Slowloris: one byte of a BHS a second. Before login the login
+	// timeout (15 s) must end it; after login the NOP-In timeout.
+	type dribble struct {
+		c    net.Conn
+		sent atomic.Int32
+		done chan struct{}
+	}
+	var ds []*dribble
+	for i := range slow {
+		c, err := net.DialTimeout("tcp", l.portal, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if i%2 == 1 {
+			in := &initiator{nc: c, r: pdu.Reader{R: c, Pool: new(pdu.Pool), MaxRecvDataSegmentLength: 1 << 20}, w: pdu.Writer{W: c}}
+			if err := in.login(l.initiator, l.target, [6]byte{0x80, 0, 0, 0x51, 0, byte(i)}); err != nil {
+				t.Fatalf("slowloris %d login: %v", i, err)
+			}
+		}
+		d := &dribble{c: c, done: make(chan struct{})}
+		ds = append(ds, d)
+		go func() {
+			defer close(d.done)
+			var bhs [pdu.BHSLength]byte
+			(&pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, CmdSN: 1}).Encode(bhs[:])
+			for i := range bhs {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write(bhs[i : i+1]); err != nil {
+					return
+				}
+				d.sent.Add(1)
+				time.Sleep(time.Second)
+			}
+		}()
+	}
+	// The good initiator is served while all of that is pending.
+	l.goodInitiator()
+
+	// Every half login and every slowloris is dropped by the target.
+	var wg sync.WaitGroup
+	var open atomic.Int32
+	for _, c := range conns[:halves] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !drain(c, 60*time.Second) {
+				open.Add(1)
+			}
+		}()
+	}
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !drain(d.c, 70*time.Second) {
+				open.Add(1)
+				return
+			}
+			d.c.Close()
+			<-d.done
+			if d.sent.Load() >= pdu.BHSLength {
+				t.Errorf("slowloris %d: target waited for all %d bytes", i, pdu.BHSLength)
+			}
+			t.Logf("slowloris %d (logged in: %v) dropped after %d bytes", i, i%2 == 1, d.sent.Load())
+		}()
+	}
+	wg.Wait()
+	if n := open.Load(); n > 0 {
+		t.Fatalf("%d connections never dropped by the target", n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	l.afterAbuse(fmt.Sprintf("%d half logins + %d slowloris", halves, slow), base)
+}
+
+// TestISCSIMaxSessions: max_sessions = 4; a fifth session is refused with
+// "out of resources", the four keep working, and once they log out the
+// good initiator gets in again.
+func TestISCSIMaxSessions(t *testing.T) {
+	const limit = 4
+	l := startISCSI(t, fmt.Sprintf("max_sessions = %d", limit))
+	base := l.baseline()
+	var ins []*initiator
+	t.Cleanup(func() {
+		for _, in := range ins {
+			in.Close()
+		}
+	})
+	for i := range limit + 3 {
+		in, err := dialInitiator(l.portal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in)
+		err = in.login(l.initiator, l.target, [6]byte{0x80, 0, 0, 0x55, 0, byte(i)})
+		var le *loginError
+		switch {
+		case i < limit && err != nil:
+			t.Fatalf("session %d: %v", i+1, err)
+		case i >= limit && !(errors.As(err, &le) && le.class == 3 && le.detail == 2):
+			t.Fatalf("session %d beyond max_sessions=%d: %v, want status 0x0302 (out of resources)", i+1, limit, err)
+		}
+	}
+	for i, in := range ins[:limit] {
+		if res, err := in.commandPastUA(0, make([]byte, 6), nil, 0); err != nil || res.status != 0 {
+			t.Fatalf("session %d TEST UNIT READY: %v status %#x", i+1, err, res.status)
+		}
+	}
+	url := fmt.Sprintf("iscsi://%s/%s/0", l.portal, l.target)
+	if out, err := run(30*time.Second, nil, "iscsi-inq", "-i", l.initiator, url); err == nil {
+		t.Fatalf("iscsi-inq logged in as session %d:\n%s", limit+1, out)
+	}
+	for i, in := range ins[:limit] {
+		if err := in.logout(); err != nil {
+			t.Errorf("session %d logout: %v", i+1, err)
+		}
+	}
+	for _, in := range ins {
+		in.Close()
+	}
+	l.afterAbuse(fmt.Sprintf("%d sessions against max_sessions=%d", limit+3, limit), base)
+}
+

@@ -1,0 +1,309 @@
+package faults
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// netsanBin is the binary every test runs, built once by TestMain.
+var netsanBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "faults-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	netsanBin = filepath.Join(dir, "netsan")
+	if out, err := exec.Command("go", "build", "-o", netsanBin, "github.com/netsan/netsan/cmd/netsan").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/netsan: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// logBuffer collects the child's stderr while the test reads it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// netsan is one `netsan serve` child process owned by a test.
+type netsan struct {
+	t      *testing.T
+	path   string // inventory file
+	ns     string // network namespace it runs in ("" = this one)
+	args   []string
+	log    *logBuffer
+	cmd    *exec.Cmd
+	exited chan struct{}
+	http   string // base URL of /metrics, "" when HTTP is off
+}
+
+// writeInventory writes body as dir/netsan.toml.
+func writeInventory(t *testing.T, dir, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, "netsan.toml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startNetsan runs `netsan serve -c path` (inside ns when set) until the test
+// ends; httpBase is where its /metrics answer, waited for when set.
+func startNetsan(t *testing.T, path, ns, httpBase string, args ...string) *netsan {
+	t.Helper()
+	n := &netsan{t: t, path: path, ns: ns, args: args, http: httpBase, log: &logBuffer{}}
+	n.start()
+	t.Cleanup(func() {
+		n.kill()
+		if t.Failed() {
+			t.Logf("netsan log (last 8 KiB):\n%s", tail(n.log.String(), 8<<10))
+		}
+	})
+	return n
+}
+
+func (n *netsan) start() {
+	n.t.Helper()
+	argv := append([]string{netsanBin, "serve", "-c", n.path, "--log-format", "json"}, n.args...)
+	if n.ns != "" {
+		argv = append([]string{"ip", "netns", "exec", n.ns}, argv...)
+	}
+	n.cmd = exec.Command(argv[0], argv[1:]...)
+	n.cmd.Stderr = n.log
+	n.cmd.Stdout = n.log
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(n.cmd, n.exited)
+	if n.http != "" {
+		waitFor(n.t, "netsan's /metrics", 20*time.Second, func() bool {
+			_, err := n.metrics()
+			return err == nil
+		})
+	}
+}
+
+// kill sends SIGKILL (no flush, no logout) and waits for the exit.
+func (n *netsan) kill() {
+	n.t.Helper()
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-n.exited:
+	case <-time.After(20 * time.Second):
+		n.t.Fatalf("netsan (pid %d) did not die after SIGKILL", n.cmd.Process.Pid)
+	}
+}
+
+// restart is kill -9 followed by a fresh start on the same inventory.
+func (n *netsan) restart() {
+	n.t.Helper()
+	n.kill()
+	n.start()
+}
+
+// alive reports whether the process is still running.
+func (n *netsan) alive() bool {
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// noKeepAlive keeps the test's own scrapes from leaving idle connections
+// (and their goroutines) in the server.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+
+// metrics scrapes /metrics into name → value for unlabelled samples.
+func (n *netsan) metrics() (map[string]float64, error) {
+	resp, err := noKeepAlive.Get(n.http + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+func (n *netsan) mustMetrics() map[string]float64 {
+	n.t.Helper()
+	m, err := n.metrics()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return m
+}
+
+// usage is what a leak would grow: goroutines, open descriptors, memory.
+type usage struct {
+	goroutines, fds, heap, rssKiB, threads int
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("goroutines %d, fds %d, heap in use %.1f MiB, VmRSS %.1f MiB, threads %d",
+		u.goroutines, u.fds, float64(u.heap)/(1<<20), float64(u.rssKiB)/1024, u.threads)
+}
+
+func (n *netsan) usage() usage {
+	n.t.Helper()
+	m := n.mustMetrics()
+	u := usage{goroutines: int(m["go_goroutines"]), fds: int(m["process_open_fds"]), heap: int(m["go_memstats_heap_inuse_bytes"])}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "VmRSS:" {
+				u.rssKiB, _ = strconv.Atoi(f[1])
+			}
+			if len(f) >= 2 && f[0] == "Threads:" {
+				u.threads, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	return u
+}
+
+// Margins over the baseline that still count as "back": a scrape's own
+// connection, a timer or two of the runtime.
+const (
+	goroutineSlack = 2
+	fdSlack        = 2
+)
+
+// settle waits (bounded) until goroutines and descriptors are back within
+// the slack of base, and returns what it saw last.
+func (n *netsan) settle(base usage, within time.Duration) usage {
+	n.t.Helper()
+	var u usage
+	deadline := time.Now().Add(within)
+	for {
+		u = n.usage()
+		if u.goroutines <= base.goroutines+goroutineSlack && u.fds <= base.fds+fdSlack {
+			return u
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("not back to baseline after %s:\n  base %v\n  now  %v", within, base, u)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond every 50 ms for at most d.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// needTools skips the test when a peer it drives is not installed.
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+// run runs a real client with a bound on its time and returns its output.
+func run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// drain reads until EOF or error; it reports whether the peer closed.
+func drain(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	return err == nil || !isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}

@@ -78,7 +78,9 @@ func normalLogin(initiatorName, target string) []login.KV {
 // loginError is a Login Response with a non-zero status class.
 type loginError struct{ class, detail byte }
 
-func (e *loginError) Error() string { return fmt.Sprintf("login refused: status %#02x%02x", e.class, e.detail) }
+func (e *loginError) Error() string {
+	return fmt.Sprintf("login refused: status %#02x%02x", e.class, e.detail)
+}
 
 // login logs in to target as initiatorName with session ISID isid.
 func (in *initiator) login(initiatorName, target string, isid [6]byte) error {

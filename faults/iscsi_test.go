@@ -289,4 +289,3 @@ func TestISCSIMaxSessions(t *testing.T) {
 	}
 	l.afterAbuse(fmt.Sprintf("%d sessions against max_sessions=%d", limit+3, limit), base)
 }
-

@@ -34,7 +34,7 @@ used() { df --output=used -B1 "$1" | tail -1; }
 
 # run LABEL FS DIR CMD…: runs CMD to fill DIR with N clones, prints a row.
 run() {
-	label=$1 fs=$2 dir=$3
+	local label=$1 fs=$2 dir=$3 u0 u1 t0 t1 alloc secs
 	shift 3
 	rm -rf "$dir"
 	mkdir -p "$dir"

@@ -380,23 +380,20 @@ func (x *exchange) networkOptions(resp *dhcpv4.DHCPv4) {
 
 // proxyAddress: beside another DHCP server netsan gives no address, and
 // answers only boot firmware (PXE spec 2.1, proxyDHCP): a DHCPOFFER to a
-// DISCOVER on port 67, a DHCPACK to a REQUEST on 4011 (or on 67 when the
-// client names netsan as its server).
+// DISCOVER on port 67 (its boot file is used as is: 43.6 bit 3), a DHCPACK
+// to a REQUEST or INFORM on 4011. A REQUEST on 67 is always the DHCP
+// server's, even when it names netsan's address: on a host that runs both,
+// the two share it, and an ACK from netsan would be a second, address-less one.
 func (x *exchange) proxyAddress(req, resp *dhcpv4.DHCPv4) bool {
 	if x.kind == KindOther {
 		return x.ignore("proxy mode: not a boot client")
 	}
 	mt := req.MessageType()
-	ours := false
-	if sid := req.ServerIdentifier(); sid != nil && sid.Equal(x.cfg.server.AsSlice()) {
-		ours = true
-	}
 	switch {
 	case !x.pxePort && mt == dhcpv4.MessageTypeDiscover:
 		x.op = "offer"
 		resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
-	case x.pxePort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform),
-		!x.pxePort && mt == dhcpv4.MessageTypeRequest && ours:
+	case x.pxePort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform):
 		x.op = "ack"
 		resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
 	default:

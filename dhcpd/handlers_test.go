@@ -513,6 +513,8 @@ func TestProxyMode(t *testing.T) {
 		{"pxe request on 4011: ack", macStray, dhcpv4.MessageTypeRequest, true, []dhcpv4.Modifier{pxeBIOS, archEFI, pxeUUID}, "ack", "ipxe.efi"},
 		{"ipxe discover: script", macNode1, dhcpv4.MessageTypeDiscover, false, []dhcpv4.Modifier{ipxeUC}, "offer", "tftp://198.18.0.1/boot/52-54-00-00-00-01.ipxe"},
 		{"pxe request on 67 for the DHCP server: not ours", macNode1, dhcpv4.MessageTypeRequest, false, []dhcpv4.Modifier{pxeBIOS, archBIOS}, "ignore", ""},
+		{"request on 67 naming our address (a DHCP server on this host): not ours", macNode1, dhcpv4.MessageTypeRequest, false,
+			[]dhcpv4.Modifier{pxeBIOS, archBIOS, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(198, 18, 0, 1)))}, "ignore", ""},
 		{"os client: not ours", macStray, dhcpv4.MessageTypeDiscover, false, nil, "ignore", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

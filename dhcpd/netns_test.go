@@ -534,16 +534,32 @@ func inNetns(t *testing.T, ns string, f func()) {
 
 // TestProxyBesideDnsmasq: dnsmasq hands out the addresses; netsan in proxy
 // mode gives PXE firmware its boot file (PXE 2.1 proxyDHCP: an offer with no
-// address on 67, then an ACK on 4011) and leaves other clients alone.
+// address on 67, then an ACK on 4011) and leaves other clients alone. Once
+// with dnsmasq on another machine of the LAN (its own namespace on the
+// bridge), once on netsan's own host (the same namespace and address).
 func TestProxyBesideDnsmasq(t *testing.T) {
+	for _, sameHost := range []bool{false, true} {
+		name := "dnsmasq on another host"
+		if sameHost {
+			name = "dnsmasq on the same host"
+		}
+		t.Run(name, func(t *testing.T) { proxyBesideDnsmasq(t, sameHost) })
+	}
+}
+
+func proxyBesideDnsmasq(t *testing.T, sameHost bool) {
 	l := newLab(t, "dnsmasq", "dhclient")
-	dns := l.client("dnsmasq", "52:54:00:00:d0:01", "198.18.0.2/24")
+	dns, dnsAddr, iface := l.srv, "198.18.0.1", "br0"
+	if !sameHost {
+		dns, dnsAddr, iface = l.client("dnsmasq", "52:54:00:00:d0:01", "198.18.0.2/24"), "198.18.0.2", "eth0"
+	}
 	leasef := filepath.Join(l.dir, "dnsmasq.leases")
 	l.start(dns, "dnsmasq", nil, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--user=root",
-		"--interface=eth0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+		"--interface="+iface, "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
 		"--dhcp-range=198.18.0.150,198.18.0.160,255.255.255.0,1h",
 		"--dhcp-leasefile="+leasef, "--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"),
 		"--log-dhcp", "--log-facility=-")
+	l.waitFor(filepath.Join(l.dir, "dnsmasq.log"), "DHCP, IP range", 10*time.Second)
 	srv := l.startServer(l.writeInventory(`
 [dhcp]
 mode      = "proxy"
@@ -556,7 +572,6 @@ mac  = "52:54:00:00:00:01"
 ip   = "198.18.0.11"
 root = { image = "roots/node1.img", size = "1GiB" }
 `))
-	l.waitFor(filepath.Join(l.dir, "dnsmasq.log"), "DHCP, IP range", 10*time.Second)
 
 	t.Run("os client gets dnsmasq's address, nothing from netsan", func(t *testing.T) {
 		ns := l.client("os", "52:54:00:00:0e:01", "")
@@ -578,8 +593,8 @@ root = { image = "roots/node1.img", size = "1GiB" }
 				ip, sid = f[1], f[2]
 			}
 		}
-		if !inDnsmasqRange(ip) || sid != "198.18.0.2" {
-			t.Errorf("dhclient bound %q from %q, want an address of dnsmasq's range from 198.18.0.2; events:\n%s", ip, sid, ev)
+		if !inDnsmasqRange(ip) || sid != dnsAddr {
+			t.Errorf("dhclient bound %q from %q, want an address of dnsmasq's range from %s; events:\n%s", ip, sid, dnsAddr, ev)
 		}
 		for _, d := range decisions(t, srv.log) {
 			if d.MAC == "52:54:00:00:0e:01" {

@@ -34,6 +34,7 @@ type session struct {
 	nexus     scsi.Nexus
 	since     time.Time
 	counters  *counters
+	removed   bool // by remove; guarded by srv.mu
 
 	view atomic.Pointer[sessionView]
 
@@ -200,6 +201,11 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 // remove unregisters the session and tells its LUs the nexus is gone.
 func (s *session) remove() {
 	s.srv.mu.Lock()
+	if s.removed {
+		s.srv.mu.Unlock()
+		return
+	}
+	s.removed = true
 	if s.srv.sessions[s.tsih] == s {
 		delete(s.srv.sessions, s.tsih)
 	}
@@ -664,6 +670,9 @@ func (c *conn) logout(p *pdu.PDU) {
 		response = 2 // connection recovery is not supported at ErrorRecoveryLevel 0
 	}
 	c.log.Info("iscsi: logout", zap.Uint8("reason", reason))
+	// The I_T nexus ends before the initiator reads the response, so that
+	// what its loss releases (an SPC-2 RESERVE) is free when it does.
+	s.remove()
 	c.send(outItem{hdr: pdu.Header{
 		Opcode: pdu.OpLogoutResponse, Flags: pdu.FlagFinal, Byte2: response, InitiatorTaskTag: p.InitiatorTaskTag,
 	}, advance: true, closeAfter: true})

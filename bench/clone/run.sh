@@ -111,7 +111,7 @@ echo
 echo "| run                                  | fs    | time (median) | all rounds |"
 echo "|--------------------------------------|-------|---------------|------------|"
 cut -d'|' -f1,2 "$work/times" | sort -u | while IFS='|' read -r label fs; do
-	all=$(grep -F "$label|$fs|" "$work/times" | cut -d'|' -f3 | sort -g)
+	all=$(grep -F "$label|$fs|" "$work/times" | cut -d'|' -f3 | sort -g | awk '{printf "%.2f\n", $1}')
 	med=$(echo "$all" | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}')
 	printf '| %-36s | %-5s | %11.2f s | %s |\n' "$label" "$fs" "$med" "$(echo "$all" | tr '\n' ' ' | sed 's/ $//; s/ /, /g')"
 done

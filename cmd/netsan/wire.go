@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -108,9 +109,15 @@ func (s iscsiService) Reload(inv *inventory.Inventory) error {
 	return s.Server.Reload(iscsiConfig(inv))
 }
 
+// leases lists the bound, unexpired leases: /status shows who has an address,
+// not the declined or expired bookkeeping behind it.
 func leases(ls []dhcpd.Lease) []httpd.Lease {
+	now := time.Now()
 	out := make([]httpd.Lease, 0, len(ls))
 	for _, l := range ls {
+		if l.State != dhcpd.StateBound || !l.Expires.After(now) {
+			continue
+		}
 		out = append(out, httpd.Lease{MAC: l.MAC, IP: l.IP.String(), Host: l.Host, Expires: l.Expires})
 	}
 	return out

@@ -161,17 +161,28 @@ func convert(ctx context.Context, qemu, format, src, dst string, size int64, pro
 	sc := bufio.NewScanner(out)
 	sc.Split(splitCR)
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if i, j := strings.IndexByte(line, '('), strings.Index(line, "/100%)"); i >= 0 && j > i {
-			if pct, err := strconv.ParseFloat(line[i+1:j], 64); err == nil && progress != nil {
-				progress(int64(pct/100*float64(size)), size)
-			}
+		if pct, ok := parseProgress(sc.Text()); ok && progress != nil {
+			progress(int64(pct/100*float64(size)), size)
 		}
 	}
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("qemu-img convert: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// parseProgress reads one qemu-img -p line, "    (42.00/100%)", as 42.
+func parseProgress(line string) (float64, bool) {
+	line = strings.TrimSpace(line)
+	i, j := strings.IndexByte(line, '('), strings.Index(line, "/100%)")
+	if i < 0 || j <= i {
+		return 0, false
+	}
+	pct, err := strconv.ParseFloat(line[i+1:j], 64)
+	if err != nil || !(pct >= 0 && pct <= 100) {
+		return 0, false
+	}
+	return pct, true
 }
 
 // splitCR splits qemu-img's progress output at \r or \n.

@@ -217,7 +217,10 @@ func Fields(line string) map[string]string {
 	return m
 }
 
+// findLine returns the first complete line of text containing want, from
+// want on. A last line without its newline is still being written.
 func findLine(text, want string) (string, bool) {
+	text = text[:strings.LastIndexByte(text, '\n')+1]
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

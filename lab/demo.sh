@@ -49,6 +49,8 @@ if [ -z "$bin" ]; then
 fi
 echo "==> go build ./lab/demo" >&2
 go build -o build/netsan-demo ./lab/demo
+# The image's kernel comes from apt: it needs package lists.
+apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -q
 image=$(lab/mkimage.sh)
 
 uefi=

@@ -67,7 +67,7 @@ root = { image = "roots/node2.img", from = "base", size = "16MiB" }
 	return cfg, dataDir
 }
 
-func image(args ...string) (stdout, stderr string, err error) {
+func runImage(args ...string) (stdout, stderr string, err error) {
 	var o, e bytes.Buffer
 	err = cmdImage(args, &o, &e)
 	return o.String(), e.String(), err
@@ -90,7 +90,7 @@ func TestImageListCloneImport(t *testing.T) {
 	cfg, dataDir := imageLab(t, "")
 	golden := filepath.Join(dataDir, "golden", "base.img")
 
-	out, _, err := image("list", "-c", cfg)
+	out, _, err := runImage("list", "-c", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestImageListCloneImport(t *testing.T) {
 	}
 
 	// Flags after the host names work too; progress goes to stderr as log lines.
-	out, errOut, err := image("clone", "node1", "node2", "-c", cfg)
+	out, errOut, err := runImage("clone", "node1", "node2", "-c", cfg)
 	if err != nil {
 		t.Fatalf("clone: %v\n%s", err, errOut)
 	}
@@ -116,7 +116,7 @@ func TestImageListCloneImport(t *testing.T) {
 			t.Errorf("%s: root differs from the golden image", h)
 		}
 	}
-	out, _, err = image("list", "-c", cfg)
+	out, _, err = runImage("list", "-c", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,19 +131,19 @@ func TestImageListCloneImport(t *testing.T) {
 		t.Errorf("image list after cloning: node2 is %q", line)
 	}
 
-	_, _, err = image("clone", "-c", cfg, "node1")
+	_, _, err = runImage("clone", "-c", cfg, "node1")
 	if err == nil || !strings.Contains(err.Error(), "netsan image reset node1") {
 		t.Errorf("clone of an existing root: %v", err)
 	}
-	if _, _, err = image("clone", "-c", cfg, "nobody"); err == nil || !strings.Contains(err.Error(), `no host "nobody"`) {
+	if _, _, err = runImage("clone", "-c", cfg, "nobody"); err == nil || !strings.Contains(err.Error(), `no host "nobody"`) {
 		t.Errorf("clone of an unknown host: %v", err)
 	}
-	if _, _, err = image("clone", "-c", cfg); err != errUsage {
+	if _, _, err = runImage("clone", "-c", cfg); err != errUsage {
 		t.Errorf("clone without hosts: %v", err)
 	}
 
 	// Import the golden image again as "copy" and add its stanza.
-	out, _, err = image("import", "-c", cfg, golden, "copy")
+	out, _, err = runImage("import", "-c", cfg, golden, "copy")
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
@@ -163,10 +163,10 @@ func TestImageListCloneImport(t *testing.T) {
 	if _, err := load(cfg, &bytes.Buffer{}); err != nil {
 		t.Errorf("inventory with the printed stanza: %v", err)
 	}
-	if _, _, err = image("import", "-c", cfg, golden, "copy"); err == nil {
+	if _, _, err = runImage("import", "-c", cfg, golden, "copy"); err == nil {
 		t.Error("import under an existing name: no error")
 	}
-	if _, _, err = image("import", "-c", cfg, golden, "../evil"); err == nil {
+	if _, _, err = runImage("import", "-c", cfg, golden, "../evil"); err == nil {
 		t.Error("import as ../evil: no error")
 	}
 }
@@ -199,7 +199,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	cfg, dataDir := imageLab(t, "")
 	golden := filepath.Join(dataDir, "golden", "base.img")
 	root := filepath.Join(dataDir, "roots", "node1.img")
-	if _, _, err := image("clone", "-c", cfg, "node1"); err != nil {
+	if _, _, err := runImage("clone", "-c", cfg, "node1"); err != nil {
 		t.Fatal(err)
 	}
 	dirty := func() {
@@ -218,7 +218,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	_, _, err := image("reset", "-c", cfg, "--server", srv.URL, "node1")
+	_, _, err := runImage("reset", "-c", cfg, "--server", srv.URL, "node1")
 	if err == nil || !strings.Contains(err.Error(), "1 live session") || !strings.Contains(err.Error(), "198.18.0.11:40001") {
 		t.Fatalf("reset with a live session: %v", err)
 	}
@@ -229,7 +229,7 @@ func TestImageResetWithSessions(t *testing.T) {
 		t.Errorf("refused reset asked the server %q", fake.calls)
 	}
 
-	out, _, err := image("reset", "-c", cfg, "--server", srv.URL, "--force", "node1")
+	out, _, err := runImage("reset", "-c", cfg, "--server", srv.URL, "--force", "node1")
 	if err != nil {
 		t.Fatalf("reset --force: %v", err)
 	}
@@ -249,7 +249,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	closed := "http://" + ln.Addr().String()
 	ln.Close()
 	dirty()
-	if _, _, err := image("reset", "-c", cfg, "--server", closed, "node1"); err != nil {
+	if _, _, err := runImage("reset", "-c", cfg, "--server", closed, "node1"); err != nil {
 		t.Errorf("reset with no server running: %v", err)
 	}
 	if !sameFile(t, golden, root) {
@@ -268,7 +268,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	defer old.Close()
 	fake.sessions = []map[string]string{{"initiator": "i", "target": "iqn.2026-11.example.lab:node1"}}
 	dirty()
-	if _, _, err := image("reset", "-c", cfg, "--server", old.URL, "--force", "node1"); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, _, err := runImage("reset", "-c", cfg, "--server", old.URL, "--force", "node1"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("reset --force against a server without /iscsi/logout: %v", err)
 	}
 	if sameFile(t, golden, root) {
@@ -278,13 +278,13 @@ func TestImageResetWithSessions(t *testing.T) {
 
 func TestImageResetHTTPOff(t *testing.T) {
 	cfg, _ := imageLab(t, "")
-	if _, _, err := image("clone", "-c", cfg, "node1"); err != nil {
+	if _, _, err := runImage("clone", "-c", cfg, "node1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := image("reset", "-c", cfg, "node1"); err == nil || !strings.Contains(err.Error(), "http is off") {
+	if _, _, err := runImage("reset", "-c", cfg, "node1"); err == nil || !strings.Contains(err.Error(), "http is off") {
 		t.Errorf("reset with http off and no --force: %v", err)
 	}
-	if _, _, err := image("reset", "-c", cfg, "--force", "node1"); err != nil {
+	if _, _, err := runImage("reset", "-c", cfg, "--force", "node1"); err != nil {
 		t.Errorf("reset --force with http off: %v", err)
 	}
 }

@@ -143,6 +143,10 @@ func Ensure(ctx context.Context, inv *inventory.Inventory, log *zap.Logger) erro
 			zap.String("image", h.Root.From), zap.String("root", h.Root.Image))
 		hl.Info("root missing: cloning from golden image")
 		m, err := CloneRoot(ctx, inv, h, LogProgress(hl))
+		if errors.Is(err, os.ErrExist) { // `netsan image clone` got there first
+			hl.Info("root appeared while cloning; keeping it")
+			continue
+		}
 		if err != nil {
 			hl.Error("clone failed", zap.Error(err))
 			errs = append(errs, err)

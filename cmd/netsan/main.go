@@ -4,6 +4,7 @@
 //	netsan serve -c FILE      run every service the inventory enables
 //	netsan check -c FILE      validate; FILE:LINE:COL: message per problem
 //	netsan hosts -c FILE      table of hosts, their targets and root images
+//	netsan image …            golden images and per-host roots
 //	netsan version            version and commit
 package main
 
@@ -35,6 +36,8 @@ commands:
   serve   -c FILE            run every service the inventory enables
   check   -c FILE            validate the inventory; exit 1 when invalid
   hosts   -c FILE            list hosts: MAC, IP, boot mode, target, root image
+  image   list|clone HOST…|reset [--force] HOST…|import FILE NAME
+                             golden images and host roots
   version                    print version and commit
 
 -c defaults to ./netsan.toml, then /etc/netsan/netsan.toml.
@@ -60,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(rest, stdout, stderr)
 	case "hosts":
 		err = cmdHosts(rest, stdout, stderr)
+	case "image":
+		err = cmdImage(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "netsan %s %s\n", version, revision())
 		return 0

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -71,13 +72,20 @@ func cmdServe(args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	services, err := buildServices(inv, log)
-	if err != nil {
-		return err
-	}
-	sup := &supervisor{path: path, log: log, services: services, current: inv}
 	ctx, hup, stop := signalContext()
 	defer stop()
+	// Roots cloned from golden images must exist before the target opens them.
+	if err := images.Ensure(ctx, inv, log); err != nil {
+		return err
+	}
+	sup := &supervisor{path: path, log: log, current: inv}
+	reg := newRegistry()
+	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
+		return err
+	}
+	if sup.services, err = buildServices(inv, log, reg); err != nil {
+		return err
+	}
 	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),
 		zap.Int("hosts", len(inv.Hosts)), zap.Int("targets", len(inv.Targets)))
 	err = sup.run(ctx, hup)
@@ -126,7 +134,7 @@ func (s *supervisor) watch(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case <-hup:
 			s.log.Info("SIGHUP: reloading", zap.String("inventory", s.path))
-			_ = s.reload()
+			_ = s.reload(ctx)
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
@@ -141,14 +149,14 @@ func (s *supervisor) watch(ctx context.Context, hup <-chan os.Signal) error {
 			s.log.Warn("inventory watch", zap.Error(err))
 		case <-debounce.C:
 			s.log.Info("inventory changed: reloading", zap.String("inventory", s.path))
-			_ = s.reload()
+			_ = s.reload(ctx)
 		}
 	}
 }
 
 // reload validates the file first; only a valid inventory reaches the
 // services, and a bad edit leaves the old one serving.
-func (s *supervisor) reload() error {
+func (s *supervisor) reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	inv, ps, err := inventory.Load(s.path)
@@ -169,6 +177,13 @@ func (s *supervisor) reload() error {
 	if changes.Empty() {
 		s.log.Info("reload: no changes")
 		return nil
+	}
+	// A new host's root is cloned before the target is told about it, or
+	// the target would create it empty.
+	if err := images.Ensure(ctx, inv, s.log); err != nil {
+		s.log.Error("reload refused: cloning roots", zap.Error(err))
+		s.log.Warn("still serving the previous inventory")
+		return err
 	}
 	var errs []error
 	for _, ns := range s.services {

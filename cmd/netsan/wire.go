@@ -19,12 +19,17 @@ import (
 	"github.com/netsan/netsan/tftpd"
 )
 
-// buildServices makes one service per section the inventory enables, and
-// one Prometheus registry that every service's metrics go into and /metrics
-// shows.
-func buildServices(inv *inventory.Inventory, log *zap.Logger) ([]namedService, error) {
+// newRegistry is the one Prometheus registry every service's metrics go
+// into and /metrics shows.
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// buildServices makes one service per section the inventory enables and
+// registers their metrics in reg.
+func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Registry) ([]namedService, error) {
 	var (
 		out    []namedService
 		status httpd.StatusSource

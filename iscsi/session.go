@@ -596,9 +596,17 @@ func (c *conn) runTask(t *task) {
 			c.close(errors.New("command panicked"))
 		}
 	}()
-	resp := c.run(t)
 	s.mu.Lock()
 	aborted := t.aborted
+	s.mu.Unlock()
+	if aborted {
+		// Aborted while queued for a worker: never reaches its LU.
+		s.finishTask(t)
+		return
+	}
+	resp := c.run(t)
+	s.mu.Lock()
+	aborted = t.aborted
 	s.mu.Unlock()
 	if aborted {
 		resp.Release()

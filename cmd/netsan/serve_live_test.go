@@ -96,29 +96,27 @@ listen = "127.0.0.1:%d"
 [iscsi]
 listen = ["127.0.0.1:%d"]
 base_iqn = "iqn.2026-11.example.test"
+[[image]]
+name = "golden"
+path = "golden/g.img"
 [[host]]
 name = "node1"
 mac = "52:54:00:00:00:01"
-root = { image = "roots/node1.img", size = "16MiB" }
+root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 `, freePort(t, "udp"), httpPort, iscsiPort)
 	path := filepath.Join(dir, "netsan.toml")
 	writeFile(t, path, inv)
 
-	var stderr syncBuffer
-	cmd := exec.Command(bin, "serve", "-c", path, "--log-format", "json")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	golden := bytes.Repeat([]byte("netsan golden image block\n"), 40000)
+	if err := os.MkdirAll(filepath.Join(dir, "data/golden"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("netsan log:\n%s", stderr.String())
-		}
-	})
+	if err := os.WriteFile(filepath.Join(dir, "data/golden/g.img"), golden, 0o444); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(bin, "serve", "-c", path, "--log-format", "json")
+	stderr, exited := startChild(t, cmd)
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	get := func(p string) (int, string) {
@@ -149,6 +147,11 @@ root = { image = "roots/node1.img", size = "16MiB" }
 	if err := inq("node1"); err != nil {
 		t.Fatalf("node1 inquiry: %v", err)
 	}
+	// node1's root was cloned from the golden image before the target opened it.
+	root, err := os.ReadFile(filepath.Join(dir, "data/roots/node1.img"))
+	if err != nil || len(root) != 16<<20 || !bytes.Equal(root[:len(golden)], golden) {
+		t.Fatalf("node1's root is not a 16 MiB clone of the golden image (%d bytes, %v)", len(root), err)
+	}
 	if code, body := get("/boot/52-54-00-00-00-02.ipxe"); code != 200 || strings.Contains(body, "node2") {
 		t.Fatalf("unknown MAC before the edit: %d %q", code, body)
 	}
@@ -166,8 +169,8 @@ root = { image = "roots/node1.img", size = "16MiB" }
 	// Broken edit: refused with its position, node2 still served.
 	writeFile(t, path, inv+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nroot = { image = \"roots/node2.img\", size = \"lots\" }\n")
 	waitFor(t, "the refusal", func() bool { return strings.Contains(stderr.String(), "reload refused") })
-	if !strings.Contains(stderr.String(), path+":19:37") {
-		t.Errorf("refusal does not name %s:19:37", path)
+	if !strings.Contains(stderr.String(), path+":22:37") {
+		t.Errorf("refusal does not name %s:22:37", path)
 	}
 	if err := inq("node2"); err != nil {
 		t.Fatalf("node2 lost after a refused edit: %v", err)

@@ -38,6 +38,8 @@ type Server struct {
 	Gatherer prometheus.Gatherer
 	// Status supplies the live half of /status; either func may be nil.
 	Status StatusSource
+	// Control serves POST /iscsi/logout and /iscsi/reopen to loopback clients.
+	Control ControlSource
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// after its context is cancelled (30 s when zero); then it closes them.
 	ShutdownTimeout time.Duration
@@ -132,6 +134,10 @@ func (s *Server) Handler() http.Handler {
 				panic(http.ErrAbortHandler)
 			}
 		}()
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/iscsi/") {
+			s.control(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

@@ -109,6 +109,10 @@ func startNetsan(t *testing.T, path, ns, httpBase string, args ...string) *netsa
 		if t.Failed() {
 			t.Logf("netsan log (last 8 KiB):\n%s", tail(n.log.String(), 8<<10))
 		}
+		// FAULTS_LOG_DIR keeps every child's whole log, for reading after a run.
+		if d := os.Getenv("FAULTS_LOG_DIR"); d != "" {
+			os.WriteFile(filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")+".log"), []byte(n.log.String()), 0o644)
+		}
 	})
 	return n
 }

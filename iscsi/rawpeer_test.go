@@ -651,3 +651,52 @@ func TestACLMapAndWriteProtect(t *testing.T) {
 		t.Errorf("write through a write_protect ACL: status %#x sense % x", st, sense)
 	}
 }
+
+// TestLogoutAndReopenTarget replaces a target's image under a running
+// server, as `netsan image reset --force` does.
+func TestLogoutAndReopenTarget(t *testing.T) {
+	ts := startServer(t, oneDisk(1<<20), func(s *Server) { s.LogoutGrace = 2 * time.Second })
+	ri := dial(t, ts.addr)
+	ri.loginOK()
+	ri.turGood()
+	done := make(chan error, 1)
+	go func() { done <- ts.LogoutTarget(testTarget) }()
+	p := ri.mustRecv(pdu.OpAsyncMessage)
+	if p.AsyncEvent != 1 {
+		t.Fatalf("async event %d", p.AsyncEvent)
+	}
+	ri.send(pdu.Header{Opcode: pdu.OpLogoutRequest, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
+		CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}, nil)
+	ri.mustRecv(pdu.OpLogoutResponse)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.LogoutTarget(testBase + ":nope"); err == nil {
+		t.Error("LogoutTarget of an unknown target: no error")
+	}
+
+	// Replace the image with one full of 0x77, reopen, read it.
+	img := filepath.Join(ts.dir, "disk0.img")
+	if err := os.WriteFile(img+".new", bytes.Repeat([]byte{0x77}, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(img+".new", img); err != nil {
+		t.Fatal(err)
+	}
+	stale := dial(t, ts.addr)
+	stale.loginOK()
+	stale.turGood()
+	if err := ts.ReopenTarget(testTarget); err != nil {
+		t.Fatal(err)
+	}
+	if !stale.closed() {
+		t.Error("session on the old image survived the reopen")
+	}
+	fresh := dial(t, ts.addr)
+	fresh.loginOK()
+	fresh.turGood()
+	st, data, _ := fresh.command(read10(0, 1), 512, true, nil)
+	if st != 0 || !bytes.Equal(data, bytes.Repeat([]byte{0x77}, 512)) {
+		t.Fatalf("after reopen: status %#x data % x…", st, data[:min(8, len(data))])
+	}
+}

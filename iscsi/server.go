@@ -411,6 +411,89 @@ func (s *Server) Reload(cfg Config) error {
 	return nil
 }
 
+// LogoutTarget ends every session of a target, as before its image is
+// replaced: each initiator is asked to log out (Async Message), and the
+// sessions left after LogoutGrace are closed.
+func (s *Server) LogoutTarget(iqn string) error {
+	s.mu.Lock()
+	if s.targets[iqn] == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("iscsi: no target %s", iqn)
+	}
+	var conns []*conn
+	for _, ss := range s.sessions {
+		if !ss.discovery && ss.nexus.TargetName == iqn {
+			conns = append(conns, ss.conn)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.requestLogout()
+	}
+	deadline := time.After(s.LogoutGrace)
+	for _, c := range conns {
+		select {
+		case <-c.finished:
+		case <-deadline:
+			c.close(errors.New("no logout within the grace period"))
+			c.wait()
+		}
+	}
+	return nil
+}
+
+// ReopenTarget reopens a target's backing files (replaced underneath, as by
+// `netsan image reset`): its sessions end, and the next logins see the new
+// files.
+func (s *Server) ReopenTarget(iqn string) error {
+	s.mu.Lock()
+	old := s.targets[iqn]
+	stateDir := s.cfg.StateDir
+	s.mu.Unlock()
+	if old == nil {
+		return fmt.Errorf("iscsi: no target %s", iqn)
+	}
+	nt := &target{cfg: old.cfg, lus: map[uint64]*scsi.LogicalUnit{}}
+	for _, l := range old.cfg.LUNs {
+		lu, err := s.openLU(stateDir, iqn, l)
+		if err != nil {
+			for _, o := range nt.lus {
+				o.Close()
+			}
+			return err
+		}
+		nt.lus[l.Number] = lu
+	}
+	s.mu.Lock()
+	if s.targets[iqn] != old {
+		// A reload or another reopen came first.
+		s.mu.Unlock()
+		for _, o := range nt.lus {
+			o.Close()
+		}
+		return fmt.Errorf("iscsi: target %s changed while reopening", iqn)
+	}
+	s.targets[iqn] = nt
+	var drop []*session
+	for _, ss := range s.sessions {
+		if !ss.discovery && ss.nexus.TargetName == iqn {
+			drop = append(drop, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range drop {
+		ss.conn.close(errors.New("target reopened"))
+		ss.conn.wait()
+	}
+	for n, lu := range old.lus {
+		if err := lu.Close(); err != nil {
+			s.log.Error("iscsi: close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
+		}
+	}
+	s.log.Info("iscsi: target reopened", zap.String("iqn", iqn))
+	return nil
+}
+
 // dropSessions closes the connections of every session of a target but
 // except (a target cold reset).
 func (s *Server) dropSessions(iqn string, except *session) {

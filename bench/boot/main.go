@@ -143,11 +143,13 @@ func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep
 		fmt.Printf("| %d guests at once: median / slowest | %s | %s |\n", storm, summary(stormed["netsan"]), summary(stormed["dnsmasq+tgtd"]))
 	}
 	fmt.Println("\nIn parentheses: the part spent in Linux (kernel start to marker); the rest is firmware, DHCP, iPXE and loading kernel + initramfs over iSCSI.")
-	fmt.Printf("\nWhere a single guest's time goes (median seconds from QEMU start at which the console first shows each step):\n\n")
-	fmt.Println("| step | netsan | dnsmasq + tgtd |")
-	fmt.Println("|---|---|---|")
+	fmt.Printf("\nWhere the time goes: median seconds from QEMU start at which the console first shows each step.\n\n")
+	fmt.Printf("| step | netsan, 1 guest | dnsmasq + tgtd, 1 guest | netsan, %d guests | dnsmasq + tgtd, %d guests |\n", storm, storm)
+	fmt.Println("|---|---|---|---|---|")
 	for _, m := range milestones {
-		fmt.Printf("| %s (%q) | %s | %s |\n", m.name, m.text, medianAt(single["netsan"], m.name), medianAt(single["dnsmasq+tgtd"], m.name))
+		fmt.Printf("| %s (%q) | %s | %s | %s | %s |\n", m.name, m.text,
+			medianAt(single["netsan"], m.name), medianAt(single["dnsmasq+tgtd"], m.name),
+			medianAt(stormed["netsan"], m.name), medianAt(stormed["dnsmasq+tgtd"], m.name))
 	}
 	return nil
 }

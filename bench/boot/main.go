@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,9 @@ type result struct {
 	// at is when each milestone first showed on the console (from QEMU start).
 	at  map[string]time.Duration
 	err error
+	// serverCPU (first result of a case only) is the CPU time the servers
+	// used for the whole case.
+	serverCPU time.Duration
 }
 
 // milestones of a SAN boot as the serial console shows them, in order.
@@ -141,6 +145,10 @@ func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep
 	fmt.Printf("| 1 guest, median of %d | %s | %s |\n", runs, median(single["netsan"]), median(single["dnsmasq+tgtd"]))
 	if storm > 0 {
 		fmt.Printf("| %d guests at once: median / slowest | %s | %s |\n", storm, summary(stormed["netsan"]), summary(stormed["dnsmasq+tgtd"]))
+	}
+	fmt.Printf("| server CPU time, 1 guest (median) | %s | %s |\n", cpuMedian(single["netsan"]), cpuMedian(single["dnsmasq+tgtd"]))
+	if storm > 0 {
+		fmt.Printf("| server CPU time, %d guests | %s | %s |\n", storm, cpuMedian(stormed["netsan"][:1]), cpuMedian(stormed["dnsmasq+tgtd"][:1]))
 	}
 	fmt.Println("\nIn parentheses: the part spent in Linux (kernel start to marker); the rest is firmware, DHCP, iPXE and loading kernel + initramfs over iSCSI.")
 	fmt.Printf("\nWhere the time goes: median seconds from QEMU start at which the console first shows each step.\n\n")
@@ -238,7 +246,38 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 			return nil, fmt.Errorf("%s: %w (logs in %s)", server, r.err, dir)
 		}
 	}
+	results[0].serverCPU = serverCPU(ctx, l)
 	return results, nil
+}
+
+// serverCPU is the CPU time used so far by the lab's processes other than
+// the guests: netsan, or tgtd + dnsmasq.
+func serverCPU(ctx context.Context, l *lab.Lab) time.Duration {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "pids", l.Name).Output()
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, pid := range strings.Fields(string(out)) {
+		comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+		if strings.HasPrefix(string(comm), "qemu") {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command: utime and stime are the
+		// 12th and 13th (proc(5) fields 14 and 15), in clock ticks.
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		f := strings.Fields(rest)
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 func median(rs []result) string {
@@ -249,6 +288,22 @@ func median(rs []result) string {
 	slices.SortFunc(s, func(a, b result) int { return int(a.total - b.total) })
 	m := s[len(s)/2]
 	return fmt.Sprintf("%.1f s (%.1f s)", m.total.Seconds(), m.kernel.Seconds())
+}
+
+// cpuMedian is the median server CPU time over the cases in rs (one per
+// boot call; other results have none).
+func cpuMedian(rs []result) string {
+	var ds []time.Duration
+	for _, r := range rs {
+		if r.serverCPU > 0 {
+			ds = append(ds, r.serverCPU)
+		}
+	}
+	if len(ds) == 0 {
+		return "-"
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("%.2f s", ds[len(ds)/2].Seconds())
 }
 
 func medianAt(rs []result, step string) string {

@@ -484,6 +484,25 @@ func TestReload(t *testing.T) {
 	if len(ts.Sessions()) != 1 {
 		t.Errorf("sessions after reload: %+v", ts.Sessions())
 	}
+	// A LUN added to the target keeps the session: it learns of the new LUN
+	// through REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh), then REPORT LUNS.
+	grown := cloneConfig(ts, next)
+	grown.Targets[0].LUNs = append(grown.Targets[0].LUNs, LUN{Number: 1, Path: ts.dir + "/lun1.img", Size: 1 << 20})
+	if err := ts.Reload(grown); err != nil {
+		t.Fatal(err)
+	}
+	st, _, sense := a.commandLUN(0, tur(), 0, false, nil)
+	if st != 2 || len(sense) < 14 || sense[2]&0x0f != 6 || sense[12] != 0x3f || sense[13] != 0x0e {
+		t.Errorf("after adding a LUN: status %#x sense % x, want REPORTED LUNS DATA HAS CHANGED", st, sense)
+	}
+	reportLUNs := make([]byte, 12)
+	reportLUNs[0] = 0xa0
+	reportLUNs[9] = 255
+	if st, data, _ := a.commandLUN(0, reportLUNs, 255, true, nil); st != 0 || len(data) != 24 || data[17] != 1 {
+		t.Errorf("REPORT LUNS after adding LUN 1: status %#x data % x", st, data)
+	}
+	next = grown
+
 	// An invalid config changes nothing.
 	bad := cloneConfig(ts, next)
 	bad.Targets = append(bad.Targets, bad.Targets[0])

@@ -358,8 +358,9 @@ func (s *Server) closeLUs() {
 }
 
 // Reload swaps in cfg. Sessions whose target and ACL entry are unchanged go
-// on undisturbed; sessions of removed or changed targets or ACL entries are
-// dropped. LUs whose LUN configuration is unchanged stay open.
+// on undisturbed, and so do those whose target only gained or lost LUNs
+// (they get a unit attention); sessions of removed targets or changed ACL
+// entries are dropped. LUs whose LUN configuration is unchanged stay open.
 func (s *Server) Reload(cfg Config) error {
 	s.mu.Lock()
 	old := s.targets
@@ -375,18 +376,29 @@ func (s *Server) Reload(cfg Config) error {
 	s.cfg = cfg
 	s.targets = targets
 	var drop []*session
+	changed := map[*target]bool{}
 	for _, ss := range s.sessions {
 		if ss.discovery {
 			continue
 		}
-		nt := targets[ss.nexus.TargetName]
-		if nt == nil || !sameView(ss.targetView().target, nt, ss.initiator) {
+		ot, nt := ss.targetView().target, targets[ss.nexus.TargetName]
+		if nt == nil || !sameACL(ot, nt, ss.initiator) {
 			drop = append(drop, ss)
 			continue
+		}
+		// LUNs added or removed: the session goes on and learns it from a
+		// unit attention (REPORTED LUNS DATA HAS CHANGED).
+		if !reflect.DeepEqual(ot.cfg.LUNs, nt.cfg.LUNs) {
+			changed[nt] = true
 		}
 		ss.setTarget(nt)
 	}
 	s.mu.Unlock()
+	for t := range changed {
+		for _, lu := range t.lus {
+			lu.ReportedLUNsChanged()
+		}
+	}
 	for _, ss := range drop {
 		s.log.Info("iscsi: dropping session after reload", zap.String("iqn", ss.nexus.TargetName), zap.String("initiator", ss.initiator))
 		ss.conn.close(errors.New("target or ACL changed by reload"))
@@ -509,9 +521,12 @@ func (s *Server) dropSessions(iqn string, except *session) {
 // sameView reports whether an initiator sees the same target before and
 // after a reload: same LUNs and the same ACL entry (or both open to all).
 func sameView(a, b *target, initiator string) bool {
-	if !reflect.DeepEqual(a.cfg.LUNs, b.cfg.LUNs) {
-		return false
-	}
+	return reflect.DeepEqual(a.cfg.LUNs, b.cfg.LUNs) && sameACL(a, b, initiator)
+}
+
+// sameACL reports whether an initiator has the same ACL entry in a and b
+// (or both admit everyone).
+func sameACL(a, b *target, initiator string) bool {
 	ea, oka := a.aclFor(initiator)
 	eb, okb := b.aclFor(initiator)
 	return oka == okb && reflect.DeepEqual(ea, eb) && (len(a.cfg.ACL) == 0) == (len(b.cfg.ACL) == 0)

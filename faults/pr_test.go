@@ -50,7 +50,7 @@ func prinCDB(sa byte) []byte {
 // RESERVATION show exactly the last acknowledged state, and B's WRITE is
 // still refused with RESERVATION CONFLICT.
 func TestPersistentReservationsSurviveKill9(t *testing.T) {
-	const rounds = 12
+	const rounds = 20
 	dir := t.TempDir()
 	port := freePort(t, "tcp")
 	initA, initB := testBase+":a", testBase+":b"

@@ -196,3 +196,92 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 		t.Errorf("node2's image: %v", err)
 	}
 }
+
+// TestImageResetLive resets a host's root while QEMU holds an iSCSI session
+// on it: refused without --force; with it the session is logged out, the
+// root is a fresh clone again and the target serves the new file.
+func TestImageResetLive(t *testing.T) {
+	for _, tool := range []string{"qemu-io", "iscsi-inq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	bin := netsanBinary(t)
+	dir := t.TempDir()
+	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
+	const iqn = "iqn.2026-11.example.test:node1"
+	path := filepath.Join(dir, "netsan.toml")
+	writeFile(t, path, fmt.Sprintf(`
+[server]
+address = "127.0.0.1"
+data_dir = "data"
+[http]
+listen = "127.0.0.1:%d"
+[iscsi]
+listen = ["127.0.0.1:%d"]
+base_iqn = "iqn.2026-11.example.test"
+[[image]]
+name = "golden"
+path = "golden/g.img"
+[[host]]
+name = "node1"
+mac = "52:54:00:00:00:01"
+root = { image = "roots/node1.img", from = "golden" }
+`, httpPort, iscsiPort))
+	golden := bytes.Repeat([]byte{0x5a}, 1<<20)
+	if err := os.MkdirAll(filepath.Join(dir, "data/golden"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data/golden/g.img"), golden, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = startChild(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"))
+	url := fmt.Sprintf("iscsi://127.0.0.1:%d/%s/0", iscsiPort, iqn)
+	waitFor(t, "iSCSI up", func() bool { return exec.Command("iscsi-inq", "-i", iqn, url).Run() == nil })
+
+	// A live session that dirties the root: qemu-io writes, then waits for
+	// more commands on its stdin.
+	opts := fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=0,initiator-name=%s", iscsiPort, iqn, iqn)
+	qio := exec.Command("qemu-io", "--image-opts", opts)
+	stdin, err := qio.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qout syncBuffer
+	qio.Stdout, qio.Stderr = &qout, &qout
+	if err := qio.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); _ = qio.Process.Kill(); _ = qio.Wait() })
+	if _, err := io.WriteString(stdin, "write -f -P 0x11 0 64k\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "qemu-io's write", func() bool { return strings.Contains(qout.String(), "wrote 65536/65536") })
+	root := filepath.Join(dir, "data/roots/node1.img")
+	if b, _ := os.ReadFile(root); len(b) < 1 || b[0] != 0x11 {
+		t.Fatal("the write did not reach the root image")
+	}
+
+	reset := func(args ...string) (int, string) {
+		var out bytes.Buffer
+		code := run(append([]string{"image", "reset", "-c", path}, args...), &out, &out)
+		return code, out.String()
+	}
+	if code, out := reset("node1"); code == 0 || !strings.Contains(out, "127.0.0.1:") {
+		t.Fatalf("reset with a live session: exit %d\n%s", code, out)
+	}
+	if b, _ := os.ReadFile(root); b[0] != 0x11 {
+		t.Fatal("a refused reset changed the root")
+	}
+	if code, out := reset("--force", "node1"); code != 0 {
+		t.Fatalf("reset --force: exit %d\n%s", code, out)
+	}
+	if b, _ := os.ReadFile(root); !bytes.Equal(b, golden) {
+		t.Fatal("after reset --force the root is not the golden image")
+	}
+	// The target serves the new file: a fresh session reads the golden bytes.
+	out, err := exec.Command("qemu-io", "--image-opts", opts, "-c", "read -P 0x5a 0 64k").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "Pattern verification failed") {
+		t.Fatalf("read after reset: %v\n%s", err, out)
+	}
+}

@@ -31,8 +31,9 @@ func newRegistry() *prometheus.Registry {
 // registers their metrics in reg.
 func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Registry) ([]namedService, error) {
 	var (
-		out    []namedService
-		status httpd.StatusSource
+		out     []namedService
+		status  httpd.StatusSource
+		control httpd.ControlSource
 	)
 	add := func(name string, svc service, c prometheus.Collector) error {
 		if err := reg.Register(c); err != nil {
@@ -70,6 +71,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 			return nil, err
 		}
 		status.Sessions = func() []httpd.Session { return sessions(i.Sessions()) }
+		control = httpd.ControlSource{LogoutTarget: i.LogoutTarget, ReopenTarget: i.ReopenTarget}
 		if err := add("iscsi", iscsiService{i}, i); err != nil {
 			return nil, err
 		}
@@ -79,7 +81,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 		if err != nil {
 			return nil, err
 		}
-		h.Gatherer, h.Status = reg, status
+		h.Gatherer, h.Status, h.Control = reg, status, control
 		if err := add("http", h, h); err != nil {
 			return nil, err
 		}

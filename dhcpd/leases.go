@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/netsan/netsan/atomicfile"
 )
 
 // LeaseFile is the name of the lease database inside server.data_dir.
@@ -333,44 +335,11 @@ func (s *leaseStore) sync() error {
 	if err != nil {
 		return fmt.Errorf("lease store: %w", err)
 	}
-	if err := writeFileAtomic(s.path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(s.path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("lease store: %w", err)
 	}
 	s.written = gen
 	return nil
-}
-
-// writeFileAtomic replaces path with data so that a crash at any moment
-// leaves either the old or the new content: temp file, fsync, rename, then
-// fsync of the directory so the rename itself is durable.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // pool is the dynamic range [first, last]; the zero pool contains nothing

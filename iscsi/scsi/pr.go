@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/atomicfile"
 )
 
 // Persistent reservation types (SPC-4 table 169).
@@ -121,7 +122,7 @@ func (p *prState) load(file string) error {
 }
 
 // save writes the state to its file when APTPL asks for persistence, and
-// removes the file otherwise (SPC-4 5.13.5). Temp file, fsync, rename.
+// removes the file otherwise (SPC-4 5.13.5), replacing it atomically.
 func (p *prState) save() error {
 	if p.file == "" {
 		return nil
@@ -136,32 +137,7 @@ func (p *prState) save() error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p.file)
-	f, err := os.CreateTemp(dir, filepath.Base(p.file)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), p.file); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(p.file, b, 0o600)
 }
 
 // prIn is PERSISTENT RESERVE IN (SPC-4 6.15).

@@ -169,6 +169,20 @@ func (g *Guest) Console() string {
 // It gives up early when the guest reports a failure (MarkerFail) or QEMU
 // exits without printing it.
 func (g *Guest) WaitLine(ctx context.Context, want string) (string, error) {
+	return g.wait(ctx, want, findLine)
+}
+
+// WaitText waits for want anywhere on the console, a line finished or not:
+// full-screen text such as an iPXE menu is drawn with cursor moves, not
+// newlines.
+func (g *Guest) WaitText(ctx context.Context, want string) error {
+	_, err := g.wait(ctx, want, func(text, want string) (string, bool) {
+		return want, strings.Contains(text, want)
+	})
+	return err
+}
+
+func (g *Guest) wait(ctx context.Context, want string, find func(text, want string) (string, bool)) (string, error) {
 	for {
 		exited := false
 		select {
@@ -176,7 +190,7 @@ func (g *Guest) WaitLine(ctx context.Context, want string) (string, error) {
 			exited = true
 		default:
 		}
-		if line, ok := findLine(g.Console(), want); ok {
+		if line, ok := find(g.Console(), want); ok {
 			return line, nil
 		}
 		if line, ok := findLine(g.Console(), MarkerFail); ok {

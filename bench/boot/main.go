@@ -89,12 +89,11 @@ func watch(ctx context.Context, g *lab.Guest, at map[string]time.Duration, mu *s
 	}
 }
 
-func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep bool) error {
+func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep bool) (err error) {
 	if err := errors.Join(lab.Available(), lab.QEMUAvailable(), lab.ReferenceAvailable()); err != nil {
 		return err
 	}
-	bin, err := filepath.Abs(bin)
-	if err != nil {
+	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
 	if _, err := os.Stat(bin); err != nil {
@@ -108,11 +107,14 @@ func run(ctx context.Context, bin string, runs, storm int, fw lab.Firmware, keep
 	if err != nil {
 		return err
 	}
-	if keep {
-		fmt.Fprintln(os.Stderr, "keeping", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer func() {
+		// A failed run keeps its logs and serial consoles for a look.
+		if keep || err != nil {
+			fmt.Fprintln(os.Stderr, "kept", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
 
 	servers := []string{"netsan", "dnsmasq+tgtd"}
 	single := map[string][]result{}

@@ -163,7 +163,7 @@ func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, e
 		return nil, false, 0, failLogin(statusInitiatorError, "%w", err)
 	}
 	if ce := ls.c.log.Check(zap.DebugLevel, "iscsi: login request"); ce != nil {
-		ce.Write(zap.Int("csg", csg), zap.Int("nsg", nsg), zap.Bool("transit", wantTransit), zap.Any("keys", in))
+		ce.Write(zap.Int("csg", csg), zap.Int("nsg", nsg), zap.Bool("transit", wantTransit), zap.Any("keys", redactCHAP(in)))
 	}
 	if ls.first {
 		if err := ls.identify(in); err != nil {
@@ -407,4 +407,18 @@ func (c *conn) loginRespondOK(req *pdu.Header, ls *loginState, kvs []login.KV, t
 	}
 	c.statSN++
 	return c.w.Write(&h, login.EncodeText(nil, kvs))
+}
+
+// redactCHAP hides CHAP responses and challenges from debug logs: a response
+// with its challenge is enough to mount an offline dictionary attack on the
+// secret.
+func redactCHAP(kvs []login.KV) []login.KV {
+	out := make([]login.KV, len(kvs))
+	for i, kv := range kvs {
+		if kv.Key == "CHAP_R" || kv.Key == "CHAP_C" {
+			kv.Value = "(redacted)"
+		}
+		out[i] = kv
+	}
+	return out
 }

@@ -187,8 +187,9 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	if ot != nil {
 		ot.SetSize(f.Size()) // answered only when the client asked for tsize
 	}
-	// Blocks are at most 64 KiB; reading ahead saves a read(2) per block.
-	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 256<<10))
+	// Reading ahead saves a read(2) per block; 64 KiB keeps a storm of
+	// MaxTransfers stalled clients to 64 MiB of buffers.
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 64<<10))
 	s.metrics.sent(f.Kind, f.Host, n)
 	if err != nil {
 		s.metrics.request(f.Kind, f.Host, "aborted")

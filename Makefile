@@ -34,7 +34,7 @@ deps:
 	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 demo: deps build
-	./lab/demo.sh
+	NETSAN=$(CURDIR)/netsan ./lab/demo.sh
 
 test: deps vet staticcheck unit fuzz-short
 

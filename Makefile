@@ -17,7 +17,7 @@ TEST_PACKAGES := iproute2 busybox-static isc-dhcp-client dnsmasq-base \
 	syslinux syslinux-common syslinux-efi mtools dosfstools fdisk xfsprogs btrfs-progs \
 	cpio e2fsprogs kmod
 
-.PHONY: all build demo test deps vet staticcheck unit fuzz fuzz-short bench clean
+.PHONY: all build demo test deps vet staticcheck unit e2e fuzz fuzz-short bench clean
 
 all: build
 
@@ -36,7 +36,7 @@ deps:
 demo: deps build
 	NETSAN=$(CURDIR)/netsan ./lab/demo.sh
 
-test: deps vet staticcheck unit fuzz-short
+test: deps vet staticcheck unit e2e fuzz-short
 
 # Every fuzz target for a few seconds: new crashers fail the build.
 fuzz-short:
@@ -49,9 +49,16 @@ vet:
 staticcheck:
 	$(GOBIN)/staticcheck ./...
 
-# Packages run in parallel (-p); each test bounds its own time.
+# Packages run in parallel (-p); each test bounds its own time. The QEMU
+# boots run on their own afterwards: software-emulated guests on a shared CPU
+# would only slow every other package down.
 unit:
-	$(GO) test -race -timeout 20m ./...
+	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e$$)
+
+# Diskless guests boot from netsan in a namespace lab (BIOS, UEFI, two at once,
+# a data LUN with CHAP, an unknown host) beside a dnsmasq+tgtd reference boot.
+e2e:
+	NETSAN_E2E=1 $(GO) test -race -count=1 -timeout 30m -v ./e2e
 
 # A longer fuzz run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 60s

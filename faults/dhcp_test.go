@@ -20,6 +20,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // netnsLab is a server namespace and a client namespace joined by a veth
@@ -49,7 +51,7 @@ func newNetnsLab(t *testing.T, clientMAC string) *netnsLab {
 	l.ip(l.client, "addr", "add", "198.18.0.2/24", "dev", "eth0")
 	l.ip(l.server, "link", "set", "veth0", "up")
 	l.ip(l.client, "link", "set", "eth0", "up")
-	waitFor(t, "veth carrier", 20*time.Second, func() bool {
+	netsantest.WaitFor(t, "veth carrier", 20*time.Second, func() bool {
 		out, _ := exec.Command("ip", "-n", l.client, "link", "show", "eth0").Output()
 		return bytes.Contains(out, []byte("LOWER_UP"))
 	})
@@ -207,7 +209,7 @@ chap = { user = "node1", secret = %q }
 	metrics := func() usage {
 		t.Helper()
 		var u usage
-		waitFor(t, "/metrics in the namespace", 20*time.Second, func() bool {
+		netsantest.WaitFor(t, "/metrics in the namespace", 20*time.Second, func() bool {
 			out, err := run(10*time.Second, nil, "ip", "netns", "exec", l.client, "curl", "-sf", "http://198.18.0.1:8080/metrics")
 			if err != nil {
 				return false

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netsan/netsan/iscsi/pdu"
+	"github.com/netsan/netsan/netsantest"
 )
 
 const testBase = "iqn.2026-11.example.faults"
@@ -27,7 +28,7 @@ func startISCSI(t *testing.T, extra string) *iscsiLab {
 	t.Helper()
 	needTools(t, "iscsi-inq")
 	dir := t.TempDir()
-	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
+	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	path := writeInventory(t, dir, fmt.Sprintf(`
 [server]
 address = "127.0.0.1"

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // dora runs DISCOVER, OFFER, REQUEST, ACK for mac over sock, repeating
@@ -102,7 +104,7 @@ base_iqn = %q
 		n.restart()
 	}
 	var st []statusLease
-	waitFor(t, "/status after the last restart", 20*time.Second, func() bool {
+	netsantest.WaitFor(t, "/status after the last restart", 20*time.Second, func() bool {
 		out, err := run(10*time.Second, nil, "ip", "netns", "exec", l.client, "curl", "-sf", "http://198.18.0.1:8080/status.json")
 		return err == nil && out != ""
 	})

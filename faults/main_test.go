@@ -2,7 +2,6 @@ package faults
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,79 +12,25 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
-// netsanBin is the binary every test runs, built once by TestMain.
-var netsanBin string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "faults-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	netsanBin = filepath.Join(dir, "netsan")
-	if out, err := exec.Command("go", "build", "-o", netsanBin, "github.com/netsan/netsan/cmd/netsan").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/netsan: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// logBuffer collects the child's stderr while the test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	netsantest.Main(m)
 }
 
 // netsan is one `netsan serve` child process owned by a test.
 type netsan struct {
-	t      *testing.T
-	path   string // inventory file
-	ns     string // network namespace it runs in ("" = this one)
-	args   []string
-	log    *logBuffer
-	cmd    *exec.Cmd
-	exited chan struct{}
-	http   string // base URL of /metrics, "" when HTTP is off
+	t    *testing.T
+	path string // inventory file
+	ns   string // network namespace it runs in ("" = this one)
+	args []string
+	log  *netsantest.LogBuffer // every start's output, in order
+	proc *netsantest.Process   // the current start
+	http string                // base URL of /metrics, "" when HTTP is off
 }
 
 // writeInventory writes body as dir/netsan.toml.
@@ -102,13 +47,10 @@ func writeInventory(t *testing.T, dir, body string) string {
 // ends; httpBase is where its /metrics answer, waited for when set.
 func startNetsan(t *testing.T, path, ns, httpBase string, args ...string) *netsan {
 	t.Helper()
-	n := &netsan{t: t, path: path, ns: ns, args: args, http: httpBase, log: &logBuffer{}}
+	n := &netsan{t: t, path: path, ns: ns, args: args, http: httpBase, log: netsantest.NewLog(t, "netsan")}
 	n.start()
 	t.Cleanup(func() {
 		n.kill()
-		if t.Failed() {
-			t.Logf("netsan log (last 8 KiB):\n%s", tail(n.log.String(), 8<<10))
-		}
 		// FAULTS_LOG_DIR keeps every child's whole log, for reading after a run.
 		if d := os.Getenv("FAULTS_LOG_DIR"); d != "" {
 			os.WriteFile(filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")+".log"), []byte(n.log.String()), 0o644)
@@ -119,20 +61,13 @@ func startNetsan(t *testing.T, path, ns, httpBase string, args ...string) *netsa
 
 func (n *netsan) start() {
 	n.t.Helper()
-	argv := append([]string{netsanBin, "serve", "-c", n.path, "--log-format", "json"}, n.args...)
+	argv := append([]string{netsantest.Binary(n.t), "serve", "-c", n.path, "--log-format", "json"}, n.args...)
 	if n.ns != "" {
 		argv = append([]string{"ip", "netns", "exec", n.ns}, argv...)
 	}
-	n.cmd = exec.Command(argv[0], argv[1:]...)
-	n.cmd.Stderr = n.log
-	n.cmd.Stdout = n.log
-	if err := n.cmd.Start(); err != nil {
-		n.t.Fatal(err)
-	}
-	n.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(n.cmd, n.exited)
+	n.proc = netsantest.Start(n.t, exec.Command(argv[0], argv[1:]...), n.log)
 	if n.http != "" {
-		waitFor(n.t, "netsan's /metrics", 20*time.Second, func() bool {
+		netsantest.WaitFor(n.t, "netsan's /metrics", 20*time.Second, func() bool {
 			_, err := n.metrics()
 			return err == nil
 		})
@@ -142,12 +77,7 @@ func (n *netsan) start() {
 // kill sends SIGKILL (no flush, no logout) and waits for the exit.
 func (n *netsan) kill() {
 	n.t.Helper()
-	_ = n.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-n.exited:
-	case <-time.After(20 * time.Second):
-		n.t.Fatalf("netsan (pid %d) did not die after SIGKILL", n.cmd.Process.Pid)
-	}
+	n.proc.Kill(n.t)
 }
 
 // restart is kill -9 followed by a fresh start on the same inventory.
@@ -160,7 +90,7 @@ func (n *netsan) restart() {
 // alive reports whether the process is still running.
 func (n *netsan) alive() bool {
 	select {
-	case <-n.exited:
+	case <-n.proc.Done():
 		return false
 	default:
 		return true
@@ -222,7 +152,7 @@ func (n *netsan) usage() usage {
 	n.t.Helper()
 	m := n.mustMetrics()
 	u := usage{goroutines: int(m["go_goroutines"]), fds: int(m["process_open_fds"]), heap: int(m["go_memstats_heap_inuse_bytes"])}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)); err == nil {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.proc.Cmd.Process.Pid)); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			f := strings.Fields(line)
 			if len(f) >= 2 && f[0] == "VmRSS:" {
@@ -261,18 +191,6 @@ func (n *netsan) settle(base usage, within time.Duration) usage {
 	}
 }
 
-// waitFor polls cond every 50 ms for at most d.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // needTools skips the test when a peer it drives is not installed.
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
@@ -291,13 +209,6 @@ func run(timeout time.Duration, env []string, name string, args ...string) (stri
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 // drain reads until EOF or error; it reports whether the peer closed.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // Persistent reservation service actions and types (SPC-4 6.15, 6.16).
@@ -52,7 +54,7 @@ func prinCDB(sa byte) []byte {
 func TestPersistentReservationsSurviveKill9(t *testing.T) {
 	const rounds = 20
 	dir := t.TempDir()
-	port := freePort(t, "tcp")
+	port := netsantest.FreePort(t, "tcp")
 	initA, initB := testBase+":a", testBase+":b"
 	target := testBase + ":shared"
 	path := writeInventory(t, dir, fmt.Sprintf(`
@@ -78,7 +80,7 @@ initiator = %q
 	connect := func(name string, isid [6]byte) *initiator {
 		t.Helper()
 		var in *initiator
-		waitFor(t, "login of "+name, 20*time.Second, func() bool {
+		netsantest.WaitFor(t, "login of "+name, 20*time.Second, func() bool {
 			var err error
 			if in, err = dialInitiator(portal); err != nil {
 				return false

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // TestCHAPSecretsNeverLogged runs serve at debug level through iSCSI
@@ -27,7 +29,7 @@ func TestCHAPSecretsNeverLogged(t *testing.T) {
 		dataInitiator = testBase + ":db1"
 	)
 	dir := t.TempDir()
-	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
+	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	inv := func(secret string) string {
 		return fmt.Sprintf(`
 [server]
@@ -86,10 +88,10 @@ chap = { user = "db1", secret = %q, mutual_user = "tgt", mutual_secret = %q }
 	if err := os.WriteFile(path, []byte(inv(newSecret)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := n.proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(n.log.String(), `"msg":"reloaded"`) })
+	netsantest.WaitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(n.log.String(), `"msg":"reloaded"`) })
 	if out, err := run(30*time.Second, nil, "iscsi-inq", "-i", node1, url("node1%"+newSecret, node1)); err != nil {
 		t.Errorf("login with the rotated secret: %v\n%s", err, out)
 	}

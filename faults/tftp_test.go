@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // TFTP opcodes (RFC 1350).
@@ -128,7 +130,7 @@ func TestTFTPRequestStorm(t *testing.T) {
 	for i := range 40 {
 		write(root, fmt.Sprintf("f%02d.bin", i), 100+i*97)
 	}
-	httpPort, tftpPort := freePort(t, "tcp"), freePort(t, "udp")
+	httpPort, tftpPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "udp")
 	path := writeInventory(t, dir, fmt.Sprintf(`
 [server]
 address = "127.0.0.1"
@@ -217,7 +219,7 @@ boot = "menu"
 	}
 
 	// The abandoned transfers time out by themselves (pin/tftp: 5 tries of 5 s).
-	waitFor(t, "abandoned transfers to end", 90*time.Second, func() bool {
+	netsantest.WaitFor(t, "abandoned transfers to end", 90*time.Second, func() bool {
 		m, err := n.metrics()
 		return err == nil && m["netsan_tftp_transfers_active"] == 0
 	})

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // TestCrashKeepsAcknowledgedWrites kills netsan with SIGKILL at random
@@ -31,8 +33,8 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		blockSize = 4096
 	)
 	dir := t.TempDir()
-	bin := netsanBinary(t)
-	port := freePort(t, "tcp")
+	bin := netsantest.Binary(t)
+	port := netsantest.FreePort(t, "tcp")
 	const iqn = "iqn.2026-11.example.test:node1"
 	path := filepath.Join(dir, "netsan.toml")
 	writeFile(t, path, fmt.Sprintf(`
@@ -49,19 +51,19 @@ root = { image = "roots/node1.img", size = "%dKiB" }
 `, port, rounds*perRound*blockSize/1024))
 	image := fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=0,initiator-name=%s", port, iqn, iqn)
 
-	start := func() (*exec.Cmd, chan error) {
-		cmd := exec.Command(bin, "serve", "-c", path, "--log-format", "json")
-		_, exited := startChild(t, cmd)
+	log := netsantest.NewLog(t, "netsan")
+	start := func() *netsantest.Process {
+		p := netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), log)
 		url := fmt.Sprintf("iscsi://127.0.0.1:%d/%s/0", port, iqn)
-		waitFor(t, "iSCSI up", func() bool { return exec.Command("iscsi-inq", "-i", iqn, url).Run() == nil })
-		return cmd, exited
+		netsantest.WaitFor(t, "iSCSI up", 20*time.Second, func() bool { return exec.Command("iscsi-inq", "-i", iqn, url).Run() == nil })
+		return p
 	}
 	wrote := regexp.MustCompile(`^wrote \d+/\d+ bytes at offset (\d+)`)
 	acked := map[int64]byte{} // offset → pattern of its acknowledged write
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	total := 0
 	for r := 0; r < rounds; r++ {
-		cmd, exited := start()
+		p := start()
 		pattern := byte(r + 1)
 		args := []string{"-oL", "qemu-io", "--image-opts", image}
 		for i := 0; i < perRound; i++ {
@@ -80,7 +82,7 @@ root = { image = "roots/node1.img", size = "%dKiB" }
 		go func() {
 			defer close(killed)
 			time.Sleep(time.Duration(20+rng.IntN(400)) * time.Millisecond)
-			_ = cmd.Process.Kill() // SIGKILL: no flush, no logout
+			_ = p.Cmd.Process.Kill() // SIGKILL: no flush, no logout
 			// Let qemu-io print what was acknowledged before the kill.
 			time.Sleep(200 * time.Millisecond)
 			_ = writer.Process.Kill()
@@ -96,8 +98,7 @@ root = { image = "roots/node1.img", size = "%dKiB" }
 		<-killed
 		_ = writer.Wait()
 		cancel()
-		<-exited
-		exited <- nil // for startChild's cleanup
+		<-p.Done()
 	}
 	if total == 0 {
 		t.Fatal("no write was acknowledged in any round; the test proves nothing")

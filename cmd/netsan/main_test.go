@@ -3,47 +3,15 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
-// The live tests share one build of the binary, in a directory any user may
-// read (the privilege test runs it as nobody).
-var build struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-	out  []byte
-}
-
-func netsanBinary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "netsan-bin-")
-		if build.err == nil {
-			build.err = os.Chmod(build.dir, 0o755)
-		}
-		if build.err == nil {
-			build.bin = filepath.Join(build.dir, "netsan")
-			build.out, build.err = exec.Command("go", "build", "-o", build.bin, ".").CombinedOutput()
-		}
-	})
-	if build.err != nil {
-		t.Fatalf("go build: %v\n%s", build.err, build.out)
-	}
-	return build.bin
-}
-
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
-	os.Exit(code)
+	netsantest.Main(m)
 }
 
 func TestCheckCommand(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // TestServeUnprivileged runs serve as nobody with only CAP_NET_BIND_SERVICE,
@@ -27,7 +29,7 @@ func TestServeUnprivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	bin := netsanBinary(t)
+	bin := netsantest.Binary(t)
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)
@@ -72,7 +74,7 @@ root = { image = "roots/node1.img", size = "8MiB" }
 
 	// With it: serves as uid 65534.
 	cmd := serve("--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service")
-	startChild(t, cmd)
+	netsantest.Start(t, cmd, netsantest.NewLog(t, "netsan"))
 	iqn := "iqn.2026-11.example.test:node1"
 	var inqErr error
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {

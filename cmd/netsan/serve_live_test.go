@@ -5,75 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netsan/netsan/netsantest"
 )
-
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects a child's stderr while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// startChild starts a netsan process owned by the test: killed at cleanup,
-// its log shown when the test failed. exited yields Wait's result once.
-func startChild(t *testing.T, cmd *exec.Cmd) (log *syncBuffer, exited chan error) {
-	t.Helper()
-	log = &syncBuffer{}
-	cmd.Stderr = log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited = make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("netsan log:\n%s", log.String())
-		}
-	})
-	return log, exited
-}
 
 // TestServeLive runs the real binary on loopback: every service answers, an
 // edit adds a host that iSCSI and HTTP serve at once, a broken edit changes
@@ -83,8 +25,8 @@ func TestServeLive(t *testing.T) {
 		t.Skip("iscsi-inq (libiscsi-bin) not installed")
 	}
 	dir := t.TempDir()
-	bin := netsanBinary(t)
-	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
+	bin := netsantest.Binary(t)
+	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	inv := fmt.Sprintf(`
 [server]
 address = "127.0.0.1"
@@ -103,7 +45,7 @@ path = "golden/g.img"
 name = "node1"
 mac = "52:54:00:00:00:01"
 root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
-`, freePort(t, "udp"), httpPort, iscsiPort)
+`, netsantest.FreePort(t, "udp"), httpPort, iscsiPort)
 	path := filepath.Join(dir, "netsan.toml")
 	writeFile(t, path, inv)
 
@@ -115,8 +57,8 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(bin, "serve", "-c", path, "--log-format", "json")
-	stderr, exited := startChild(t, cmd)
+	log := netsantest.NewLog(t, "netsan")
+	p := netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), log)
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	get := func(p string) (int, string) {
@@ -128,7 +70,7 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitFor(t, "http up", func() bool { code, _ := get("/status"); return code == 200 })
+	netsantest.WaitFor(t, "http up", 20*time.Second, func() bool { code, _ := get("/status"); return code == 200 })
 
 	inq := func(host string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -161,15 +103,15 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 
 	// Good edit: node2 appears in iSCSI and HTTP without a restart.
 	writeFile(t, path, inv+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nroot = { image = \"roots/node2.img\", size = \"16MiB\" }\n")
-	waitFor(t, "node2's script", func() bool { _, body := get("/boot/52-54-00-00-00-02.ipxe"); return strings.Contains(body, "node2") })
+	netsantest.WaitFor(t, "node2's script", 20*time.Second, func() bool { _, body := get("/boot/52-54-00-00-00-02.ipxe"); return strings.Contains(body, "node2") })
 	if err := inq("node2"); err != nil {
 		t.Fatalf("node2 inquiry after reload: %v", err)
 	}
 
 	// Broken edit: refused with its position, node2 still served.
 	writeFile(t, path, inv+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nroot = { image = \"roots/node2.img\", size = \"lots\" }\n")
-	waitFor(t, "the refusal", func() bool { return strings.Contains(stderr.String(), "reload refused") })
-	if !strings.Contains(stderr.String(), path+":22:37") {
+	netsantest.WaitFor(t, "the refusal", 20*time.Second, func() bool { return strings.Contains(log.String(), "reload refused") })
+	if !strings.Contains(log.String(), path+":22:37") {
 		t.Errorf("refusal does not name %s:22:37", path)
 	}
 	if err := inq("node2"); err != nil {
@@ -177,19 +119,18 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 	}
 
 	// SIGTERM: a clean exit, well before the test's own deadline.
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		exited <- err // for Cleanup
-		if err != nil {
+	case <-p.Done():
+		if err := p.Err(); err != nil {
 			t.Fatalf("exit after SIGTERM: %v", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("netsan did not stop within 30 s of SIGTERM")
 	}
-	if !strings.Contains(stderr.String(), "netsan stopped") {
+	if !strings.Contains(log.String(), "netsan stopped") {
 		t.Error("no 'netsan stopped' line")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data/roots/node2.img")); err != nil {
@@ -206,9 +147,9 @@ func TestImageResetLive(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	bin := netsanBinary(t)
+	bin := netsantest.Binary(t)
 	dir := t.TempDir()
-	httpPort, iscsiPort := freePort(t, "tcp"), freePort(t, "tcp")
+	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	const iqn = "iqn.2026-11.example.test:node1"
 	path := filepath.Join(dir, "netsan.toml")
 	writeFile(t, path, fmt.Sprintf(`
@@ -235,9 +176,9 @@ root = { image = "roots/node1.img", from = "golden" }
 	if err := os.WriteFile(filepath.Join(dir, "data/golden/g.img"), golden, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = startChild(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"))
+	netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), netsantest.NewLog(t, "netsan"))
 	url := fmt.Sprintf("iscsi://127.0.0.1:%d/%s/0", iscsiPort, iqn)
-	waitFor(t, "iSCSI up", func() bool { return exec.Command("iscsi-inq", "-i", iqn, url).Run() == nil })
+	netsantest.WaitFor(t, "iSCSI up", 20*time.Second, func() bool { return exec.Command("iscsi-inq", "-i", iqn, url).Run() == nil })
 
 	// A live session that dirties the root: qemu-io writes, then waits for
 	// more commands on its stdin.
@@ -247,7 +188,7 @@ root = { image = "roots/node1.img", from = "golden" }
 	if err != nil {
 		t.Fatal(err)
 	}
-	var qout syncBuffer
+	var qout netsantest.LogBuffer
 	qio.Stdout, qio.Stderr = &qout, &qout
 	if err := qio.Start(); err != nil {
 		t.Fatal(err)
@@ -256,7 +197,7 @@ root = { image = "roots/node1.img", from = "golden" }
 	if _, err := io.WriteString(stdin, "write -f -P 0x11 0 64k\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "qemu-io's write", func() bool { return strings.Contains(qout.String(), "wrote 65536/65536") })
+	netsantest.WaitFor(t, "qemu-io's write", 20*time.Second, func() bool { return strings.Contains(qout.String(), "wrote 65536/65536") })
 	root := filepath.Join(dir, "data/roots/node1.img")
 	if b, _ := os.ReadFile(root); len(b) < 1 || b[0] != 0x11 {
 		t.Fatal("the write did not reach the root image")

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/netsantest"
 )
 
 const inv1 = `
@@ -59,17 +60,6 @@ func (r *recorder) last() *inventory.Inventory {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.reloads[len(r.reloads)-1]
-}
-
-// waitFor polls cond for up to 20 s (a loaded CI machine under -race is slow).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // writeFile replaces the inventory the way editors do: a new file renamed
@@ -119,7 +109,7 @@ func TestReloadOnEdit(t *testing.T) {
 
 	// A good edit: a new host appears, the services get the new inventory.
 	writeFile(t, path, inv1+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nboot = \"shell\"\n")
-	waitFor(t, "reload after a good edit", func() bool { return rec.count() == 1 })
+	netsantest.WaitFor(t, "reload after a good edit", 20*time.Second, func() bool { return rec.count() == 1 })
 	if rec.last().HostByName("node2") == nil || sup.inventory().HostByName("node2") == nil {
 		t.Fatal("node2 not in the reloaded inventory")
 	}
@@ -129,7 +119,7 @@ func TestReloadOnEdit(t *testing.T) {
 
 	// A bad edit: refused with its position, the previous inventory keeps serving.
 	writeFile(t, path, inv1+"[[host]]\nname = \"node2\"\nmac = \"not-a-mac\"\n")
-	waitFor(t, "refusal of a bad edit", func() bool { return logs.FilterMessageSnippet("reload refused").Len() > 0 })
+	netsantest.WaitFor(t, "refusal of a bad edit", 20*time.Second, func() bool { return logs.FilterMessageSnippet("reload refused").Len() > 0 })
 	refused := logs.FilterMessageSnippet("reload refused").All()[0]
 	if at := refused.ContextMap()["at"]; !strings.HasSuffix(at.(string), "netsan.toml:13:1") {
 		t.Errorf("refusal at %v, want …netsan.toml:13:1", at)
@@ -151,14 +141,14 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	defer stop()
 	// Same content: SIGHUP reloads, finds nothing to change, services untouched.
 	hup <- syscall.SIGHUP
-	waitFor(t, "no-change reload", func() bool { return logs.FilterMessage("reload: no changes").Len() == 1 })
+	netsantest.WaitFor(t, "no-change reload", 20*time.Second, func() bool { return logs.FilterMessage("reload: no changes").Len() == 1 })
 	if rec.count() != 0 {
 		t.Fatal("services reloaded for an unchanged inventory")
 	}
 	// Edit without waiting for the watcher's debounce; SIGHUP picks it up too.
 	writeFile(t, path, strings.Replace(inv1, `boot = "local"`, `boot = "menu"`, 1))
 	hup <- syscall.SIGHUP
-	waitFor(t, "reload on SIGHUP", func() bool { return rec.count() >= 1 })
+	netsantest.WaitFor(t, "reload on SIGHUP", 20*time.Second, func() bool { return rec.count() >= 1 })
 	if got := rec.last().HostByName("node1").Boot; got != "menu" {
 		t.Errorf("boot = %q after reload", got)
 	}
@@ -172,7 +162,7 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	netsantest.WaitFor(t, "goroutines to end", 20*time.Second, func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestServiceFailureStopsAll(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/inventory/inventorytest"
 )
 
 // testTree is a temporary tftp.root and ipxe_dir with an inventory over them.
@@ -137,12 +138,7 @@ ipxe_dir = "ipxe"
 listen   = ["0.0.0.0:3261"]
 base_iqn = "iqn.2026-11.example.lab"
 `, tt.dir, mode) + testHosts
-	file := filepath.Join(tt.dir, "netsan.toml")
-	inv, problems := inventory.Parse(file, []byte(src))
-	if inv == nil {
-		t.Fatalf("inventory: %v", problems)
-	}
-	return inv
+	return inventorytest.Parse(t, tt.dir, src)
 }
 
 func (tt *testTree) resolver(t testing.TB) *Resolver {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/inventory/inventorytest"
 )
 
 const ipxeDir = "/usr/lib/ipxe"
@@ -43,27 +44,6 @@ mac  = "52:54:00:00:00:03"
 ip   = "198.18.0.13"
 boot = "local"
 `
-
-func testInventory(t testing.TB, dir string) *inventory.Inventory {
-	t.Helper()
-	src := fmt.Sprintf(`
-[server]
-address  = "198.18.0.1"
-data_dir = %q
-
-[tftp]
-root     = "tftp"
-ipxe_dir = %q
-
-[iscsi]
-base_iqn = "iqn.2026-11.example.lab"
-`, dir, ipxeDir) + hosts
-	inv, problems := inventory.Parse(filepath.Join(dir, "netsan.toml"), []byte(src))
-	if inv == nil {
-		t.Fatalf("inventory: %v", problems)
-	}
-	return inv
-}
 
 // start serves a fresh tree on 127.0.0.1 at an ephemeral port; setup, when
 // not nil, sets the Server's fields before Serve.
@@ -91,7 +71,7 @@ func start(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	if err := os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(fx.root, "out")); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(testInventory(t, dir), log)
+	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +342,7 @@ func TestManyClients(t *testing.T) {
 // Reload changes a host's script at once, with no restart.
 func TestReload(t *testing.T) {
 	fx := start(t, zap.NewNop(), nil)
-	inv := testInventory(t, fx.dir)
+	inv := inventorytest.BootFiles(t, fx.dir, ipxeDir, hosts)
 	inv.Hosts[0].Boot = inventory.BootLocal
 	if err := fx.srv.Reload(inv); err != nil {
 		t.Fatal(err)

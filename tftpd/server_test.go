@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/inventory/inventorytest"
 )
 
 const ipxeDir = "/usr/lib/ipxe"
@@ -30,27 +30,6 @@ type fixture struct {
 	dir, root string
 	port      int
 	srv       *Server
-}
-
-func testInventory(t testing.TB, dir string, hosts string) *inventory.Inventory {
-	t.Helper()
-	src := fmt.Sprintf(`
-[server]
-address  = "198.18.0.1"
-data_dir = %q
-
-[tftp]
-root     = "tftp"
-ipxe_dir = %q
-
-[iscsi]
-base_iqn = "iqn.2026-11.example.lab"
-`, dir, ipxeDir) + hosts
-	inv, problems := inventory.Parse(filepath.Join(dir, "netsan.toml"), []byte(src))
-	if inv == nil {
-		t.Fatalf("inventory: %v", problems)
-	}
-	return inv
 }
 
 const node1 = `
@@ -96,7 +75,7 @@ func startWith(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	if err := os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(fx.root, "out")); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(testInventory(t, dir, node1), log)
+	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, node1), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +317,7 @@ func TestReload(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "#!ipxe\n") || !strings.Contains(out, "node1") {
 		t.Fatalf("before: %v %q", err, out)
 	}
-	if err := fx.srv.Reload(testInventory(t, fx.dir, strings.Replace(node1, `name = "node1"`, `name = "node9"`, 1))); err != nil {
+	if err := fx.srv.Reload(inventorytest.BootFiles(t, fx.dir, ipxeDir, strings.Replace(node1, `name = "node1"`, `name = "node9"`, 1))); err != nil {
 		t.Fatal(err)
 	}
 	out, err = run(ctx, "", "curl", "-sS", "--fail", url)

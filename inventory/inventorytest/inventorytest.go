@@ -1,0 +1,42 @@
+// Package inventorytest parses small inventories for the tests of the
+// packages that serve one.
+package inventorytest
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/netsan/netsan/inventory"
+)
+
+// Parse parses src as the inventory file dir/netsan.toml, so that relative
+// paths in it resolve under dir, and fails t with the problems when it does
+// not load.
+func Parse(t testing.TB, dir, src string) *inventory.Inventory {
+	t.Helper()
+	inv, problems := inventory.Parse(filepath.Join(dir, "netsan.toml"), []byte(src))
+	if inv == nil {
+		t.Fatalf("inventory: %v", problems)
+	}
+	return inv
+}
+
+// BootFiles is the inventory of a server handing out boot files: data_dir
+// dir, the TFTP root dir/tftp, iPXE's loaders from ipxeDir, and the
+// [[host]] tables in hosts.
+func BootFiles(t testing.TB, dir, ipxeDir, hosts string) *inventory.Inventory {
+	t.Helper()
+	return Parse(t, dir, fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = %q
+
+[tftp]
+root     = "tftp"
+ipxe_dir = %q
+
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+`, dir, ipxeDir)+hosts)
+}

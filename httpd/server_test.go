@@ -22,6 +22,7 @@ import (
 
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/inventory/inventorytest"
+	"github.com/netsan/netsan/netsantest"
 )
 
 const ipxeDir = "/usr/lib/ipxe"
@@ -85,20 +86,7 @@ func start(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	}
 	fx.srv = srv
 	fx.base = "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(40 * time.Second):
-			t.Errorf("Serve did not return after cancel")
-		}
-	})
+	netsantest.Serve(t, 40*time.Second, srv.Serve)
 	return fx
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // Test names. The IQNs are the examples' shape; nothing leaves 127.0.0.1.
@@ -61,20 +63,7 @@ func startServerLog(t *testing.T, cfg Config, log *zap.Logger, tune ...func(*Ser
 	for _, f := range tune {
 		f(srv)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Serve did not return 30 s after cancel")
-		}
-	})
+	netsantest.Serve(t, 30*time.Second, srv.Serve)
 	addrs := srv.ListenAddrs()
 	if len(addrs) != 1 {
 		t.Fatalf("listen addresses %v", addrs)

@@ -1,10 +1,12 @@
-// Package netsantest provides helpers for tests that run the netsan binary:
-// one build of it per test process, free loopback ports, and child processes
-// that the test owns and whose log it shows when it fails.
+// Package netsantest provides helpers for tests that run the netsan binary
+// or one of its services: one build of the binary per test process, free
+// loopback ports, child processes that the test owns and whose log it shows
+// when it fails, and a service's Serve run until the test ends.
 package netsantest
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -173,4 +175,24 @@ func WaitFor(t testing.TB, what string, within time.Duration, cond func() bool) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Serve runs serve (a service's Serve method) until t's cleanup, which
+// cancels its context and fails t when serve then returns an error or does
+// not return within the given time.
+func Serve(t testing.TB, within time.Duration, serve func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(within):
+			t.Errorf("Serve did not return %s after cancel", within)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package netsantest
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os/exec"
@@ -74,5 +75,30 @@ func TestKill(t *testing.T) {
 	}
 	if p.Err() == nil {
 		t.Error("a killed sleep exited with status 0")
+	}
+}
+
+// TestServe: the service runs while the test does, and its context is
+// cancelled and its return waited for at the test's cleanup.
+func TestServe(t *testing.T) {
+	running, returned := make(chan struct{}), make(chan struct{})
+	t.Run("serving", func(t *testing.T) {
+		Serve(t, 20*time.Second, func(ctx context.Context) error {
+			close(running)
+			<-ctx.Done()
+			close(returned)
+			return nil
+		})
+		<-running
+		select {
+		case <-returned:
+			t.Fatal("Serve returned before the test ended")
+		default:
+		}
+	})
+	select {
+	case <-returned:
+	default:
+		t.Fatal("the subtest's cleanup did not wait for Serve to return")
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/netsan/netsan/inventory/inventorytest"
+	"github.com/netsan/netsan/netsantest"
 )
 
 const ipxeDir = "/usr/lib/ipxe"
@@ -89,20 +90,7 @@ func startWith(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	}
 	fx.srv = srv
 	fx.port = conn.LocalAddr().(*net.UDPAddr).Port
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Serve did not return after cancel")
-		}
-	})
+	netsantest.Serve(t, 30*time.Second, srv.Serve)
 	return fx
 }
 

@@ -146,15 +146,14 @@ func sharing(path string, clone bool) string {
 	return "-"
 }
 
-func imageClone(args []string, stdout, stderr io.Writer) error {
-	var c commonFlags
-	fs := newFlagSet("image clone", stderr, &c)
-	hosts, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
+// rootOp is clone or reset of one host's root.
+type rootOp func(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (images.Method, error)
+
+// eachRoot runs op over the named hosts with a progress display per host and
+// reports every failure, not only the first.
+func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writer, prepare func(*inventory.Inventory, *zap.Logger) (rootOp, error)) error {
 	if len(hosts) == 0 {
-		fmt.Fprintln(stderr, "netsan image clone: name the hosts whose roots to clone")
+		fmt.Fprintf(stderr, "netsan image %s: name the hosts whose roots to %s\n", verb, verb)
 		return errUsage
 	}
 	inv, log, err := imageSetup(c, stderr)
@@ -162,6 +161,10 @@ func imageClone(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	op, err := prepare(inv, log)
+	if err != nil {
+		return err
+	}
 	ctx, _, stop := signalContext()
 	defer stop()
 	var errs []error
@@ -171,19 +174,41 @@ func imageClone(args []string, stdout, stderr io.Writer) error {
 			errs = append(errs, fmt.Errorf("no host %q in %s", name, inv.File))
 			continue
 		}
-		p := newProgress(stderr, log, h.Name, "clone")
-		m, err := images.CloneRoot(ctx, inv, h, p.update)
+		p := newProgress(stderr, log, h.Name, verb)
+		m, err := op(ctx, inv, h, p.update)
 		p.finish()
-		if errors.Is(err, os.ErrExist) {
-			err = fmt.Errorf("host %s: root %s exists (netsan image reset %s replaces it)", h.Name, h.Root.Image, h.Name)
-		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: cloned %s from %s (%s)\n", h.Name, h.Root.Image, h.Root.From, m)
+		fmt.Fprintf(stdout, "%s: %s %s from %s (%s)\n", h.Name, pastTense(verb), h.Root.Image, h.Root.From, m)
 	}
 	return errors.Join(errs...)
+}
+
+func pastTense(verb string) string {
+	if verb == "clone" {
+		return "cloned"
+	}
+	return verb // "reset"
+}
+
+func imageClone(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("image clone", stderr, &c)
+	hosts, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	return eachRoot("clone", hosts, c, stdout, stderr, func(*inventory.Inventory, *zap.Logger) (rootOp, error) {
+		return func(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (images.Method, error) {
+			m, err := images.CloneRoot(ctx, inv, h, progress)
+			if errors.Is(err, os.ErrExist) {
+				err = fmt.Errorf("host %s: root %s exists (netsan image reset %s replaces it)", h.Name, h.Root.Image, h.Name)
+			}
+			return m, err
+		}, nil
+	})
 }
 
 func imageReset(args []string, stdout, stderr io.Writer) error {
@@ -195,38 +220,15 @@ func imageReset(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(hosts) == 0 {
-		fmt.Fprintln(stderr, "netsan image reset: name the hosts whose roots to reset")
-		return errUsage
-	}
-	inv, log, err := imageSetup(c, stderr)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	live, err := liveTarget(inv, *server, *force, log)
-	if err != nil {
-		return err
-	}
-	ctx, _, stop := signalContext()
-	defer stop()
-	var errs []error
-	for _, name := range hosts {
-		h := inv.HostByName(name)
-		if h == nil {
-			errs = append(errs, fmt.Errorf("no host %q in %s", name, inv.File))
-			continue
-		}
-		p := newProgress(stderr, log, h.Name, "reset")
-		m, err := images.ResetRoot(ctx, inv, h, live, *force, p.update)
-		p.finish()
+	return eachRoot("reset", hosts, c, stdout, stderr, func(inv *inventory.Inventory, log *zap.Logger) (rootOp, error) {
+		live, err := liveTarget(inv, *server, *force, log)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return nil, err
 		}
-		fmt.Fprintf(stdout, "%s: reset %s from %s (%s)\n", h.Name, h.Root.Image, h.Root.From, m)
-	}
-	return errors.Join(errs...)
+		return func(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (images.Method, error) {
+			return images.ResetRoot(ctx, inv, h, live, *force, progress)
+		}, nil
+	})
 }
 
 // liveTarget finds the running server's control endpoints: --server, else

@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"net"
@@ -45,6 +46,12 @@ type conn struct {
 	idle     atomic.Int32
 	poolWG   sync.WaitGroup
 	ffp      atomic.Bool // in full feature phase: the writer owns the socket
+
+	// pending is c's place among the Server's pending logins, nil once in
+	// full feature phase; guarded by srv.mu.
+	pending *list.Element
+	// evicted: closed to make room for a newer login (see MaxPendingLogins).
+	evicted atomic.Bool
 }
 
 // outItem is one thing for the writer to send: a PDU, or a command's result.
@@ -101,9 +108,14 @@ func (c *conn) serve() {
 	}()
 	sess, err := c.login()
 	if err != nil {
-		c.log.Info("iscsi: login failed", zap.Error(err))
+		if !c.evicted.Load() {
+			c.log.Info("iscsi: login failed", zap.Error(err))
+		}
 		return
 	}
+	c.srv.mu.Lock()
+	c.srv.leavePending(c)
+	c.srv.mu.Unlock()
 	c.fullFeature(sess)
 }
 

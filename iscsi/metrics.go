@@ -21,6 +21,9 @@ var (
 	descReadBytes  = prometheus.NewDesc("netsan_iscsi_read_bytes_total", "Bytes sent to initiators in Data-In.", []string{"target", "initiator"}, nil)
 	descWriteBytes = prometheus.NewDesc("netsan_iscsi_write_bytes_total", "Bytes received from initiators for writes.", []string{"target", "initiator"}, nil)
 	descCommands   = prometheus.NewDesc("netsan_iscsi_commands_total", "SCSI commands executed.", []string{"target", "initiator"}, nil)
+
+	descLoginsPending = prometheus.NewDesc("netsan_iscsi_logins_pending", "Connections not yet in full feature phase.", nil, nil)
+	descLoginsEvicted = prometheus.NewDesc("netsan_iscsi_logins_evicted_total", "Pending logins closed to admit newer connections (MaxPendingLogins reached).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -29,12 +32,16 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReadBytes
 	ch <- descWriteBytes
 	ch <- descCommands
+	ch <- descLoginsPending
+	ch <- descLoginsEvicted
 }
 
 // Collect implements prometheus.Collector.
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descLoginsPending, prometheus.GaugeValue, float64(s.pending.Len()))
+	ch <- prometheus.MustNewConstMetric(descLoginsEvicted, prometheus.CounterValue, float64(s.evicted))
 	open := map[counterKey]int{}
 	for _, ss := range s.sessions {
 		open[counterKey{ss.nexus.TargetName, ss.initiator}]++

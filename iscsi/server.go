@@ -5,6 +5,7 @@
 package iscsi
 
 import (
+	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -35,7 +36,14 @@ const (
 	DefaultNOPInterval  = 15 * time.Second
 	DefaultNOPTimeout   = 15 * time.Second
 	DefaultLogoutGrace  = 3 * time.Second
+	// DefaultMaxPendingLogins matches DefaultMaxSessions: as many logins
+	// in flight as sessions the target will take.
+	DefaultMaxPendingLogins = 256
 )
+
+// evictWarnInterval spaces the warnings about evicted logins, so that a
+// flood costs a log line a minute, not one per connection.
+const evictWarnInterval = time.Minute
 
 // tpgt is our one target portal group: every portal serves every target.
 const tpgt = 1
@@ -54,21 +62,34 @@ type Server struct {
 	// LogoutGrace is how long Serve waits, when stopping, for initiators to
 	// log out after being asked to.
 	LogoutGrace time.Duration
+	// MaxPendingLogins bounds the connections not yet in full feature
+	// phase. A connection arriving at the bound closes the oldest pending
+	// one, so a flood of idle or half-finished logins holds at most this
+	// many descriptors, while a real initiator arriving amid it — the
+	// newest — keeps its whole LoginTimeout. (A plain cap that refuses new
+	// connections would lock the real initiators out instead.) 0 means no
+	// bound.
+	MaxPendingLogins int
 
 	log  *zap.Logger
 	pool pdu.Pool
 
-	mu        sync.Mutex
-	cfg       Config
-	targets   map[string]*target
-	sessions  map[uint16]*session // by TSIH
-	nextTSIH  uint16
-	conns     map[*conn]struct{}
-	counters  map[counterKey]*counters
-	listeners []net.Listener
-	ready     chan struct{} // closed once Serve has opened its listeners (or failed)
-	serving   bool
-	connWG    sync.WaitGroup
+	mu       sync.Mutex
+	cfg      Config
+	targets  map[string]*target
+	sessions map[uint16]*session // by TSIH
+	nextTSIH uint16
+	conns    map[*conn]struct{}
+	pending  list.List // of *conn not yet in full feature phase, oldest first
+	evicted  uint64    // pending connections closed to admit newer ones
+	// evictedUnwarned counts evictions since the last warning at evictWarned.
+	evictedUnwarned int
+	evictWarned     time.Time
+	counters        map[counterKey]*counters
+	listeners       []net.Listener
+	ready           chan struct{} // closed once Serve has opened its listeners (or failed)
+	serving         bool
+	connWG          sync.WaitGroup
 }
 
 // target is one configured target with its open logical units.
@@ -84,16 +105,17 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{
-		QueueDepth:   DefaultQueueDepth,
-		LoginTimeout: DefaultLoginTimeout,
-		NOPInterval:  DefaultNOPInterval,
-		NOPTimeout:   DefaultNOPTimeout,
-		LogoutGrace:  DefaultLogoutGrace,
-		log:          log,
-		sessions:     map[uint16]*session{},
-		conns:        map[*conn]struct{}{},
-		counters:     map[counterKey]*counters{},
-		ready:        make(chan struct{}),
+		QueueDepth:       DefaultQueueDepth,
+		LoginTimeout:     DefaultLoginTimeout,
+		NOPInterval:      DefaultNOPInterval,
+		NOPTimeout:       DefaultNOPTimeout,
+		LogoutGrace:      DefaultLogoutGrace,
+		MaxPendingLogins: DefaultMaxPendingLogins,
+		log:              log,
+		sessions:         map[uint16]*session{},
+		conns:            map[*conn]struct{}{},
+		counters:         map[counterKey]*counters{},
+		ready:            make(chan struct{}),
 	}
 	if cfg.StateDir != "" {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
@@ -305,15 +327,55 @@ func (s *Server) accept(ctx context.Context, ln net.Listener) {
 		c := s.newConn(nc)
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
+		warn := s.admitPending(c)
 		s.connWG.Add(1)
 		s.mu.Unlock()
+		if warn != nil {
+			warn()
+		}
 		go func() {
 			defer s.connWG.Done()
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)
+			s.leavePending(c)
 			s.mu.Unlock()
 		}()
+	}
+}
+
+// admitPending adds a new connection to the pending logins, closing the
+// oldest when MaxPendingLogins is reached. It returns the warning to log,
+// outside s.mu, once per evictWarnInterval. Called with s.mu held.
+func (s *Server) admitPending(c *conn) (warn func()) {
+	if s.MaxPendingLogins > 0 && s.pending.Len() >= s.MaxPendingLogins {
+		old := s.pending.Front().Value.(*conn)
+		s.leavePending(old)
+		// Evicted connections are not logged one by one: a flood would
+		// flood the log too.
+		old.evicted.Store(true)
+		old.close(nil)
+		s.evicted++
+		s.evictedUnwarned++
+		if now := time.Now(); now.Sub(s.evictWarned) >= evictWarnInterval {
+			n, total, bound := s.evictedUnwarned, s.evicted, s.MaxPendingLogins
+			s.evictedUnwarned, s.evictWarned = 0, now
+			warn = func() {
+				s.log.Warn("iscsi: too many connections logging in; closing the oldest",
+					zap.Int("max_pending_logins", bound), zap.Int("evicted", n), zap.Uint64("evicted_total", total))
+			}
+		}
+	}
+	c.pending = s.pending.PushBack(c)
+	return warn
+}
+
+// leavePending takes c out of the pending logins, once it reaches full
+// feature phase or closes. Called with s.mu held.
+func (s *Server) leavePending(c *conn) {
+	if c.pending != nil {
+		s.pending.Remove(c.pending)
+		c.pending = nil
 	}
 }
 

@@ -30,10 +30,7 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		s.log.Warn("control request refused: not from loopback", zap.String("op", r.URL.Path), zap.String("ip", r.RemoteAddr))
-		http.Error(w, "control requests are accepted from loopback only", http.StatusForbidden)
+	if !s.loopbackOnly(w, r) {
 		return
 	}
 	iqn := r.URL.Query().Get("target")
@@ -48,4 +45,17 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("control", zap.String("op", r.URL.Path), zap.String("iqn", iqn), zap.String("ip", r.RemoteAddr))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// loopbackOnly answers 403 and returns false unless r comes from a loopback
+// address: http listens on every address, and what it guards (control,
+// profiling) is for the box's own operator.
+func (s *Server) loopbackOnly(w http.ResponseWriter, r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		s.log.Warn("request refused: not from loopback", zap.String("op", r.URL.Path), zap.String("ip", r.RemoteAddr))
+		http.Error(w, "accepted from loopback only", http.StatusForbidden)
+		return false
+	}
+	return true
 }

@@ -143,6 +143,10 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			s.debug(w, r)
+			return
+		}
 		// Paths are matched as sent, not cleaned as http.ServeMux would:
 		// bootmenu refuses ".." rather than having it quietly redirected.
 		switch r.URL.Path {

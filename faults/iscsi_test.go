@@ -66,13 +66,8 @@ func (l *iscsiLab) goodInitiator() {
 	}
 }
 
-// baseline is the usage of a server that has served one good initiator.
-func (l *iscsiLab) baseline() usage {
-	l.t.Helper()
-	return l.settle(usage{goroutines: 1 << 30, fds: 1 << 30}, time.Second)
-}
-
-// afterAbuse: goroutines and descriptors back to base, and the good
+// afterAbuse: goroutines, descriptors and heap back to base (a lab's
+// baseline is taken after startISCSI's good initiator), and the good
 // initiator answered.
 func (l *iscsiLab) afterAbuse(what string, base usage) {
 	l.t.Helper()

@@ -148,8 +148,11 @@ func (u usage) String() string {
 		u.goroutines, u.fds, float64(u.heap)/(1<<20), float64(u.rssKiB)/1024, u.threads)
 }
 
+// usage reads n's gauges just after a forced collection, so that the heap
+// is what is live rather than what awaits the next GC.
 func (n *netsan) usage() usage {
 	n.t.Helper()
+	n.gc()
 	m := n.mustMetrics()
 	u := usage{goroutines: int(m["go_goroutines"]), fds: int(m["process_open_fds"]), heap: int(m["go_memstats_heap_inuse_bytes"])}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.proc.Cmd.Process.Pid)); err == nil {
@@ -166,6 +169,30 @@ func (n *netsan) usage() usage {
 	return u
 }
 
+// gc has n run two garbage collections (GET /debug/pprof/heap?gc=1, served
+// to loopback only). Two, because a sync.Pool — the PDU buffers — keeps
+// its objects through one collection in its victim cache.
+func (n *netsan) gc() {
+	n.t.Helper()
+	for range 2 {
+		resp, err := noKeepAlive.Get(n.http + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			n.t.Fatalf("/debug/pprof/heap?gc=1: %s", resp.Status)
+		}
+	}
+}
+
+// baseline is n's usage now, for settle to come back to.
+func (n *netsan) baseline() usage {
+	n.t.Helper()
+	return n.usage()
+}
+
 // Margins over the baseline that still count as "back": a scrape's own
 // connection, a timer or two of the runtime.
 const (
@@ -173,15 +200,26 @@ const (
 	fdSlack        = 2
 )
 
-// settle waits (bounded) until goroutines and descriptors are back within
-// the slack of base, and returns what it saw last.
+// heapSlack is how far above base the heap may settle. After a flood the
+// allocator keeps spans that hold a few live objects (and its per-P
+// caches), and the scrape and profile being written allocate as we
+// measure: a few MiB at most. What these tests would leak is per
+// connection — a PDU buffer of 64 KiB or more, a session — times hundreds
+// or thousands: tens of MiB. 8 MiB, or half a larger baseline, tells one
+// from the other.
+func heapSlack(base usage) int {
+	return max(8<<20, base.heap/2)
+}
+
+// settle waits (bounded) until goroutines, descriptors and the collected
+// heap are back within the slack of base, and returns what it saw last.
 func (n *netsan) settle(base usage, within time.Duration) usage {
 	n.t.Helper()
 	var u usage
 	deadline := time.Now().Add(within)
 	for {
 		u = n.usage()
-		if u.goroutines <= base.goroutines+goroutineSlack && u.fds <= base.fds+fdSlack {
+		if u.goroutines <= base.goroutines+goroutineSlack && u.fds <= base.fds+fdSlack && u.heap <= base.heap+heapSlack(base) {
 			return u
 		}
 		if time.Now().After(deadline) {

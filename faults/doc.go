@@ -9,8 +9,9 @@
 // open more sessions than allowed, kill -9 in the middle of persistent
 // reservation changes, and CHAP logins whose secrets must never reach the log.
 // After each attack the server's own gauges (/metrics: go_goroutines,
-// process_open_fds) must come back to their baseline and a well-behaved real
-// client (iscsi-inq, curl, udhcpc) must still be served.
+// process_open_fds, and go_memstats_heap_inuse_bytes read after a GC forced
+// through /debug/pprof/heap?gc=1) must come back to their baseline and a
+// well-behaved real client (iscsi-inq, curl, udhcpc) must still be served.
 //
 // RELIABILITY.md at the top of the repository tabulates what these tests and
 // the per-package fault tests tried, and what was lost.

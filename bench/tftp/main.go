@@ -39,6 +39,8 @@ func main() {
 	clients := flag.Int("clients", 50, "clients at once in the concurrent case")
 	runs := flag.Int("n", 3, "runs of each case (the median is shown)")
 	cpuprofile := flag.String("cpuprofile", "", "write netsan's CPU profile (this process) to this file")
+	only := flag.String("only", "", "run only the cases whose label contains this")
+	clientCPU := flag.String("clientcpu", "", "run curl on these CPUs (taskset -c list); run the bench itself under taskset to place the servers")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -53,7 +55,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, int64(*size)<<20, *clients, *runs); err != nil {
+	if err := run(ctx, int64(*size)<<20, *clients, *runs, *only, *clientCPU); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/tftp:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -63,9 +65,68 @@ func main() {
 type server struct {
 	name string
 	url  func(blksize int) string // curl URL; blksize 0: HTTP
+	cpu  func() time.Duration     // CPU time the server has used so far
 }
 
-func run(ctx context.Context, size int64, clients, runs int) error {
+// selfCPU is this process's user+system time: netsan's servers run in it.
+// The curl children are not in it (RUSAGE_SELF).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuGroup accounts the CPU time of a process and every descendant it
+// forks: in.tftpd forks a child per transfer and ignores SIGCHLD, so its
+// children are reaped by the kernel and never reach its own cutime.
+type cpuGroup struct {
+	dir  string
+	read func() time.Duration
+}
+
+// newCPUGroup makes a cgroup for the bench (cgroup v2, or v1 cpuacct).
+func newCPUGroup() (*cpuGroup, error) {
+	name := fmt.Sprintf("netsan-bench-tftp-%d", os.Getpid())
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+			continue
+		}
+		dir := filepath.Join(root, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			continue
+		}
+		return &cpuGroup{dir: dir, read: func() time.Duration {
+			b, _ := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+			for line := range strings.Lines(string(b)) {
+				if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					return time.Duration(n) * time.Microsecond
+				}
+			}
+			return 0
+		}}, nil
+	}
+	dir := filepath.Join("/sys/fs/cgroup/cpuacct", name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("no cgroup for CPU accounting: %w", err)
+	}
+	return &cpuGroup{dir: dir, read: func() time.Duration {
+		b, _ := os.ReadFile(filepath.Join(dir, "cpuacct.usage"))
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return time.Duration(n)
+	}}, nil
+}
+
+func (g *cpuGroup) add(pid int) error {
+	return os.WriteFile(filepath.Join(g.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// remove deletes the group; its processes must have exited.
+func (g *cpuGroup) remove() { os.Remove(g.dir) }
+
+func run(ctx context.Context, size int64, clients, runs int, only, clientCPU string) error {
 	for _, tool := range []string{"curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not installed", tool)
@@ -127,16 +188,16 @@ root = "tftp"
 	wg.Go(func() { hs.Serve(ctx) })
 
 	servers := []server{
-		{"netsan tftpd", func(b int) string { return fmt.Sprintf("tftp://127.0.0.1:%d/big.img", tport) }},
+		{"netsan tftpd", func(b int) string { return fmt.Sprintf("tftp://127.0.0.1:%d/big.img", tport) }, selfCPU},
 	}
-	hpaPort, stopHPA, err := startHPA(ctx, root)
+	hpaPort, hpaCPU, stopHPA, err := startHPA(ctx, root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/tftp: tftpd-hpa not measured:", err)
 	} else {
 		defer stopHPA()
 		servers = append(servers, server{"tftpd-hpa 5.2", func(b int) string {
 			return fmt.Sprintf("tftp://127.0.0.1:%d/big.img", hpaPort)
-		}})
+		}, hpaCPU})
 	}
 
 	type bench struct {
@@ -145,7 +206,7 @@ root = "tftp"
 		n       int
 		servers []server
 	}
-	httpSrv := []server{{"netsan httpd", func(int) string { return hbase + "/big.img" }}}
+	httpSrv := []server{{"netsan httpd", func(int) string { return hbase + "/big.img" }, selfCPU}}
 	benches := []bench{
 		{"1 client, blksize 512", 512, 1, servers},
 		{"1 client, blksize 1468", 1468, 1, servers},
@@ -155,37 +216,63 @@ root = "tftp"
 	}
 	fmt.Printf("%s, %d CPUs, %s; file %d MiB; median of %d runs; client curl %s\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), size>>20, runs, curlVersion())
-	fmt.Println("| case | server | MB/s (aggregate) | runs (MB/s) |")
-	fmt.Println("|---|---|---:|---|")
+	if clientCPU != "" {
+		fmt.Printf("curl pinned to CPUs %s; servers on CPUs %s\n\n", clientCPU, affinity())
+	}
+	fmt.Println("| case | server | MB/s (aggregate) | runs (MB/s) | server CPU ms per MiB |")
+	fmt.Println("|---|---|---:|---|---:|")
 	for _, b := range benches {
-		all := make(map[string][]float64)
+		if !strings.Contains(b.label, only) {
+			continue
+		}
+		rates := make(map[string][]float64)
+		cpu := make(map[string][]float64)
 		for range runs {
 			for _, s := range b.servers {
-				mbps, err := fetch(ctx, s.url(b.blksize), b.blksize, b.n, size)
+				before := s.cpu()
+				mbps, err := fetch(ctx, s.url(b.blksize), b.blksize, b.n, size, clientCPU)
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", b.label, s.name, err)
 				}
-				all[s.name] = append(all[s.name], mbps)
+				// in.tftpd's child sends the last block, sees its ACK,
+				// exits and is reaped a moment after curl has all bytes.
+				time.Sleep(200 * time.Millisecond)
+				used := s.cpu() - before
+				rates[s.name] = append(rates[s.name], mbps)
+				cpu[s.name] = append(cpu[s.name], float64(used.Milliseconds())/float64(int64(b.n)*size>>20))
 			}
 		}
 		for _, s := range b.servers {
-			v := all[s.name]
+			v := rates[s.name]
 			var each []string
 			for _, x := range v {
 				each = append(each, strconv.FormatFloat(x, 'f', 1, 64))
 			}
-			fmt.Printf("| %s | %s | %.1f | %s |\n", b.label, s.name, median(v), strings.Join(each, ", "))
+			fmt.Printf("| %s | %s | %.1f | %s | %.2f |\n", b.label, s.name, median(v), strings.Join(each, ", "), median(cpu[s.name]))
 		}
 	}
 	return nil
 }
 
+// affinity is this process's CPU list as taskset prints it.
+func affinity() string {
+	out, err := exec.Command("taskset", "-cp", strconv.Itoa(os.Getpid())).Output()
+	if err != nil {
+		return "?"
+	}
+	_, list, _ := strings.Cut(strings.TrimSpace(string(out)), ": ")
+	return list
+}
+
 // fetch runs n curls at once and returns the aggregate rate in MB/s
 // (10^6 bytes), counting only whole files.
-func fetch(ctx context.Context, url string, blksize, n int, size int64) (float64, error) {
+func fetch(ctx context.Context, url string, blksize, n int, size int64, cpus string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	args := []string{"-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}"}
+	args := []string{"curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}"}
+	if cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
 	if blksize > 0 {
 		args = append(args, "--tftp-blksize", strconv.Itoa(blksize))
 	}
@@ -194,7 +281,7 @@ func fetch(ctx context.Context, url string, blksize, n int, size int64) (float64
 	start := time.Now()
 	for i := range n {
 		wg.Go(func() {
-			out, err := exec.CommandContext(ctx, "curl", append(args, url)...).Output()
+			out, err := exec.CommandContext(ctx, args[0], append(args[1:], url)...).Output()
 			if err != nil {
 				errs[i] = fmt.Errorf("curl %s: %w", url, err)
 				return
@@ -213,41 +300,56 @@ func fetch(ctx context.Context, url string, blksize, n int, size int64) (float64
 }
 
 // startHPA runs in.tftpd in the foreground on a free loopback port.
-func startHPA(ctx context.Context, root string) (int, func(), error) {
+// cpu reports the CPU time of in.tftpd and its children (zero when no
+// cgroup could be made).
+func startHPA(ctx context.Context, root string) (port int, cpu func() time.Duration, stop func(), err error) {
 	bin, err := exec.LookPath("in.tftpd")
 	if err != nil {
-		return 0, nil, errors.New("in.tftpd not installed (Debian package tftpd-hpa)")
+		return 0, nil, nil, errors.New("in.tftpd not installed (Debian package tftpd-hpa)")
 	}
 	if os.Geteuid() != 0 {
-		return 0, nil, errors.New("in.tftpd -s needs root")
+		return 0, nil, nil, errors.New("in.tftpd -s needs root")
 	}
 	// Reserve a port, then hand it over: in.tftpd binds it itself.
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
+	port = c.LocalAddr().(*net.UDPAddr).Port
 	c.Close()
 	cmd := exec.CommandContext(ctx, bin, "-L", "-4", "-s", "-a", fmt.Sprintf("127.0.0.1:%d", port), root)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	stop := func() {
+	cpu = func() time.Duration { return 0 }
+	g, err := newCPUGroup()
+	if err == nil {
+		err = g.add(cmd.Process.Pid)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/tftp: tftpd-hpa's CPU time not measured:", err)
+	} else {
+		cpu = g.read
+	}
+	stop = func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		if g != nil {
+			g.remove()
+		}
 	}
 	// Ready when it answers a read request (bounded: 50 × 100 ms).
 	for range 50 {
 		out, err := exec.CommandContext(ctx, "curl", "-sS", "--max-time", "1",
 			fmt.Sprintf("tftp://127.0.0.1:%d/ready.txt", port)).Output()
 		if err == nil && string(out) == "ready\n" {
-			return port, stop, nil
+			return port, cpu, stop, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	stop()
-	return 0, nil, errors.New("in.tftpd did not answer")
+	return 0, nil, nil, errors.New("in.tftpd did not answer")
 }
 
 func writeFile(name string, size int64) error {

@@ -33,6 +33,8 @@ type conn struct {
 	// statSN is owned by the login code, then by the writer goroutine.
 	statSN uint32
 
+	// out feeds the writer goroutine; made on entering full feature phase
+	// (the login phase writes its responses itself).
 	out       chan outItem
 	done      chan struct{} // closed by close()
 	closeOnce sync.Once
@@ -74,14 +76,24 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		srv:      s,
 		nc:       nc,
 		log:      s.log.With(zap.String("ip", nc.RemoteAddr().String())),
-		out:      make(chan outItem, 2*s.QueueDepth+8),
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
 	c.r = pdu.Reader{R: nc, Pool: &s.pool, MaxRecvDataSegmentLength: 65536}
+	c.r.SetBufferSize(loginBuffer)
 	c.w = pdu.Writer{W: nc}
 	return c
 }
+
+// loginBuffer is the read buffer until full feature phase, which gets
+// pdu.DefaultBufferSize. A login is lock-step, one Login Request answered
+// before the next, and a Login Request is a BHS and some hundred bytes of
+// text: 4 KiB takes one in a single read. A longer text (up to the 8192
+// bytes of the default MaxRecvDataSegmentLength, or CHAP with long
+// challenges) costs a read more, as it is read past the buffer straight
+// into its data buffer. The full-feature size would cost an unauthenticated
+// peer's connection 64 KiB instead.
+const loginBuffer = 4 << 10
 
 // close drops the connection; the goroutines notice and exit. Safe to call
 // many times and from any goroutine.

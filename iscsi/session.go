@@ -272,7 +272,12 @@ func (c *conn) fullFeature(sess *session) {
 	c.r.HeaderDigest, c.w.HeaderDigest = sess.params.HeaderDigest, sess.params.HeaderDigest
 	c.r.DataDigest, c.w.DataDigest = sess.params.DataDigest, sess.params.DataDigest
 	c.r.MaxRecvDataSegmentLength = login.OurMaxRecvDataSegmentLength
+	// Commands the initiator sent right behind its last Login Request may
+	// already sit in the login buffer: the new one keeps them.
+	c.r.SetBufferSize(pdu.DefaultBufferSize)
+	c.out = make(chan outItem, 2*c.srv.QueueDepth+8)
 	c.lastRecv.Store(time.Now().UnixNano())
+	// Publishes c.out to requestLogout, which reads it only after ffp.
 	c.ffp.Store(true)
 
 	writerDone := make(chan struct{})

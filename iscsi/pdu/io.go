@@ -1,7 +1,6 @@
 package pdu
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -110,34 +109,55 @@ type Reader struct {
 
 	hdr [BHSLength + 1020 + 4]byte // BHS, AHS (at most 255 words), digest
 	dig [4]byte
-	br  *bufio.Reader
+	br  readBuffer
 }
 
-// readerBuffer lets one system call bring in the headers of many small
-// PDUs; large data segments bypass it (bufio reads them directly).
-const readerBuffer = 64 << 10
+// DefaultBufferSize is the read buffer of a Reader not given another size
+// with SetBufferSize: one system call brings in the headers of many small
+// PDUs; data segments at least as large bypass it.
+const DefaultBufferSize = 64 << 10
+
+// SetBufferSize makes the read buffer n bytes. Bytes already read from R
+// and not yet consumed stay buffered (the buffer is never made smaller than
+// them), so the size may change between two PDUs without losing what the
+// peer pipelined behind the first.
+func (r *Reader) SetBufferSize(n int) {
+	b := &r.br
+	b.src = r.R
+	n = max(n, b.end-b.start, 1)
+	if len(b.buf) == n {
+		return
+	}
+	buf := make([]byte, n)
+	b.end = copy(buf, b.buf[b.start:b.end])
+	b.start = 0
+	b.buf = buf
+}
+
+// Buffered reports how many bytes were read from R and not yet consumed.
+func (r *Reader) Buffered() int { return r.br.end - r.br.start }
 
 // Read reads one PDU: the BHS, AHS (skipped), the header digest, the data
 // segment with its padding and the data digest. Reads go through a buffer,
 // so the headers of many pipelined PDUs arrive in one system call.
 func (r *Reader) Read(p *PDU) error {
 	*p = PDU{pool: r.Pool}
-	if r.br == nil {
-		r.br = bufio.NewReaderSize(r.R, readerBuffer)
+	if r.br.buf == nil {
+		r.SetBufferSize(DefaultBufferSize)
 	}
-	if _, err := io.ReadFull(r.br, r.hdr[:BHSLength]); err != nil {
+	if _, err := io.ReadFull(&r.br, r.hdr[:BHSLength]); err != nil {
 		return err
 	}
 	copy(p.Raw[:], r.hdr[:BHSLength])
 	herr := p.Header.Decode(r.hdr[:BHSLength])
 	n := BHSLength + 4*int(p.TotalAHSLength)
 	if p.TotalAHSLength > 0 {
-		if _, err := io.ReadFull(r.br, r.hdr[BHSLength:n]); err != nil {
+		if _, err := io.ReadFull(&r.br, r.hdr[BHSLength:n]); err != nil {
 			return fmt.Errorf("ahs: %w", err)
 		}
 	}
 	if r.HeaderDigest {
-		if _, err := io.ReadFull(r.br, r.dig[:]); err != nil {
+		if _, err := io.ReadFull(&r.br, r.dig[:]); err != nil {
 			return fmt.Errorf("header digest: %w", err)
 		}
 		if getDigest(r.dig[:]) != Digest(r.hdr[:n]) {
@@ -155,7 +175,7 @@ func (r *Reader) Read(p *PDU) error {
 		if r.DataDigest {
 			skip += 4
 		}
-		if _, err := io.CopyN(io.Discard, r.br, skip); err != nil {
+		if _, err := io.CopyN(io.Discard, &r.br, skip); err != nil {
 			return fmt.Errorf("data segment: %w", err)
 		}
 		return fmt.Errorf("%d > %d: %w", dl, max, ErrDataTooLong)
@@ -163,13 +183,13 @@ func (r *Reader) Read(p *PDU) error {
 	if dl > 0 {
 		total := dl + Pad(dl)
 		buf := r.Pool.Get(int(total))
-		if _, err := io.ReadFull(r.br, buf); err != nil {
+		if _, err := io.ReadFull(&r.br, buf); err != nil {
 			r.Pool.Put(buf)
 			return fmt.Errorf("data segment: %w", err)
 		}
 		p.Data = buf[:dl]
 		if r.DataDigest {
-			if _, err := io.ReadFull(r.br, r.dig[:]); err != nil {
+			if _, err := io.ReadFull(&r.br, r.dig[:]); err != nil {
 				p.Release()
 				return fmt.Errorf("data digest: %w", err)
 			}
@@ -180,6 +200,37 @@ func (r *Reader) Read(p *PDU) error {
 		}
 	}
 	return herr
+}
+
+// readBuffer is a bufio.Reader that can change size (see SetBufferSize):
+// buf[start:end] is read from src and not yet consumed.
+type readBuffer struct {
+	src        io.Reader
+	buf        []byte
+	start, end int
+	err        error // from src, returned once the buffer is empty
+}
+
+func (b *readBuffer) Read(p []byte) (int, error) {
+	if b.start == b.end {
+		if b.err != nil {
+			err := b.err
+			b.err = nil
+			return 0, err
+		}
+		if len(p) >= len(b.buf) {
+			// A large data segment goes straight to its buffer: no copy.
+			return b.src.Read(p)
+		}
+		n, err := b.src.Read(b.buf)
+		if n == 0 {
+			return 0, err
+		}
+		b.start, b.end, b.err = 0, n, err
+	}
+	n := copy(p, b.buf[b.start:b.end])
+	b.start += n
+	return n, nil
 }
 
 // Writer writes PDUs to one connection. Queue gathers PDUs — header,

@@ -204,6 +204,60 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+// TestSetBufferSizeKeepsPipelined: an initiator may send commands right
+// behind its last Login Request, so they sit in the small login buffer
+// when the connection switches to the full-feature one (and turns digests
+// on). Every byte of them must come out of the new buffer, whether it is
+// larger or smaller than what is buffered.
+func TestSetBufferSizeKeepsPipelined(t *testing.T) {
+	var stream bytes.Buffer
+	login := Writer{W: &stream}
+	text := bytes.Repeat([]byte("InitiatorName=iqn.2026-11.test:x\x00"), 20)
+	if err := login.Write(&Header{Opcode: OpLoginRequest, Immediate: true, InitiatorTaskTag: 1}, text); err != nil {
+		t.Fatal(err)
+	}
+	// Commands with immediate data of assorted sizes: some smaller than the
+	// login buffer, one larger (it bypasses the buffer), one unaligned.
+	sizes := []int{0, 512, 100, 5000, 0, 7, 2048, 0, 1, 600}
+	ffp := Writer{W: &stream, HeaderDigest: true, DataDigest: true}
+	for i, n := range sizes {
+		data := bytes.Repeat([]byte{byte(i + 1)}, n)
+		if err := ffp.Write(&Header{Opcode: OpSCSICommand, Flags: FlagFinal | FlagWrite, InitiatorTaskTag: uint32(i + 2), CmdSN: uint32(i)}, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := stream.Bytes()
+
+	for _, after := range []int{DefaultBufferSize, 1} {
+		r := Reader{R: bytes.NewReader(all), Pool: new(Pool), MaxRecvDataSegmentLength: 8192}
+		r.SetBufferSize(4096)
+		var p PDU
+		if err := r.Read(&p); err != nil || p.Opcode != OpLoginRequest || !bytes.Equal(p.Data, text) {
+			t.Fatalf("login request: %v %+v", err, p.Header)
+		}
+		p.Release()
+		// The test means something only if commands were buffered.
+		if r.Buffered() == 0 {
+			t.Fatalf("nothing pipelined behind the login request")
+		}
+		r.SetBufferSize(after)
+		r.HeaderDigest, r.DataDigest = true, true
+		for i, n := range sizes {
+			if err := r.Read(&p); err != nil {
+				t.Fatalf("buffer %d, command %d: %v", after, i, err)
+			}
+			if p.Opcode != OpSCSICommand || p.InitiatorTaskTag != uint32(i+2) || p.CmdSN != uint32(i) ||
+				!bytes.Equal(p.Data, bytes.Repeat([]byte{byte(i + 1)}, n)) {
+				t.Fatalf("buffer %d, command %d: read %+v with %d bytes of data", after, i, p.Header, len(p.Data))
+			}
+			p.Release()
+		}
+		if err := r.Read(&p); err != io.EOF {
+			t.Fatalf("buffer %d: after the last command: %v, want EOF", after, err)
+		}
+	}
+}
+
 func TestPool(t *testing.T) {
 	var p Pool
 	b := p.Get(4096)

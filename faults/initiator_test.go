@@ -1,9 +1,15 @@
 package faults
 
 import (
+	"crypto/md5"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/netsan/netsan/iscsi/login"
@@ -82,11 +88,19 @@ func (e *loginError) Error() string {
 	return fmt.Sprintf("login refused: status %#02x%02x", e.class, e.detail)
 }
 
-// login logs in to target as initiatorName with session ISID isid.
-func (in *initiator) login(initiatorName, target string, isid [6]byte) error {
+// login logs in to target as initiatorName with session ISID isid, with
+// extra keys besides normalLogin's, and adopts the digests the target
+// agreed to, as a real initiator does.
+func (in *initiator) login(initiatorName, target string, isid [6]byte, extra ...login.KV) error {
 	in.itt++
-	h, data := loginRequest(isid, in.itt, normalLogin(initiatorName, target))
-	if err := in.w.Write(&h, data); err != nil {
+	h, data := loginRequest(isid, in.itt, append(normalLogin(initiatorName, target), extra...))
+	return in.finishLogin(&h, data)
+}
+
+// finishLogin sends the Login Request that moves to full feature phase and
+// checks the answer.
+func (in *initiator) finishLogin(h *pdu.Header, data []byte) error {
+	if err := in.w.Write(h, data); err != nil {
 		return err
 	}
 	p, err := in.recv()
@@ -102,9 +116,94 @@ func (in *initiator) login(initiatorName, target string, isid [6]byte) error {
 	if p.Flags&pdu.FlagTransit == 0 || p.Flags&3 != 3 {
 		return fmt.Errorf("login: target did not move to full feature phase (flags %#x)", p.Flags)
 	}
+	kvs, err := login.ParseText(p.Data)
+	if err != nil {
+		return fmt.Errorf("login response text: %w", err)
+	}
+	for _, kv := range kvs {
+		switch kv.Key {
+		case "HeaderDigest":
+			in.r.HeaderDigest, in.w.HeaderDigest = kv.Value == "CRC32C", kv.Value == "CRC32C"
+		case "DataDigest":
+			in.r.DataDigest, in.w.DataDigest = kv.Value == "CRC32C", kv.Value == "CRC32C"
+		}
+	}
 	in.expStatSN = p.StatSN + 1
 	in.cmdSN = p.ExpCmdSN
 	return nil
+}
+
+// loginCHAP logs in through the security stage with one-way CHAP (MD5,
+// RFC 1994) as user with secret, then the operational stage.
+func (in *initiator) loginCHAP(initiatorName, target string, isid [6]byte, user, secret string) error {
+	in.itt++
+	security := func(kvs []login.KV) (map[string]string, error) {
+		h := pdu.Header{Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.FlagTransit | 1, // CSG security, NSG operational
+			ISID: isid, InitiatorTaskTag: in.itt, CmdSN: 1, ExpStatSN: in.expStatSN}
+		if err := in.w.Write(&h, login.EncodeText(nil, kvs)); err != nil {
+			return nil, err
+		}
+		p, err := in.recv()
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("security stage: %w", err)
+		case p.Opcode != pdu.OpLoginResponse:
+			return nil, fmt.Errorf("security stage: got %v", p.Opcode)
+		case p.StatusClass != 0:
+			return nil, &loginError{p.StatusClass, p.StatusDetail}
+		}
+		in.expStatSN = p.StatSN + 1
+		out, err := login.ParseText(p.Data)
+		m := map[string]string{}
+		for _, kv := range out {
+			m[kv.Key] = kv.Value
+		}
+		return m, err
+	}
+	m, err := security([]login.KV{{Key: "InitiatorName", Value: initiatorName}, {Key: "TargetName", Value: target},
+		{Key: "SessionType", Value: "Normal"}, {Key: "AuthMethod", Value: "CHAP"}})
+	if err != nil {
+		return err
+	}
+	if m["AuthMethod"] != "CHAP" {
+		return fmt.Errorf("target answered AuthMethod=%q", m["AuthMethod"])
+	}
+	if m, err = security([]login.KV{{Key: "CHAP_A", Value: "5"}}); err != nil {
+		return err
+	}
+	id, err := strconv.Atoi(m["CHAP_I"])
+	if err != nil || m["CHAP_A"] != "5" {
+		return fmt.Errorf("target's CHAP_A=%q CHAP_I=%q", m["CHAP_A"], m["CHAP_I"])
+	}
+	challenge, err := login.DecodeBinary(m["CHAP_C"])
+	if err != nil {
+		return fmt.Errorf("target's CHAP_C: %w", err)
+	}
+	sum := md5.Sum(append(append([]byte{byte(id)}, secret...), challenge...))
+	if _, err := security([]login.KV{{Key: "CHAP_N", Value: user}, {Key: "CHAP_R", Value: "0x" + hex.EncodeToString(sum[:])}}); err != nil {
+		return err
+	}
+	h, data := loginRequest(isid, in.itt, normalLogin(initiatorName, target)[3:])
+	h.ExpStatSN = in.expStatSN
+	return in.finishLogin(&h, data)
+}
+
+// untilClosed reads what the target sends until it closes the connection
+// (EOF or reset), NOP-In pings aside; any other end, a read timeout
+// included, is an error.
+func (in *initiator) untilClosed() ([]*pdu.PDU, error) {
+	var seen []*pdu.PDU
+	for range 16 {
+		p, err := in.recv()
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+			return seen, nil
+		case err != nil:
+			return seen, err
+		}
+		seen = append(seen, p)
+	}
+	return seen, fmt.Errorf("still open after %d PDUs", len(seen))
 }
 
 // result is one SCSI command's outcome.

@@ -313,11 +313,13 @@ func (c *conn) fullFeature(sess *session) {
 			continue
 		case errors.Is(err, pdu.ErrDataDigest):
 			c.log.Warn("iscsi: data digest error", zap.Stringer("op", p.Opcode))
-			c.reject(p, rejectDataDigest)
 			if p.Opcode == pdu.OpSCSIDataOut || p.Opcode == pdu.OpSCSICommand {
-				// ErrorRecoveryLevel 0 cannot recover lost data.
+				// ErrorRecoveryLevel 0 cannot recover lost data: the
+				// Reject (RFC 7143 §7.8) is the connection's last PDU.
+				c.sendLast(c.rejectItem(p, rejectDataDigest))
 				return
 			}
+			c.reject(p, rejectDataDigest)
 			continue
 		default:
 			select {
@@ -382,11 +384,26 @@ const (
 )
 
 // reject answers a PDU with Reject; the data segment is the offending BHS.
-func (c *conn) reject(p *pdu.PDU, reason byte) {
+func (c *conn) reject(p *pdu.PDU, reason byte) { c.send(c.rejectItem(p, reason)) }
+
+// rejectItem is a Reject PDU carrying p's header as its data.
+func (c *conn) rejectItem(p *pdu.PDU, reason byte) outItem {
 	raw := p.Raw
-	c.send(outItem{hdr: pdu.Header{
+	return outItem{hdr: pdu.Header{
 		Opcode: pdu.OpReject, Flags: pdu.FlagFinal, Byte2: reason, InitiatorTaskTag: reservedTag,
-	}, data: raw[:], advance: true})
+	}, data: raw[:], advance: true}
+}
+
+// sendLast queues it as the connection's last PDU and waits, bounded, for
+// the writer to put it on the wire and close the connection: closing first
+// would lose it.
+func (c *conn) sendLast(it outItem) {
+	it.closeAfter = true
+	c.send(it)
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // scsiCommand starts a task: gathers immediate data, sends R2Ts for the
@@ -686,14 +703,9 @@ func (c *conn) logout(p *pdu.PDU) {
 	// The I_T nexus ends before the initiator reads the response, so that
 	// what its loss releases (an SPC-2 RESERVE) is free when it does.
 	s.remove()
-	c.send(outItem{hdr: pdu.Header{
+	c.sendLast(outItem{hdr: pdu.Header{
 		Opcode: pdu.OpLogoutResponse, Flags: pdu.FlagFinal, Byte2: response, InitiatorTaskTag: p.InitiatorTaskTag,
-	}, advance: true, closeAfter: true})
-	// The writer closes the connection once the response is out.
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-	}
+	}, advance: true})
 }
 
 // abortWaiting drops the tasks still waiting for Data-Out.

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -101,24 +100,41 @@ func (n *netsan) alive() bool {
 // (and their goroutines) in the server.
 var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 
-// metrics scrapes /metrics into name → value for unlabelled samples.
-func (n *netsan) metrics() (map[string]float64, error) {
-	resp, err := noKeepAlive.Get(n.http + "/metrics")
+// get fetches path from n's HTTP side. When n runs in a network namespace
+// it fetches from inside it, with curl there, so that the paths served to
+// loopback clients only (/debug/pprof/) answer.
+func (n *netsan) get(path string) ([]byte, error) {
+	if n.ns != "" {
+		out, err := run(15*time.Second, nil, "ip", "netns", "exec", n.ns, "curl", "-sSf", "--max-time", "10", n.http+path)
+		if err != nil {
+			return nil, fmt.Errorf("%s in %s: %v: %s", path, n.ns, err, out)
+		}
+		return []byte(out), nil
+	}
+	resp, err := noKeepAlive.Get(n.http + path)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return b, err
+}
+
+// metrics scrapes /metrics into name → value for unlabelled samples.
+func (n *netsan) metrics() (map[string]float64, error) {
+	b, err := n.get("/metrics")
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(string(b)) {
 		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		name, val, ok := strings.Cut(line, " ")
+		name, val, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok {
 			continue
 		}
@@ -126,7 +142,7 @@ func (n *netsan) metrics() (map[string]float64, error) {
 			out[name] = v
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 func (n *netsan) mustMetrics() map[string]float64 {
@@ -175,14 +191,8 @@ func (n *netsan) usage() usage {
 func (n *netsan) gc() {
 	n.t.Helper()
 	for range 2 {
-		resp, err := noKeepAlive.Get(n.http + "/debug/pprof/heap?gc=1")
-		if err != nil {
+		if _, err := n.get("/debug/pprof/heap?gc=1"); err != nil {
 			n.t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			n.t.Fatalf("/debug/pprof/heap?gc=1: %s", resp.Status)
 		}
 	}
 }

@@ -222,6 +222,7 @@ func (s *Server) openLU(stateDir, iqn string, l LUN) (*scsi.LogicalUnit, error) 
 		SerialNumber: hex.EncodeToString(sum[:8]),
 		DeviceID:     binary.BigEndian.Uint64(sum[8:]),
 		PRFile:       prFile,
+		AbortTasks:   s.abortPreempted,
 		Log:          s.log.With(zap.String("iqn", iqn), zap.Uint64("lun", l.Number)),
 	})
 	if err != nil {

@@ -646,6 +646,11 @@ func (c *conn) run(t *task) scsi.Response {
 	cmd := &scsi.Command{
 		CDB: t.cdb[:], Nexus: s.nexus, ReadOnly: v.acl.WriteProtect, Attr: t.attr,
 		ExpectedDataTransferLength: t.edtl,
+		Aborted: func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return t.aborted
+		},
 	}
 	if t.write {
 		cmd.DataOut = t.buf[:t.received]
@@ -655,17 +660,27 @@ func (c *conn) run(t *task) scsi.Response {
 	if t.cdb[0] == 0xa0 {
 		return scsi.ReportLUNs(cmd, v.target.luns(v.acl))
 	}
-	var raw [8]byte
-	binary.BigEndian.PutUint64(raw[:], t.lun)
-	lun, ok := scsi.DecodeLUN(raw)
-	var lu *scsi.LogicalUnit
-	if ok {
-		lu = v.target.lu(v.acl, lun)
-	}
+	lu := s.lu(t.lun)
 	if lu == nil {
 		return scsi.NoSuchLUN(cmd)
 	}
 	return lu.Execute(cmd)
+}
+
+// lu maps a LUN field, as the initiator addressed it, through the ACL to
+// the logical unit; nil when there is none.
+func (s *session) lu(lunField uint64) *scsi.LogicalUnit {
+	v := s.targetView()
+	if v == nil || v.target == nil {
+		return nil
+	}
+	var raw [8]byte
+	binary.BigEndian.PutUint64(raw[:], lunField)
+	lun, ok := scsi.DecodeLUN(raw)
+	if !ok {
+		return nil
+	}
+	return v.target.lu(v.acl, lun)
 }
 
 // nopOut answers a ping (ITT set) with a NOP-In echoing its data; a NOP-Out

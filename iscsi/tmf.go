@@ -1,9 +1,9 @@
 package iscsi
 
 import (
-	"encoding/binary"
 	"errors"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,25 +46,11 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 	fn := h.Flags & pdu.FlagTMFFunction
 	log := c.log.With(zap.Uint8("tmf", fn), zap.Uint32("ref_itt", h.ReferencedTaskTag))
 	v := s.targetView()
-	var raw [8]byte
-	binary.BigEndian.PutUint64(raw[:], h.LUN)
-	var lu *scsi.LogicalUnit
-	if lun, ok := scsi.DecodeLUN(raw); ok {
-		lu = v.target.lu(v.acl, lun)
-	}
+	lu := s.lu(h.LUN)
 
 	var aborted []*task
 	response := byte(tmfFunctionComplete)
-	abort := func(match func(t *task) bool) {
-		s.mu.Lock()
-		for _, t := range s.tasks {
-			if !t.aborted && !t.finished && match(t) {
-				t.aborted = true
-				aborted = append(aborted, t)
-			}
-		}
-		s.mu.Unlock()
-	}
+	abort := func(match func(t *task) bool) { aborted = s.abortTasks(match) }
 	switch fn {
 	case tmfAbortTask:
 		abort(func(t *task) bool { return t.itt == h.ReferencedTaskTag && t.lun == h.LUN })
@@ -100,16 +86,7 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 	}
 	log.Info("iscsi: task management", zap.Int("aborted", len(aborted)), zap.Uint8("response", response))
 
-	// Tasks still waiting for Data-Out end now; executing ones end when
-	// their LU returns.
-	for _, t := range aborted {
-		s.mu.Lock()
-		waiting := !t.executing
-		s.mu.Unlock()
-		if waiting {
-			s.finishTask(t)
-		}
-	}
+	s.endWaiting(aborted)
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
@@ -119,15 +96,11 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 				c.close(errors.New("task management panicked"))
 			}
 		}()
-		timeout := time.NewTimer(abortWait)
-		defer timeout.Stop()
-		for _, t := range aborted {
+		if !s.waitAborted(aborted) {
 			select {
-			case <-t.done:
-			case <-timeout.C:
-				log.Warn("iscsi: aborted command still running")
 			case <-c.done:
 				return
+			default:
 			}
 		}
 		// Resets happen once the affected commands are gone, and raise unit
@@ -152,4 +125,86 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 			c.srv.dropSessions(s.nexus.TargetName, s)
 		}
 	}()
+}
+
+// abortTasks marks the session's tasks that match aborted and returns
+// them; from then on none of them sends a response.
+func (s *session) abortTasks(match func(t *task) bool) []*task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var aborted []*task
+	for _, t := range s.tasks {
+		if !t.aborted && !t.finished && match(t) {
+			t.aborted = true
+			aborted = append(aborted, t)
+		}
+	}
+	return aborted
+}
+
+// endWaiting ends the aborted tasks still waiting for Data-Out (their
+// R2Ts die with them; Data-Out arriving later is dropped). Those already
+// handed to a worker end when their LU returns.
+func (s *session) endWaiting(aborted []*task) {
+	for _, t := range aborted {
+		s.mu.Lock()
+		waiting := !t.executing
+		s.mu.Unlock()
+		if waiting {
+			s.finishTask(t)
+		}
+	}
+}
+
+// waitAborted waits for aborted tasks to end, at most abortWait and no
+// longer than the connection lives; false if some had not.
+func (s *session) waitAborted(aborted []*task) bool {
+	timeout := time.NewTimer(abortWait)
+	defer timeout.Stop()
+	for _, t := range aborted {
+		select {
+		case <-t.done:
+		case <-timeout.C:
+			s.conn.log.Warn("iscsi: aborted command still running", zap.Uint32("itt", t.itt))
+			return false
+		case <-s.conn.done:
+			return false
+		}
+	}
+	return true
+}
+
+// abortPreempted is the LUs' AbortTasks: a PREEMPT AND ABORT on lu aborts
+// the tasks for lu of every session whose I_T nexus it preempted, as an
+// ABORT TASK SET from each would (TAS 0: no response for them). It runs
+// under the LU's lock and only marks; the returned function ends them.
+func (s *Server) abortPreempted(lu *scsi.LogicalUnit, nexuses []scsi.Nexus) func() {
+	type abortedIn struct {
+		sess  *session
+		tasks []*task
+	}
+	var all []abortedIn
+	s.mu.Lock()
+	var sessions []*session
+	for _, ss := range s.sessions {
+		if !ss.discovery && slices.Contains(nexuses, ss.nexus) {
+			sessions = append(sessions, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		tasks := ss.abortTasks(func(t *task) bool { return ss.lu(t.lun) == lu })
+		if len(tasks) > 0 {
+			all = append(all, abortedIn{ss, tasks})
+		}
+	}
+	return func() {
+		for _, a := range all {
+			a.sess.conn.log.Info("iscsi: tasks aborted by PREEMPT AND ABORT", zap.Int("aborted", len(a.tasks)))
+			a.sess.endWaiting(a.tasks)
+		}
+		for _, a := range all {
+			a.sess.waitAborted(a.tasks)
+		}
+	}
 }

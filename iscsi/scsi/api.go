@@ -26,6 +26,11 @@ type Command struct {
 	// DataOut is all the data the initiator sent (writes); at most
 	// ExpectedDataTransferLength bytes.
 	DataOut []byte
+	// Aborted, when set, reports whether the transport aborted the command
+	// meanwhile. The LU asks once it holds its lock, so that a command
+	// aborted by a PREEMPT AND ABORT it waited behind neither runs nor
+	// takes a unit attention its nexus would never see.
+	Aborted func() bool
 }
 
 // SAM status codes.

@@ -42,7 +42,16 @@ type LUConfig struct {
 	// PRFile holds the persistent reservation state when APTPL is set; ""
 	// keeps it in memory only.
 	PRFile string
-	Log    *zap.Logger
+	// AbortTasks, when set, aborts every task of the given I_T nexuses on
+	// lu, as a PERSISTENT RESERVE OUT with PREEMPT AND ABORT requires of
+	// the transport (SPC-4 5.13.11.2.6; TAS is 0, so they end without a
+	// response). It is called with the LU's lock held, so that no command
+	// of those nexuses enters the LU between the preemption and the
+	// abort: it must only mark the tasks and must not call into the LU.
+	// The function it returns runs once the lock is released; it ends the
+	// marked tasks and waits, bounded, for those inside the LU to return.
+	AbortTasks func(lu *LogicalUnit, nexuses []Nexus) (wait func())
+	Log        *zap.Logger
 }
 
 // LogicalUnit is a direct-access block device (SBC-3) over a backing store.
@@ -149,6 +158,9 @@ func (lu *LogicalUnit) Execute(cmd *Command) (resp Response) {
 func (lu *LogicalUnit) admit(cmd *Command, op *opcode) (Response, bool) {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
+	if cmd.Aborted != nil && cmd.Aborted() {
+		return Response{Status: StatusTaskAborted}, true // the transport sends nothing
+	}
 	ns := lu.nexusLocked(cmd.Nexus)
 	if len(ns.ua) > 0 && !op.passUA {
 		ua := ns.ua[0]

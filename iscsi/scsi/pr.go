@@ -251,11 +251,19 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 			}
 		}
 	}
+	// Runs after the unlock below: the aborted tasks may need the LU to end.
+	var waitAborted func()
+	defer func() {
+		if waitAborted != nil {
+			waitAborted()
+		}
+	}()
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	pr := &lu.pr
 	n := cmd.Nexus
 	me := pr.find(n)
+	var preempted []Nexus
 	conflict := Response{Status: StatusReservationConflict}
 	if sa != prOutRegisterIgnore && sa != prOutRegister && (me < 0 || pr.Regs[me].Key != key) {
 		return conflict
@@ -308,7 +316,8 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 		pr.Regs, pr.Type, pr.Holder = nil, 0, Nexus{}
 		pr.Generation++
 	case prOutPreempt, prOutPreemptAndAbort:
-		if r, ok := lu.preemptLocked(n, saKey, typ); !ok {
+		var ok bool
+		if preempted, r, ok = lu.preemptLocked(n, saKey, typ); !ok {
 			return r
 		}
 		pr.Generation++
@@ -318,6 +327,10 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 	if err := pr.save(); err != nil {
 		lu.log.Error("scsi: saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
 		return lu.fail(senseInternalFailure)
+	}
+	// Only a PREEMPT AND ABORT that succeeded aborts (SPC-4 5.13.11.2.6).
+	if sa == prOutPreemptAndAbort && len(preempted) > 0 && lu.cfg.AbortTasks != nil {
+		waitAborted = lu.cfg.AbortTasks(lu, preempted)
 	}
 	r.Status = StatusGood
 	return r
@@ -357,23 +370,24 @@ func (lu *LogicalUnit) releaseLocked(by Nexus) {
 	pr.Type, pr.Holder = 0, Nexus{}
 }
 
-// preemptLocked is PREEMPT (SPC-4 5.13.11.4); ok false with the response
-// to return when it fails.
-func (lu *LogicalUnit) preemptLocked(n Nexus, saKey uint64, typ byte) (Response, bool) {
+// preemptLocked is PREEMPT (SPC-4 5.13.11.4): it returns the I_T nexuses
+// whose registrations it removed, or ok false with the response to return
+// when it fails.
+func (lu *LogicalUnit) preemptLocked(n Nexus, saKey uint64, typ byte) (removed []Nexus, r Response, ok bool) {
 	pr := &lu.pr
 	removeKey := func(match func(registrant) bool) int {
 		kept := pr.Regs[:0]
-		removed := 0
+		before := len(removed)
 		for _, reg := range pr.Regs {
 			if reg.Nexus != n && match(reg) {
 				lu.unitAttentionLocked(reg.Nexus, senseRegistrationsPreempted)
-				removed++
+				removed = append(removed, reg.Nexus)
 				continue
 			}
 			kept = append(kept, reg)
 		}
 		pr.Regs = kept
-		return removed
+		return len(removed) - before
 	}
 	switch {
 	case pr.Type != 0 && allRegistrants(pr.Type) && saKey == 0:
@@ -384,16 +398,16 @@ func (lu *LogicalUnit) preemptLocked(n Nexus, saKey uint64, typ byte) (Response,
 		pr.Type, pr.Holder = typ, n
 	default:
 		if saKey == 0 {
-			return lu.fail(badParam(8, 7)), false
+			return nil, lu.fail(badParam(8, 7)), false
 		}
 		if removeKey(func(r registrant) bool { return r.Key == saKey }) == 0 {
-			return Response{Status: StatusReservationConflict}, false
+			return nil, Response{Status: StatusReservationConflict}, false
 		}
 		if pr.Type != 0 && allRegistrants(pr.Type) && len(pr.Regs) == 0 {
 			pr.Type = 0
 		}
 	}
-	return Response{}, true
+	return removed, Response{}, true
 }
 
 func (p *prState) regKey(n Nexus) uint64 {

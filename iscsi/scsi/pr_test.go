@@ -233,3 +233,82 @@ func TestRegisterAndMove(t *testing.T) {
 		t.Fatalf("TransportID round trip: %+v %v", got, ok)
 	}
 }
+
+// TestPreemptAndAbortTasks checks the hand-off to the transport: only a
+// PREEMPT AND ABORT that succeeds asks it to abort, for exactly the
+// preempted nexuses, marking under the LU's lock and waiting outside it;
+// and a command the transport aborted meanwhile takes no unit attention.
+func TestPreemptAndAbortTasks(t *testing.T) {
+	type call struct {
+		nexuses          []Nexus
+		heldAtMark       bool
+		heldAtWait, wait bool
+	}
+	var calls []*call
+	var lu *LogicalUnit
+	lu = newTestLU(t, func(c *LUConfig) {
+		c.AbortTasks = func(l *LogicalUnit, nexuses []Nexus) func() {
+			if l != lu {
+				t.Errorf("AbortTasks for another LU")
+			}
+			c := &call{nexuses: append([]Nexus(nil), nexuses...), heldAtMark: !l.mu.TryLock()}
+			if !c.heldAtMark {
+				l.mu.Unlock()
+			}
+			calls = append(calls, c)
+			return func() {
+				c.wait = true
+				c.heldAtWait = !l.mu.TryLock()
+				if !c.heldAtWait {
+					l.mu.Unlock()
+				}
+			}
+		}
+	})
+	for _, s := range []step{
+		proutStep("A registers", nexusA, prOutRegister, 0, 0, 0xa, ok),
+		proutStep("B registers", nexusB, prOutRegister, 0, 0, 0xb, ok),
+		proutStep("C registers with B's key", nexusC, prOutRegister, 0, 0, 0xb, ok),
+		proutStep("B reserves", nexusB, prOutReserve, prWriteExclusive, 0xb, 0, ok),
+		proutStep("A preempts a key nobody has", nexusA, prOutPreemptAndAbort, prWriteExclusive, 0xa, 0xd, conflict),
+		proutStep("A with a wrong key", nexusA, prOutPreemptAndAbort, prWriteExclusive, 0xd, 0xb, conflict),
+	} {
+		check(t, s.name, run(lu, s.from, s.cdb, s.out), s.want)
+	}
+	if len(calls) != 0 {
+		t.Fatalf("failed PREEMPT AND ABORT aborted tasks of %v", calls[0].nexuses)
+	}
+
+	// B's command the transport aborted while it waited for the LU.
+	aborted := &Command{CDB: cdb(0x00), Nexus: nexusB, Aborted: func() bool { return true }}
+	c, p := prout(prOutPreemptAndAbort, prWriteExclusive, 0xa, 0xb, false)
+	check(t, "A preempts and aborts B's key", run(lu, nexusA, c, p), ok)
+	if len(calls) != 1 {
+		t.Fatalf("AbortTasks called %d times, want 1", len(calls))
+	}
+	got := calls[0]
+	if len(got.nexuses) != 2 || got.nexuses[0] != nexusB || got.nexuses[1] != nexusC {
+		t.Errorf("aborted nexuses %v, want B and C", got.nexuses)
+	}
+	if !got.heldAtMark || !got.wait || got.heldAtWait {
+		t.Errorf("LU lock held when marking %v, waited %v, lock held when waiting %v; want true, true, false",
+			got.heldAtMark, got.wait, got.heldAtWait)
+	}
+	if r := lu.Execute(aborted); r.Status != StatusTaskAborted {
+		t.Errorf("aborted command: status %#x sense %x, want TASK ABORTED for the transport to drop", r.Status, r.Sense)
+	}
+	check(t, "B's next command", run(lu, nexusB, cdb(0x00), nil), uaPreempted)
+	check(t, "C's next command", run(lu, nexusC, cdb(0x00), nil), uaPreempted)
+
+	// Plain PREEMPT removes registrations but aborts nothing.
+	for _, s := range []step{
+		proutStep("B registers again", nexusB, prOutRegister, 0, 0, 0xb, ok),
+		proutStep("A preempts B", nexusA, prOutPreempt, prWriteExclusive, 0xa, 0xb, ok),
+	} {
+		check(t, s.name, run(lu, s.from, s.cdb, s.out), s.want)
+	}
+	if len(calls) != 1 {
+		t.Errorf("PREEMPT aborted tasks of %v", calls[len(calls)-1].nexuses)
+	}
+	check(t, "B's next command after PREEMPT", run(lu, nexusB, cdb(0x00), nil), uaPreempted)
+}

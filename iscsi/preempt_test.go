@@ -33,51 +33,15 @@ func prOutParams(key, saKey uint64) []byte {
 	return p
 }
 
-// tagged sends one command to LUN 0 and returns its status, Data-In and
-// sense; a response for any other task (one that should have been
-// aborted) fails the test.
+// tagged is exchange with the sense data of a SCSI Response (nil after
+// a status carried in Data-In).
 func (ri *rawInit) tagged(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data, sense []byte) {
 	ri.t.Helper()
-	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}
-	ri.cmdSN++
-	if read {
-		h.Flags |= pdu.FlagRead
+	status, data, last := ri.exchange(cdb, edtl, read, immediate)
+	if last.Opcode == pdu.OpSCSIResponse {
+		sense = responseSense(last)
 	}
-	if immediate != nil {
-		h.Flags |= pdu.FlagWrite
-	}
-	copy(h.CDB[:], cdb)
-	ri.send(h, immediate)
-	for {
-		p := ri.mustRecvAny()
-		if p.Opcode == pdu.OpNOPIn {
-			continue
-		}
-		if p.InitiatorTaskTag != h.InitiatorTaskTag {
-			ri.t.Fatalf("command %#x (ITT %d): got %v for ITT %d", cdb[0], h.InitiatorTaskTag, p.Opcode, p.InitiatorTaskTag)
-		}
-		switch p.Opcode {
-		case pdu.OpSCSIDataIn:
-			data = append(data, p.Data...)
-			if p.Flags&pdu.FlagStatus != 0 {
-				return p.Byte3, data, nil
-			}
-		case pdu.OpSCSIResponse:
-			return p.Byte3, data, responseSense(p)
-		default:
-			ri.t.Fatalf("command %#x: unexpected %v", cdb[0], p.Opcode)
-		}
-	}
-}
-
-func (ri *rawInit) mustRecvAny() *pdu.PDU {
-	ri.t.Helper()
-	p, err := ri.recv()
-	if err != nil {
-		ri.t.Fatal(err)
-	}
-	return p
+	return status, data, sense
 }
 
 // responseSense is the sense data of a SCSI Response (RFC 7143 §11.4.7).

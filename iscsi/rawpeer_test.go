@@ -119,6 +119,16 @@ func (ri *rawInit) loginOK(extra ...login.KV) *pdu.PDU {
 // command sends a SCSI Command and collects Data-In until the status.
 func (ri *rawInit) command(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, resp pdu.Header) {
 	ri.t.Helper()
+	status, data, last := ri.exchange(cdb, edtl, read, immediate)
+	return status, data, last.Header
+}
+
+// exchange sends a SCSI Command to LUN 0 and collects its Data-In until
+// the status, which it returns with the PDU that carried it. A response
+// for any other task (one that should have ended or been aborted) fails
+// the test.
+func (ri *rawInit) exchange(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, last *pdu.PDU) {
+	ri.t.Helper()
 	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
 		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}
 	ri.cmdSN++
@@ -135,6 +145,12 @@ func (ri *rawInit) command(cdb []byte, edtl uint32, read bool, immediate []byte)
 		if err != nil {
 			ri.t.Fatalf("command %#x: %v", cdb[0], err)
 		}
+		if p.Opcode == pdu.OpNOPIn {
+			continue
+		}
+		if p.InitiatorTaskTag != h.InitiatorTaskTag {
+			ri.t.Fatalf("command %#x (ITT %d): got %v for ITT %d", cdb[0], h.InitiatorTaskTag, p.Opcode, p.InitiatorTaskTag)
+		}
 		switch p.Opcode {
 		case pdu.OpSCSIDataIn:
 			if int(p.BufferOffset) != len(data) {
@@ -142,11 +158,10 @@ func (ri *rawInit) command(cdb []byte, edtl uint32, read bool, immediate []byte)
 			}
 			data = append(data, p.Data...)
 			if p.Flags&pdu.FlagStatus != 0 {
-				return p.Byte3, data, p.Header
+				return p.Byte3, data, p
 			}
 		case pdu.OpSCSIResponse:
-			return p.Byte3, data, p.Header
-		case pdu.OpNOPIn:
+			return p.Byte3, data, p
 		default:
 			ri.t.Fatalf("command %#x: unexpected %v", cdb[0], p.Opcode)
 		}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/netsan/netsan/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -315,7 +316,10 @@ func commit(tmp *os.File, dst string, replace bool) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("fsync %s: %w", filepath.Dir(dst), err)
+	}
+	return nil
 }
 
 // rename moves from to to; without replace it fails if to exists, so two
@@ -337,18 +341,6 @@ func rename(from, to string, replace bool) error {
 	}
 	if err != nil {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

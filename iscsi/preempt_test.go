@@ -33,17 +33,6 @@ func prOutParams(key, saKey uint64) []byte {
 	return p
 }
 
-// tagged is exchange with the sense data of a SCSI Response (nil after
-// a status carried in Data-In).
-func (ri *rawInit) tagged(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data, sense []byte) {
-	ri.t.Helper()
-	status, data, last := ri.exchange(cdb, edtl, read, immediate)
-	if last.Opcode == pdu.OpSCSIResponse {
-		sense = responseSense(last)
-	}
-	return status, data, sense
-}
-
 // responseSense is the sense data of a SCSI Response (RFC 7143 §11.4.7).
 func responseSense(p *pdu.PDU) []byte {
 	if len(p.Data) > 2 {
@@ -92,18 +81,18 @@ func TestPreemptAndAbort(t *testing.T) {
 			const keyA, keyB = 0xa, 0xb
 			const lba, n = 64, 64 << 10
 			orig := bytes.Repeat([]byte("A-data.."), n/8)
-			if st, _, sense := a.tagged(write10(lba, n/512), n, false, orig); st != 0 {
+			if st, _, sense := a.commandLUN(0, write10(lba, n/512), n, false, orig); st != 0 {
 				t.Fatalf("A's first write: status %#x sense %x", st, sense)
 			}
 			for _, s := range []struct {
 				ri  *rawInit
 				key uint64
 			}{{a, keyA}, {b, keyB}} {
-				if st, _, sense := s.ri.tagged(prOutCDB(prRegister, 0), 24, false, prOutParams(0, s.key)); st != 0 {
+				if st, _, sense := s.ri.commandLUN(0, prOutCDB(prRegister, 0), 24, false, prOutParams(0, s.key)); st != 0 {
 					t.Fatalf("REGISTER %#x: status %#x sense %x", s.key, st, sense)
 				}
 			}
-			if st, _, sense := b.tagged(prOutCDB(prReserve, prTypeWE), 24, false, prOutParams(keyB, 0)); st != 0 {
+			if st, _, sense := b.commandLUN(0, prOutCDB(prReserve, prTypeWE), 24, false, prOutParams(keyB, 0)); st != 0 {
 				t.Fatalf("B's RESERVE: status %#x sense %x", st, sense)
 			}
 
@@ -118,7 +107,7 @@ func TestPreemptAndAbort(t *testing.T) {
 				t.Fatalf("R2T %+v", r2t.Header)
 			}
 
-			if st, _, sense := a.tagged(prOutCDB(tc.sa, prTypeWE), 24, false, prOutParams(keyA, keyB)); st != 0 {
+			if st, _, sense := a.commandLUN(0, prOutCDB(tc.sa, prTypeWE), 24, false, prOutParams(keyA, keyB)); st != 0 {
 				t.Fatalf("A's service action %#x: status %#x sense %x", tc.sa, st, sense)
 			}
 
@@ -136,7 +125,7 @@ func TestPreemptAndAbort(t *testing.T) {
 			if tc.abort {
 				// No response to the WRITE (tagged would fail on it); B's
 				// next command reports the preemption.
-				if st, _, sense := b.tagged(tur(), 0, false, nil); !registrationsPreempted(st, sense) {
+				if st, _, sense := b.commandLUN(0, tur(), 0, false, nil); !registrationsPreempted(st, sense) {
 					t.Fatalf("B's next command: status %#x sense %x, want UNIT ATTENTION 2Ah/05h", st, sense)
 				}
 			} else {
@@ -149,15 +138,15 @@ func TestPreemptAndAbort(t *testing.T) {
 						p.InitiatorTaskTag, p.Byte3, responseSense(p), w.InitiatorTaskTag)
 				}
 			}
-			if st, _, sense := b.tagged(tur(), 0, false, nil); st != 0 {
+			if st, _, sense := b.commandLUN(0, tur(), 0, false, nil); st != 0 {
 				t.Fatalf("B's TEST UNIT READY after the unit attention: status %#x sense %x", st, sense)
 			}
 			// A holds Write Exclusive and B is no registrant any more.
-			if st, _, sense := b.tagged(write10(lba, 1), 512, false, evil[:512]); st != 0x18 {
+			if st, _, sense := b.commandLUN(0, write10(lba, 1), 512, false, evil[:512]); st != 0x18 {
 				t.Fatalf("B's WRITE: status %#x sense %x, want RESERVATION CONFLICT", st, sense)
 			}
 
-			st, data, sense := a.tagged(read10(lba, n/512), n, true, nil)
+			st, data, sense := a.commandLUN(0, read10(lba, n/512), n, true, nil)
 			if st != 0 || !bytes.Equal(data, orig) {
 				t.Fatalf("read back: status %#x sense %x, unchanged %v", st, sense, bytes.Equal(data, orig))
 			}
@@ -165,7 +154,7 @@ func TestPreemptAndAbort(t *testing.T) {
 			rr := make([]byte, 10)
 			rr[0], rr[1] = 0x5e, 0x01
 			binary.BigEndian.PutUint16(rr[7:], 64)
-			st, data, sense = a.tagged(rr, 64, true, nil)
+			st, data, sense = a.commandLUN(0, rr, 64, true, nil)
 			if st != 0 || len(data) < 24 || binary.BigEndian.Uint32(data[4:]) != 16 ||
 				binary.BigEndian.Uint64(data[8:]) != keyA || data[21]&0x0f != prTypeWE {
 				t.Fatalf("READ RESERVATION: status %#x sense %x data %x", st, sense, data)

@@ -119,18 +119,18 @@ func (ri *rawInit) loginOK(extra ...login.KV) *pdu.PDU {
 // command sends a SCSI Command and collects Data-In until the status.
 func (ri *rawInit) command(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, resp pdu.Header) {
 	ri.t.Helper()
-	status, data, last := ri.exchange(cdb, edtl, read, immediate)
+	status, data, last := ri.exchange(0, cdb, edtl, read, immediate)
 	return status, data, last.Header
 }
 
-// exchange sends a SCSI Command to LUN 0 and collects its Data-In until
+// exchange sends a SCSI Command to lun and collects its Data-In until
 // the status, which it returns with the PDU that carried it. A response
 // for any other task (one that should have ended or been aborted) fails
 // the test.
-func (ri *rawInit) exchange(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, last *pdu.PDU) {
+func (ri *rawInit) exchange(lun uint64, cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, last *pdu.PDU) {
 	ri.t.Helper()
 	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}
+		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN, LUN: lun << 48}
 	ri.cmdSN++
 	if read {
 		h.Flags |= pdu.FlagRead
@@ -588,43 +588,16 @@ func TestShutdownAsksLogout(t *testing.T) {
 	}
 }
 
-// commandLUN is command addressed to a LUN (single-level, SAM-5 4.7).
-func (ri *rawInit) commandLUN(lun uint64, cdb []byte, edtl uint32, read bool, immediate []byte) (byte, []byte, []byte) {
+// commandLUN is command addressed to a LUN (single-level, SAM-5 4.7),
+// returning the sense data of a SCSI Response (nil after a status carried
+// in Data-In).
+func (ri *rawInit) commandLUN(lun uint64, cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data, sense []byte) {
 	ri.t.Helper()
-	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN, LUN: lun << 48}
-	ri.cmdSN++
-	if read {
-		h.Flags |= pdu.FlagRead
+	status, data, last := ri.exchange(lun, cdb, edtl, read, immediate)
+	if last.Opcode == pdu.OpSCSIResponse {
+		sense = responseSense(last)
 	}
-	if immediate != nil {
-		h.Flags |= pdu.FlagWrite
-	}
-	copy(h.CDB[:], cdb)
-	ri.send(h, immediate)
-	var data []byte
-	for {
-		p, err := ri.recv()
-		if err != nil {
-			ri.t.Fatalf("command %#x: %v", cdb[0], err)
-		}
-		switch p.Opcode {
-		case pdu.OpSCSIDataIn:
-			data = append(data, p.Data...)
-			if p.Flags&pdu.FlagStatus != 0 {
-				return p.Byte3, data, nil
-			}
-		case pdu.OpSCSIResponse:
-			var sense []byte
-			if len(p.Data) > 2 {
-				sense = p.Data[2:]
-			}
-			return p.Byte3, data, sense
-		case pdu.OpNOPIn:
-		default:
-			ri.t.Fatalf("unexpected %v", p.Opcode)
-		}
-	}
+	return status, data, sense
 }
 
 // TestACLMapAndWriteProtect checks an ACL's LUN map (REPORT LUNS, which LU

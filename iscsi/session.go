@@ -82,7 +82,7 @@ type task struct {
 	r2tSN       uint32
 	r2ts        map[uint32]*r2t // by Target Transfer Tag
 	executing   bool
-	aborted     bool
+	aborted     atomic.Bool // stored under session.mu; read anywhere (the LU asks it)
 	done        chan struct{}
 	finished    bool
 }
@@ -502,7 +502,7 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 	h := &p.Header
 	s.mu.Lock()
 	t := s.tasks[h.InitiatorTaskTag]
-	if t != nil && (t.executing || t.aborted) {
+	if t != nil && (t.executing || t.aborted.Load()) {
 		t = nil
 	}
 	s.mu.Unlock()
@@ -577,7 +577,7 @@ func (c *conn) failTask(t *task, sense []byte) {
 func (c *conn) execute(t *task) {
 	s := c.sess
 	s.mu.Lock()
-	if t.aborted {
+	if t.aborted.Load() {
 		s.mu.Unlock()
 		return
 	}
@@ -618,19 +618,13 @@ func (c *conn) runTask(t *task) {
 			c.close(errors.New("command panicked"))
 		}
 	}()
-	s.mu.Lock()
-	aborted := t.aborted
-	s.mu.Unlock()
-	if aborted {
+	if t.aborted.Load() {
 		// Aborted while queued for a worker: never reaches its LU.
 		s.finishTask(t)
 		return
 	}
 	resp := c.run(t)
-	s.mu.Lock()
-	aborted = t.aborted
-	s.mu.Unlock()
-	if aborted {
+	if t.aborted.Load() {
 		resp.Release()
 		s.finishTask(t)
 		return
@@ -646,11 +640,7 @@ func (c *conn) run(t *task) scsi.Response {
 	cmd := &scsi.Command{
 		CDB: t.cdb[:], Nexus: s.nexus, ReadOnly: v.acl.WriteProtect, Attr: t.attr,
 		ExpectedDataTransferLength: t.edtl,
-		Aborted: func() bool {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return t.aborted
-		},
+		Aborted:                    &t.aborted,
 	}
 	if t.write {
 		cmd.DataOut = t.buf[:t.received]
@@ -729,8 +719,8 @@ func (c *conn) abortWaiting() {
 	s.mu.Lock()
 	var waiting []*task
 	for _, t := range s.tasks {
-		if !t.executing && !t.aborted {
-			t.aborted = true
+		if !t.executing && !t.aborted.Load() {
+			t.aborted.Store(true)
 			waiting = append(waiting, t)
 		}
 	}
@@ -745,7 +735,7 @@ func (c *conn) abortAll() {
 	s := c.sess
 	s.mu.Lock()
 	for _, t := range s.tasks {
-		t.aborted = true
+		t.aborted.Store(true)
 	}
 	s.mu.Unlock()
 	c.abortWaiting()

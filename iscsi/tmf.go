@@ -134,8 +134,8 @@ func (s *session) abortTasks(match func(t *task) bool) []*task {
 	defer s.mu.Unlock()
 	var aborted []*task
 	for _, t := range s.tasks {
-		if !t.aborted && !t.finished && match(t) {
-			t.aborted = true
+		if !t.aborted.Load() && !t.finished && match(t) {
+			t.aborted.Store(true)
 			aborted = append(aborted, t)
 		}
 	}

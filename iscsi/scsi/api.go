@@ -4,6 +4,8 @@
 // back the Response.
 package scsi
 
+import "sync/atomic"
+
 // Nexus identifies an I_T nexus (SPC-4 3.1.45): the initiator port and the
 // target port. Reservations and unit attentions are kept per nexus.
 type Nexus struct {
@@ -26,11 +28,11 @@ type Command struct {
 	// DataOut is all the data the initiator sent (writes); at most
 	// ExpectedDataTransferLength bytes.
 	DataOut []byte
-	// Aborted, when set, reports whether the transport aborted the command
-	// meanwhile. The LU asks once it holds its lock, so that a command
-	// aborted by a PREEMPT AND ABORT it waited behind neither runs nor
-	// takes a unit attention its nexus would never see.
-	Aborted func() bool
+	// Aborted, when set, is the transport's mark that it aborted the
+	// command meanwhile. The LU reads it once it holds its lock, so that a
+	// command aborted by a PREEMPT AND ABORT it waited behind neither runs
+	// nor takes a unit attention its nexus would never see.
+	Aborted *atomic.Bool
 }
 
 // SAM status codes.

@@ -158,7 +158,7 @@ func (lu *LogicalUnit) Execute(cmd *Command) (resp Response) {
 func (lu *LogicalUnit) admit(cmd *Command, op *opcode) (Response, bool) {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
-	if cmd.Aborted != nil && cmd.Aborted() {
+	if cmd.Aborted != nil && cmd.Aborted.Load() {
 		return Response{Status: StatusTaskAborted}, true // the transport sends nothing
 	}
 	ns := lu.nexusLocked(cmd.Nexus)

@@ -3,6 +3,7 @@ package scsi
 import (
 	"encoding/binary"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/netsan/netsan/iscsi/backstore"
@@ -280,7 +281,9 @@ func TestPreemptAndAbortTasks(t *testing.T) {
 	}
 
 	// B's command the transport aborted while it waited for the LU.
-	aborted := &Command{CDB: cdb(0x00), Nexus: nexusB, Aborted: func() bool { return true }}
+	var mark atomic.Bool
+	mark.Store(true)
+	aborted := &Command{CDB: cdb(0x00), Nexus: nexusB, Aborted: &mark}
 	c, p := prout(prOutPreemptAndAbort, prWriteExclusive, 0xa, 0xb, false)
 	check(t, "A preempts and aborts B's key", run(lu, nexusA, c, p), ok)
 	if len(calls) != 1 {

@@ -35,6 +35,10 @@ commands:
                                         has an iSCSI session unless --force, which logs it out
   import [-c FILE] FILE NAME            copy a raw or qcow2 image in as golden image NAME
                                         (data_dir/golden/NAME.img) and print its [[image]] stanza
+
+Flags may come before or after the arguments; after -- none is a flag. Every
+host named is acted on: an unknown or repeated name refuses the command
+before any root is touched.
 `
 
 // cmdImage runs `netsan image …`.
@@ -63,24 +67,26 @@ func cmdImage(args []string, stdout, stderr io.Writer) error {
 
 // parseArgs parses flags wherever they appear among the arguments
 // (`image clone node1 -c lab.toml` as well as `image clone -c lab.toml node1`)
-// and returns the others.
+// and returns the others, every one of them, in order. After "--" nothing
+// is a flag (`image import -- -odd-name.img NAME`). Each round consumes at
+// least one argument, so the loop ends.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
-	for guard := 0; guard <= len(args); guard++ {
+	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, errUsage
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		// flag consumes a "--" that ends the flags: the rest is positional.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
 			return pos, nil
 		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
-	return pos, nil
 }
 
 func imageList(args []string, stdout, stderr io.Writer) error {
@@ -165,15 +171,14 @@ func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	targets, err := namedHosts(inv, hosts)
+	if err != nil {
+		return err
+	}
 	ctx, _, stop := signalContext()
 	defer stop()
 	var errs []error
-	for _, name := range hosts {
-		h := inv.HostByName(name)
-		if h == nil {
-			errs = append(errs, fmt.Errorf("no host %q in %s", name, inv.File))
-			continue
-		}
+	for _, h := range targets {
 		p := newProgress(stderr, log, h.Name, verb)
 		m, err := op(ctx, inv, h, p.update)
 		p.finish()
@@ -184,6 +189,33 @@ func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "%s: %s %s from %s (%s)\n", h.Name, pastTense(verb), h.Root.Image, h.Root.From, m)
 	}
 	return errors.Join(errs...)
+}
+
+// namedHosts resolves every name before anything is done: an unknown or
+// repeated name refuses the whole command, so that no host is cloned or
+// reset while the operator believes another one was too.
+func namedHosts(inv *inventory.Inventory, names []string) ([]*inventory.Host, error) {
+	var (
+		out  []*inventory.Host
+		errs []error
+		seen = make(map[string]bool, len(names))
+	)
+	for _, name := range names {
+		h := inv.HostByName(name)
+		switch {
+		case h == nil:
+			errs = append(errs, fmt.Errorf("no host %q in %s", name, inv.File))
+		case seen[h.Name]:
+			errs = append(errs, fmt.Errorf("host %q named twice", name))
+		default:
+			seen[h.Name] = true
+			out = append(out, h)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w; nothing done", errors.Join(errs...))
+	}
+	return out, nil
 }
 
 func pastTense(verb string) string {

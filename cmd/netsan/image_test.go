@@ -301,3 +301,83 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		config string
+		pos    []string
+	}{
+		{[]string{"-c", "f", "h1", "h2", "h3"}, "f", []string{"h1", "h2", "h3"}},
+		{[]string{"h1", "h2", "h3", "h4", "-c", "f"}, "f", []string{"h1", "h2", "h3", "h4"}},
+		{[]string{"h1", "-c", "f", "h2", "h3"}, "f", []string{"h1", "h2", "h3"}},
+		{[]string{"-c", "f", "--", "h1", "-c", "g"}, "f", []string{"h1", "-c", "g"}},
+		{[]string{"h1", "--", "-h2", "h3"}, "", []string{"h1", "-h2", "h3"}},
+		{[]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "", []string{"a", "b", "c", "d", "e", "f", "g", "h"}},
+	} {
+		var c commonFlags
+		fs := newFlagSet("test", &bytes.Buffer{}, &c)
+		pos, err := parseArgs(fs, tc.args)
+		if err != nil || c.config != tc.config || strings.Join(pos, " ") != strings.Join(tc.pos, " ") {
+			t.Errorf("parseArgs(%q) = %q, -c %q, %v; want %q, -c %q", tc.args, pos, c.config, err, tc.pos, tc.config)
+		}
+	}
+	var c commonFlags
+	if _, err := parseArgs(newFlagSet("test", &bytes.Buffer{}, &c), []string{"h1", "--bogus"}); err != errUsage {
+		t.Errorf("an unknown flag after a host: %v, want errUsage", err)
+	}
+}
+
+// TestImageCloneEveryHost: every host named is acted on, however many, and
+// an unknown or repeated name refuses the command before anything is done.
+func TestImageCloneEveryHost(t *testing.T) {
+	cfg, dataDir := imageLab(t, `
+[[host]]
+name = "node3"
+mac  = "52:54:00:00:00:03"
+root = { image = "roots/node3.img", from = "base" }
+`)
+	golden := filepath.Join(dataDir, "golden", "base.img")
+	root := func(h string) string { return filepath.Join(dataDir, "roots", h+".img") }
+
+	for _, args := range [][]string{
+		{"clone", "-c", cfg, "node1", "nobody", "node3"},
+		{"clone", "-c", cfg, "node1", "node2", "node1"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"image"}, args...), &stdout, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), "nothing done") {
+			t.Errorf("netsan image %q: exit %d\n%s%s", args, code, &stdout, &stderr)
+		}
+		if _, err := os.Stat(root("node1")); err == nil {
+			t.Fatalf("netsan image %q cloned node1 although it was refused", args)
+		}
+	}
+	var stderr bytes.Buffer
+	run([]string{"image", "clone", "-c", cfg, "node1", "nobody", "node3"}, &bytes.Buffer{}, &stderr)
+	if !strings.Contains(stderr.String(), `no host "nobody"`) {
+		t.Errorf("refusal does not name the unknown host:\n%s", &stderr)
+	}
+
+	out, errOut, err := runImage("clone", "-c", cfg, "node1", "node2", "node3")
+	if err != nil {
+		t.Fatalf("clone of three hosts: %v\n%s", err, errOut)
+	}
+	for _, h := range []string{"node1", "node2", "node3"} {
+		if !strings.Contains(out, h+": cloned") || !sameFile(t, golden, root(h)) {
+			t.Errorf("clone of three hosts: %s not cloned:\n%s", h, out)
+		}
+		if err := os.WriteFile(root(h), []byte("dirty"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, err = runImage("reset", "node1", "node2", "node3", "--force", "-c", cfg)
+	if err != nil {
+		t.Fatalf("reset of three hosts: %v\n%s", err, errOut)
+	}
+	for _, h := range []string{"node1", "node2", "node3"} {
+		if !strings.Contains(out, h+": reset") || !sameFile(t, golden, root(h)) {
+			t.Errorf("reset of three hosts: %s not reset:\n%s", h, out)
+		}
+	}
+}

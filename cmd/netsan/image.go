@@ -175,7 +175,7 @@ func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	ctx, _, stop := signalContext()
+	ctx, _, stop := signalContext(log)
 	defer stop()
 	var errs []error
 	for _, h := range targets {
@@ -400,7 +400,7 @@ func imageImport(args []string, stdout, stderr io.Writer) error {
 	}
 	rel := filepath.Join("golden", name+".img")
 	dst := filepath.Join(inv.Server.DataDir, rel)
-	ctx, _, stop := signalContext()
+	ctx, _, stop := signalContext(log)
 	defer stop()
 	p := newProgress(stderr, log, name, "import")
 	format, err := images.Import(ctx, src, dst, p.update)

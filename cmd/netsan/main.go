@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -169,10 +170,38 @@ func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
 }
 
-// signalContext is cancelled by SIGTERM or SIGINT; SIGHUP arrives on hup.
-func signalContext() (ctx context.Context, hup <-chan os.Signal, stop func()) {
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+// signalContext is cancelled by SIGTERM or SIGINT, whose arrival it logs by
+// name; SIGHUP arrives on hup. stop ends the goroutine that waits for them.
+func signalContext(log *zap.Logger) (ctx context.Context, hup <-chan os.Signal, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	h := make(chan os.Signal, 1)
 	signal.Notify(h, syscall.SIGHUP)
-	return ctx, h, func() { signal.Stop(h); cancel() }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case s := <-term:
+			logSignal(log, s, "stop")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, h, func() {
+		signal.Stop(term)
+		signal.Stop(h)
+		cancel()
+		<-done
+	}
+}
+
+// logSignal says which signal arrived ("SIGTERM", not Go's "terminated")
+// and what netsan does about it.
+func logSignal(log *zap.Logger, s os.Signal, op string) {
+	name := s.String()
+	if n, ok := s.(syscall.Signal); ok && unix.SignalName(n) != "" {
+		name = unix.SignalName(n)
+	}
+	log.Info("signal received", zap.String("signal", name), zap.String("op", op))
 }

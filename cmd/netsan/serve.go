@@ -72,7 +72,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	ctx, hup, stop := signalContext()
+	ctx, hup, stop := signalContext(log)
 	defer stop()
 	// Roots cloned from golden images must exist before the target opens them.
 	if err := images.Ensure(ctx, inv, log); err != nil {
@@ -132,8 +132,8 @@ func (s *supervisor) watch(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-hup:
-			s.log.Info("SIGHUP: reloading", zap.String("inventory", s.path))
+		case sig := <-hup:
+			logSignal(s.log, sig, "reload")
 			_ = s.reload(ctx)
 		case ev, ok := <-w.Events:
 			if !ok {

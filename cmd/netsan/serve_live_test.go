@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -225,4 +226,54 @@ root = { image = "roots/node1.img", from = "golden" }
 	if err != nil || strings.Contains(string(out), "Pattern verification failed") {
 		t.Fatalf("read after reset: %v\n%s", err, out)
 	}
+}
+
+// TestServeLogsSignals: the real binary logs which signal arrived, at INFO:
+// SIGHUP reloads, SIGTERM and SIGINT stop it.
+func TestServeLogsSignals(t *testing.T) {
+	bin := netsantest.Binary(t)
+	for _, stopSig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		path := loopbackInventory(t, fmt.Sprintf("[http]\nlisten = \"127.0.0.1:%d\"\n", netsantest.FreePort(t, "tcp")))
+		log := netsantest.NewLog(t, "netsan")
+		p := netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), log)
+		netsantest.WaitFor(t, "netsan starting", 20*time.Second, func() bool { return strings.Contains(log.String(), "netsan starting") })
+
+		if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		netsantest.WaitFor(t, "the SIGHUP line", 20*time.Second, func() bool { return signalLogged(log.String(), "SIGHUP", "reload") })
+		if err := p.Cmd.Process.Signal(stopSig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("netsan did not stop within 20 s of %s", stopSig)
+		}
+		name := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT"}[stopSig]
+		if !signalLogged(log.String(), name, "stop") {
+			t.Errorf("no INFO \"signal received\" line with signal %s, op stop:\n%s", name, log)
+		}
+	}
+}
+
+// signalLogged reports whether log (JSON lines) has the INFO line that says
+// signal arrived and what netsan does about it.
+func signalLogged(log, signal, op string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		var l struct{ Level, Msg, Signal, Op string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Level == "info" && l.Msg == "signal received" && l.Signal == signal && l.Op == op {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackInventory writes an inventory for a server on 127.0.0.1 with its
+// data in the file's directory, the sections given in body, and returns its path.
+func loopbackInventory(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "netsan.toml")
+	writeFile(t, path, "[server]\naddress = \"127.0.0.1\"\ndata_dir = \"data\"\n"+body)
+	return path
 }

@@ -17,12 +17,22 @@ TEST_PACKAGES := iproute2 busybox-static isc-dhcp-client dnsmasq-base \
 	syslinux syslinux-common syslinux-efi mtools dosfstools fdisk xfsprogs btrfs-progs \
 	cpio e2fsprogs kmod
 
-.PHONY: all build demo test deps vet staticcheck unit e2e fuzz fuzz-short bench clean
+# Ceph's daemons and client libraries: the RBD store's tests start a
+# single-node cluster. Only `make test` and `make build-ceph` need them.
+CEPH_PACKAGES := ceph-mon ceph-osd ceph-common librbd-dev librados-dev
+# go-ceph needs cgo, and the tag pacific for Debian 12's librbd (16.2).
+CEPH_TAGS := ceph,pacific
+
+.PHONY: all build build-ceph demo test deps deps-ceph vet staticcheck unit unit-ceph e2e fuzz fuzz-short bench clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o netsan ./cmd/netsan
+
+# The same ./netsan, with RBD images on Ceph as storage (cgo, librbd).
+build-ceph: deps-ceph
+	$(GO) build -tags $(CEPH_TAGS) -ldflags "$(LDFLAGS)" -o netsan ./cmd/netsan
 
 # deps installs what `make test` and `make demo` need on a fresh machine.
 deps:
@@ -33,10 +43,16 @@ deps:
 	$(GO) mod download
 	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+deps-ceph:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ dpkg -s $(CEPH_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CEPH_PACKAGES) >/dev/null; }; }; \
+	else echo "make deps-ceph: not root or no apt-get; assuming the Ceph packages are installed"; fi
+
 demo: deps build
 	NETSAN=$(CURDIR)/netsan ./lab/demo.sh
 
-test: deps vet staticcheck unit e2e fuzz-short
+test: deps deps-ceph vet staticcheck unit unit-ceph e2e fuzz-short
 
 # Every fuzz target for a few seconds: new crashers fail the build.
 fuzz-short:
@@ -45,15 +61,22 @@ fuzz-short:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags $(CEPH_TAGS) ./...
 
 staticcheck:
 	$(GOBIN)/staticcheck ./...
+	$(GOBIN)/staticcheck -tags $(CEPH_TAGS) ./...
 
 # Packages run in parallel (-p); each test bounds its own time. The QEMU
 # boots run on their own afterwards: software-emulated guests on a shared CPU
 # would only slow every other package down.
 unit:
 	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e$$)
+
+# The packages with Ceph code, built with it, against a single-node cluster
+# each test starts (ceph/cephtest).
+unit-ceph:
+	$(GO) test -race -count=1 -timeout 15m -tags $(CEPH_TAGS) ./ceph/...
 
 # Diskless guests boot from netsan in a namespace lab (BIOS, UEFI, two at once,
 # a data LUN with CHAP, an unknown host) beside a dnsmasq+tgtd reference boot.

@@ -1,0 +1,55 @@
+// Package ceph makes a Ceph cluster netsan's storage: RBD images as the
+// block stores behind iSCSI LUNs, read and written through librbd's
+// asynchronous API.
+//
+// Everything that needs librados and librbd (cgo) is behind the build tag
+// "ceph" (with "pacific" for Debian 12's librbd: `make build-ceph`). A netsan
+// built without it has the same API, whose Connect returns ErrNotBuilt.
+package ceph
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNotBuilt is what a netsan built without Ceph support returns where it
+// is asked for a cluster or an RBD image.
+var ErrNotBuilt = errors.New("this netsan was built without Ceph support: build it with `make build-ceph`")
+
+// Config says how to reach the cluster: the [ceph] section of the inventory.
+type Config struct {
+	// Conf is the ceph.conf with the monitors (and keyring).
+	Conf string
+	// ID is the client id: "admin" for client.admin.
+	ID string
+	// Pool is the pool of an image name that names none.
+	Pool string
+}
+
+// Name is an RBD image's place in the cluster.
+type Name struct {
+	Pool, Image string
+}
+
+func (n Name) String() string { return n.Pool + "/" + n.Image }
+
+// ParseName reads "pool/image", or "image" in defaultPool. RBD namespaces
+// ("pool/ns/image") are not supported.
+func ParseName(s, defaultPool string) (Name, error) {
+	pool, image, found := strings.Cut(s, "/")
+	if !found {
+		pool, image = defaultPool, s
+	}
+	switch {
+	case image == "":
+		return Name{}, fmt.Errorf("rbd name %q: no image", s)
+	case pool == "":
+		return Name{}, fmt.Errorf("rbd name %q: no pool, and [ceph] pool is not set", s)
+	case strings.Contains(image, "/"):
+		return Name{}, fmt.Errorf("rbd name %q: want pool/image", s)
+	case strings.ContainsAny(s, "@ \t"):
+		return Name{}, fmt.Errorf("rbd name %q: '@' and spaces are not allowed", s)
+	}
+	return Name{Pool: pool, Image: image}, nil
+}

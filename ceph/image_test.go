@@ -1,0 +1,140 @@
+//go:build ceph
+
+package ceph
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netsan/netsan/ceph/cephtest"
+	"github.com/netsan/netsan/iscsi/backstore"
+)
+
+func connect(t *testing.T) (*cephtest.Cluster, *Cluster) {
+	t.Helper()
+	tc := cephtest.Start(t, cephtest.Options{})
+	c, err := Connect(Config{Conf: tc.Conf, Pool: tc.Pool}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return tc, c
+}
+
+func open(t *testing.T, c *Cluster, name string, readOnly bool) backstore.Store {
+	t.Helper()
+	s, err := c.OpenImage(Name{Pool: "rbd", Image: name}, readOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestImageIO writes a pattern at queue depth 32 (every request its own
+// aio), reads it back, discards part of it, and reopens the image to see
+// that everything acknowledged is there.
+func TestImageIO(t *testing.T) {
+	tc, c := connect(t)
+	tc.Rbd("create", "--size", "64M", "rbd/io")
+	s := open(t, c, "io", false)
+	if got := s.Size(); got != 64<<20 {
+		t.Fatalf("Size = %d, want %d", got, 64<<20)
+	}
+	const block, blocks, depth = 64 << 10, 256, 32
+	want := make([]byte, block*blocks)
+	rand.NewChaCha8([32]byte{1}).Read(want)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, blocks)
+	next := make(chan int, blocks)
+	for i := range blocks {
+		next <- i
+	}
+	close(next)
+	for range depth {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if _, err := s.WriteAt(want[i*block:(i+1)*block], int64(i*block)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if _, err := s.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("read back differs from what was written")
+	}
+
+	// Discard 8 MiB in the middle: zeros there, the rest kept.
+	if err := s.Unmap(4<<20, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[4<<20:12<<20], make([]byte, 8<<20))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, c, "io", true)
+	defer s.Close()
+	clear(got)
+	if _, err := s.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("after discard and reopen: contents differ")
+	}
+	if _, err := s.WriteAt(got[:512], 0); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("write to a read-only image: %v, want EROFS", err)
+	}
+}
+
+// TestImageMissing: opening an image that does not exist is ENOENT, named.
+func TestImageMissing(t *testing.T) {
+	_, c := connect(t)
+	_, err := c.OpenImage(Name{Pool: "rbd", Image: "nope"}, false)
+	if !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("open missing image: %v, want ENOENT", err)
+	}
+}
+
+// TestConnectNoCluster: monitors that do not answer are an error within the
+// timeout, not a hang.
+func TestConnectNoCluster(t *testing.T) {
+	conf := t.TempDir() + "/ceph.conf"
+	// Port 9 (discard) on loopback: nothing listens there.
+	writeFile(t, conf, "[global]\nmon host = v2:127.0.0.1:9\nauth client required = none\n")
+	start := time.Now()
+	_, err := Connect(Config{Conf: conf}, 3*time.Second)
+	if err == nil {
+		t.Fatal("Connect to a cluster that is not there succeeded")
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("Connect took %s with a 3 s timeout", d)
+	}
+	t.Logf("no cluster: %v (after %s)", err, time.Since(start).Round(time.Millisecond))
+}
+
+func writeFile(t *testing.T, name, s string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

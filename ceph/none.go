@@ -1,0 +1,25 @@
+//go:build !ceph
+
+package ceph
+
+import (
+	"time"
+
+	"github.com/netsan/netsan/iscsi/backstore"
+)
+
+// Built reports whether this netsan can reach a Ceph cluster.
+const Built = false
+
+// Cluster is a connection to a Ceph cluster; without Ceph support there is
+// none to be had.
+type Cluster struct{}
+
+// Connect returns ErrNotBuilt.
+func Connect(Config, time.Duration) (*Cluster, error) { return nil, ErrNotBuilt }
+
+// Close does nothing.
+func (*Cluster) Close() {}
+
+// OpenImage returns ErrNotBuilt.
+func (*Cluster) OpenImage(Name, bool) (backstore.Store, error) { return nil, ErrNotBuilt }

@@ -317,6 +317,7 @@ func (c *conn) queueResult(t *task, resp *scsi.Response) {
 	} else if uint32(len(data)) > t.edtl {
 		data = data[:t.edtl]
 	}
+	s.readBytes.Add(uint64(len(data)))
 	s.counters.readBytes.Add(uint64(len(data)))
 
 	mrdsl := s.params.MaxRecvDataSegmentLength

@@ -707,3 +707,43 @@ func TestLogoutAndReopenTarget(t *testing.T) {
 		t.Fatalf("after reopen: status %#x data % x…", st, data[:min(8, len(data))])
 	}
 }
+
+// TestSessionBytes checks Sessions counts each session's own data exactly:
+// Data-Out received for writes, Data-In sent for reads (no more than the
+// initiator's expected length), nothing for commands without data.
+func TestSessionBytes(t *testing.T) {
+	ts := startServer(t, oneDisk(8<<20, ACL{Initiator: testInitiator}, ACL{Initiator: otherInit}))
+	a := dial(t, ts.addr)
+	a.loginOK()
+	a.turGood()
+	b := dial(t, ts.addr)
+	if p := b.login(testISID, 0, normalKeys(otherInit, testTarget)...); p.StatusClass != 0 {
+		t.Fatalf("login %s: %d/%d", otherInit, p.StatusClass, p.StatusDetail)
+	}
+	b.turGood()
+
+	if st, _, _ := a.command(write10(0, 8), 4096, false, bytes.Repeat([]byte{0x5a}, 4096)); st != 0 {
+		t.Fatalf("write: status %#x", st)
+	}
+	if st, data, _ := a.command(read10(0, 24), 12288, true, nil); st != 0 || len(data) != 12288 {
+		t.Fatalf("read: status %#x, %d bytes", st, len(data))
+	}
+	if st, data, _ := b.command(read10(0, 2), 1024, true, nil); st != 0 || len(data) != 1024 {
+		t.Fatalf("read: status %#x, %d bytes", st, len(data))
+	}
+	// Two blocks asked for, 512 bytes expected: 512 go out (overflow).
+	if st, data, _ := b.command(read10(0, 2), 512, true, nil); st != 0 || len(data) != 512 {
+		t.Fatalf("short read: status %#x, %d bytes", st, len(data))
+	}
+
+	want := map[string][2]uint64{testInitiator: {12288, 4096}, otherInit: {1536, 0}}
+	ss := ts.Sessions()
+	if len(ss) != 2 {
+		t.Fatalf("%d sessions: %+v", len(ss), ss)
+	}
+	for _, s := range ss {
+		if got := [2]uint64{s.ReadBytes, s.WrittenBytes}; got != want[s.Initiator] {
+			t.Errorf("%s: read %d written %d, want %d and %d", s.Initiator, got[0], got[1], want[s.Initiator][0], want[s.Initiator][1])
+		}
+	}
+}

@@ -33,8 +33,11 @@ type session struct {
 	params    login.Params
 	nexus     scsi.Nexus
 	since     time.Time
-	counters  *counters
-	removed   bool // by remove; guarded by srv.mu
+	counters  *counters // the target and initiator's, for /metrics
+	removed   bool      // by remove; guarded by srv.mu
+
+	// readBytes and writtenBytes count this session's data, for /status.
+	readBytes, writtenBytes atomic.Uint64
 
 	view atomic.Pointer[sessionView]
 
@@ -644,6 +647,7 @@ func (c *conn) run(t *task) scsi.Response {
 	}
 	if t.write {
 		cmd.DataOut = t.buf[:t.received]
+		s.writtenBytes.Add(uint64(t.received))
 		s.counters.writeBytes.Add(uint64(t.received))
 	}
 	s.counters.commands.Add(1)
@@ -844,6 +848,10 @@ type SessionInfo struct {
 	HeaderDigest bool      `json:"header_digest"`
 	DataDigest   bool      `json:"data_digest"`
 	Since        time.Time `json:"since"`
+	// ReadBytes and WrittenBytes count the data of this session's
+	// commands: Data-In sent, Data-Out received.
+	ReadBytes    uint64 `json:"read_bytes"`
+	WrittenBytes uint64 `json:"written_bytes"`
 }
 
 // Sessions lists the sessions in full feature phase.
@@ -856,6 +864,7 @@ func (s *Server) Sessions() []SessionInfo {
 			TSIH: ss.tsih, Target: ss.nexus.TargetName, Initiator: ss.initiator, ISID: hex.EncodeToString(ss.isid[:]),
 			Remote: ss.conn.nc.RemoteAddr().String(), Discovery: ss.discovery, AuthUser: ss.authUser,
 			HeaderDigest: ss.params.HeaderDigest, DataDigest: ss.params.DataDigest, Since: ss.since,
+			ReadBytes: ss.readBytes.Load(), WrittenBytes: ss.writtenBytes.Load(),
 		})
 	}
 	return out

@@ -136,7 +136,8 @@ func sessions(ss []iscsi.SessionInfo) []httpd.Session {
 		if s.Discovery {
 			continue
 		}
-		out = append(out, httpd.Session{Initiator: s.Initiator, Target: s.Target, Remote: s.Remote, Since: s.Since})
+		out = append(out, httpd.Session{Initiator: s.Initiator, Target: s.Target, Remote: s.Remote, Since: s.Since,
+			ReadBytes: s.ReadBytes, WrittenBytes: s.WrittenBytes})
 	}
 	return out
 }

@@ -40,3 +40,15 @@ func TestISCSIConfig(t *testing.T) {
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
+
+// TestSessionsKeepBytes checks /status gets each target session with the
+// bytes it moved, and no discovery session.
+func TestSessionsKeepBytes(t *testing.T) {
+	got := sessions([]iscsi.SessionInfo{
+		{Target: "iqn.2026-11.example.test:node1", Initiator: "iqn.2026-11.example.test:node1", ReadBytes: 12288, WrittenBytes: 4096},
+		{Initiator: "iqn.2026-11.example.test:node1", Discovery: true, ReadBytes: 1},
+	})
+	if len(got) != 1 || got[0].Target != "iqn.2026-11.example.test:node1" || got[0].ReadBytes != 12288 || got[0].WrittenBytes != 4096 {
+		t.Errorf("sessions = %+v, want node1's with 12288 bytes read and 4096 written", got)
+	}
+}

@@ -127,3 +127,39 @@ func TestHeaderDigest(t *testing.T) {
 		t.Errorf("%d logins with HeaderDigest=CRC32C, want 2 (discovery and qemu)", withDigest)
 	}
 }
+
+// TestSendTargetsEmptyLogged checks an empty SendTargets answer, which the
+// initiator cannot tell from a target without targets, is logged with the
+// initiator's name and the reason; a non-empty one is not.
+func TestSendTargetsEmptyLogged(t *testing.T) {
+	need(t, "iscsi-ls")
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := oneDisk(8<<20, ACL{Initiator: testInitiator}, ACL{Initiator: otherInit, CHAP: &CHAP{User: "node2", Secret: "node2-secret-0"}})
+	ts := startServerLog(t, cfg, zap.New(core))
+	empty := startServerLog(t, Config{}, zap.New(core))
+	stranger := testBase + ":stranger"
+	for _, tc := range []struct {
+		addr, initiator, reason string
+	}{
+		{ts.addr, testInitiator, ""},
+		{ts.addr, stranger, "no target's ACL admits the initiator"},
+		{ts.addr, otherInit, "the targets admitting the initiator require CHAP, and discovery was not authenticated as their user"},
+		{empty.addr, testInitiator, "no targets"},
+	} {
+		logs.TakeAll()
+		out := mustRun(t, 30*time.Second, nil, "iscsi-ls", "-i", tc.initiator, "iscsi://"+tc.addr)
+		if tc.reason == "" && !strings.Contains(out, testTarget) {
+			t.Fatalf("%s sees no target:\n%s", tc.initiator, out)
+		}
+		var got []string
+		for _, e := range logs.FilterMessage("SendTargets lists no target").All() {
+			if e.Level != zap.InfoLevel || e.ContextMap()["initiator"] != tc.initiator {
+				t.Errorf("%s: logged %v %q with %v", tc.initiator, e.Level, e.Message, e.ContextMap())
+			}
+			got = append(got, e.ContextMap()["reason"].(string))
+		}
+		if tc.reason == "" && len(got) != 0 || tc.reason != "" && (len(got) != 1 || got[0] != tc.reason) {
+			t.Errorf("%s at %s: empty SendTargets logged with reasons %q, want %q", tc.initiator, tc.addr, got, tc.reason)
+		}
+	}
+}

@@ -773,7 +773,12 @@ func (c *conn) textRequest(p *pdu.PDU) {
 		var out []login.KV
 		for _, kv := range kvs {
 			if kv.Key == "SendTargets" {
-				out = append(out, c.sendTargets(kv.Value)...)
+				found, why := c.sendTargets(kv.Value)
+				if len(found) == 0 {
+					// The initiator only sees an empty list: say why here.
+					c.log.Info("SendTargets lists no target", zap.String("which", kv.Value), zap.String("reason", why))
+				}
+				out = append(out, found...)
 			} else {
 				out = append(out, login.KV{Key: kv.Key, Value: login.NotUnderstood})
 			}
@@ -799,14 +804,15 @@ func (c *conn) textRequest(p *pdu.PDU) {
 
 // sendTargets lists the targets this initiator may log in to: admitted by
 // the ACL, and, where the ACL entry has CHAP, only to a discovery session
-// authenticated as that CHAP user.
-func (c *conn) sendTargets(which string) []login.KV {
+// authenticated as that CHAP user. When it lists none, why says what kept
+// the targets asked for out.
+func (c *conn) sendTargets(which string) (out []login.KV, why string) {
 	s := c.sess
 	srv := c.srv
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	var out []login.KV
 	addr := c.nc.LocalAddr().String()
+	var asked, admitted int
 	for _, tc := range srv.cfg.Targets {
 		t := srv.targets[tc.IQN]
 		if t == nil {
@@ -826,14 +832,30 @@ func (c *conn) sendTargets(which string) []login.KV {
 				continue
 			}
 		}
+		asked++
 		a, ok := t.aclFor(s.initiator)
-		if !ok || (a.CHAP != nil && a.CHAP.User != s.authUser) {
+		if !ok {
+			continue
+		}
+		admitted++
+		if a.CHAP != nil && a.CHAP.User != s.authUser {
 			continue
 		}
 		out = append(out, login.KV{Key: "TargetName", Value: tc.IQN},
 			login.KV{Key: "TargetAddress", Value: fmt.Sprintf("%s,%d", addr, tpgt)})
 	}
-	return out
+	switch {
+	case len(out) > 0:
+	case admitted > 0:
+		why = "the targets admitting the initiator require CHAP, and discovery was not authenticated as their user"
+	case asked > 0:
+		why = "no target's ACL admits the initiator"
+	case which == "All" || which == "":
+		why = "no targets"
+	default:
+		why = "no such target"
+	}
+	return out, why
 }
 
 // SessionInfo describes a session for /status.

@@ -3,11 +3,12 @@ package iscsi
 import (
 	"container/list"
 	"errors"
-	"fmt"
+	"io"
 	"net"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -100,11 +101,35 @@ const loginBuffer = 4 << 10
 func (c *conn) close(why error) {
 	c.closeOnce.Do(func() {
 		if why != nil {
-			c.log.Info("iscsi: closing connection", zap.Error(why))
+			c.log.Info("closing connection", zap.Error(why))
 		}
 		close(c.done)
 		c.nc.Close()
 	})
+}
+
+// lost closes the connection after an I/O error. The initiator hanging up
+// (EOF, or a reset as some send after their logout) is routine and logged
+// at DEBUG; anything else at WARN. Nothing is logged when the target
+// closed the connection itself.
+func (c *conn) lost(op string, err error) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	if peerGone(err) {
+		c.log.Debug("initiator disconnected", zap.String("op", op), zap.Error(err))
+	} else {
+		c.log.Warn("connection failed", zap.String("op", op), zap.Error(err))
+	}
+	c.close(nil)
+}
+
+// peerGone reports whether err says the initiator closed or reset the
+// connection between PDUs.
+func peerGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // wait returns once the connection's goroutines are gone.
@@ -114,14 +139,14 @@ func (c *conn) serve() {
 	defer close(c.finished)
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("iscsi: connection panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			c.log.Error("connection panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 		}
 		c.close(nil)
 	}()
 	sess, err := c.login()
 	if err != nil {
 		if !c.evicted.Load() {
-			c.log.Info("iscsi: login failed", zap.Error(err))
+			c.log.Info("login failed", zap.Error(err))
 		}
 		return
 	}
@@ -173,7 +198,7 @@ func (c *conn) discard(it outItem) {
 func (c *conn) writeLoop() {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("iscsi: writer panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			c.log.Error("writer panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			c.close(nil)
 		}
 		// Nothing more goes out: give back what is queued.
@@ -201,7 +226,7 @@ func (c *conn) writeLoop() {
 			return
 		case it := <-c.out:
 			if err := c.writeBatch(it); err != nil {
-				c.close(fmt.Errorf("write: %w", err))
+				c.lost("write", err)
 				return
 			}
 		case now := <-ticks:
@@ -210,7 +235,8 @@ func (c *conn) writeLoop() {
 				pingSent = time.Time{}
 			}
 			if !pingSent.IsZero() && now.Sub(pingSent) > c.srv.NOPTimeout {
-				c.close(fmt.Errorf("no answer to NOP-In for %v", now.Sub(pingSent).Round(time.Second)))
+				c.log.Warn("no answer to NOP-In; closing the connection", zap.Duration("waited", now.Sub(pingSent).Round(time.Millisecond)))
+				c.close(nil)
 				return
 			}
 			if pingSent.IsZero() && now.Sub(last) >= interval {
@@ -220,7 +246,7 @@ func (c *conn) writeLoop() {
 				}
 				h := pdu.Header{Opcode: pdu.OpNOPIn, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag, TargetTransferTag: pingTTT}
 				if err := c.writeBatch(outItem{hdr: h}); err != nil {
-					c.close(fmt.Errorf("write: %w", err))
+					c.lost("write", err)
 					return
 				}
 				pingSent = now
@@ -276,13 +302,14 @@ func (c *conn) writeBatch(it outItem) error {
 		}
 	}
 	if err == nil && closeAfter {
+		// Closes c.done first, so that lost logs nothing for it.
 		c.close(nil)
 		return errClosedAfterLogout
 	}
 	return err
 }
 
-var errClosedAfterLogout = errors.New("closed after logout")
+var errClosedAfterLogout = errors.New("closed after its last PDU")
 
 // queue stamps one item and queues its PDUs on the writer.
 func (c *conn) queue(it *outItem) {

@@ -118,7 +118,7 @@ func TestHeaderDigest(t *testing.T) {
 		t.Errorf("qemu-img info:\n%s", out)
 	}
 	var withDigest int
-	for _, e := range logs.FilterMessage("iscsi: login").All() {
+	for _, e := range logs.FilterMessage("login").All() {
 		if e.ContextMap()["header_digest"] == true {
 			withDigest++
 		}

@@ -162,7 +162,7 @@ func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, e
 	if err != nil {
 		return nil, false, 0, failLogin(statusInitiatorError, "%w", err)
 	}
-	if ce := ls.c.log.Check(zap.DebugLevel, "iscsi: login request"); ce != nil {
+	if ce := ls.c.log.Check(zap.DebugLevel, "login request"); ce != nil {
 		ce.Write(zap.Int("csg", csg), zap.Int("nsg", nsg), zap.Bool("transit", wantTransit), zap.Any("keys", redactCHAP(in)))
 	}
 	if ls.first {
@@ -352,7 +352,7 @@ func (ls *loginState) security(in []login.KV) ([]login.KV, error) {
 			return out, failLogin(statusInitiatorError, "%w", err)
 		}
 		if ls.chap.Done() {
-			ls.c.log.Info("iscsi: CHAP authenticated", zap.String("user", ls.chap.User))
+			ls.c.log.Info("CHAP authenticated", zap.String("user", ls.chap.User))
 		}
 	}
 	if ls.authRequired && ls.authMethod == "" && len(in) > 0 {

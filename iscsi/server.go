@@ -104,6 +104,7 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	log = log.Named("iscsi")
 	s := &Server{
 		QueueDepth:       DefaultQueueDepth,
 		LoginTimeout:     DefaultLoginTimeout,
@@ -223,7 +224,7 @@ func (s *Server) openLU(stateDir, iqn string, l LUN) (*scsi.LogicalUnit, error) 
 		DeviceID:     binary.BigEndian.Uint64(sum[8:]),
 		PRFile:       prFile,
 		AbortTasks:   s.abortPreempted,
-		Log:          s.log.With(zap.String("iqn", iqn), zap.Uint64("lun", l.Number)),
+		Log:          s.log.Named("scsi").With(zap.String("iqn", iqn), zap.Uint64("lun", l.Number)),
 	})
 	if err != nil {
 		store.Close()
@@ -267,7 +268,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.closeLUs()
 			return fmt.Errorf("iscsi: listen %s: %w", addr, err)
 		}
-		s.log.Info("iscsi: listening", zap.String("addr", ln.Addr().String()))
+		s.log.Info("listening", zap.String("addr", ln.Addr().String()))
 		lns = append(lns, ln)
 	}
 	s.mu.Lock()
@@ -290,6 +291,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	acceptWG.Wait()
 	s.shutdown()
 	s.closeLUs()
+	s.log.Info("stopped")
 	return nil
 }
 
@@ -316,7 +318,7 @@ func (s *Server) accept(ctx context.Context, ln net.Listener) {
 			}
 			// Out of file descriptors and the like: back off, as net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("iscsi: accept", zap.Error(err), zap.Duration("retry", delay))
+			s.log.Warn("accept", zap.Error(err), zap.Duration("retry", delay))
 			select {
 			case <-time.After(delay):
 			case <-ctx.Done():
@@ -362,7 +364,7 @@ func (s *Server) admitPending(c *conn) (warn func()) {
 			n, total, bound := s.evictedUnwarned, s.evicted, s.MaxPendingLogins
 			s.evictedUnwarned, s.evictWarned = 0, now
 			warn = func() {
-				s.log.Warn("iscsi: too many connections logging in; closing the oldest",
+				s.log.Warn("too many connections logging in; closing the oldest",
 					zap.Int("max_pending_logins", bound), zap.Int("evicted", n), zap.Uint64("evicted_total", total))
 			}
 		}
@@ -414,7 +416,7 @@ func (s *Server) closeLUs() {
 	for iqn, t := range targets {
 		for n, lu := range t.lus {
 			if err := lu.Close(); err != nil {
-				s.log.Error("iscsi: close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
+				s.log.Error("close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
 			}
 		}
 	}
@@ -434,7 +436,7 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	s.mu.Lock()
 	if !reflect.DeepEqual(cfg.Listen, s.cfg.Listen) && s.serving {
-		s.log.Warn("iscsi: listen addresses changed; takes effect on restart")
+		s.log.Warn("listen addresses changed; takes effect on restart")
 	}
 	s.cfg = cfg
 	s.targets = targets
@@ -463,7 +465,7 @@ func (s *Server) Reload(cfg Config) error {
 		}
 	}
 	for _, ss := range drop {
-		s.log.Info("iscsi: dropping session after reload", zap.String("iqn", ss.nexus.TargetName), zap.String("initiator", ss.initiator))
+		s.log.Info("dropping session after reload", zap.String("iqn", ss.nexus.TargetName), zap.String("initiator", ss.initiator))
 		ss.conn.close(errors.New("target or ACL changed by reload"))
 		ss.conn.wait()
 	}
@@ -478,7 +480,7 @@ func (s *Server) Reload(cfg Config) error {
 		for n, lu := range t.lus {
 			if !inUse[lu] {
 				if err := lu.Close(); err != nil {
-					s.log.Error("iscsi: close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
+					s.log.Error("close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
 				}
 			}
 		}
@@ -562,10 +564,10 @@ func (s *Server) ReopenTarget(iqn string) error {
 	}
 	for n, lu := range old.lus {
 		if err := lu.Close(); err != nil {
-			s.log.Error("iscsi: close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
+			s.log.Error("close lun", zap.String("iqn", iqn), zap.Uint64("lun", n), zap.Error(err))
 		}
 	}
-	s.log.Info("iscsi: target reopened", zap.String("iqn", iqn))
+	s.log.Info("target reopened", zap.String("iqn", iqn))
 	return nil
 }
 

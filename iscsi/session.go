@@ -149,7 +149,7 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 	}
 	s.mu.Unlock()
 	if old != nil {
-		c.log.Info("iscsi: session reinstatement closes the old session", zap.Uint16("tsih", old.tsih))
+		c.log.Info("session reinstatement closes the old session", zap.Uint16("tsih", old.tsih))
 		old.conn.close(errors.New("session reinstated"))
 		old.conn.wait()
 	}
@@ -196,7 +196,7 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 		ss.counters = s.counters[key]
 	}
 	c.log = c.log.With(zap.Uint16("tsih", ss.tsih))
-	c.log.Info("iscsi: login", zap.Bool("discovery", ss.discovery), zap.String("auth", ls.authMethod),
+	c.log.Info("login", zap.Bool("discovery", ss.discovery), zap.String("auth", ls.authMethod),
 		zap.Bool("header_digest", ss.params.HeaderDigest), zap.Bool("data_digest", ss.params.DataDigest))
 	return ss, nil
 }
@@ -297,7 +297,7 @@ func (c *conn) fullFeature(sess *session) {
 		c.poolWG.Wait()
 		<-writerDone
 		sess.remove()
-		c.log.Info("iscsi: session closed")
+		c.log.Info("session closed")
 	}()
 	for {
 		p := new(pdu.PDU)
@@ -306,16 +306,16 @@ func (c *conn) fullFeature(sess *session) {
 		switch {
 		case err == nil:
 		case errors.Is(err, pdu.ErrUnknownOpcode):
-			c.log.Warn("iscsi: unknown opcode", zap.Stringer("op", p.Opcode))
+			c.log.Warn("unknown opcode", zap.Stringer("op", p.Opcode))
 			c.reject(p, rejectCommandNotSupported)
 			p.Release()
 			continue
 		case errors.Is(err, pdu.ErrDataTooLong):
-			c.log.Warn("iscsi: data segment too long", zap.Error(err))
+			c.log.Warn("data segment too long", zap.Error(err))
 			c.reject(p, rejectProtocolError)
 			continue
 		case errors.Is(err, pdu.ErrDataDigest):
-			c.log.Warn("iscsi: data digest error", zap.Stringer("op", p.Opcode))
+			c.log.Warn("data digest error", zap.Stringer("op", p.Opcode))
 			if p.Opcode == pdu.OpSCSIDataOut || p.Opcode == pdu.OpSCSICommand {
 				// ErrorRecoveryLevel 0 cannot recover lost data: the
 				// Reject (RFC 7143 §7.8) is the connection's last PDU.
@@ -325,11 +325,7 @@ func (c *conn) fullFeature(sess *session) {
 			c.reject(p, rejectDataDigest)
 			continue
 		default:
-			select {
-			case <-c.done:
-			default:
-				c.log.Info("iscsi: read", zap.Error(err))
-			}
+			c.lost("read", err)
 			return
 		}
 		if !c.dispatch(p) {
@@ -345,7 +341,7 @@ func (c *conn) dispatch(p *pdu.PDU) bool {
 		switch p.Opcode {
 		case pdu.OpTextRequest, pdu.OpNOPOut, pdu.OpLogoutRequest:
 		default:
-			c.log.Warn("iscsi: not allowed in a discovery session", zap.Stringer("op", p.Opcode))
+			c.log.Warn("not allowed in a discovery session", zap.Stringer("op", p.Opcode))
 			c.reject(p, rejectProtocolError)
 			p.Release()
 			return true
@@ -370,7 +366,7 @@ func (c *conn) dispatch(p *pdu.PDU) bool {
 		c.reject(p, rejectSNACK)
 		p.Release()
 	default:
-		c.log.Warn("iscsi: unexpected PDU", zap.Stringer("op", p.Opcode))
+		c.log.Warn("unexpected PDU", zap.Stringer("op", p.Opcode))
 		c.reject(p, rejectProtocolError)
 		p.Release()
 	}
@@ -416,7 +412,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 	s := c.sess
 	h := &p.Header
 	if !s.admit(h, true) {
-		c.log.Debug("iscsi: CmdSN outside the window, ignored", zap.Uint32("cmdsn", h.CmdSN))
+		c.log.Debug("CmdSN outside the window, ignored", zap.Uint32("cmdsn", h.CmdSN))
 		return true
 	}
 	t := &task{
@@ -431,7 +427,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 	}
 	s.mu.Unlock()
 	if dup {
-		c.log.Warn("iscsi: Initiator Task Tag in use", zap.Uint32("itt", t.itt))
+		c.log.Warn("Initiator Task Tag in use", zap.Uint32("itt", t.itt))
 		s.mu.Lock()
 		s.running--
 		s.mu.Unlock()
@@ -443,7 +439,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 		return true
 	}
 	if t.edtl > maxTransfer {
-		c.log.Warn("iscsi: write too large", zap.Uint32("edtl", t.edtl))
+		c.log.Warn("write too large", zap.Uint32("edtl", t.edtl))
 		s.finishTask(t)
 		c.reject(p, rejectProtocolError)
 		return true
@@ -451,7 +447,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 	t.buf = c.srv.pool.Get(int(t.edtl))
 	imm := min(uint32(len(p.Data)), t.edtl)
 	if imm > 0 && !s.params.ImmediateData {
-		c.log.Warn("iscsi: immediate data not negotiated")
+		c.log.Warn("immediate data not negotiated")
 		s.finishTask(t)
 		c.reject(p, rejectProtocolError)
 		return true
@@ -511,7 +507,7 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 	s.mu.Unlock()
 	if t == nil {
 		// Data for a task aborted meanwhile is dropped; else it is a stray.
-		c.log.Debug("iscsi: Data-Out for no waiting task", zap.Uint32("itt", h.InitiatorTaskTag))
+		c.log.Debug("Data-Out for no waiting task", zap.Uint32("itt", h.InitiatorTaskTag))
 		return true
 	}
 	n := uint32(len(p.Data))
@@ -519,12 +515,12 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 	var seq *r2t
 	switch {
 	case off > t.edtl || n > t.edtl-off:
-		c.log.Warn("iscsi: Data-Out beyond the expected length", zap.Uint32("offset", off), zap.Uint32("length", n))
+		c.log.Warn("Data-Out beyond the expected length", zap.Uint32("offset", off), zap.Uint32("length", n))
 		c.failTask(t, senseDataOffsetError)
 		return true
 	case h.TargetTransferTag == reservedTag:
 		if off+n > t.unsolicited || h.DataSN != t.unsolDataSN {
-			c.log.Warn("iscsi: unsolicited Data-Out out of sequence", zap.Uint32("datasn", h.DataSN), zap.Uint32("offset", off))
+			c.log.Warn("unsolicited Data-Out out of sequence", zap.Uint32("datasn", h.DataSN), zap.Uint32("offset", off))
 			c.failTask(t, senseDataPhaseError)
 			return true
 		}
@@ -532,7 +528,7 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 	default:
 		seq = t.r2ts[h.TargetTransferTag]
 		if seq == nil || off < seq.offset || off+n > seq.offset+seq.length || h.DataSN != seq.nextDataSN {
-			c.log.Warn("iscsi: Data-Out does not match its R2T", zap.Uint32("ttt", h.TargetTransferTag),
+			c.log.Warn("Data-Out does not match its R2T", zap.Uint32("ttt", h.TargetTransferTag),
 				zap.Uint32("datasn", h.DataSN), zap.Uint32("offset", off))
 			c.failTask(t, senseDataPhaseError)
 			return true
@@ -616,7 +612,7 @@ func (c *conn) runTask(t *task) {
 	defer c.workers.Done()
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("iscsi: command panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			c.log.Error("command panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			s.finishTask(t)
 			c.close(errors.New("command panicked"))
 		}
@@ -708,7 +704,7 @@ func (c *conn) logout(p *pdu.PDU) {
 	if reason == 2 {
 		response = 2 // connection recovery is not supported at ErrorRecoveryLevel 0
 	}
-	c.log.Info("iscsi: logout", zap.Uint8("reason", reason))
+	c.log.Info("logout", zap.Uint8("reason", reason))
 	// The I_T nexus ends before the initiator reads the response, so that
 	// what its loss releases (an SPC-2 RESERVE) is free when it does.
 	s.remove()
@@ -766,7 +762,7 @@ func (c *conn) textRequest(p *pdu.PDU) {
 	} else {
 		kvs, err := login.ParseText(p.Data)
 		if err != nil {
-			c.log.Warn("iscsi: text request", zap.Error(err))
+			c.log.Warn("text request", zap.Error(err))
 			c.reject(p, rejectProtocolError)
 			return
 		}

@@ -84,7 +84,7 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 	default: // CLEAR ACA, QUERY TASK…: not supported
 		response = tmfNotSupported
 	}
-	log.Info("iscsi: task management", zap.Int("aborted", len(aborted)), zap.Uint8("response", response))
+	log.Info("task management", zap.Int("aborted", len(aborted)), zap.Uint8("response", response))
 
 	s.endWaiting(aborted)
 	c.workers.Add(1)
@@ -92,7 +92,7 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 		defer c.workers.Done()
 		defer func() {
 			if r := recover(); r != nil {
-				log.Error("iscsi: task management panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+				log.Error("task management panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 				c.close(errors.New("task management panicked"))
 			}
 		}()
@@ -165,7 +165,7 @@ func (s *session) waitAborted(aborted []*task) bool {
 		select {
 		case <-t.done:
 		case <-timeout.C:
-			s.conn.log.Warn("iscsi: aborted command still running", zap.Uint32("itt", t.itt))
+			s.conn.log.Warn("aborted command still running", zap.Uint32("itt", t.itt))
 			return false
 		case <-s.conn.done:
 			return false
@@ -200,7 +200,7 @@ func (s *Server) abortPreempted(lu *scsi.LogicalUnit, nexuses []scsi.Nexus) func
 	}
 	return func() {
 		for _, a := range all {
-			a.sess.conn.log.Info("iscsi: tasks aborted by PREEMPT AND ABORT", zap.Int("aborted", len(a.tasks)))
+			a.sess.conn.log.Info("tasks aborted by PREEMPT AND ABORT", zap.Int("aborted", len(a.tasks)))
 			a.sess.endWaiting(a.tasks)
 		}
 		for _, a := range all {

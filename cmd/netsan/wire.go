@@ -66,7 +66,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 		if err := makeImageDirs(cfg); err != nil {
 			return nil, err
 		}
-		i, err := iscsi.New(cfg, log.Named("iscsi"))
+		i, err := iscsi.New(cfg, log)
 		if err != nil {
 			return nil, err
 		}

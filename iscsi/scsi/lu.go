@@ -133,7 +133,7 @@ func (lu *LogicalUnit) Close() error {
 func (lu *LogicalUnit) Execute(cmd *Command) (resp Response) {
 	defer func() {
 		if r := recover(); r != nil {
-			lu.log.Error("scsi: command panicked", zap.Binary("cdb", cmd.CDB), zap.Any("panic", r), zap.Stack("stack"))
+			lu.log.Error("command panicked", zap.Binary("cdb", cmd.CDB), zap.Any("panic", r), zap.Stack("stack"))
 			resp.Release()
 			resp = lu.fail(senseInternalFailure)
 		}
@@ -215,7 +215,7 @@ func (lu *LogicalUnit) Reset(from Nexus) {
 		lu.unitAttentionLocked(n, senseResetOccurred)
 	}
 	lu.reserved = nil
-	lu.log.Info("scsi: logical unit reset", zap.String("iqn", from.InitiatorName))
+	lu.log.Info("logical unit reset", zap.String("iqn", from.InitiatorName))
 }
 
 // ReportedLUNsChanged tells every nexus that knows this LU that the LUN

@@ -325,7 +325,7 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 		return lu.fail(badCDB(1, 4))
 	}
 	if err := pr.save(); err != nil {
-		lu.log.Error("scsi: saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
+		lu.log.Error("saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
 		return lu.fail(senseInternalFailure)
 	}
 	// Only a PREEMPT AND ABORT that succeeded aborts (SPC-4 5.13.11.2.6).
@@ -466,7 +466,7 @@ func registerAndMove(lu *LogicalUnit, cmd *Command, plen uint32) Response {
 	pr.APTPL = aptpl
 	pr.Generation++
 	if err := pr.save(); err != nil {
-		lu.log.Error("scsi: saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
+		lu.log.Error("saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
 		return lu.fail(senseInternalFailure)
 	}
 	return Response{Status: StatusGood}

@@ -61,7 +61,7 @@ func (lu *LogicalUnit) blockArgs(cdb []byte, limit uint64) (lba, n uint64, s *se
 }
 
 func (lu *LogicalUnit) ioError(op string, err error, lba uint64, s sense) Response {
-	lu.log.Error("scsi: backing store", zap.String("op", op), zap.Uint64("lba", lba), zap.Error(err))
+	lu.log.Error("backing store", zap.String("op", op), zap.Uint64("lba", lba), zap.Error(err))
 	return lu.fail(s.withInfo(lba))
 }
 
@@ -396,7 +396,7 @@ func preFetch(lu *LogicalUnit, cmd *Command) Response {
 	}
 	if p, ok := lu.store.(backstore.Prefetcher); ok && n > 0 {
 		if err := p.Prefetch(int64(lba<<blockShift), int64(n<<blockShift)); err != nil {
-			lu.log.Warn("scsi: prefetch", zap.Uint64("lba", lba), zap.Error(err))
+			lu.log.Warn("prefetch", zap.Uint64("lba", lba), zap.Error(err))
 		}
 	}
 	return Response{Status: StatusConditionMet}

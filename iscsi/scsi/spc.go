@@ -290,7 +290,7 @@ func startStopUnit(lu *LogicalUnit, cmd *Command) Response {
 	}
 	if b4&0x04 == 0 && !start { // stopping without NO_FLUSH: flush the cache
 		if err := lu.store.Sync(); err != nil {
-			lu.log.Error("scsi: sync", zap.Error(err))
+			lu.log.Error("sync", zap.Error(err))
 			return lu.fail(senseWriteError)
 		}
 	}

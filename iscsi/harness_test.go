@@ -71,6 +71,25 @@ func startServerLog(t *testing.T, cfg Config, log *zap.Logger, tune ...func(*Ser
 	return &testServer{Server: srv, addr: addrs[0].String(), dir: dir}
 }
 
+// serveOwn serves oneDisk on 127.0.0.1:0 until the test calls cancel
+// (or ends), for tests of what Serve does when it stops; done has Serve's
+// result.
+func serveOwn(t *testing.T, log *zap.Logger) (addr string, cancel func(), done <-chan error) {
+	t.Helper()
+	cfg := oneDisk(8 << 20)
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Targets[0].LUNs[0].Path = t.TempDir() + "/d.img"
+	srv, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	return srv.ListenAddrs()[0].String(), cancel, served
+}
+
 // url is the libiscsi URL of a LUN; userinfo is "" or "user%secret".
 func (ts *testServer) url(userinfo, iqn string, lun int) string {
 	if userinfo != "" {

@@ -1,8 +1,6 @@
 package iscsi
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -13,7 +11,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/netsan/netsan/iscsi/login"
-	"github.com/netsan/netsan/iscsi/pdu"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -23,18 +20,7 @@ import (
 // without the prefix repeated in its message.
 func TestLogLevels(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
-	cfg := oneDisk(8 << 20)
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.Targets[0].LUNs[0].Path = t.TempDir() + "/d.img"
-	srv, err := New(cfg, zap.New(core))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer cancel()
-	addr := srv.ListenAddrs()[0].String()
+	addr, cancel, served := serveOwn(t, zap.New(core))
 
 	// ended waits for the session from ri's address to close, and returns
 	// the lines logged for its connection at level and above, but for its
@@ -76,13 +62,7 @@ func TestLogLevels(t *testing.T) {
 	// A header digest error is the initiator's fault: WARN.
 	ri = dial(t, addr)
 	ri.login([6]byte{0x80, 0, 0, 0, 0, 3}, 0, normalKeys(testInitiator, testTarget, login.KV{Key: "HeaderDigest", Value: "CRC32C"})...)
-	ri.r.HeaderDigest, ri.w.HeaderDigest = true, true
-	var b bytes.Buffer
-	w := pdu.Writer{W: &b, HeaderDigest: true}
-	w.Write(&pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: 9, TargetTransferTag: reservedTag}, nil)
-	raw := b.Bytes()
-	raw[pdu.BHSLength] ^= 0xff
-	ri.nc.Write(raw)
+	ri.sendBadHeaderDigest()
 	if got := ended(ri, zap.WarnLevel); len(got) != 1 || got[0].Message != "connection failed" {
 		t.Errorf("header digest error: logged %+v, want one WARN", got)
 	}

@@ -2,7 +2,6 @@ package iscsi
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -97,6 +96,28 @@ func (ri *rawInit) login(isid [6]byte, tsih uint16, kvs ...login.KV) *pdu.PDU {
 	return p
 }
 
+// sendBadHeaderDigest sends a NOP-Out whose header digest is wrong.
+func (ri *rawInit) sendBadHeaderDigest() {
+	var b bytes.Buffer
+	w := pdu.Writer{W: &b, HeaderDigest: true}
+	w.Write(&pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: 99, TargetTransferTag: reservedTag}, nil)
+	raw := b.Bytes()
+	raw[pdu.BHSLength] ^= 0xff
+	ri.nc.Write(raw)
+}
+
+// loginBoth logs testInitiator and otherInit in to testTarget, each past
+// the unit attentions of its new nexus.
+func loginBoth(t *testing.T, addr string) (a, b *rawInit) {
+	t.Helper()
+	a, b = dial(t, addr), dial(t, addr)
+	a.loginOK()
+	a.turGood()
+	b.loginAs(otherInit)
+	b.turGood()
+	return a, b
+}
+
 func (ri *rawInit) nextITT() uint32 {
 	ri.itt++
 	return ri.itt
@@ -109,9 +130,16 @@ func normalKeys(initiator, target string, extra ...login.KV) []login.KV {
 
 func (ri *rawInit) loginOK(extra ...login.KV) *pdu.PDU {
 	ri.t.Helper()
-	p := ri.login(testISID, 0, normalKeys(testInitiator, testTarget, extra...)...)
+	return ri.loginAs(testInitiator, extra...)
+}
+
+// loginAs logs initiator in to testTarget and fails the test unless the
+// target lets it in.
+func (ri *rawInit) loginAs(initiator string, extra ...login.KV) *pdu.PDU {
+	ri.t.Helper()
+	p := ri.login(testISID, 0, normalKeys(initiator, testTarget, extra...)...)
 	if p.StatusClass != 0 || p.TSIH == 0 || p.Flags&pdu.FlagTransit == 0 {
-		ri.t.Fatalf("login: status %d/%d TSIH %d flags %#x", p.StatusClass, p.StatusDetail, p.TSIH, p.Flags)
+		ri.t.Fatalf("login %s: status %d/%d TSIH %d flags %#x", initiator, p.StatusClass, p.StatusDetail, p.TSIH, p.Flags)
 	}
 	return p
 }
@@ -394,12 +422,7 @@ func TestDigestsRaw(t *testing.T) {
 		t.Fatalf("read with digests: status %#x, %d bytes", st, len(data))
 	}
 	// A header whose digest is wrong: the target drops the connection.
-	var b bytes.Buffer
-	w := pdu.Writer{W: &b, HeaderDigest: true}
-	w.Write(&pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: 99, TargetTransferTag: reservedTag}, nil)
-	raw := b.Bytes()
-	raw[pdu.BHSLength] ^= 0xff
-	ri.nc.Write(raw)
+	ri.sendBadHeaderDigest()
 	if !ri.closed() {
 		t.Error("bad header digest: connection still open")
 	}
@@ -468,14 +491,7 @@ func TestTimeouts(t *testing.T) {
 func TestReload(t *testing.T) {
 	cfg := oneDisk(8<<20, ACL{Initiator: testInitiator}, ACL{Initiator: otherInit})
 	ts := startServer(t, cfg)
-	a := dial(t, ts.addr)
-	a.loginOK()
-	a.turGood()
-	b := dial(t, ts.addr)
-	if p := b.login(testISID, 0, normalKeys(otherInit, testTarget)...); p.StatusClass != 0 {
-		t.Fatalf("login %s: %d/%d", otherInit, p.StatusClass, p.StatusDetail)
-	}
-	b.turGood()
+	a, b := loginBoth(t, ts.addr)
 
 	// Unchanged config: both sessions go on.
 	if err := ts.Reload(cloneConfig(ts, cfg)); err != nil {
@@ -549,19 +565,8 @@ func cloneConfig(ts *testServer, cfg Config) Config {
 // TestShutdownAsksLogout checks Serve asks logged-in initiators to log out
 // and returns once they have gone.
 func TestShutdownAsksLogout(t *testing.T) {
-	cfg := oneDisk(8 << 20)
-	dir := t.TempDir()
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.Targets[0].LUNs[0].Path = dir + "/d.img"
-	srv, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer cancel()
-	ri := dial(t, srv.ListenAddrs()[0].String())
+	addr, cancel, done := serveOwn(t, nil)
+	ri := dial(t, addr)
 	ri.loginOK()
 	ri.turGood()
 	cancel()
@@ -713,14 +718,7 @@ func TestLogoutAndReopenTarget(t *testing.T) {
 // initiator's expected length), nothing for commands without data.
 func TestSessionBytes(t *testing.T) {
 	ts := startServer(t, oneDisk(8<<20, ACL{Initiator: testInitiator}, ACL{Initiator: otherInit}))
-	a := dial(t, ts.addr)
-	a.loginOK()
-	a.turGood()
-	b := dial(t, ts.addr)
-	if p := b.login(testISID, 0, normalKeys(otherInit, testTarget)...); p.StatusClass != 0 {
-		t.Fatalf("login %s: %d/%d", otherInit, p.StatusClass, p.StatusDetail)
-	}
-	b.turGood()
+	a, b := loginBoth(t, ts.addr)
 
 	if st, _, _ := a.command(write10(0, 8), 4096, false, bytes.Repeat([]byte{0x5a}, 4096)); st != 0 {
 		t.Fatalf("write: status %#x", st)

@@ -8,7 +8,7 @@ import (
 // Changes says what a reload changes, so that each service is told only what
 // concerns it and the log says what happened.
 type Changes struct {
-	Server, DHCP, TFTP, HTTP, ISCSI, Images bool
+	Server, DHCP, TFTP, HTTP, ISCSI, Ceph, Images bool
 
 	HostsAdded, HostsRemoved, HostsChanged       []string
 	TargetsAdded, TargetsRemoved, TargetsChanged []string
@@ -22,6 +22,7 @@ func Diff(old, new *Inventory) Changes {
 		TFTP:   !reflect.DeepEqual(old.TFTP, new.TFTP),
 		HTTP:   !reflect.DeepEqual(old.HTTP, new.HTTP),
 		ISCSI:  !reflect.DeepEqual(old.ISCSI, new.ISCSI),
+		Ceph:   !reflect.DeepEqual(old.Ceph, new.Ceph),
 		Images: !reflect.DeepEqual(old.Images, new.Images),
 	}
 	c.HostsAdded, c.HostsRemoved, c.HostsChanged = diffNamed(old.Hosts, new.Hosts, func(h Host) string { return h.Name })
@@ -66,7 +67,7 @@ func (c Changes) Targets() bool {
 
 // Empty reports whether nothing changed.
 func (c Changes) Empty() bool {
-	return !c.Server && !c.DHCP && !c.TFTP && !c.HTTP && !c.ISCSI && !c.Images && !c.Hosts() && !c.Targets()
+	return !c.Server && !c.DHCP && !c.TFTP && !c.HTTP && !c.ISCSI && !c.Ceph && !c.Images && !c.Hosts() && !c.Targets()
 }
 
 // String is a one-line summary for the log, e.g.
@@ -77,7 +78,7 @@ func (c Changes) String() string {
 	for _, s := range []struct {
 		on   bool
 		name string
-	}{{c.Server, "server"}, {c.DHCP, "dhcp"}, {c.TFTP, "tftp"}, {c.HTTP, "http"}, {c.ISCSI, "iscsi"}, {c.Images, "images"}} {
+	}{{c.Server, "server"}, {c.DHCP, "dhcp"}, {c.TFTP, "tftp"}, {c.HTTP, "http"}, {c.ISCSI, "iscsi"}, {c.Ceph, "ceph"}, {c.Images, "images"}} {
 		if s.on {
 			secs = append(secs, s.name)
 		}

@@ -115,6 +115,9 @@ func Parse(file string, data []byte) (*Inventory, Problems) {
 	inv.HTTP.present = md.IsDefined("http")
 	inv.ISCSI.present = md.IsDefined("iscsi")
 	v.defaults()
+	if md.IsDefined("ceph") {
+		v.useCeph("ceph", "[ceph]")
+	}
 	v.validate()
 	sort.SliceStable(v.problems, func(i, j int) bool {
 		a, b := v.problems[i].Pos, v.problems[j].Pos
@@ -230,6 +233,7 @@ func (v *validator) defaults() {
 	if inv.ISCSI.MaxSessions == 0 {
 		inv.ISCSI.MaxSessions = 256
 	}
+	v.cephDefaults()
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
 		if h.Boot == "" {
@@ -408,10 +412,14 @@ func (v *validator) images() {
 			v.errorf(p+".name", "image %q is defined twice", img.Name)
 		}
 		seen[img.Name]++
-		if img.Path == "" {
-			v.errorf(p, "image %q needs a path", img.Name)
+		switch {
+		case img.Path == "" && img.RBD == "":
+			v.errorf(p, "image %q needs a path or an rbd", img.Name)
+		case img.Path != "" && img.RBD != "":
+			v.errorf(p, "image %q has both path and rbd; choose one", img.Name)
 		}
 		img.Path = v.dataPath(p+".path", img.Path)
+		img.RBD = v.rbd(p+".rbd", img.RBD)
 	}
 }
 
@@ -424,7 +432,7 @@ func (v *validator) hosts() {
 	serials := map[string]string{}
 	golden := map[string]bool{}
 	for _, img := range inv.Images {
-		golden[img.Path] = true
+		golden[backing(img.Path, img.RBD)] = true
 	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
@@ -488,23 +496,25 @@ func (v *validator) hosts() {
 		v.chap(p+".chap", h.CHAP)
 		if r := h.Root; r != nil {
 			rp := p + ".root"
-			switch {
-			case r.Image != "" && r.Device != "":
-				v.errorf(rp, "root has both image and device; choose one")
-			case r.Image == "" && r.Device == "":
-				v.errorf(rp, "root needs an image or a device")
-			}
+			v.backing(rp, "root", r.Image, r.Device, r.RBD)
 			r.Image = v.dataPath(rp+".image", r.Image)
+			r.RBD = v.rbd(rp+".rbd", r.RBD)
 			v.size(rp+".size", r.Size)
 			if r.From != "" {
-				if inv.ImageByName(r.From) == nil {
+				img := inv.ImageByName(r.From)
+				switch {
+				case img == nil:
 					v.errorf(rp+".from", "root.from %q: no [[image]] has that name", r.From)
+				case r.RBD != "" && img.RBD == "":
+					v.errorf(rp+".from", "root.from %q: an rbd root is a Ceph clone of an rbd golden image; import the image into Ceph (netsan image import FILE NAME)", r.From)
+				case r.Image != "" && img.RBD != "":
+					v.errorf(rp+".from", "root.from %q is an rbd golden image: give the root an rbd too", r.From)
 				}
 				if r.Device != "" {
 					v.errorf(rp+".from", "root.from applies to images, not devices")
 				}
 			}
-			if path := r.Path(); path != "" {
+			if path := r.Backing(); path != "" {
 				if golden[path] {
 					v.errorf(rp+".image", "root image %s is a golden image; hosts get clones (root.from)", path)
 				} else if other := roots[path]; other != "" {
@@ -549,15 +559,11 @@ func (v *validator) targets() {
 				v.errorf(lp+".lun", "lun %d is defined twice in target %q", l.LUN, t.Name)
 			}
 			luns[l.LUN] = true
-			switch {
-			case l.Image != "" && l.Device != "":
-				v.errorf(lp, "lun has both image and device; choose one")
-			case l.Image == "" && l.Device == "":
-				v.errorf(lp, "lun needs an image or a device")
-			}
+			v.backing(lp, "lun", l.Image, l.Device, l.RBD)
 			l.Image = v.dataPath(lp+".image", l.Image)
+			l.RBD = v.rbd(lp+".rbd", l.RBD)
 			v.size(lp+".size", l.Size)
-			if path := l.Path(); path != "" {
+			if path := l.Backing(); path != "" {
 				if other := v.roots[path]; other != "" {
 					v.errorf(lp, "%s is already used by %s", path, other)
 				}

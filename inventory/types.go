@@ -17,6 +17,7 @@ type Inventory struct {
 	TFTP    TFTP     `toml:"tftp"`
 	HTTP    HTTP     `toml:"http"`
 	ISCSI   ISCSI    `toml:"iscsi"`
+	Ceph    *Ceph    `toml:"ceph"`
 	Images  []Image  `toml:"image"`
 	Hosts   []Host   `toml:"host"`
 	Targets []Target `toml:"target"`
@@ -24,6 +25,10 @@ type Inventory struct {
 	// File is the path the inventory was loaded from; Dir its directory,
 	// against which relative data_dir, tftp.root and ipxe_dir are resolved.
 	File string `toml:"-"`
+
+	// cephUse is where the file first asks for Ceph, for a netsan built
+	// without it to point at (CephUse).
+	cephUse *Problem
 }
 
 // Server is what every service tells clients about netsan itself.
@@ -89,6 +94,7 @@ type ISCSI struct {
 type Image struct {
 	Name string `toml:"name"`
 	Path string `toml:"path"` // absolute after Load
+	RBD  string `toml:"rbd"`  // instead of path: pool/image in Ceph; pool added after Load
 }
 
 // Boot modes of a host.
@@ -120,9 +126,10 @@ type Root struct {
 	From   string `toml:"from"`   // golden image name to clone from when Image is missing
 	Size   Size   `toml:"size"`   // grow/create to this size; 0 = the golden image's size
 	Device string `toml:"device"` // a block device instead of an image
+	RBD    string `toml:"rbd"`    // an RBD image instead: pool/image; pool added after Load
 }
 
-// Path is the root's backing file or device.
+// Path is the root's backing file or device; "" for an RBD image.
 func (r *Root) Path() string {
 	if r.Device != "" {
 		return r.Device
@@ -153,11 +160,16 @@ type LUN struct {
 	LUN      int    `toml:"lun"`
 	Image    string `toml:"image"` // absolute after Load
 	Device   string `toml:"device"`
+	RBD      string `toml:"rbd"` // pool/image in Ceph; pool added after Load
 	Size     Size   `toml:"size"`
 	ReadOnly bool   `toml:"read_only"`
 }
 
-// Path is the LUN's backing file or device.
+// Backing names the root's storage for people and for telling two apart:
+// its path, or rbd:pool/image.
+func (r *Root) Backing() string { return backing(r.Path(), r.RBD) }
+
+// Path is the LUN's backing file or device; "" for an RBD image.
 func (l *LUN) Path() string {
 	if l.Device != "" {
 		return l.Device
@@ -263,4 +275,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	d.raw = string(b)
 	d.Duration, d.err = time.ParseDuration(d.raw)
 	return nil
+}
+
+// Backing names the LUN's storage: its path, or rbd:pool/image.
+func (l *LUN) Backing() string { return backing(l.Path(), l.RBD) }
+
+func backing(path, rbd string) string {
+	if rbd != "" {
+		return "rbd:" + rbd
+	}
+	return path
 }

@@ -18,7 +18,7 @@ var errInvalid = errors.New("invalid inventory")
 // load reads the inventory and prints every problem to w, errors and warnings
 // alike, as FILE:LINE:COL: message.
 func load(path string, w io.Writer) (*inventory.Inventory, error) {
-	inv, ps, err := inventory.Load(path)
+	inv, ps, err := loadInventory(path)
 	for _, p := range ps {
 		fmt.Fprintln(w, p)
 	}

@@ -58,7 +58,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 	path := configPath(c.config)
-	inv, ps, err := inventory.Load(path)
+	inv, ps, err := loadInventory(path)
 	for _, p := range ps {
 		if p.Warning {
 			log.Warn(p.Message, zap.String("at", p.Where()))
@@ -159,7 +159,7 @@ func (s *supervisor) watch(ctx context.Context, hup <-chan os.Signal) error {
 func (s *supervisor) reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	inv, ps, err := inventory.Load(s.path)
+	inv, ps, err := loadInventory(s.path)
 	if err != nil {
 		for _, p := range ps.Errors() {
 			s.log.Error("reload refused: "+p.Message, zap.String("at", p.Where()))

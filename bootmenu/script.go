@@ -2,10 +2,8 @@ package bootmenu
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -14,6 +12,7 @@ import (
 	"text/template"
 
 	"github.com/netsan/netsan/assets"
+	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -243,17 +242,9 @@ func rootDevice(image string) string {
 		return fallback
 	}
 	defer f.Close()
-	var mbr [512]byte
-	if _, err := io.ReadFull(f, mbr[:]); err != nil {
+	mbr, err := images.ReadMBR(f)
+	if err != nil || mbr.DiskSignature == 0 || mbr.Types[1] == 0 || mbr.Types[0] == 0xee {
 		return fallback
 	}
-	if mbr[510] != 0x55 || mbr[511] != 0xaa {
-		return fallback
-	}
-	sig := binary.LittleEndian.Uint32(mbr[440:444])
-	p2type := mbr[446+16+4]
-	if sig == 0 || p2type == 0 || mbr[446+4] == 0xee {
-		return fallback
-	}
-	return fmt.Sprintf("PARTUUID=%08x-02", sig)
+	return fmt.Sprintf("PARTUUID=%08x-02", mbr.DiskSignature)
 }

@@ -24,10 +24,11 @@ const (
 	gib = int64(1) << 30
 )
 
-// makeGolden writes a sparse image of size bytes holding data bytes of
-// pseudo-random content in 4 MiB pieces spread evenly over it. seed picks
-// the content. One random piece is made and each copy of it stamped with
-// its number in every 4 KiB block: random generation is slow under -race.
+// makeGolden writes a sparse disk image (with an MBR boot signature) of
+// size bytes holding data bytes of pseudo-random content in 4 MiB pieces
+// spread evenly over it. seed picks the content. One random piece is made
+// and each copy of it stamped with its number in every 4 KiB block: random
+// generation is slow under -race.
 func makeGolden(t testing.TB, path string, size, data int64, seed uint64) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -53,6 +54,10 @@ func makeGolden(t testing.TB, path string, size, data int64, seed uint64) {
 		if _, err := f.WriteAt(buf, i*stride); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A disk: the MBR boot signature Recognize looks for.
+	if _, err := f.WriteAt([]byte{0x55, 0xaa}, 510); err != nil {
+		t.Fatal(err)
 	}
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)

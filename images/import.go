@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,58 +14,39 @@ import (
 	"strings"
 )
 
-// qcow2Magic opens every qcow2 file ("QFI\xfb").
-var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
-
-// Format tells a disk image's format: qemu-img's answer where it is
-// installed, else "qcow2" by its magic, else "raw".
-func Format(ctx context.Context, path string) (string, error) {
-	format, _, err := probe(ctx, path)
-	return format, err
-}
-
-// probe returns the image's format and, where qemu-img tells it, the size
-// of the disk it holds.
+// probe returns the image's format, which Recognize must know, and, where
+// qemu-img tells it, the size of the disk it holds.
 func probe(ctx context.Context, path string) (string, int64, error) {
-	if qemu, err := exec.LookPath("qemu-img"); err == nil {
-		out, err := exec.CommandContext(ctx, qemu, "info", "--output=json", "--", path).Output()
-		if err != nil {
-			return "", 0, fmt.Errorf("qemu-img info %s: %w%s", path, err, stderrOf(err))
-		}
-		var info struct {
-			Format      string `json:"format"`
-			VirtualSize int64  `json:"virtual-size"`
-		}
-		if err := json.Unmarshal(out, &info); err != nil || info.Format == "" {
-			return "", 0, fmt.Errorf("qemu-img info %s: no format in its answer", path)
-		}
-		// qemu-img calls a qcow2 header it cannot read "raw"; importing
-		// that as a disk would be a mistake.
-		if info.Format == "raw" && hasQcow2Magic(path) {
-			return "", 0, fmt.Errorf("%s starts like a qcow2 image but qemu-img cannot read it as one", path)
-		}
-		return info.Format, info.VirtualSize, nil
-	}
-	if hasQcow2Magic(path) {
-		return "qcow2", 0, nil
-	}
-	return "raw", 0, nil
-}
-
-func hasQcow2Magic(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return "", 0, err
 	}
-	defer f.Close()
-	head := make([]byte, len(qcow2Magic))
-	_, err = io.ReadFull(f, head)
-	return err == nil && bytes.Equal(head, qcow2Magic)
+	format, err := Recognize(f)
+	f.Close()
+	if err != nil {
+		return "", 0, err
+	}
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return format, 0, nil
+	}
+	out, err := exec.CommandContext(ctx, qemu, "info", "--output=json", "-f", format, "--", path).Output()
+	if err != nil {
+		return "", 0, fmt.Errorf("qemu-img info %s: %w%s", path, err, stderrOf(err))
+	}
+	var info struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", 0, fmt.Errorf("qemu-img info %s: %w", path, err)
+	}
+	return format, info.VirtualSize, nil
 }
 
 // Import makes dst, a new golden image, from the disk image at src: a raw
-// image is cloned (reflink or sparse copy); any other format qemu-img reads
-// (qcow2, vmdk, …) is converted to raw by `qemu-img convert`. Like a clone,
+// image is cloned (reflink or sparse copy), a qcow2 one converted to raw by
+// `qemu-img convert`. Anything Recognize does not know is refused before a
+// byte is written. Like a clone,
 // dst appears only when complete. It is left read-only (0444): golden
 // images are never written. It returns src's format.
 func Import(ctx context.Context, src, dst string, progress func(done, total int64)) (string, error) {
@@ -74,7 +54,7 @@ func Import(ctx context.Context, src, dst string, progress func(done, total int6
 	if err != nil {
 		return "", fmt.Errorf("import %s: %w", src, err)
 	}
-	if format == "raw" {
+	if format == FormatRaw {
 		if _, err := Clone(ctx, src, dst, 0, progress); err != nil {
 			return "", fmt.Errorf("import %s: %w", src, err)
 		}

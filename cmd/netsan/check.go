@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/netsan/netsan/inventory"
@@ -68,28 +66,11 @@ func cmdHosts(args []string, stdout, stderr io.Writer) error {
 		if h.Root != nil {
 			target = inv.TargetIQN(h)
 			root = strings.TrimPrefix(h.Root.Path(), inv.Server.DataDir+"/")
-			size, alloc = imageUsage(h.Root.Path(), h.Root.Size.Bytes)
+			size, alloc = sizeColumns(h.Root.Path(), h.Root.Size.Bytes)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.MAC, ip, h.Boot, target, root, size, alloc)
 	}
 	return tw.Flush()
-}
-
-// imageUsage reports an image's apparent size and the bytes it really
-// occupies; a missing image shows the size it will be created at.
-func imageUsage(path string, want int64) (size, allocated string) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if want > 0 {
-			return humanBytes(want), "(missing)"
-		}
-		return "-", "(missing)"
-	}
-	size = humanBytes(fi.Size())
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return size, humanBytes(st.Blocks * 512)
-	}
-	return size, "?"
 }
 
 func humanBytes(n int64) string {

@@ -29,7 +29,8 @@ import (
 const imageHelp = `usage: netsan image <command> [flags]
 
 commands:
-  list   [-c FILE]                      golden images and host roots: size, allocated, source, shared
+  list   [-c FILE]                      golden images, host roots and orphaned roots (kept after
+                                        their host left the inventory): size, allocated, source, shared
   clone  [-c FILE] HOST…                clone missing roots from their golden image (root.from)
   reset  [-c FILE] [--force] HOST…      replace roots with fresh clones; refused while the host
                                         has an iSCSI session unless --force, which logs it out
@@ -103,7 +104,7 @@ func imageList(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tFROM\tPATH\tSIZE\tALLOCATED\tEXTENTS")
 	for _, img := range inv.Images {
-		size, alloc := imageUsage(img.Path, 0)
+		size, alloc := sizeColumns(img.Path, 0)
 		fmt.Fprintf(tw, "%s\tgolden\t-\t%s\t%s\t%s\t%s\n", img.Name, rel(img.Path), size, alloc, sharing(img.Path, false))
 	}
 	for i := range inv.Hosts {
@@ -125,10 +126,38 @@ func imageList(args []string, stdout, stderr io.Writer) error {
 				want = fi.Size() // a clone is the golden image's size
 			}
 		}
-		size, alloc := imageUsage(h.Root.Image, want)
+		size, alloc := sizeColumns(h.Root.Image, want)
 		fmt.Fprintf(tw, "%s\troot\t%s\t%s\t%s\t%s\t%s\n", h.Name, from, rel(h.Root.Image), size, alloc, sharing(h.Root.Image, h.Root.From != ""))
 	}
-	return tw.Flush()
+	// Roots whose host left the inventory: kept, and shown so that the
+	// operator decides about them.
+	orphans, err := images.Orphans(inv)
+	for _, p := range orphans {
+		size, alloc := sizeColumns(p, 0)
+		fmt.Fprintf(tw, "-\torphaned\t-\t%s\t%s\t%s\t%s\n", rel(p), size, alloc, sharing(p, false))
+	}
+	if ferr := tw.Flush(); ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// sizeColumns formats images.Usage for a table: a missing image shows the
+// size it will be created at, and "(missing)".
+func sizeColumns(path string, want int64) (size, allocated string) {
+	n, alloc, err := images.Usage(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if want > 0 {
+			return humanBytes(want), "(missing)"
+		}
+		return "-", "(missing)"
+	case err != nil && n == 0:
+		return "-", "error: " + err.Error()
+	case err != nil:
+		return humanBytes(n), "?"
+	}
+	return humanBytes(n), humanBytes(alloc)
 }
 
 // sharing says how much of an image shares extents with others (a reflink
@@ -408,7 +437,7 @@ func imageImport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	size, alloc := imageUsage(dst, 0)
+	size, alloc := sizeColumns(dst, 0)
 	fmt.Fprintf(stdout, "imported %s (%s) as %s: %s, %s allocated\nadd to %s:\n\n[[image]]\nname = %q\npath = %q\n",
 		src, format, dst, size, alloc, inv.File, name, rel)
 	return nil

@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-// imageLab writes an inventory with an 8 MiB golden image holding 1 MiB of
+// imageLab writes an inventory with an 8 MiB golden disk image holding 1 MiB of
 // data and two hosts cloned from it, and returns the inventory's path and
 // the data directory.
 func imageLab(t *testing.T, extra string) (cfg, dataDir string) {
@@ -35,6 +35,10 @@ func imageLab(t *testing.T, extra string) (cfg, dataDir string) {
 	data := make([]byte, 1<<20)
 	_, _ = rand.Read(data)
 	if _, err := f.WriteAt(data, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	// A disk: the MBR boot signature import looks for.
+	if _, err := f.WriteAt([]byte{0x55, 0xaa}, 510); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -379,5 +383,61 @@ root = { image = "roots/node3.img", from = "base" }
 		if !strings.Contains(out, h+": reset") || !sameFile(t, golden, root(h)) {
 			t.Errorf("reset of three hosts: %s not reset:\n%s", h, out)
 		}
+	}
+}
+
+// TestImageImportRefusesNonDisk: a file that is no disk image is refused
+// with the reason, exit 1, and nothing is written.
+func TestImageImportRefusesNonDisk(t *testing.T) {
+	cfg, dataDir := imageLab(t, "")
+	src := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(src, []byte("hello world"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"image", "import", "-c", cfg, src, "notes"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "not a disk image: 11 bytes") {
+		t.Errorf("import of an 11-byte file: exit %d\n%s%s", code, &stdout, &stderr)
+	}
+	ents, err := os.ReadDir(filepath.Join(dataDir, "golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != "base.img" {
+		t.Errorf("a refused import left files in golden/: %v", ents)
+	}
+}
+
+// TestImageListOrphans: the root of a host removed from the inventory is
+// kept and listed as orphaned; roots in use and clones in progress are not.
+func TestImageListOrphans(t *testing.T) {
+	cfg, dataDir := imageLab(t, "")
+	if _, _, err := runImage("clone", "-c", cfg, "node1", "node2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "roots", ".node3.img.tmp-1"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	writeFile(t, cfg, src[:strings.Index(src, "[[host]]\nname = \"node2\"")])
+	out, _, err := runImage("list", "-c", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orphaned []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[1] == "orphaned" {
+			orphaned = append(orphaned, strings.Join(f, " "))
+		}
+	}
+	if len(orphaned) != 1 || !strings.HasPrefix(orphaned[0], "- orphaned - roots/node2.img 16.0MiB") {
+		t.Errorf("image list after node2 left the inventory:\n%s\nwant one orphaned row for roots/node2.img", out)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "roots", "node2.img")); err != nil {
+		t.Errorf("node2's root: %v", err)
 	}
 }

@@ -44,6 +44,9 @@ type supervisor struct {
 
 	mu      sync.Mutex // serialises reloads
 	current *inventory.Inventory
+	// keptLogged holds the roots already logged as kept after their host
+	// left the inventory: once per path is enough.
+	keptLogged map[string]bool
 }
 
 func cmdServe(args []string, stderr io.Writer) error {
@@ -192,9 +195,26 @@ func (s *supervisor) reload(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", ns.name, err))
 		}
 	}
+	s.logKept(images.Dropped(s.current, inv))
 	s.current = inv
 	s.log.Info("reloaded", zap.String("changes", changes.String()))
 	return errors.Join(errs...)
+}
+
+// logKept warns, once per path, of roots whose host the reload removed:
+// netsan keeps them on disk, and `netsan image list` shows them as orphaned.
+func (s *supervisor) logKept(kept []images.Kept) {
+	for _, k := range kept {
+		if s.keptLogged[k.Path] {
+			continue
+		}
+		if s.keptLogged == nil {
+			s.keptLogged = make(map[string]bool)
+		}
+		s.keptLogged[k.Path] = true
+		s.log.Warn("root kept on disk: its host left the inventory (netsan image list shows it as orphaned)",
+			zap.String("host", k.Host), zap.String("path", k.Path))
+	}
 }
 
 // inventory returns the inventory being served.

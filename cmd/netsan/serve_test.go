@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -183,3 +184,54 @@ type failing struct{}
 
 func (failing) Serve(context.Context) error       { return syscall.EADDRINUSE }
 func (failing) Reload(*inventory.Inventory) error { return nil }
+
+// TestReloadLogsKeptRoots: a reload that removes a host whose root is on
+// disk warns once, with the path; the root stays.
+func TestReloadLogsKeptRoots(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "netsan.toml")
+	host := func(n int) string {
+		return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nroot = { image = \"roots/node%d.img\", size = \"1MiB\" }\n", n, n, n)
+	}
+	root2 := filepath.Join(dir, "data", "roots", "node2.img")
+	if err := os.MkdirAll(filepath.Dir(root2), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root2, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, inv1+host(2)+host(3))
+	inv, _, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	sup := &supervisor{path: path, log: zap.New(core), services: []namedService{{"rec", &recorder{}}}, current: inv}
+	kept := func() []string {
+		var out []string
+		for _, e := range logs.FilterLevelExact(zap.WarnLevel).FilterMessageSnippet("root kept").All() {
+			out = append(out, e.ContextMap()["host"].(string)+" "+e.ContextMap()["path"].(string))
+		}
+		return out
+	}
+	for i, step := range []struct {
+		inv  string
+		kept []string
+	}{
+		{inv1 + host(3), []string{"node2 " + root2}}, // node2 removed: its root is on disk
+		{inv1, []string{"node2 " + root2}},           // node3 removed: it never had a root on disk
+		{inv1 + host(2), []string{"node2 " + root2}},
+		{inv1, []string{"node2 " + root2}}, // node2 removed again: once per path
+	} {
+		writeFile(t, path, step.inv)
+		if err := sup.reload(t.Context()); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if got := kept(); strings.Join(got, ";") != strings.Join(step.kept, ";") {
+			t.Errorf("after reload %d the kept roots logged are %q, want %q", i, got, step.kept)
+		}
+	}
+	if _, err := os.Stat(root2); err != nil {
+		t.Errorf("node2's root: %v", err)
+	}
+}

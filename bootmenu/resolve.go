@@ -29,6 +29,9 @@ import (
 // Client is the machine asking for a file.
 type Client struct {
 	IP netip.Addr
+	// Local is the server's address the request arrived at, when known:
+	// it names the interface whose neighbours the client is among.
+	Local netip.Addr
 	// MAC, when the caller knows it (say from a DHCP lease), attributes
 	// loaders and plain files to a host; nil otherwise. boot/<mac>.ipxe
 	// names carry their own MAC and do not need it.
@@ -70,6 +73,9 @@ type File struct {
 	Host string // the inventory host it serves, when one is known; else ""
 	MAC  string // that host's MAC (or an unknown script's), 52:54:00:00:00:01; else ""
 	Path string // the file on disk, or "" for generated content
+
+	// secret marks content that only Host may have (a CHAP secret).
+	secret bool
 }
 
 // Read implements io.Reader.
@@ -109,12 +115,25 @@ func (f *File) forHost(h *inventory.Host) *File {
 	return f
 }
 
+// MACFinder tells which machine is using an address, so that a file
+// carrying a secret goes to its own host only. cmd/netsan answers it from
+// dhcpd's leases when netsan hands out the addresses, else from the
+// kernel's neighbour table.
+type MACFinder interface {
+	// MACOf returns the MAC using ip, as seen from local (the server's
+	// address the request arrived at), or an error when it cannot tell.
+	MACOf(ip, local netip.Addr) (net.HardwareAddr, error)
+}
+
 // Resolver answers names for one inventory at a time; Reload swaps it.
 // It is safe for concurrent use.
 type Resolver struct {
-	log   *zap.Logger
-	state atomic.Pointer[state]
+	log    *zap.Logger
+	state  atomic.Pointer[state]
+	finder atomic.Pointer[finder]
 }
+
+type finder struct{ MACFinder }
 
 // state is everything one inventory implies, swapped whole by Reload.
 type state struct {
@@ -147,8 +166,48 @@ func (r *Resolver) Reload(inv *inventory.Inventory) error {
 	return nil
 }
 
+// SetMACFinder sets how the client of a file with a secret is told apart
+// from other machines. Until it is set, such files are refused to everyone.
+func (r *Resolver) SetMACFinder(f MACFinder) { r.finder.Store(&finder{f}) }
+
 // Resolve opens what name means for client. The caller closes the File.
 func (r *Resolver) Resolve(c Client, name string) (*File, error) {
+	f, err := r.resolve(c, name)
+	if err == nil && f.secret {
+		if err := r.toItsHost(c, f, name); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, err
+}
+
+// toItsHost lets a file with a secret go only to the machine whose MAC is
+// its host's, and logs every refusal: someone on the LAN asked for another
+// machine's secret, or the host's own request could not be told apart.
+func (r *Resolver) toItsHost(c Client, f *File, name string) error {
+	var (
+		mac net.HardwareAddr
+		err error
+	)
+	if fd := r.finder.Load(); fd == nil {
+		err = errors.New("no way to tell which MAC uses the address")
+	} else if mac, err = fd.MACOf(c.IP, c.Local); err == nil && mac.String() != f.MAC {
+		err = fmt.Errorf("%s is used by %s, not %s's %s", c.IP, mac, f.Host, f.MAC)
+	}
+	if err == nil {
+		return nil
+	}
+	found := ""
+	if mac != nil {
+		found = mac.String()
+	}
+	r.log.Warn("secret refused", zap.String("file", name), zap.String("host", f.Host),
+		zap.Stringer("ip", c.IP), zap.String("mac", found), zap.Error(err))
+	return fmt.Errorf("%s carries %s's secret: %w: %w", name, f.Host, ErrForbidden, err)
+}
+
+func (r *Resolver) resolve(c Client, name string) (*File, error) {
 	st := r.state.Load()
 	clean, err := CleanName(name)
 	if err != nil {
@@ -292,7 +351,7 @@ func (st *state) rootFile(name string) (*File, error) {
 // else root/<serial>/<rest>, else root/<rest>.
 func (st *state) pi(c Client, h *inventory.Host, serial, rest string) (*File, error) {
 	if rest == "cmdline.txt" && h != nil && h.BootsFromSAN() {
-		return st.cmdline(c, h)
+		return st.cmdline(h)
 	}
 	f, err := st.rootFile(serial + "/" + rest)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func readAll(t *testing.T, r *Resolver, c Client, name string) (string, *File) {
@@ -196,18 +197,46 @@ func TestPiCmdline(t *testing.T) {
 		t.Errorf("pi2 cmdline.txt is not one line: %q", got)
 	}
 
-	// The CHAP secret goes to the Pi's own address only, when netsan
-	// assigns addresses; in proxy mode the LAN's DHCP server does, so the
-	// address cannot be checked.
-	_, err := r.Resolve(anyClient, "9ffefde1/cmdline.txt")
-	if !errors.Is(err, ErrForbidden) {
-		t.Errorf("pi1 cmdline.txt from another address: %v, want ErrForbidden", err)
+	// The CHAP secret goes to the Pi's own MAC only, whoever hands out
+	// the addresses: another machine, an address whose MAC is unknown, and
+	// a resolver that cannot tell (no MACFinder) are refused and logged.
+	core, logs := observer.New(zap.InfoLevel)
+	r.log = zap.New(core)
+	stranger := net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 0x50}
+	r.SetMACFinder(addrTable{
+		netip.MustParseAddr("198.18.0.21"): {0xdc, 0xa6, 0x32, 0, 0, 1},
+		netip.MustParseAddr("198.18.0.50"): stranger,
+		netip.MustParseAddr("198.18.0.23"): {0xdc, 0xa6, 0x32, 0, 0, 3},
+	})
+	for _, mode := range []string{"authoritative", "proxy"} {
+		if err := r.Reload(tt.parse(t, mode)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readAll(t, r, pi1, "9ffefde1/cmdline.txt"); !strings.Contains(got, "iscsi_password=pi1-root-secret-c0ffee") {
+			t.Errorf("%s: pi1's own cmdline.txt: %q", mode, got)
+		}
+		for _, c := range []struct{ ip, mac string }{{"198.18.0.50", stranger.String()}, {"198.18.0.200", ""}} {
+			f, err := r.Resolve(Client{IP: netip.MustParseAddr(c.ip)}, "9ffefde1/cmdline.txt")
+			if !errors.Is(err, ErrForbidden) || f != nil {
+				t.Errorf("%s: pi1 cmdline.txt to %s: %v, want ErrForbidden", mode, c.ip, err)
+			}
+			line := logs.FilterMessage("secret refused").Filter(func(e observer.LoggedEntry) bool {
+				return e.ContextMap()["ip"] == c.ip
+			}).All()
+			if len(line) != 1 || line[0].Level != zap.WarnLevel || line[0].ContextMap()["host"] != "pi1" ||
+				line[0].ContextMap()["mac"] != c.mac {
+				t.Errorf("%s: refusal to %s logged as %+v, want one WARN with host pi1, mac %q", mode, c.ip, line, c.mac)
+			}
+		}
+		logs.TakeAll()
+		// A Pi without CHAP is not held back: pi3 boots locally, its own file.
+		if got, _ := readAll(t, r, Client{IP: netip.MustParseAddr("198.18.0.50")}, "9ffefde3/cmdline.txt"); got != "pi3 own cmdline" {
+			t.Errorf("%s: pi3 cmdline.txt: %q", mode, got)
+		}
 	}
-	if err := r.Reload(tt.parse(t, "proxy")); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := readAll(t, r, anyClient, "9ffefde1/cmdline.txt"); !strings.Contains(got, "iscsi_password=pi1-root-secret-c0ffee") {
-		t.Errorf("proxy mode cmdline.txt: %q", got)
+	r.finder.Store(nil)
+	if _, err := r.Resolve(pi1, "9ffefde1/cmdline.txt"); !errors.Is(err, ErrForbidden) {
+		t.Errorf("without a MACFinder: %v, want ErrForbidden", err)
 	}
 }
 

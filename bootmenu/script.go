@@ -185,15 +185,9 @@ type CmdlineData struct {
 	RootDevice    string          // root= value: PARTUUID of the image's 2nd partition, else /dev/sda2
 }
 
-// cmdline renders <serial>/cmdline.txt for a Pi that boots from SAN. It
-// carries the CHAP secret, so when netsan hands out the addresses only the
-// host's own address may read it.
-func (st *state) cmdline(c Client, h *inventory.Host) (*File, error) {
-	if h.CHAP != nil && st.inv.DHCP.On() && st.inv.DHCP.Mode == inventory.ModeAuthoritative &&
-		h.IP.IsValid() && c.IP.IsValid() && c.IP.Unmap() != h.IP.Addr.Unmap() {
-		return nil, fmt.Errorf("cmdline.txt of %s (has CHAP secret) asked by %s, not %s: %w",
-			h.Name, c.IP, h.IP, ErrForbidden)
-	}
+// cmdline renders <serial>/cmdline.txt for a Pi that boots from SAN. With
+// CHAP it carries the secret: Resolve then lets it go to the Pi only.
+func (st *state) cmdline(h *inventory.Host) (*File, error) {
 	d := CmdlineData{
 		Name:          h.Name,
 		InitiatorIQN:  st.inv.InitiatorIQN(h),
@@ -220,7 +214,9 @@ func (st *state) cmdline(c Client, h *inventory.Host) (*File, error) {
 	}
 	// The Pi firmware uses the first line only.
 	b = append(bytes.TrimSpace(bytes.ReplaceAll(b, []byte("\n"), []byte(" "))), '\n')
-	return generated(KindCmdline, b).forHost(h), nil
+	f := generated(KindCmdline, b).forHost(h)
+	f.secret = h.CHAP != nil
+	return f, nil
 }
 
 func chapField(c *inventory.CHAP) string {

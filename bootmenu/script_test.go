@@ -308,6 +308,7 @@ func TestExamples(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
+		r.SetMACFinder(hostAddrs(inv))
 		for _, h := range inv.Hosts {
 			got, _ := readAll(t, r, Client{IP: h.IP.Addr}, "boot/"+h.MAC.Hyphens()+".ipxe")
 			scripts++

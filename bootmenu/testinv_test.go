@@ -1,7 +1,10 @@
 package bootmenu
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -147,5 +150,27 @@ func (tt *testTree) resolver(t testing.TB) *Resolver {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.SetMACFinder(hostAddrs(tt.inv))
 	return r
+}
+
+// addrTable answers MACFinder from a fixed table, as dhcpd's leases would.
+type addrTable map[netip.Addr]net.HardwareAddr
+
+func (a addrTable) MACOf(ip, _ netip.Addr) (net.HardwareAddr, error) {
+	if mac, ok := a[ip]; ok {
+		return mac, nil
+	}
+	return nil, errors.New("no lease")
+}
+
+// hostAddrs is every inventory host at its own address.
+func hostAddrs(inv *inventory.Inventory) addrTable {
+	a := addrTable{}
+	for _, h := range inv.Hosts {
+		if h.IP.IsValid() {
+			a[h.IP.Addr] = h.MAC.HardwareAddr
+		}
+	}
+	return a
 }

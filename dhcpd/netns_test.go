@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/netsantest"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -100,7 +101,7 @@ func newLab(t *testing.T, tools ...string) *lab {
 	b := make([]byte, 3)
 	rand.Read(b)
 	l := &lab{t: t, id: hex.EncodeToString(b), dir: t.TempDir()}
-	l.srv = l.netns("s")
+	l.srv = netsantest.Netns(t, "dhcpd-"+l.id+"-s")
 	l.ip(l.srv, "link", "add", "br0", "type", "bridge")
 	l.ip(l.srv, "addr", "add", "198.18.0.1/24", "dev", "br0")
 	l.ip(l.srv, "link", "set", "br0", "up")
@@ -112,49 +113,16 @@ func (l *lab) ip(ns string, args ...string) {
 	if ns != "" {
 		args = append([]string{"-n", ns}, args...)
 	}
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	netsantest.IP(l.t, args...)
 }
 
-// netns makes a namespace named dhcpd-<id>-<role>, deleted at cleanup.
-func (l *lab) netns(role string) string {
-	l.t.Helper()
-	name := "dhcpd-" + l.id + "-" + role
-	l.ip("", "netns", "add", name)
-	l.t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	l.ip(name, "link", "set", "lo", "up")
-	return name
-}
-
-// client makes a namespace whose eth0 (with mac) is cabled to br0.
+// client makes namespace dhcpd-<id>-<role>, deleted at cleanup, whose
+// eth0 (with mac) is cabled to br0.
 func (l *lab) client(role, mac, cidr string) string {
 	l.t.Helper()
-	ns := l.netns(role)
 	l.n++
 	peer := fmt.Sprintf("dv%s%d", l.id, l.n) // ≤ 15 bytes
-	l.ip(ns, "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", peer)
-	l.ip(ns, "link", "set", peer, "netns", l.srv)
-	l.ip(l.srv, "link", "set", peer, "master", "br0")
-	l.ip(l.srv, "link", "set", peer, "up")
-	if cidr != "" {
-		l.ip(ns, "addr", "add", cidr, "dev", "eth0")
-	}
-	l.ip(ns, "link", "set", "eth0", "up")
-	// Packets sent before the kernel sees the carrier are dropped; on a
-	// loaded machine that takes a while.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command("ip", "-n", ns, "link", "show", "eth0").Output()
-		if strings.Contains(string(out), "LOWER_UP") && strings.Contains(string(out), "state UP") {
-			break
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("%s eth0 never came up: %s", ns, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return ns
+	return netsantest.Machine(l.t, "dhcpd-"+l.id+"-"+role, mac, cidr, l.srv, peer, "br0")
 }
 
 // proc is a process started in a namespace; done closes when it has exited.

@@ -114,6 +114,34 @@ func (s *Server) Reload(inv *inventory.Inventory) error {
 // Leases returns every lease known, by address (for /status).
 func (s *Server) Leases() []Lease { return s.leases.list() }
 
+// ErrNotAssigning is MACOf's answer in proxy mode: the LAN's own DHCP
+// server hands out the addresses, so netsan's state says nothing of them.
+var ErrNotAssigning = errors.New("proxy mode: netsan assigns no addresses")
+
+// MACOf returns the MAC netsan gave ip to: the client holding an active
+// lease of it, else the inventory host whose fixed address it is (a fixed
+// address is never leased to another MAC).
+func (s *Server) MACOf(ip netip.Addr) (net.HardwareAddr, error) {
+	c := s.cfg.Load()
+	if c.proxy {
+		return nil, ErrNotAssigning
+	}
+	ip = ip.Unmap()
+	switch mac := s.leases.boundTo(ip, time.Now()); mac {
+	case "":
+	case "declined":
+		return nil, fmt.Errorf("dhcp: %s was declined: another machine answers ARP for it", ip)
+	default:
+		return net.ParseMAC(mac)
+	}
+	for i := range c.inv.Hosts {
+		if h := &c.inv.Hosts[i]; h.IP.IsValid() && h.IP.Addr == ip {
+			return h.MAC.HardwareAddr, nil
+		}
+	}
+	return nil, fmt.Errorf("dhcp: %s: no lease, no host's fixed address", ip)
+}
+
 // Listen opens the sockets: the configured address, and in proxy mode also
 // the PXE port 4011 on the same address. Serve calls it if it has not been.
 func (s *Server) Listen() error {

@@ -10,7 +10,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -28,10 +27,21 @@ import (
 // pair: 198.18.0.1/24 (veth0, netsan's side) and 198.18.0.2/24 (eth0).
 type netnsLab struct {
 	t              *testing.T
+	id             string
 	server, client string
+	n              int // machines attached to the bridge lab's br0
 }
 
 func newNetnsLab(t *testing.T, clientMAC string) *netnsLab {
+	t.Helper()
+	l := labBase(t)
+	l.client = netsantest.Machine(t, "faults-"+l.id+"-c", clientMAC, "198.18.0.2/24", l.server, "veth0", "")
+	l.ip(l.server, "addr", "add", "198.18.0.1/24", "dev", "veth0")
+	return l
+}
+
+// labBase makes the server's namespace, faults-<id>-s.
+func labBase(t *testing.T) *netnsLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
@@ -39,22 +49,8 @@ func newNetnsLab(t *testing.T, clientMAC string) *netnsLab {
 	needTools(t, "ip")
 	b := make([]byte, 3)
 	rand.Read(b)
-	id := hex.EncodeToString(b)
-	l := &netnsLab{t: t, server: "faults-" + id + "-s", client: "faults-" + id + "-c"}
-	for _, ns := range []string{l.server, l.client} {
-		l.ip("", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		l.ip(ns, "link", "set", "lo", "up")
-	}
-	l.ip(l.client, "link", "add", "eth0", "address", clientMAC, "type", "veth", "peer", "name", "veth0", "netns", l.server)
-	l.ip(l.server, "addr", "add", "198.18.0.1/24", "dev", "veth0")
-	l.ip(l.client, "addr", "add", "198.18.0.2/24", "dev", "eth0")
-	l.ip(l.server, "link", "set", "veth0", "up")
-	l.ip(l.client, "link", "set", "eth0", "up")
-	netsantest.WaitFor(t, "veth carrier", 20*time.Second, func() bool {
-		out, _ := exec.Command("ip", "-n", l.client, "link", "show", "eth0").Output()
-		return bytes.Contains(out, []byte("LOWER_UP"))
-	})
+	l := &netnsLab{t: t, id: hex.EncodeToString(b)}
+	l.server = netsantest.Netns(t, "faults-"+l.id+"-s")
 	return l
 }
 
@@ -63,9 +59,7 @@ func (l *netnsLab) ip(ns string, args ...string) {
 	if ns != "" {
 		args = append([]string{"-n", ns}, args...)
 	}
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	netsantest.IP(l.t, args...)
 }
 
 // udpIn opens a UDP socket inside ns: the socket stays in ns whatever

@@ -76,6 +76,10 @@ func (s *Server) Reload(inv *inventory.Inventory) error {
 	return nil
 }
 
+// SetMACFinder sets how a Pi's cmdline.txt with its CHAP secret is kept
+// to the Pi (see bootmenu.MACFinder); until then it goes to nobody.
+func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f) }
+
 // Serve answers requests until ctx is cancelled, then drains them.
 func (s *Server) Serve(ctx context.Context) error {
 	ln := s.Listener
@@ -166,13 +170,18 @@ func (s *Server) Handler() http.Handler {
 // file serves a boot file, /boot/<mac>.ipxe included.
 func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	var ip netip.Addr
+	var c bootmenu.Client
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		ip = ap.Addr().Unmap()
+		c.IP = ap.Addr().Unmap()
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			c.Local = ap.Addr().Unmap()
+		}
 	}
 	name := strings.TrimPrefix(r.URL.Path, "/")
-	log := s.log.With(zap.String("op", r.Method), zap.String("file", name), zap.Stringer("ip", ip))
-	f, err := s.resolver.Resolve(bootmenu.Client{IP: ip}, name)
+	log := s.log.With(zap.String("op", r.Method), zap.String("file", name), zap.Stringer("ip", c.IP))
+	f, err := s.resolver.Resolve(c, name)
 	if err != nil {
 		code := http.StatusInternalServerError
 		switch {

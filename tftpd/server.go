@@ -70,6 +70,10 @@ func (s *Server) Reload(inv *inventory.Inventory) error {
 	return nil
 }
 
+// SetMACFinder sets how a Pi's cmdline.txt with its CHAP secret is kept
+// to the Pi (see bootmenu.MACFinder); until then it goes to nobody.
+func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f) }
+
 // Serve answers requests until ctx is cancelled, then waits for running
 // transfers to end (each is bounded by its retransmission timeout).
 func (s *Server) Serve(ctx context.Context) error {
@@ -136,11 +140,15 @@ var (
 // read is pin/tftp's read handler: resolve the name, send the content.
 func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	start := time.Now()
-	var remote netip.Addr
+	var remote, local netip.Addr
 	ot, _ := rf.(tftp.OutgoingTransfer)
 	if ot != nil {
 		ra := ot.RemoteAddr()
 		remote = ra.AddrPort().Addr().Unmap()
+	}
+	if pi, ok := rf.(tftp.RequestPacketInfo); ok {
+		local, _ = netip.AddrFromSlice(pi.LocalIP())
+		local = local.Unmap()
 	}
 	log := s.log.With(zap.String("op", "read"), zap.String("file", filename), zap.Stringer("ip", remote))
 	defer func() {
@@ -169,7 +177,7 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 		s.metrics.active.Dec()
 	}()
 
-	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote}, filename)
+	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote, Local: local}, filename)
 	if err != nil {
 		result, reply := classify(err)
 		s.metrics.request("", "", result)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -461,10 +462,17 @@ func TestMaxTransfers(t *testing.T) {
 }
 
 // A Raspberry Pi's requests carry its serial: its own files first, then the
-// shared ones, and a generated cmdline.txt that logs in to its root target.
+// shared ones, and a generated cmdline.txt that logs in to its root target
+// (with its CHAP secret: only to the machine the MACFinder says is the Pi).
 func TestPiPrefix(t *testing.T) {
 	need(t, "atftp")
-	fx := start(t, zap.NewNop())
+	asked := make(chan [2]netip.Addr, 4)
+	fx := startWith(t, zap.NewNop(), func(s *Server) {
+		s.SetMACFinder(macFinder(func(ip, local netip.Addr) (net.HardwareAddr, error) {
+			asked <- [2]netip.Addr{ip, local}
+			return net.ParseMAC("dc:a6:32:00:00:01")
+		}))
+	})
 	if err := os.MkdirAll(filepath.Join(fx.root, "9ffefde1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -493,5 +501,33 @@ func TestPiPrefix(t *testing.T) {
 		if err != nil || !strings.Contains(string(got), w) {
 			t.Errorf("cmdline.txt: %v %q lacks %q: %s", err, got, w, msg)
 		}
+	}
+	select {
+	case a := <-asked:
+		if a[0].String() != "127.0.0.1" || a[1].String() != "127.0.0.1" {
+			t.Errorf("MACFinder asked about %s, arrived at %s; want 127.0.0.1 at 127.0.0.1", a[0], a[1])
+		}
+	default:
+		t.Error("the MACFinder was not asked who wants cmdline.txt")
+	}
+}
+
+// macFinder is a bootmenu.MACFinder from a func.
+type macFinder func(ip, local netip.Addr) (net.HardwareAddr, error)
+
+func (f macFinder) MACOf(ip, local netip.Addr) (net.HardwareAddr, error) { return f(ip, local) }
+
+// Without a MACFinder a file with a secret goes to nobody.
+func TestSecretWithoutMACFinder(t *testing.T) {
+	need(t, "atftp")
+	fx := start(t, zap.NewNop())
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	local := filepath.Join(dir, "cmdline.txt")
+	msg, err := run(ctx, dir, "atftp", "-g", "-r", "9ffefde1/cmdline.txt", "-l", local, "127.0.0.1", fmt.Sprint(fx.port))
+	got, _ := os.ReadFile(local)
+	if err == nil || strings.Contains(string(got), "secret") || !strings.Contains(msg, "access violation") {
+		t.Errorf("cmdline.txt with a CHAP secret, no MACFinder: %v %q: %s", err, got, msg)
 	}
 }

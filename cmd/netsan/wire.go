@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +19,7 @@ import (
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/iscsi"
+	"github.com/netsan/netsan/neigh"
 	"github.com/netsan/netsan/tftpd"
 )
 
@@ -34,6 +38,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 		out     []namedService
 		status  httpd.StatusSource
 		control httpd.ControlSource
+		macs    macFinder
 	)
 	add := func(name string, svc service, c prometheus.Collector) error {
 		if err := reg.Register(c); err != nil {
@@ -48,6 +53,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 			return nil, err
 		}
 		status.Leases = func() []httpd.Lease { return leases(d.Leases()) }
+		macs.dhcp = d
 		if err := add("dhcp", d, d); err != nil {
 			return nil, err
 		}
@@ -57,6 +63,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 		if err != nil {
 			return nil, err
 		}
+		t.SetMACFinder(macs)
 		if err := add("tftp", t, t); err != nil {
 			return nil, err
 		}
@@ -82,11 +89,28 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 			return nil, err
 		}
 		h.Gatherer, h.Status, h.Control = reg, status, control
+		h.SetMACFinder(macs)
 		if err := add("http", h, h); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// macFinder tells tftpd and httpd which machine asks for a file with a
+// secret: dhcpd's leases and fixed addresses when netsan hands out the
+// addresses, else (proxy mode, or no DHCP) the kernel's neighbour table,
+// where the client's ARP for us left its MAC.
+type macFinder struct{ dhcp *dhcpd.Server }
+
+func (f macFinder) MACOf(ip, local netip.Addr) (net.HardwareAddr, error) {
+	if f.dhcp != nil {
+		mac, err := f.dhcp.MACOf(ip)
+		if !errors.Is(err, dhcpd.ErrNotAssigning) {
+			return mac, err
+		}
+	}
+	return neigh.Lookup(ip, local)
 }
 
 // makeImageDirs creates the directories that missing images will be created

@@ -1,0 +1,185 @@
+package faults
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsan/netsan/netsantest"
+)
+
+// newBridgeLab is netsan's namespace with bridge br0 at 198.18.0.1/24, a
+// LAN for attach to cable machines to.
+func newBridgeLab(t *testing.T) *netnsLab {
+	t.Helper()
+	l := labBase(t)
+	l.ip(l.server, "link", "add", "br0", "type", "bridge")
+	l.ip(l.server, "addr", "add", "198.18.0.1/24", "dev", "br0")
+	l.ip(l.server, "link", "set", "br0", "up")
+	return l
+}
+
+// attach makes a machine's namespace whose eth0 (with mac, and cidr when
+// set) is cabled to br0.
+func (l *netnsLab) attach(role, mac, cidr string) string {
+	l.t.Helper()
+	l.n++
+	peer := fmt.Sprintf("fv%s%d", l.id, l.n) // ≤ 15 bytes
+	return netsantest.Machine(l.t, "faults-"+l.id+"-"+role, mac, cidr, l.server, peer, "br0")
+}
+
+// lease has busybox udhcpc in ns take an address from netsan and put it
+// on eth0; it returns the address.
+func (l *netnsLab) lease(ns string) string {
+	l.t.Helper()
+	script := filepath.Join(l.t.TempDir(), "udhcpc.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && ip addr add \"$ip/$mask\" dev \"$interface\"\nexit 0\n"), 0o755)
+	out, err := run(60*time.Second, nil, "ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n",
+		"-t", "5", "-T", "2", "-A", "1", "-i", "eth0", "-s", script)
+	if err != nil {
+		l.t.Fatalf("udhcpc in %s: %v\n%s", ns, err, out)
+	}
+	addrs, _ := run(10*time.Second, nil, "ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "eth0")
+	f := strings.Fields(addrs)
+	for i := range f {
+		if f[i] == "inet" && i+1 < len(f) {
+			return strings.Split(f[i+1], "/")[0]
+		}
+	}
+	l.t.Fatalf("udhcpc in %s bound no address:\n%s\n%s", ns, out, addrs)
+	return ""
+}
+
+// TestPiSecretOnlyToItsPi: a SAN-booting Pi's generated cmdline.txt
+// carries its CHAP secret. On one LAN, the Pi (its MAC, its address)
+// gets it over TFTP (busybox tftp) and HTTP (curl); a second machine with
+// another MAC and address asking for the same <serial>/cmdline.txt gets a
+// TFTP error and a 403, and netsan logs a WARN naming the host, the
+// asking address and the MAC found behind it. Files without a secret still
+// go to anyone. In proxy mode netsan tells the Pi by the kernel's
+// neighbour table, in authoritative mode by the lease it gave.
+func TestPiSecretOnlyToItsPi(t *testing.T) {
+	needTools(t, "busybox", "curl")
+	const (
+		piMAC, otherMAC = "dc:a6:32:00:00:01", "02:00:5e:00:00:50"
+		secret          = "pi1-root-secret-c0ffee"
+		cmdline         = "9ffefde1/cmdline.txt"
+	)
+	for _, mode := range []string{"proxy", "authoritative"} {
+		t.Run(mode, func(t *testing.T) {
+			l := newBridgeLab(t)
+			dir := t.TempDir()
+			for _, f := range []string{"ipxe/undionly.kpxe", "ipxe/ipxe.efi", "tftp/start4.elf"} {
+				os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
+				os.WriteFile(filepath.Join(dir, f), []byte("boot file "+f), 0o644)
+			}
+			pool := ""
+			if mode == "authoritative" {
+				pool = `range = ["198.18.0.100", "198.18.0.110"]`
+			}
+			path := writeInventory(t, dir, fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = "data"
+[dhcp]
+mode      = %q
+interface = "br0"
+subnet    = "198.18.0.0/24"
+%s
+[tftp]
+root     = "tftp"
+ipxe_dir = "ipxe"
+[http]
+listen = "0.0.0.0:8080"
+[iscsi]
+listen   = ["198.18.0.1:3260"]
+base_iqn = "iqn.2026-11.example.faults"
+[[host]]
+name   = "pi1"
+mac    = %q
+ip     = "198.18.0.21"
+serial = "9ffefde1"
+boot   = "san"
+root   = { image = "roots/pi1.img", size = "64MiB" }
+chap   = { user = "pi1", secret = %q }
+`, mode, pool, piMAC, secret))
+			n := startNetsan(t, path, l.server, "http://198.18.0.1:8080")
+
+			var pi, other, otherIP string
+			if mode == "proxy" {
+				// The LAN's own DHCP server gave these; netsan never saw them.
+				pi = l.attach("pi", piMAC, "198.18.0.21/24")
+				other, otherIP = l.attach("other", otherMAC, "198.18.0.50/24"), "198.18.0.50"
+			} else {
+				pi = l.attach("pi", piMAC, "")
+				if got := l.lease(pi); got != "198.18.0.21" {
+					t.Fatalf("the Pi leased %s, want its fixed 198.18.0.21", got)
+				}
+				other = l.attach("other", otherMAC, "")
+				otherIP = l.lease(other)
+			}
+
+			tftpGet := func(ns, name string) (string, error) {
+				out := filepath.Join(t.TempDir(), "got")
+				msg, err := run(30*time.Second, nil, "ip", "netns", "exec", ns, "busybox", "tftp", "-g", "-r", name, "-l", out, "198.18.0.1")
+				b, _ := os.ReadFile(out)
+				if err != nil {
+					return string(b), fmt.Errorf("%v: %s", err, msg)
+				}
+				return string(b), nil
+			}
+			httpGet := func(ns, name string) (string, string) {
+				out := filepath.Join(t.TempDir(), "got")
+				code, err := run(30*time.Second, nil, "ip", "netns", "exec", ns, "curl", "-s", "--max-time", "20",
+					"-o", out, "-w", "%{http_code}", "http://198.18.0.1:8080/"+name)
+				if err != nil {
+					t.Errorf("curl %s in %s: %v %s", name, ns, err, code)
+				}
+				b, _ := os.ReadFile(out)
+				return code, string(b)
+			}
+
+			if got, err := tftpGet(pi, cmdline); err != nil || !strings.Contains(got, "iscsi_password="+secret) {
+				t.Errorf("the Pi's own cmdline.txt over TFTP: %v %q", err, got)
+			}
+			if code, got := httpGet(pi, cmdline); code != "200" || !strings.Contains(got, "iscsi_password="+secret) {
+				t.Errorf("the Pi's own cmdline.txt over HTTP: %s %q", code, got)
+			}
+			got, err := tftpGet(other, cmdline)
+			if err == nil || strings.Contains(got, secret) {
+				t.Errorf("%s (%s) fetched the Pi's cmdline.txt over TFTP: %v %q", otherIP, otherMAC, err, got)
+			} else if !strings.Contains(err.Error(), "access violation") {
+				t.Errorf("TFTP refusal: %v, want an access violation", err)
+			}
+			if code, got := httpGet(other, cmdline); code != "403" || strings.Contains(got, secret) {
+				t.Errorf("%s (%s) over HTTP: %s %q, want 403", otherIP, otherMAC, code, got)
+			}
+			// Files without a secret are anyone's.
+			if got, err := tftpGet(other, "9ffefde1/start4.elf"); err != nil || got != "boot file tftp/start4.elf" {
+				t.Errorf("a shared Pi file to another machine: %v %q", err, got)
+			}
+
+			var refusals []map[string]any
+			for line := range strings.Lines(n.log.String()) {
+				var e map[string]any
+				if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == "secret refused" {
+					refusals = append(refusals, e)
+				}
+			}
+			if len(refusals) != 2 {
+				t.Fatalf("%d \"secret refused\" lines, want 2 (TFTP, HTTP):\n%s", len(refusals), n.log.String())
+			}
+			for _, e := range refusals {
+				if e["level"] != "warn" || e["host"] != "pi1" || e["ip"] != otherIP || e["mac"] != otherMAC {
+					t.Errorf("refusal logged as %v, want warn, host pi1, ip %s, mac %s", e, otherIP, otherMAC)
+				}
+			}
+			n.kill()
+			assertNoSecret(t, n.log.String(), secret)
+		})
+	}
+}

@@ -27,6 +27,21 @@ type Config struct {
 	Pool string
 }
 
+// GoldenSnap is the snapshot of a golden image that host roots are cloned
+// from; netsan makes and protects it on the first clone.
+const GoldenSnap = "netsan-golden"
+
+// Info is what Stat tells of an image.
+type Info struct {
+	// Size is the provisioned size in bytes.
+	Size int64
+	// Used is what the image holds itself, rounded to whole objects, as
+	// `rbd du` reports it; a clone's unwritten parts are its parent's.
+	Used int64
+	// Parent is pool/image@snap of a clone's parent, "" for none.
+	Parent string
+}
+
 // Name is an RBD image's place in the cluster.
 type Name struct {
 	Pool, Image string

@@ -23,3 +23,18 @@ func (*Cluster) Close() {}
 
 // OpenImage returns ErrNotBuilt.
 func (*Cluster) OpenImage(Name, bool) (backstore.Store, error) { return nil, ErrNotBuilt }
+
+// Exists returns ErrNotBuilt.
+func (*Cluster) Exists(Name) (bool, error) { return false, ErrNotBuilt }
+
+// Stat returns ErrNotBuilt.
+func (*Cluster) Stat(Name) (Info, error) { return Info{}, ErrNotBuilt }
+
+// Create returns ErrNotBuilt.
+func (*Cluster) Create(Name, int64) error { return ErrNotBuilt }
+
+// Clone returns ErrNotBuilt.
+func (*Cluster) Clone(golden, root Name, size int64) error { return ErrNotBuilt }
+
+// Remove returns ErrNotBuilt.
+func (*Cluster) Remove(Name) error { return ErrNotBuilt }

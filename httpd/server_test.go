@@ -270,15 +270,23 @@ func TestMetricsAndStatus(t *testing.T) {
 			st.Hosts[1].Lease != nil || len(st.Hosts[1].Sessions) != 0 || st.Server != "198.18.0.1" {
 			t.Errorf("%v: %+v", args, st)
 		}
+		// Only a host with a root has a target: desk1 boots locally, without one.
+		if len(st.Hosts) == 2 && (st.Hosts[0].Target != "iqn.2026-11.example.lab:node1" || st.Hosts[1].Target != "") {
+			t.Errorf("%v: targets %q (node1), %q (desk1, no root), want node1's only", args, st.Hosts[0].Target, st.Hosts[1].Target)
+		}
 	}
 	page, err := curl(t, "--fail", "-H", "Accept: text/html", fx.base+"/status")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"<td>node1</td>", "<td>desk1</td>", "<td>198.18.0.11:51000</td>", "<td>4096</td>"} {
+	for _, want := range []string{"<td>node1</td>", "<td>desk1</td>", "<td>198.18.0.11:51000</td>", "<td>4096</td>",
+		"<td>iqn.2026-11.example.lab:node1</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
+	}
+	if strings.Contains(page, "iqn.2026-11.example.lab:desk1") {
+		t.Errorf("status page shows a target for desk1, which has no root:\n%s", page)
 	}
 }
 

@@ -42,7 +42,7 @@ type HostStatus struct {
 	MAC       string    `json:"mac"`
 	IP        string    `json:"ip"`
 	Boot      string    `json:"boot"`
-	Target    string    `json:"target"`
+	Target    string    `json:"target,omitempty"` // its root's target; "" without a root
 	Initiator string    `json:"initiator"`
 	Root      string    `json:"root,omitempty"`
 	Lease     *Lease    `json:"lease,omitempty"`
@@ -72,10 +72,12 @@ func (s *Server) snapshot() Status {
 		h := &inv.Hosts[i]
 		hs := HostStatus{
 			Name: h.Name, MAC: h.MAC.String(), IP: h.IP.String(), Boot: h.Boot,
-			Target: inv.TargetIQN(h), Initiator: inv.InitiatorIQN(h), Sessions: []Session{},
+			Initiator: inv.InitiatorIQN(h), Sessions: []Session{},
 		}
+		// Only a root makes a target (cmd/netsan's iscsiConfig): a host
+		// without one has nothing to log in to.
 		if h.Root != nil {
-			hs.Root = h.Root.Path()
+			hs.Root, hs.Target = h.Root.Path(), inv.TargetIQN(h)
 		}
 		for j := range st.Leases {
 			if strings.EqualFold(st.Leases[j].MAC, hs.MAC) {
@@ -83,7 +85,7 @@ func (s *Server) snapshot() Status {
 			}
 		}
 		for _, ss := range st.Sessions {
-			if ss.Target == hs.Target || ss.Initiator == hs.Initiator {
+			if hs.Target != "" && ss.Target == hs.Target || ss.Initiator == hs.Initiator {
 				hs.Sessions = append(hs.Sessions, ss)
 			}
 		}

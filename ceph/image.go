@@ -19,6 +19,37 @@ static int netsan_aio_completion(uintptr_t h, rbd_completion_t *c) {
 static uintptr_t netsan_aio_handle(rbd_completion_t c) {
 	return (uintptr_t)rbd_aio_get_arg(c);
 }
+
+// extent is the first run of allocated bytes rbd_diff_iterate2 reports
+// from an offset: where it starts and how long it runs without a hole.
+struct netsan_extent {
+	uint64_t start, len;
+	int found;
+};
+
+#define NETSAN_STOP (-ECANCELED)
+
+static int netsan_extent_cb(uint64_t off, size_t len, int exists, void *arg) {
+	struct netsan_extent *e = arg;
+	if (!exists)
+		return 0;
+	if (!e->found) {
+		e->start = off, e->len = len, e->found = 1;
+		return 0;
+	}
+	if (off == e->start + e->len) {
+		e->len += len;
+		return 0;
+	}
+	return NETSAN_STOP; // a hole: the run has ended
+}
+
+// netsan_first_extent finds the first allocated run in [off, off+len), the
+// parent's data included: a clone reads it, so it is mapped.
+static int netsan_first_extent(rbd_image_t img, uint64_t off, uint64_t len, struct netsan_extent *e) {
+	int r = rbd_diff_iterate2(img, NULL, off, len, 1, 0, netsan_extent_cb, e);
+	return r == NETSAN_STOP ? 0 : r;
+}
 */
 import "C"
 
@@ -199,18 +230,39 @@ func (im *image) Sync() error {
 	return nil
 }
 
-// Unmap discards the range: objects wholly inside it are removed, so the
-// space returns to the cluster, and reads return zeros.
+// Unmap deallocates the range and makes it read as zeros. It is librbd's
+// write-zeroes, not its discard: a discard skips what is smaller than
+// rbd_discard_granularity_bytes (64 KiB) or an object's edge, and the SCSI
+// initiator was promised zeros there (LBPRZ). Whole objects inside the range
+// are still removed, so the space returns to the cluster.
 func (im *image) Unmap(off, length int64) error {
 	if im.readOnly {
-		return fmt.Errorf("rbd %s: discard: %w", im.name, syscall.EROFS)
+		return fmt.Errorf("rbd %s: unmap: %w", im.name, syscall.EROFS)
 	}
 	if _, err := im.submit(nil, func(c C.rbd_completion_t) C.int {
-		return C.rbd_aio_discard(im.img, C.uint64_t(off), C.uint64_t(length), c)
+		return C.rbd_aio_write_zeroes(im.img, C.uint64_t(off), C.size_t(length), c, 0, 0)
 	}); err != nil {
-		return fmt.Errorf("rbd %s: discard %d at %d: %w", im.name, length, off, err)
+		return fmt.Errorf("rbd %s: unmap %d at %d: %w", im.name, length, off, err)
 	}
 	return nil
+}
+
+// Allocated implements backstore.Mapper (GET LBA STATUS): it makes an RBD
+// LUN thin-provisioned to the initiator, as the image is.
+func (im *image) Allocated(off, length int64) (bool, int64, error) {
+	var e C.struct_netsan_extent
+	if ret := C.netsan_first_extent(im.img, C.uint64_t(off), C.uint64_t(length), &e); ret < 0 {
+		return false, 0, fmt.Errorf("rbd %s: allocation at %d: %w", im.name, off, errno(ret))
+	}
+	start, n := int64(e.start), int64(e.len)
+	switch {
+	case e.found == 0:
+		return false, length, nil
+	case start > off:
+		return false, start - off, nil
+	default:
+		return true, min(start+n, off+length) - off, nil
+	}
 }
 
 func (im *image) Size() int64 { return im.size }

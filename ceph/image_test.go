@@ -106,6 +106,47 @@ func TestImageIO(t *testing.T) {
 	}
 }
 
+// TestUnmapPartial: UNMAP of single 512-byte blocks, far smaller than an
+// RBD object or librbd's discard granularity, reads back as zeros (LBPRZ),
+// and GET LBA STATUS's view follows.
+func TestUnmapPartial(t *testing.T) {
+	tc, c := connect(t)
+	tc.Rbd("create", "--size", "16M", "rbd/partial")
+	s := open(t, c, "partial", false)
+	defer s.Close()
+	data := bytes.Repeat([]byte{0xa5}, 64<<10)
+	if _, err := s.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := s.(backstore.Mapper)
+	if !ok {
+		t.Fatal("the RBD store is not a backstore.Mapper: no thin provisioning for RBD LUNs")
+	}
+	if mapped, n, err := m.Allocated(0, 16<<20); err != nil || !mapped || n < 64<<10 {
+		t.Fatalf("Allocated(0) after a 64 KiB write = %v, %d, %v", mapped, n, err)
+	}
+	if mapped, n, err := m.Allocated(8<<20, 8<<20); err != nil || mapped || n != 8<<20 {
+		t.Fatalf("Allocated(8 MiB) of a never written half = %v, %d, %v; want unmapped, 8 MiB", mapped, n, err)
+	}
+	for _, off := range []int64{512, 4096 + 1024, 60 << 10} {
+		if err := s.Unmap(off, 512); err != nil {
+			t.Fatal(err)
+		}
+		copy(data[off:off+512], make([]byte, 512))
+	}
+	got := make([]byte, len(data))
+	if _, err := s.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		for i := range got {
+			if got[i] != data[i] {
+				t.Fatalf("after unmapping 512-byte blocks: byte %d is %#x, want %#x", i, got[i], data[i])
+			}
+		}
+	}
+}
+
 // TestImageMissing: opening an image that does not exist is ENOENT, named.
 func TestImageMissing(t *testing.T) {
 	_, c := connect(t)

@@ -24,7 +24,7 @@ func newMetrics() *metrics {
 	return &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netsan_tftp_requests_total",
-			Help: "TFTP requests by content kind, host (where known) and result (ok, aborted, not_found, refused, forbidden, write_refused, busy, error).",
+			Help: "TFTP requests by content kind, host (where known) and result (ok, aborted, cut (at shutdown), not_found, refused, forbidden, write_refused, busy, error).",
 		}, []string{"kind", "host", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netsan_tftp_sent_bytes_total",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -42,6 +43,7 @@ type Server struct {
 	inv      atomic.Pointer[inventory.Inventory]
 	metrics  *metrics
 	active   atomic.Int64 // transfers running
+	stopping atomic.Bool  // Serve's context is done: running transfers are cut
 }
 
 // New returns a Server for inv; Serve starts it.
@@ -74,8 +76,10 @@ func (s *Server) Reload(inv *inventory.Inventory) error {
 // to the Pi (see bootmenu.MACFinder); until then it goes to nobody.
 func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f) }
 
-// Serve answers requests until ctx is cancelled, then waits for running
-// transfers to end (each is bounded by its retransmission timeout).
+// Serve answers requests until ctx is cancelled, then cuts the transfers
+// still running: each at its next block, or, waiting on a silent client,
+// when its acknowledgement times out (Timeout) instead of after every
+// retransmission. Each cut transfer is logged.
 func (s *Server) Serve(ctx context.Context) error {
 	conn := s.Conn
 	if conn == nil {
@@ -87,6 +91,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	srv := tftp.NewServer(s.read, s.write)
 	srv.SetHook(s.metrics)
+	srv.SetBackoff(s.backoff)
 	if s.Timeout > 0 {
 		srv.SetTimeout(s.Timeout)
 	}
@@ -95,6 +100,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { done <- srv.Serve(conn) }()
 	select {
 	case <-ctx.Done():
+		s.stopping.Store(true)
 		srv.Shutdown() // closes conn, waits for the transfers
 		<-done
 		s.log.Info("stopped")
@@ -127,6 +133,58 @@ func Listen(addr string) (net.PacketConn, error) {
 	return c, nil
 }
 
+// cutTransfer is the panic that ends a transfer waiting on a silent client
+// at shutdown; transfer recovers it.
+type cutTransfer struct{}
+
+// backoff is pin/tftp's pause before it sends an unacknowledged datagram
+// again: up to a second, as its own default. At shutdown it cuts the
+// transfer instead. pin/tftp offers no other way into a transfer that waits
+// for an acknowledgement (Shutdown waits for it, up to retries × Timeout,
+// about 30 s), so it unwinds the transfer by a panic that only transfer
+// recovers.
+func (s *Server) backoff(int) time.Duration {
+	if s.stopping.Load() {
+		panic(cutTransfer{})
+	}
+	return rand.N(time.Second)
+}
+
+// transferReader is the content of one transfer as pin/tftp reads it: it
+// counts what was handed over and ends the transfer at shutdown.
+type transferReader struct {
+	r        io.Reader
+	n        int64
+	stopping *atomic.Bool
+}
+
+func (t *transferReader) Read(p []byte) (int, error) {
+	if t.stopping.Load() {
+		return 0, errCut
+	}
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	return n, err
+}
+
+// transfer sends f through rf. At shutdown it returns errCut with the
+// bytes handed over so far: between blocks through transferReader, while
+// waiting on the client through backoff's panic.
+func (s *Server) transfer(rf io.ReaderFrom, f io.Reader) (n int64, err error) {
+	// Reading ahead saves a read(2) per block; 64 KiB keeps a storm of
+	// MaxTransfers stalled clients to 64 MiB of buffers.
+	tr := &transferReader{r: bufio.NewReaderSize(f, 64<<10), stopping: &s.stopping}
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(cutTransfer); !ok {
+				panic(p) // a bug: read's recover logs it
+			}
+			n, err = tr.n, errCut
+		}
+	}()
+	return rf.ReadFrom(tr)
+}
+
 // Errors as TFTP clients see them in the ERROR packet: no paths, no detail
 // beyond what tells the person at the console what to fix.
 var (
@@ -135,6 +193,7 @@ var (
 	errWriteRefused = errors.New("netsan's TFTP server is read-only")
 	errInternal     = errors.New("server error")
 	errBusy         = errors.New("server busy, try again")
+	errCut          = errors.New("server shutting down")
 )
 
 // read is pin/tftp's read handler: resolve the name, send the content.
@@ -195,10 +254,14 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	if ot != nil {
 		ot.SetSize(f.Size()) // answered only when the client asked for tsize
 	}
-	// Reading ahead saves a read(2) per block; 64 KiB keeps a storm of
-	// MaxTransfers stalled clients to 64 MiB of buffers.
-	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 64<<10))
+	n, err := s.transfer(rf, f)
 	s.metrics.sent(f.Kind, f.Host, n)
+	if errors.Is(err, errCut) {
+		s.metrics.request(f.Kind, f.Host, "cut")
+		log.Warn("transfer cut at shutdown", zap.Int64("bytes", n), zap.Int64("size", f.Size()),
+			zap.Duration("elapsed", time.Since(start)))
+		return err
+	}
 	if err != nil {
 		s.metrics.request(f.Kind, f.Host, "aborted")
 		log.Warn("transfer failed", zap.Int64("bytes", n), zap.Int64("size", f.Size()),

@@ -21,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
@@ -60,6 +61,14 @@ func start(t testing.TB, log *zap.Logger) *fixture {
 // before Serve.
 func startWith(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	t.Helper()
+	fx := newFixture(t, log, setup)
+	netsantest.Serve(t, 30*time.Second, fx.srv.Serve)
+	return fx
+}
+
+// newFixture is startWith without the Serve.
+func newFixture(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
 		t.Skip("Debian package ipxe not installed")
 	}
@@ -91,7 +100,6 @@ func startWith(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	}
 	fx.srv = srv
 	fx.port = conn.LocalAddr().(*net.UDPAddr).Port
-	netsantest.Serve(t, 30*time.Second, srv.Serve)
 	return fx
 }
 
@@ -186,6 +194,21 @@ func request(opcode uint16, name string, opts ...string) []byte {
 		p = append(append(p, s...), 0)
 	}
 	return p
+}
+
+// ask sends a read request for name from a fresh socket, closed when t
+// ends, and returns the socket for the transfer's replies.
+func ask(t *testing.T, port int, name string) net.PacketConn {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.WriteTo(request(1, name), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // sendRaw sends one request from an unconnected socket and returns the first reply.
@@ -422,19 +445,109 @@ func matches(m *dto.Metric, want map[string]string) bool {
 	return true
 }
 
+// A client that asks for a file and then stops acknowledging does not hold
+// shutdown for the ~30 s of pin/tftp's retransmissions (6 × the 5 s
+// Timeout): Serve returns within a Timeout of the cancel, and the log names
+// the cut transfer. A transfer still acknowledged is cut at its next block,
+// and its client told why.
+func TestShutdownCutsStalledTransfer(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	fx := newFixture(t, zap.New(core), nil)
+	if err := os.WriteFile(filepath.Join(fx.root, "big.img"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- fx.srv.Serve(ctx) }()
+
+	// A slow but live client: an ACK every 10 ms, 2,048 blocks.
+	slow := ask(t, fx.port, "big.img")
+	blocks, told := make(chan uint16, 4096), make(chan string, 1)
+	go func() {
+		defer close(blocks)
+		slow.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 1024)
+		for {
+			n, from, err := slow.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			switch binary.BigEndian.Uint16(buf) {
+			case 3:
+				blocks <- binary.BigEndian.Uint16(buf[2:])
+				time.Sleep(10 * time.Millisecond)
+				slow.WriteTo(binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 4), binary.BigEndian.Uint16(buf[2:])), from)
+			case 5:
+				told <- string(bytes.TrimRight(buf[4:n], "\x00"))
+				return
+			}
+		}
+	}()
+	for range 5 {
+		if _, ok := <-blocks; !ok {
+			t.Fatal("the slow client's transfer did not start")
+		}
+	}
+
+	c := ask(t, fx.port, "hello.txt")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1024)
+	if n, _, err := c.ReadFrom(buf); err != nil || binary.BigEndian.Uint16(buf) != 3 {
+		t.Fatalf("first block: %v %q", err, buf[:n])
+	}
+	// No ACK: the server waits and retransmits.
+	begin := time.Now()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve still waiting on the stalled transfer 20 s after cancel")
+	}
+	took := time.Since(begin)
+	t.Logf("Serve returned %s after cancel", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("Serve returned %s after cancel, want within 10 s", took)
+	}
+	select {
+	case msg := <-told:
+		if msg != "server shutting down" {
+			t.Errorf("the slow client was told %q", msg)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the slow client got no ERROR at shutdown")
+	}
+	cut := logs.FilterMessage("transfer cut at shutdown").All()
+	if len(cut) != 2 {
+		t.Fatalf("%d \"transfer cut at shutdown\" lines, want 2: %v", len(cut), logs.All())
+	}
+	for _, e := range cut {
+		f := e.ContextMap()
+		sent, _ := f["bytes"].(int64)
+		switch {
+		case e.Level != zap.WarnLevel || f["ip"] != "127.0.0.1":
+			t.Errorf("cut logged as %s %v, want WARN with ip 127.0.0.1", e.Level, f)
+		case f["file"] == "hello.txt" && sent != int64(len("hello from root\n")):
+			t.Errorf("stalled transfer cut after %d bytes, want %d", sent, len("hello from root\n"))
+		case f["file"] == "big.img" && (sent < 5*512 || sent >= 1<<20):
+			t.Errorf("slow transfer cut after %d bytes, want some of its 1 MiB", sent)
+		case f["file"] != "hello.txt" && f["file"] != "big.img":
+			t.Errorf("cut logged for %v", f["file"])
+		}
+	}
+	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "cut"}); v != 2 {
+		t.Errorf("requests with result cut = %v, want 2", v)
+	}
+}
+
 // Beyond MaxTransfers a request gets an ERROR at once; the slot frees when
 // a transfer ends.
 func TestMaxTransfers(t *testing.T) {
 	fx := startWith(t, zap.NewNop(), func(s *Server) { s.MaxTransfers = 1 })
-	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: fx.port}
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.WriteTo(request(1, "hello.txt"), server); err != nil {
-		t.Fatal(err)
-	}
+	c := ask(t, fx.port, "hello.txt")
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 1024)
 	n, tid, err := c.ReadFrom(buf)

@@ -19,7 +19,8 @@ import (
 // orphans even when no host in the inventory has its root there any more.
 const rootsDir = "roots"
 
-// rootImage is h's root image file, or "" when h has no root or a device.
+// rootImage is h's root image file, or "" when h has no root, or a device
+// or an RBD image for one.
 func rootImage(h *inventory.Host) string {
 	if h.Root == nil || h.Root.Device != "" {
 		return ""
@@ -38,13 +39,15 @@ func inUse(inv *inventory.Inventory) map[string]bool {
 	}
 	for i := range inv.Targets {
 		for _, l := range inv.Targets[i].LUNs {
-			if l.Device == "" {
+			if l.Device == "" && l.Image != "" {
 				used[l.Image] = true
 			}
 		}
 	}
 	for _, img := range inv.Images {
-		used[img.Path] = true
+		if img.Path != "" {
+			used[img.Path] = true
+		}
 	}
 	return used
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -87,18 +88,29 @@ func newConfig(inv *inventory.Inventory) (*config, error) {
 			c.reserved[ip] = true
 		}
 	}
-	for arch, names := range loaderFiles {
-		for _, n := range names {
-			if inv.TFTP.IPXEDir == "" {
-				break
-			}
-			if st, err := os.Stat(filepath.Join(inv.TFTP.IPXEDir, n)); err == nil && st.Mode().IsRegular() {
-				c.loaders[arch] = n
-				break
-			}
+	for arch := range loaderFiles {
+		if n := FindLoader(inv.TFTP.IPXEDir, arch); n != "" {
+			c.loaders[arch] = n
 		}
 	}
 	return c, nil
+}
+
+// LoaderFiles names the iPXE builds a client of arch is given, in order of
+// preference.
+func LoaderFiles(arch iana.Arch) []string { return slices.Clone(loaderFiles[arch]) }
+
+// FindLoader returns the first of arch's loaders that is a file in dir, or "".
+func FindLoader(dir string, arch iana.Arch) string {
+	if dir == "" {
+		return ""
+	}
+	for _, n := range loaderFiles[arch] {
+		if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Mode().IsRegular() {
+			return n
+		}
+	}
+	return ""
 }
 
 func (c *config) isReserved(ip netip.Addr) bool { return c.reserved[ip] }

@@ -126,6 +126,7 @@ func Parse(file string, data []byte) (*Inventory, Problems) {
 	if len(v.problems.Errors()) > 0 {
 		return nil, v.problems
 	}
+	inv.pos = v.pos
 	return inv, v.problems
 }
 
@@ -139,9 +140,12 @@ type validator struct {
 }
 
 // at finds the position of a key path, falling back to its nearest parent.
-func (v *validator) at(path string) Pos {
+func (v *validator) at(path string) Pos { return v.pos.at(path) }
+
+// at finds the position of a key path, falling back to its nearest parent.
+func (ps positions) at(path string) Pos {
 	for p := path; p != ""; {
-		if pos, ok := v.pos[p]; ok {
+		if pos, ok := ps[p]; ok {
 			return pos
 		}
 		i := strings.LastIndexByte(p, '.')

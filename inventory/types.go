@@ -4,6 +4,7 @@
 package inventory
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -29,6 +30,15 @@ type Inventory struct {
 	// cephUse is where the file first asks for Ceph, for a netsan built
 	// without it to point at (CephUse).
 	cephUse *Problem
+	// pos is where each key was written, for problems found after Load.
+	pos positions
+}
+
+// Problemf is a problem found after Load (a golden image missing on this
+// machine, say) at the place key was written ("host.2.root"), or its
+// nearest parent's.
+func (inv *Inventory) Problemf(key, format string, args ...any) Problem {
+	return Problem{File: inv.File, Pos: inv.pos.at(key), Message: fmt.Sprintf(format, args...)}
 }
 
 // Server is what every service tells clients about netsan itself.

@@ -32,6 +32,7 @@ func load(path string, w io.Writer) (*inventory.Inventory, error) {
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("check", stderr, &c)
+	offline := fs.Bool("offline", false, "check the file only, not this machine (golden images, devices, iPXE loaders)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -39,6 +40,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	inv, err := load(path, stdout)
 	if err != nil {
 		return err
+	}
+	if !*offline {
+		ps := machineProblems(inv)
+		for _, p := range ps {
+			fmt.Fprintln(stdout, p)
+		}
+		if len(ps.Errors()) > 0 {
+			return errInvalid
+		}
 	}
 	fmt.Fprintf(stdout, "%s: OK (hosts: %d, targets: %d, images: %d)\n", path, len(inv.Hosts), len(inv.Targets), len(inv.Images))
 	return nil

@@ -35,7 +35,9 @@ const usage = `usage: netsan <command> [flags]
 
 commands:
   serve   -c FILE            run every service the inventory enables
-  check   -c FILE            validate the inventory; exit 1 when invalid
+  check   -c FILE            validate the inventory and, unless --offline, that this
+                             machine can serve it (golden images, devices, iPXE
+                             loaders); exit 1 when invalid
   hosts   -c FILE            list hosts: MAC, IP, boot mode, target, root image
   image   list|clone HOST…|reset [--force] HOST…|import FILE NAME
                              golden images and host roots

@@ -25,7 +25,7 @@ func TestCheckCommand(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"check", "-c", "../../examples/lab.toml"}, 0, "lab.toml: OK (hosts: 3, targets: 1, images: 1)"},
+		{[]string{"check", "--offline", "-c", "../../examples/lab.toml"}, 0, "lab.toml: OK (hosts: 3, targets: 1, images: 1)"},
 		{[]string{"check", "-c", bad}, 1, bad + `:8:1: unknown key "host.bot"`},
 		{[]string{"check", "-c", filepath.Join(dir, "missing.toml")}, 1, "no such file"},
 		{[]string{"check", "-x"}, 2, "flag provided but not defined"},

@@ -91,6 +91,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),
 		zap.Int("hosts", len(inv.Hosts)), zap.Int("targets", len(inv.Targets)))
+	warnLoaders(inv, log)
 	err = sup.run(ctx, hup)
 	log.Info("netsan stopped")
 	return err

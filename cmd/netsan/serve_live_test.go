@@ -277,3 +277,20 @@ func loopbackInventory(t *testing.T, body string) string {
 	writeFile(t, path, "[server]\naddress = \"127.0.0.1\"\ndata_dir = \"data\"\n"+body)
 	return path
 }
+
+// TestServeWarnsIPXEDir: serve names a missing ipxe_dir and the loaders it
+// lacks in a WARN at start.
+func TestServeWarnsIPXEDir(t *testing.T) {
+	bin := netsantest.Binary(t)
+	path := loopbackInventory(t, fmt.Sprintf("[tftp]\nlisten = \"127.0.0.1:%d\"\nipxe_dir = \"no-ipxe-here\"\n", netsantest.FreePort(t, "udp")))
+	ipxe := filepath.Join(filepath.Dir(path), "no-ipxe-here")
+	log := netsantest.NewLog(t, "netsan")
+	p := netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), log)
+	netsantest.WaitFor(t, "the ipxe_dir warning", 20*time.Second, func() bool {
+		return strings.Contains(log.String(), `"level":"warn","ts"`) && strings.Contains(log.String(), `"msg":"ipxe_dir does not exist: PXE clients of these architectures get no iPXE loader","ipxe_dir":"`+ipxe+`","missing":["undionly.kpxe (x86 BIOS)","ipxe.efi or snponly.efi (x86-64 UEFI)"]`)
+	})
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+}

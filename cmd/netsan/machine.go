@@ -1,0 +1,180 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/insomniacslk/dhcp/iana"
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/dhcpd"
+	"github.com/netsan/netsan/inventory"
+)
+
+// machineProblems is what `check` finds on this machine (unless --offline)
+// that the file alone cannot tell: as errors, what serve would refuse to
+// start with (a golden image a missing root must be cloned from, a device
+// or image the iSCSI target cannot open or create), each at the stanza that
+// names it; as warnings, what serve starts without but clients will miss
+// (iPXE loaders, golden images no root needs yet).
+func machineProblems(inv *inventory.Inventory) inventory.Problems {
+	var ps inventory.Problems
+	add := func(warning bool, key, format string, args ...any) {
+		p := inv.Problemf(key, format, args...)
+		p.Warning = warning
+		ps = append(ps, p)
+	}
+	needed := map[string]bool{} // golden images a missing root waits for
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		if h.Root == nil {
+			continue
+		}
+		if msg := rootProblem(inv, h.Root); msg != "" {
+			add(false, fmt.Sprintf("host.%d.root", i), "host %s: %s", h.Name, msg)
+			needed[h.Root.From] = true
+		}
+	}
+	for i, img := range inv.Images {
+		if img.Path == "" || needed[img.Name] {
+			continue // RBD, or already an error
+		}
+		if _, err := os.Stat(img.Path); err != nil {
+			add(true, fmt.Sprintf("image.%d", i), "golden image %q: %s; clones from it will fail", img.Name, statReason(img.Path, err))
+		}
+	}
+	if inv.ISCSI.On() {
+		for i := range inv.Targets {
+			t := &inv.Targets[i]
+			for j := range t.LUNs {
+				l := &t.LUNs[j]
+				if msg := backingProblem(l.Device, l.Image, l.Size.Bytes > 0 && !l.ReadOnly); msg != "" {
+					add(false, fmt.Sprintf("target.%d.luns.%d", i, j), "target %s lun %d: %s", t.Name, l.LUN, msg)
+				}
+			}
+		}
+	}
+	if inv.TFTP.On() {
+		if problem, missing := ipxeLoaders(inv.TFTP.IPXEDir); problem != "" {
+			add(true, "tftp.ipxe_dir", "ipxe_dir %s %s: no iPXE loader for %s", inv.TFTP.IPXEDir, problem, strings.Join(missing, ", "))
+		}
+	}
+	slices.SortStableFunc(ps, func(a, b inventory.Problem) int {
+		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
+	})
+	return ps
+}
+
+// warnLoaders logs, at start, what ipxe_dir lacks: otherwise the first sign
+// is a PXE client that gets no boot file.
+func warnLoaders(inv *inventory.Inventory, log *zap.Logger) {
+	if !inv.TFTP.On() {
+		return
+	}
+	if problem, missing := ipxeLoaders(inv.TFTP.IPXEDir); problem != "" {
+		log.Warn("ipxe_dir "+problem+": PXE clients of these architectures get no iPXE loader",
+			zap.String("ipxe_dir", inv.TFTP.IPXEDir), zap.Strings("missing", missing))
+	}
+}
+
+// rootProblem is why serve would refuse h's root, or "": a missing root is
+// cloned from its golden image, which must then exist, or else created
+// empty by the target, which needs a size.
+func rootProblem(inv *inventory.Inventory, r *inventory.Root) string {
+	if r.Device == "" && r.Image != "" && r.From != "" {
+		_, err := os.Stat(r.Image)
+		if errors.Is(err, fs.ErrNotExist) {
+			img := inv.ImageByName(r.From)
+			if img == nil || img.Path == "" {
+				return ""
+			}
+			if _, err := os.Stat(img.Path); err != nil {
+				return fmt.Sprintf("root %s is missing and must be cloned from golden image %q, but %s", r.Image, r.From, statReason(img.Path, err))
+			}
+			return ""
+		}
+	}
+	if !inv.ISCSI.On() {
+		return ""
+	}
+	return backingProblem(r.Device, r.Image, r.Size.Bytes > 0)
+}
+
+// backingProblem is why the iSCSI target could not open a LUN's device or
+// image, or "". A missing image is created when creatable (a size, and
+// writable). RBD backings (neither device nor image) are not looked at.
+func backingProblem(device, image string, creatable bool) string {
+	if device != "" {
+		fi, err := os.Stat(device)
+		switch {
+		case err != nil:
+			return "device " + statReason(device, err)
+		case fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0:
+			return fmt.Sprintf("device %s is not a block device", device)
+		}
+		return ""
+	}
+	if image == "" {
+		return ""
+	}
+	fi, err := os.Stat(image)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && creatable:
+		return ""
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("image %s does not exist, and without a size (or read-only) it cannot be created", image)
+	case err != nil:
+		return "image " + statReason(image, err)
+	case !fi.Mode().IsRegular() && (fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0):
+		return fmt.Sprintf("image %s is neither a regular file nor a block device", image)
+	case fi.Mode().IsRegular() && fi.Size() == 0:
+		return fmt.Sprintf("image %s is empty", image)
+	}
+	return ""
+}
+
+// statReason words a failed stat of path for a message.
+func statReason(path string, err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return path + " does not exist"
+	}
+	return err.Error()
+}
+
+// pxeArches are the clients whose iPXE loader ipxe_dir must hold; others
+// (arm64: Debian's ipxe package has none) are served when one is there.
+var pxeArches = []struct {
+	arch iana.Arch
+	name string
+}{
+	{iana.INTEL_X86PC, "x86 BIOS"},
+	{iana.EFI_X86_64, "x86-64 UEFI"},
+}
+
+// ipxeLoaders tells what dir lacks: problem is "" when every client in
+// pxeArches has a loader, else "does not exist", "holds no iPXE loader" or
+// "lacks loaders"; missing names the loaders per architecture.
+func ipxeLoaders(dir string) (problem string, missing []string) {
+	for _, a := range pxeArches {
+		if dhcpd.FindLoader(dir, a.arch) == "" {
+			missing = append(missing, fmt.Sprintf("%s (%s)", strings.Join(dhcpd.LoaderFiles(a.arch), " or "), a.name))
+		}
+	}
+	if len(missing) == 0 {
+		return "", nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return "does not exist", missing
+	} else if err != nil {
+		return "cannot be read (" + err.Error() + ")", missing
+	}
+	if len(missing) == len(pxeArches) {
+		return "holds no iPXE loader", missing
+	}
+	return "lacks loaders", missing
+}

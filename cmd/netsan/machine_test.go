@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/netsan/netsan/netsantest"
+)
+
+// TestCheckMachine: check reports what serve would refuse on this machine,
+// each at its stanza's line, and serve does refuse it; --offline looks at
+// the file only.
+func TestCheckMachine(t *testing.T) {
+	cfg, dataDir := imageLab(t, `listen = ["127.0.0.1:`+fmt.Sprint(netsantest.FreePort(t, "tcp"))+`"]
+[[host]]
+name = "dev"
+mac = "52:54:00:00:00:03"
+root = { device = "/dev/netsan-no-such-disk" }
+[[host]]
+name = "nosize"
+mac = "52:54:00:00:00:04"
+root = { image = "roots/nosize.img" }
+[[target]]
+name = "data"
+luns = [ { lun = 0, image = "luns/ro.img", read_only = true },
+         { lun = 1, image = "luns/new.img", size = "1MiB" } ]
+[[target.acl]]
+initiator = "iqn.2026-11.example.lab:node1"
+`)
+	golden := filepath.Join(dataDir, "golden/base.img")
+	if err := os.Remove(golden); err != nil {
+		t.Fatal(err)
+	}
+	check := func(args ...string) (int, string) {
+		var out bytes.Buffer
+		code := run(append([]string{"check", "-c", cfg}, args...), &out, &out)
+		return code, out.String()
+	}
+	code, out := check()
+	for _, want := range []string{
+		at(t, cfg, `root = { image = "roots/node1.img"`) + `: host node1: root ` + filepath.Join(dataDir, "roots/node1.img") + ` is missing and must be cloned from golden image "base", but ` + golden + " does not exist",
+		at(t, cfg, `root = { image = "roots/node2.img"`) + `: host node2: root ` + filepath.Join(dataDir, "roots/node2.img") + ` is missing and must be cloned`,
+		at(t, cfg, `root = { device`) + ": host dev: device /dev/netsan-no-such-disk does not exist",
+		at(t, cfg, `root = { image = "roots/nosize.img"`) + ": host nosize: image " + filepath.Join(dataDir, "roots/nosize.img") + " does not exist, and without a size",
+		at(t, cfg, `{ lun = 0`) + ": target data lun 0: image " + filepath.Join(dataDir, "luns/ro.img") + " does not exist",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q", want)
+		}
+	}
+	if code != 1 || strings.Contains(out, "OK") || strings.Contains(out, "lun 1") || strings.Contains(out, "warning") {
+		t.Errorf("check: exit %d, want 1 with the problems above only:\n%s", code, out)
+	}
+	// What check refuses, serve refuses: here the clone from the missing
+	// golden image, before any service starts.
+	if err := cmdServe([]string{"-c", cfg, "--log-format", "json"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "base.img") {
+		t.Errorf("serve of what check refuses: %v", err)
+	}
+	if code, out := check("--offline"); code != 0 || !strings.Contains(out, "OK") {
+		t.Errorf("check --offline: exit %d\n%s", code, out)
+	}
+
+	// With the golden image back, the roots cloned from it are fine.
+	if err := os.WriteFile(golden, make([]byte, 4096), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	code, out = check()
+	if code != 1 || strings.Contains(out, "node1") || strings.Contains(out, "node2") || !strings.Contains(out, "host dev") {
+		t.Errorf("check with the golden image in place: exit %d\n%s", code, out)
+	}
+}
+
+// at is FILE:LINE:COL of the first occurrence of s in file.
+func at(t *testing.T, file, s string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), s)
+	if i < 0 {
+		t.Fatalf("%s has no %q", file, s)
+	}
+	line := strings.Count(string(b[:i]), "\n") + 1
+	col := i - strings.LastIndexByte(string(b[:i]), '\n')
+	return fmt.Sprintf("%s:%d:%d", file, line, col)
+}
+
+// TestCheckIPXEDir: a missing ipxe_dir, or one without the loaders, is a
+// warning in check (serve starts without it) naming the directory and the
+// loaders missing.
+func TestCheckIPXEDir(t *testing.T) {
+	dir := t.TempDir()
+	ipxe := filepath.Join(dir, "ipxe")
+	cfg := filepath.Join(dir, "netsan.toml")
+	writeFile(t, cfg, "[server]\naddress = \"198.18.0.1\"\ndata_dir = \"data\"\n[tftp]\nlisten = \"127.0.0.1:6969\"\nipxe_dir = \"ipxe\"\n")
+	for _, tc := range []struct {
+		files []string
+		want  string // "" for no warning
+	}{
+		{nil, cfg + ":6:1: warning: ipxe_dir " + ipxe + " does not exist: no iPXE loader for undionly.kpxe (x86 BIOS), ipxe.efi or snponly.efi (x86-64 UEFI)"},
+		{[]string{"README"}, cfg + ":6:1: warning: ipxe_dir " + ipxe + " holds no iPXE loader: no iPXE loader for undionly.kpxe (x86 BIOS), ipxe.efi or snponly.efi (x86-64 UEFI)"},
+		{[]string{"snponly.efi"}, cfg + ":6:1: warning: ipxe_dir " + ipxe + " lacks loaders: no iPXE loader for undionly.kpxe (x86 BIOS)"},
+		{[]string{"undionly.kpxe"}, ""},
+	} {
+		for _, f := range tc.files {
+			if err := os.MkdirAll(ipxe, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(ipxe, f), []byte("loader"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out bytes.Buffer
+		code := run([]string{"check", "-c", cfg}, &out, &out)
+		if code != 0 || !strings.Contains(out.String(), "OK") ||
+			(tc.want == "") == strings.Contains(out.String(), "ipxe_dir") || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("ipxe_dir with %q: exit %d\n%s\nwant exit 0 and %q", tc.files, code, &out, tc.want)
+		}
+	}
+}

@@ -298,6 +298,19 @@ func (s *leaseStore) boundTo(ip netip.Addr, now time.Time) string {
 	return ""
 }
 
+// active counts the bound leases not yet expired.
+func (s *leaseStore) active(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.byIP {
+		if l.State == StateBound && l.activeAt(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // list returns every lease, ordered by address.
 func (s *leaseStore) list() []Lease {
 	s.mu.Lock()

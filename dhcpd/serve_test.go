@@ -2,7 +2,9 @@ package dhcpd
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,12 +14,16 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/netsan/netsan/inventory"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestServeInProcess runs Server in this process (its socket opened inside
-// the lab namespace): DORA from a PXE client, the metrics it counts, a
-// relayed request answered through the relay, a reload that adds a host
-// without dropping leases, and a graceful stop that leaves the lease file.
+// the lab namespace): DORA from a PXE client, the metrics it counts, who
+// holds an address (MACOf), a relayed request answered through the relay, a
+// reload that adds a host without dropping leases, and a graceful stop that
+// leaves the lease file and says so in one INFO line.
 func TestServeInProcess(t *testing.T) {
 	l := newLab(t)
 	path := l.writeInventory(labHosts)
@@ -26,6 +32,8 @@ func TestServeInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newTestServer(t, inv)
+	core, logs := observer.New(zap.InfoLevel)
+	s.log = zap.New(zapcore.NewTee(s.log.Core(), core))
 	inNetns(t, l.srv, func() {
 		if err := s.Listen(); err != nil {
 			t.Errorf("listen: %v", err)
@@ -83,6 +91,14 @@ func TestServeInProcess(t *testing.T) {
 		t.Errorf("collector yields %d series, want %d: %v", len(m), 3*len(kinds)+3, m)
 	}
 
+	// Who holds an address: the lease, else the host it is fixed for.
+	for ip, want := range map[string]string{"198.18.0.11": "52:54:00:00:00:01", "198.18.0.12": "52:54:00:00:00:02", "198.18.0.100": ""} {
+		mac, err := s.MACOf(netip.MustParseAddr(ip))
+		if want == "" && err == nil || want != "" && (err != nil || mac.String() != want) {
+			t.Errorf("MACOf(%s) = %s, %v; want %q", ip, mac, err, want)
+		}
+	}
+
 	// A relay agent at 198.18.0.5 forwards a DISCOVER; the OFFER comes back
 	// to the relay's server port, not to the client.
 	r := openWire(t, l.client("relay", "52:54:00:00:ee:01", "198.18.0.5/24"), dhcpv4.ServerPort)
@@ -117,6 +133,15 @@ func TestServeInProcess(t *testing.T) {
 
 	if err := stop(); err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+	stops := logs.FilterMessage("stopped").All()
+	if len(stops) != 1 {
+		t.Fatalf("%d \"stopped\" lines, want 1", len(stops))
+	}
+	f := stops[0].ContextMap()
+	if stops[0].Level != zap.InfoLevel || f["mode"] != "authoritative" || f["interface"] != "br0" ||
+		fmt.Sprint(f["listen"]) != "[0.0.0.0:67]" || f["leases"] != int64(1) {
+		t.Errorf("stop logged as %s %v, want INFO with mode, listen, interface and 1 lease", stops[0].Level, f)
 	}
 	if _, ok := readLeaseFile(t, filepath.Join(l.dir, "data", LeaseFile))["198.18.0.11"]; !ok {
 		t.Error("lease file lacks node1's lease after stop")

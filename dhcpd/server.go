@@ -186,6 +186,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	socks := s.socks
 	s.mu.Unlock()
+	s.log.Info("serving", s.serving(socks)...)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, so := range socks {
 		for range workersPerSocket {
@@ -204,9 +205,24 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Error("lease file", zap.Error(serr))
 	}
 	if ctx.Err() != nil {
+		s.log.Info("stopped", append(s.serving(socks), zap.Int("leases", s.leases.active(time.Now())))...)
 		return nil
 	}
 	return err
+}
+
+// serving says what Serve answers on: the mode, the sockets and the interface.
+func (s *Server) serving(socks []*socket) []zap.Field {
+	c := s.cfg.Load()
+	mode := inventory.ModeAuthoritative
+	if c.proxy {
+		mode = inventory.ModeProxy
+	}
+	addrs := make([]string, len(socks))
+	for i, so := range socks {
+		addrs[i] = so.raw.LocalAddr().String()
+	}
+	return []zap.Field{zap.String("mode", mode), zap.Strings("listen", addrs), zap.String("interface", c.inv.DHCP.Interface)}
 }
 
 func (s *Server) readLoop(ctx context.Context, so *socket) error {

@@ -44,6 +44,7 @@ type Server struct {
 	metrics  *metrics
 	active   atomic.Int64 // transfers running
 	stopping atomic.Bool  // Serve's context is done: running transfers are cut
+	cut      atomic.Int64 // transfers cut at shutdown
 }
 
 // New returns a Server for inv; Serve starts it.
@@ -95,7 +96,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.Timeout > 0 {
 		srv.SetTimeout(s.Timeout)
 	}
-	s.log.Info("serving", zap.Stringer("addr", conn.LocalAddr()))
+	s.log.Info("serving", s.serving(conn)...)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(conn) }()
 	select {
@@ -103,12 +104,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.stopping.Store(true)
 		srv.Shutdown() // closes conn, waits for the transfers
 		<-done
-		s.log.Info("stopped")
+		s.log.Info("stopped", append(s.serving(conn), zap.Int64("cut", s.cut.Load()))...)
 		return nil
 	case err := <-done:
 		conn.Close()
 		return fmt.Errorf("tftp: %w", err)
 	}
+}
+
+// serving says what Serve answers on and from.
+func (s *Server) serving(conn net.PacketConn) []zap.Field {
+	inv := s.inv.Load()
+	return []zap.Field{zap.Stringer("addr", conn.LocalAddr()), zap.String("root", inv.TFTP.Root), zap.String("ipxe_dir", inv.TFTP.IPXEDir)}
 }
 
 // Listen binds a UDP socket for Serve. It asks at once for each datagram's
@@ -257,6 +264,7 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	n, err := s.transfer(rf, f)
 	s.metrics.sent(f.Kind, f.Host, n)
 	if errors.Is(err, errCut) {
+		s.cut.Add(1)
 		s.metrics.request(f.Kind, f.Host, "cut")
 		log.Warn("transfer cut at shutdown", zap.Int64("bytes", n), zap.Int64("size", f.Size()),
 			zap.Duration("elapsed", time.Since(start)))

@@ -543,6 +543,30 @@ func TestShutdownCutsStalledTransfer(t *testing.T) {
 	}
 }
 
+// Serve says when it stops, and what it was serving, in one INFO line.
+func TestStoppedLogged(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	fx := newFixture(t, zap.New(core), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- fx.srv.Serve(ctx) }()
+	if op, body := sendRaw(t, fx.port, request(1, "hello.txt")); op != 3 {
+		t.Fatalf("opcode %d %q, want DATA", op, body)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	stops := logs.FilterMessage("stopped").All()
+	if len(stops) != 1 {
+		t.Fatalf("%d \"stopped\" lines, want 1: %v", len(stops), logs.All())
+	}
+	f := stops[0].ContextMap()
+	if stops[0].Level != zap.InfoLevel || f["addr"] != fmt.Sprintf("127.0.0.1:%d", fx.port) || f["root"] != fx.root || f["cut"] != int64(0) {
+		t.Errorf("stop logged as %s %v, want INFO with addr 127.0.0.1:%d, root %s, 0 cut", stops[0].Level, f, fx.port, fx.root)
+	}
+}
+
 // Beyond MaxTransfers a request gets an ERROR at once; the slot frees when
 // a transfer ends.
 func TestMaxTransfers(t *testing.T) {

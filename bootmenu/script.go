@@ -95,7 +95,14 @@ type ScriptData struct {
 	EFIFilename   string // sanboot --filename on UEFI; "" for the default \EFI\BOOT\BOOTX64.EFI
 	MenuDefault   string // label of the menu's default item
 	MenuTimeoutMS int
-	SuggestedName string // for an unknown MAC: a name to give it in the inventory
+	// For an unknown MAC, the [[host]] stanza the menu suggests, which
+	// check accepts as it is: a name no host or target has, a fixed
+	// address free outside the pool ("" without a DHCP subnet: the host
+	// then gets a pool address), and the golden image its root is cloned
+	// from ("" where none is on disk: the stanza asks for the menu, no root).
+	SuggestedName string
+	SuggestedIP   string
+	SuggestedFrom string
 }
 
 // script renders boot/<mac>.ipxe.
@@ -110,7 +117,11 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 			MAC:           strings.ReplaceAll(mac.String(), ":", "-"),
 			MACColons:     mac.String(),
 			IP:            ip,
-			SuggestedName: fmt.Sprintf("host-%02x%02x%02x", mac[3], mac[4], mac[5]),
+			SuggestedName: word(st.freeName(fmt.Sprintf("host-%02x%02x%02x", mac[3], mac[4], mac[5]))),
+			SuggestedFrom: word(st.goldenOnDisk()),
+		}
+		if a := st.inv.FreeAddr(); a.IsValid() {
+			d.SuggestedIP = a.String()
 		}
 		b, err := st.tmpl.render(tmplUnknown, d)
 		if err != nil {
@@ -155,6 +166,42 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 		return nil, err
 	}
 	return generated(KindScript, b).forHost(h), nil
+}
+
+// freeName is base, or base-2, base-3 …: the first that no host or target
+// is called and no host's root (roots/NAME.img) uses.
+func (st *state) freeName(base string) string {
+	taken := map[string]bool{}
+	for i := range st.inv.Hosts {
+		h := &st.inv.Hosts[i]
+		taken[h.Name] = true
+		if h.Root != nil {
+			taken[strings.TrimSuffix(filepath.Base(h.Root.Image), ".img")] = true
+		}
+	}
+	for i := range st.inv.Targets {
+		taken[st.inv.Targets[i].Name] = true
+	}
+	name := base
+	for n := 2; taken[name]; n++ {
+		name = fmt.Sprintf("%s-%d", base, n)
+	}
+	return name
+}
+
+// goldenOnDisk names the first golden image whose file is there to clone a
+// new host's root from; "" when there is none, or no iSCSI target to serve
+// a root.
+func (st *state) goldenOnDisk() string {
+	if !st.inv.ISCSI.On() {
+		return ""
+	}
+	for _, img := range st.inv.Images {
+		if fi, err := os.Stat(img.Path); img.Path != "" && err == nil && fi.Mode().IsRegular() {
+			return img.Name
+		}
+	}
+	return ""
 }
 
 // word keeps a value from changing the meaning of an iPXE script line:

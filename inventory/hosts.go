@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -153,4 +154,30 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return n * mult, nil
+}
+
+// FreeAddr is the first address of the DHCP subnet that a new host can be
+// given as its fixed ip, one that validation accepts: not the network or
+// broadcast address, netsan's own, the router's or a DNS server's, outside
+// the dynamic range and no host's. It is invalid when no IPv4 subnet is set
+// or none is free.
+func (inv *Inventory) FreeAddr() netip.Addr {
+	subnet := inv.DHCP.Subnet.Masked()
+	if !subnet.IsValid() || !subnet.Addr().Is4() {
+		return netip.Addr{}
+	}
+	taken := map[netip.Addr]bool{inv.Server.Address.Addr: true, inv.DHCP.Router.Addr: true}
+	for _, a := range inv.DHCP.DNS {
+		taken[a.Addr] = true
+	}
+	for i := range inv.Hosts {
+		taken[inv.Hosts[i].IP.Addr] = true
+	}
+	// Bounded: a /8 is not walked to its end when everything before is taken.
+	for a, n := subnet.Addr().Next(), 0; n < 1<<16 && subnet.Contains(a.Next()); a, n = a.Next(), n+1 {
+		if !taken[a] && !inv.DHCP.inRange(Addr{Addr: a}) {
+			return a
+		}
+	}
+	return netip.Addr{}
 }

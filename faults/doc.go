@@ -7,7 +7,9 @@
 // malformed and flooding DHCP clients, TFTP request storms, iSCSI peers that
 // connect and vanish, never finish a login, send a header a byte at a time or
 // open more sessions than allowed, kill -9 in the middle of persistent
-// reservation changes, and CHAP logins whose secrets must never reach the log.
+// reservation changes, CHAP logins whose secrets must never reach the log,
+// and another machine on the LAN asking for a Pi's cmdline.txt, which
+// carries the Pi's CHAP secret.
 // After each attack the server's own gauges (/metrics: go_goroutines,
 // process_open_fds, and go_memstats_heap_inuse_bytes read after a GC forced
 // through /debug/pprof/heap?gc=1) must come back to their baseline and a

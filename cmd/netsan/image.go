@@ -34,8 +34,9 @@ commands:
   clone  [-c FILE] HOST…                clone missing roots from their golden image (root.from)
   reset  [-c FILE] [--force] HOST…      replace roots with fresh clones; refused while the host
                                         has an iSCSI session unless --force, which logs it out
-  import [-c FILE] FILE NAME            copy a raw or qcow2 image in as golden image NAME
-                                        (data_dir/golden/NAME.img) and print its [[image]] stanza
+  import [-c FILE] FILE NAME            copy a raw disk image (MBR or GPT) or a qcow2 image in as
+                                        golden image NAME (data_dir/golden/NAME.img) and print its
+                                        [[image]] stanza; anything else is refused, nothing written
 
 Flags may come before or after the arguments; after -- none is a flag. Every
 host named is acted on: an unknown or repeated name refuses the command

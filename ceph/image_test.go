@@ -41,7 +41,7 @@ func open(t *testing.T, c *Cluster, name string, readOnly bool) backstore.Store 
 // that everything acknowledged is there.
 func TestImageIO(t *testing.T) {
 	tc, c := connect(t)
-	tc.Rbd("create", "--size", "64M", "rbd/io")
+	tc.MustRbd(t, "create", "--size", "64M", "rbd/io")
 	s := open(t, c, "io", false)
 	if got := s.Size(); got != 64<<20 {
 		t.Fatalf("Size = %d, want %d", got, 64<<20)
@@ -111,7 +111,7 @@ func TestImageIO(t *testing.T) {
 // and GET LBA STATUS's view follows.
 func TestUnmapPartial(t *testing.T) {
 	tc, c := connect(t)
-	tc.Rbd("create", "--size", "16M", "rbd/partial")
+	tc.MustRbd(t, "create", "--size", "16M", "rbd/partial")
 	s := open(t, c, "partial", false)
 	defer s.Close()
 	data := bytes.Repeat([]byte{0xa5}, 64<<10)

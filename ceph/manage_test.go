@@ -41,12 +41,12 @@ func TestClones(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if out := tc.Rbd("snap", "ls", "rbd/golden"); !strings.Contains(out, GoldenSnap) {
+	if out := tc.MustRbd(t, "snap", "ls", "rbd/golden"); !strings.Contains(out, GoldenSnap) {
 		t.Fatalf("rbd snap ls rbd/golden:\n%s\nwant %s", out, GoldenSnap)
 	}
 	for i := range hosts {
 		n := fmt.Sprintf("rbd/node%d", i)
-		if out := tc.Rbd("info", n); !strings.Contains(out, "parent: rbd/golden@"+GoldenSnap) {
+		if out := tc.MustRbd(t, "info", n); !strings.Contains(out, "parent: rbd/golden@"+GoldenSnap) {
 			t.Fatalf("rbd info %s:\n%s\nwant parent rbd/golden@%s", n, out, GoldenSnap)
 		}
 	}

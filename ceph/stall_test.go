@@ -19,7 +19,7 @@ func TestOSDStall(t *testing.T) {
 		t.Skip("a 20 s stall")
 	}
 	tc, c := connect(t)
-	tc.Rbd("create", "--size", "64M", "rbd/stall")
+	tc.MustRbd(t, "create", "--size", "64M", "rbd/stall")
 	s := open(t, c, "stall", false)
 	defer s.Close()
 
@@ -59,7 +59,7 @@ func TestOSDStall(t *testing.T) {
 			}
 		}()
 	}
-	osd := tc.OSD.Cmd.Process
+	osd := tc.OSD.Process
 	time.Sleep(2 * time.Second)
 	if err := osd.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,13 @@
-// Package cephtest starts a single-node Ceph cluster for a test, as
-// net/http/httptest starts a server: one monitor and one OSD on memstore,
-// auth none, pool size 1, no manager, on a free port of 127.0.0.1 (or an
-// address the test gives). The daemons belong to the test and are killed by
-// PID at its cleanup.
+// Package cephtest starts a single-node Ceph cluster for a test or a
+// benchmark, as net/http/httptest starts a server: one monitor and one OSD
+// on memstore, auth none, pool size 1, no manager, on a free port of
+// 127.0.0.1 (or an address the caller gives). The daemons belong to the
+// caller and are killed by PID when it stops them.
 package cephtest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -14,10 +15,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/netsan/netsan/netsantest"
 )
 
 // Cluster is a running single-node cluster.
@@ -28,33 +28,40 @@ type Cluster struct {
 	Pool string
 	// Dir holds the daemons' data, logs and sockets.
 	Dir string
+	// Mon and OSD are the daemons; OSD.Process takes SIGSTOP for fault tests.
+	Mon, OSD *exec.Cmd
 
-	Mon, OSD *netsantest.Process
-	t        testing.TB
+	netns  string
+	ownDir bool
+	exited map[*exec.Cmd]chan struct{}
 }
 
 // Options change where and how the cluster runs; the zero value is a
 // cluster on 127.0.0.1 with 2 GiB of memstore and a pool "rbd".
 type Options struct {
 	// Addr is the monitor's IP (default 127.0.0.1). It must be an address of
-	// the namespace the test runs in.
+	// the namespace the daemons run in.
 	Addr string
 	// NetNS runs the daemons in that network namespace (ip netns exec).
 	NetNS string
-	// StoreBytes is the memstore size (default 2 GiB); what tests write
+	// StoreBytes is the memstore size (default 2 GiB); what is written
 	// lives in RAM.
 	StoreBytes int64
 	// Pool is the pool made and initialised for RBD (default "rbd").
 	Pool string
+	// Dir is where the cluster keeps its files (default: a new temporary
+	// directory, removed by Stop).
+	Dir string
 }
 
-// Daemons are the Debian packages a cluster needs; make deps installs them.
-var daemons = []string{"ceph-mon", "ceph-osd", "monmaptool", "ceph", "rbd"}
+// Tools are the commands a cluster needs: Debian's ceph-mon, ceph-osd and
+// ceph-common, which make deps-ceph installs.
+var Tools = []string{"ceph-mon", "ceph-osd", "monmaptool", "ceph", "rbd"}
 
 // Installed reports whether the Ceph daemons and tools are on the PATH, and
 // which one is missing if not.
 func Installed() (bool, string) {
-	for _, d := range daemons {
+	for _, d := range Tools {
 		if _, err := exec.LookPath(d); err != nil {
 			return false, d
 		}
@@ -62,15 +69,36 @@ func Installed() (bool, string) {
 	return true, ""
 }
 
-// Start starts a cluster and returns once the OSD is up and an RBD image
-// can be created in the pool, typically 8-12 s. It skips t where the Ceph
-// packages are not installed and fails it where they are but the cluster
-// does not come up within a minute.
+// Start launches a cluster for t and stops it at t's cleanup, showing the
+// daemons' logs if t failed. It skips t where the Ceph packages are not
+// installed and fails it where they are but the cluster does not come up.
 func Start(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if ok, missing := Installed(); !ok {
-		t.Skipf("%s not installed (make deps installs ceph-mon ceph-osd ceph-common)", missing)
+		t.Skipf("%s not installed (make deps-ceph installs ceph-mon ceph-osd ceph-common)", missing)
 	}
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	c, err := Launch(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for _, name := range []string{"mon.a.log", "osd.0.log"} {
+				b, _ := os.ReadFile(filepath.Join(c.Dir, name))
+				t.Logf("%s (last 4 KiB):\n%s", name, b[max(0, len(b)-4096):])
+			}
+		}
+	})
+	return c
+}
+
+// Launch starts a cluster and returns once the OSD is up and an RBD image
+// can be created in the pool, typically 8-12 s; Stop kills it.
+func Launch(o Options) (c *Cluster, err error) {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1"
 	}
@@ -80,20 +108,34 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Pool == "" {
 		o.Pool = "rbd"
 	}
-	port := netsantest.FreePort(t, "tcp")
-	c := &Cluster{Dir: t.TempDir(), Pool: o.Pool, t: t}
+	c = &Cluster{Dir: o.Dir, Pool: o.Pool, netns: o.NetNS, exited: map[*exec.Cmd]chan struct{}{}}
+	if c.Dir == "" {
+		if c.Dir, err = os.MkdirTemp("", "cephtest-"); err != nil {
+			return nil, err
+		}
+		c.ownDir = true
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	port, err := freePort(o.Addr)
+	if err != nil {
+		return nil, err
+	}
 	c.Conf = filepath.Join(c.Dir, "ceph.conf")
 	fsid, err := uuid()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	mon := fmt.Sprintf("v2:%s", net.JoinHostPort(o.Addr, strconv.Itoa(port)))
+	mon := "v2:" + net.JoinHostPort(o.Addr, strconv.Itoa(port))
 	for _, d := range []string{"mon", "osd", "run"} {
-		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o755); err != nil {
-			t.Fatal(err)
+		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+			return nil, err
 		}
 	}
-	conf := fmt.Sprintf(`[global]
+	if err := os.WriteFile(c.Conf, []byte(fmt.Sprintf(`[global]
 fsid = %s
 mon host = %s
 auth cluster required = none
@@ -112,67 +154,161 @@ mon data = %[3]s/mon
 osd data = %[3]s/osd
 osd objectstore = memstore
 memstore device bytes = %[4]d
-`, fsid, mon, c.Dir, o.StoreBytes)
-	if err := os.WriteFile(c.Conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
+`, fsid, mon, c.Dir, o.StoreBytes)), 0o644); err != nil {
+		return nil, err
 	}
-	wrap := func(name string, args ...string) *exec.Cmd {
-		if o.NetNS != "" {
-			return exec.Command("ip", append([]string{"netns", "exec", o.NetNS, name}, args...)...)
+	monmap := filepath.Join(c.Dir, "monmap")
+	steps := [][]string{
+		{"monmaptool", "--create", "--fsid", fsid, "--addv", "a", "[" + mon + "]", monmap},
+		{"ceph-mon", "-c", c.Conf, "--mkfs", "-i", "a", "--monmap", monmap},
+	}
+	for _, s := range steps {
+		if _, err := c.run(s...); err != nil {
+			return nil, err
 		}
-		return exec.Command(name, args...)
 	}
-	c.run(wrap("monmaptool", "--create", "--fsid", fsid, "--addv", "a", "["+mon+"]", filepath.Join(c.Dir, "monmap")))
-	c.run(wrap("ceph-mon", "-c", c.Conf, "--mkfs", "-i", "a", "--monmap", filepath.Join(c.Dir, "monmap")))
-	c.Mon = netsantest.Start(t, wrap("ceph-mon", "-c", c.Conf, "-i", "a", "-f"), netsantest.NewLog(t, "ceph-mon"))
-	c.run(wrap("ceph", "-c", c.Conf, "--connect-timeout", "30", "osd", "create"))
-	c.run(wrap("ceph", "-c", c.Conf, "osd", "crush", "add", "osd.0", "1", "root=default"))
-	c.run(wrap("ceph-osd", "-c", c.Conf, "-i", "0", "--mkfs"))
-	c.OSD = netsantest.Start(t, wrap("ceph-osd", "-c", c.Conf, "-i", "0", "-f"), netsantest.NewLog(t, "ceph-osd"))
-	c.run(wrap("ceph", "-c", c.Conf, "osd", "pool", "create", o.Pool, "8", "8"))
-	c.run(wrap("rbd", "-c", c.Conf, "pool", "init", o.Pool))
+	if c.Mon, err = c.daemon("ceph-mon", "-c", c.Conf, "-i", "a", "-f"); err != nil {
+		return nil, err
+	}
+	steps = [][]string{
+		{"ceph", "-c", c.Conf, "--connect-timeout", "30", "osd", "create"},
+		{"ceph", "-c", c.Conf, "osd", "crush", "add", "osd.0", "1", "root=default"},
+		{"ceph-osd", "-c", c.Conf, "-i", "0", "--mkfs"},
+	}
+	for _, s := range steps {
+		if _, err := c.run(s...); err != nil {
+			return nil, err
+		}
+	}
+	if c.OSD, err = c.daemon("ceph-osd", "-c", c.Conf, "-i", "0", "-f"); err != nil {
+		return nil, err
+	}
+	if _, err := c.Ceph("osd", "pool", "create", o.Pool, "8", "8"); err != nil {
+		return nil, err
+	}
+	if _, err := c.Rbd("pool", "init", o.Pool); err != nil {
+		return nil, err
+	}
 	// The pool is usable once the OSD is up and its placement groups are
 	// active: an image create is the proof.
-	netsantest.WaitFor(t, "rbd create on the new cluster", time.Minute, func() bool {
-		return wrap("rbd", "-c", c.Conf, "create", "--size", "1", o.Pool+"/cephtest-ready").Run() == nil
-	})
-	c.run(wrap("rbd", "-c", c.Conf, "rm", "--no-progress", o.Pool+"/cephtest-ready"))
-	return c
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := c.Rbd("create", "--size", "1", o.Pool+"/cephtest-ready")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("cephtest: the cluster did not take an image within a minute: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := c.Rbd("rm", "--no-progress", o.Pool+"/cephtest-ready"); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
-// Rbd runs the rbd command against the cluster and returns its output,
-// failing the test on an error.
-func (c *Cluster) Rbd(args ...string) string {
-	c.t.Helper()
-	return c.run(exec.Command("rbd", append([]string{"-c", c.Conf}, args...)...))
+// Stop kills the daemons (OSD first), waits for them, and removes the
+// cluster's directory if Launch made it.
+func (c *Cluster) Stop() {
+	for _, d := range []*exec.Cmd{c.OSD, c.Mon} {
+		if d == nil {
+			continue
+		}
+		_ = d.Process.Signal(syscall.SIGCONT) // a stopped OSD must see the kill
+		_ = d.Process.Kill()
+		<-c.exited[d]
+	}
+	c.OSD, c.Mon = nil, nil
+	if c.ownDir {
+		os.RemoveAll(c.Dir)
+	}
+}
+
+// Rbd runs the rbd command against the cluster and returns its output.
+func (c *Cluster) Rbd(args ...string) (string, error) {
+	return c.run(append([]string{"rbd", "-c", c.Conf}, args...)...)
 }
 
 // Ceph runs the ceph command against the cluster and returns its output.
-func (c *Cluster) Ceph(args ...string) string {
-	c.t.Helper()
-	return c.run(exec.Command("ceph", append([]string{"-c", c.Conf}, args...)...))
+func (c *Cluster) Ceph(args ...string) (string, error) {
+	return c.run(append([]string{"ceph", "-c", c.Conf}, args...)...)
 }
 
-func (c *Cluster) run(cmd *exec.Cmd) string {
-	c.t.Helper()
+// MustRbd is Rbd failing t on an error.
+func (c *Cluster) MustRbd(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := c.Rbd(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (c *Cluster) command(args ...string) *exec.Cmd {
+	if c.netns != "" {
+		args = append([]string{"ip", "netns", "exec", c.netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	// The daemons must not outlive whoever started them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// run runs a command for at most a minute and returns its output.
+func (c *Cluster) run(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := c.command(args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("%s: %v", cmd, err)
+		return "", fmt.Errorf("cephtest: %s: %w", args[0], err)
 	}
+	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			c.t.Fatalf("%s: %v\n%s", cmd, err, out.String())
+			return out.String(), fmt.Errorf("cephtest: %v: %w\n%s", args, err, out.String())
 		}
-	case <-time.After(time.Minute):
+		return out.String(), nil
+	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-done
-		c.t.Fatalf("%s: no answer within a minute\n%s", cmd, out.String())
+		return out.String(), fmt.Errorf("cephtest: %v: no answer within a minute\n%s", args, out.String())
 	}
-	return out.String()
+}
+
+// daemon starts a daemon in the foreground; its log goes to Dir.
+func (c *Cluster) daemon(args ...string) (*exec.Cmd, error) {
+	cmd := c.command(args...)
+	out, err := os.Create(filepath.Join(c.Dir, filepath.Base(args[0])+".out"))
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cephtest: %s: %w", args[0], err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	c.exited[cmd] = exited
+	return cmd, nil
+}
+
+func freePort(addr string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		// In another namespace the address is not ours to bind: any
+		// high port that is free here is as likely free there.
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return 0, err
+		}
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func uuid() (string, error) {

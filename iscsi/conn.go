@@ -368,7 +368,7 @@ func (c *conn) queueResult(t *task, resp *scsi.Response) {
 		advance := false
 		if last && collapse {
 			h.Flags |= pdu.FlagStatus | resFlag
-			h.Byte3 = resp.Status
+			h.SetStatus(resp.Status)
 			h.ResidualCount = residual
 			advance = true
 		}
@@ -380,10 +380,12 @@ func (c *conn) queueResult(t *task, resp *scsi.Response) {
 	if collapse {
 		return
 	}
+	// Response 0: Command Completed at Target.
 	h := pdu.Header{
 		Opcode: pdu.OpSCSIResponse, Flags: pdu.FlagFinal | resFlag, InitiatorTaskTag: t.itt,
-		Byte2: 0x00, Byte3: resp.Status, ExpDataSN: dataSN, ResidualCount: residual,
+		ExpDataSN: dataSN, ResidualCount: residual,
 	}
+	h.SetStatus(resp.Status)
 	var sense []byte
 	if len(resp.Sense) > 0 {
 		sense = make([]byte, 2+len(resp.Sense))

@@ -27,7 +27,7 @@ func connSeed(pdus ...func(w *pdu.Writer)) []byte {
 
 func loginPDU(kvs ...login.KV) func(w *pdu.Writer) {
 	return func(w *pdu.Writer) {
-		w.Write(&pdu.Header{Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.FlagTransit | 1<<2 | 3,
+		w.Write(&pdu.Header{Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
 			ISID: testISID, InitiatorTaskTag: 1, CmdSN: 1}, login.EncodeText(nil, kvs))
 	}
 }
@@ -52,7 +52,7 @@ func FuzzConn(f *testing.F) {
 			DataSN: 0, BufferOffset: 512}, make([]byte, 512))
 	}))
 	f.Add(connSeed(normal, func(w *pdu.Writer) {
-		w.Write(&pdu.Header{Opcode: pdu.OpTaskMgmtRequest, Immediate: true, Flags: pdu.FlagFinal | tmfLUNReset, InitiatorTaskTag: 3}, nil)
+		w.Write(&pdu.Header{Opcode: pdu.OpTaskMgmtRequest, Immediate: true, Flags: pdu.FlagFinal | byte(pdu.TMFLUNReset), InitiatorTaskTag: 3}, nil)
 	}))
 	f.Add(connSeed(loginPDU(login.KV{Key: "InitiatorName", Value: testInitiator}, login.KV{Key: "SessionType", Value: "Discovery"}),
 		func(w *pdu.Writer) {

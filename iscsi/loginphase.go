@@ -12,13 +12,6 @@ import (
 	"github.com/netsan/netsan/iscsi/pdu"
 )
 
-// Login stages (CSG/NSG, RFC 7143 §11.12.3).
-const (
-	stageSecurity    = 0
-	stageOperational = 1
-	stageFullFeature = 3
-)
-
 // Login status (RFC 7143 §11.13.5): class<<8 | detail.
 const (
 	statusSuccess            = 0x0000
@@ -57,7 +50,7 @@ type loginState struct {
 	c     *conn
 	first bool
 	req   pdu.Header // the first Login Request: ISID, TSIH, CID, CmdSN
-	csg   int
+	csg   pdu.Stage
 	text  []byte // key=value text gathered across C-bit PDUs
 
 	neg          *login.Negotiator
@@ -94,7 +87,7 @@ func (c *conn) login() (*session, error) {
 			c.loginRespond(&p.Header, ls, kvs, err)
 			return nil, err
 		}
-		if transit && nsg == stageFullFeature {
+		if transit && nsg == pdu.StageFullFeature {
 			sess, err := c.srv.addSession(ls)
 			if err != nil {
 				c.loginRespond(&p.Header, ls, kvs, err)
@@ -124,19 +117,17 @@ func (c *conn) login() (*session, error) {
 
 // step consumes one Login Request and returns the keys to answer and
 // whether to transit to nsg.
-func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, err error) {
+func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg pdu.Stage, err error) {
 	h := &p.Header
-	csg := int(h.Flags&pdu.FlagLoginCSG) >> 2
-	nsg = int(h.Flags & pdu.FlagLoginNSG)
-	wantTransit := h.Flags&pdu.FlagTransit != 0
-	cont := h.Flags&pdu.FlagContinue != 0
+	csg, nsg := h.CSG(), h.NSG()
+	wantTransit, cont := h.Transit(), h.Continue()
 	if ls.first {
 		ls.req = *h
 		ls.csg = csg
 		ls.c.statSN = h.ExpStatSN
 		// We speak version 0x00 only (RFC 7143 §11.12.4).
-		if h.Byte3 > 0 {
-			return nil, false, 0, failLogin(statusUnsupportedVer, "VersionMin %d", h.Byte3)
+		if h.VersionMin() > 0 {
+			return nil, false, 0, failLogin(statusUnsupportedVer, "VersionMin %d", h.VersionMin())
 		}
 	} else if h.ISID != ls.req.ISID || h.TSIH != ls.req.TSIH || h.CID != ls.req.CID {
 		return nil, false, 0, failLogin(statusInitiatorError, "ISID, TSIH or CID changed during login")
@@ -144,7 +135,7 @@ func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, e
 	switch {
 	case wantTransit && cont:
 		return nil, false, 0, failLogin(statusInitiatorError, "both T and C set")
-	case csg != stageSecurity && csg != stageOperational, csg != ls.csg:
+	case csg != pdu.StageSecurity && csg != pdu.StageOperational, csg != ls.csg:
 		return nil, false, 0, failLogin(statusInitiatorError, "CSG %d in stage %d", csg, ls.csg)
 	case wantTransit && (nsg <= csg || nsg == 2):
 		return nil, false, 0, failLogin(statusInitiatorError, "NSG %d from CSG %d", nsg, csg)
@@ -163,7 +154,7 @@ func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, e
 		return nil, false, 0, failLogin(statusInitiatorError, "%w", err)
 	}
 	if ce := ls.c.log.Check(zap.DebugLevel, "login request"); ce != nil {
-		ce.Write(zap.Int("csg", csg), zap.Int("nsg", nsg), zap.Bool("transit", wantTransit), zap.Any("keys", redactCHAP(in)))
+		ce.Write(zap.Uint8("csg", uint8(csg)), zap.Uint8("nsg", uint8(nsg)), zap.Bool("transit", wantTransit), zap.Any("keys", redactCHAP(in)))
 	}
 	if ls.first {
 		if err := ls.identify(in); err != nil {
@@ -175,7 +166,7 @@ func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, e
 		}
 	}
 	phase := login.PhaseOperational
-	if csg == stageSecurity {
+	if csg == pdu.StageSecurity {
 		phase = login.PhaseSecurity
 		out, err := ls.security(in)
 		kvs = append(kvs, out...)
@@ -196,10 +187,10 @@ func (ls *loginState) step(p *pdu.PDU) (kvs []login.KV, transit bool, nsg int, e
 	}
 	kvs = append(kvs, out...)
 	transit = wantTransit
-	if csg == stageSecurity && !ls.authenticated() {
+	if csg == pdu.StageSecurity && !ls.authenticated() {
 		transit = false
 	}
-	if transit && nsg == stageFullFeature {
+	if transit && nsg == pdu.StageFullFeature {
 		ls.neg.Finish()
 	}
 	return kvs, transit, nsg, nil
@@ -386,25 +377,23 @@ func (c *conn) loginRespond(req *pdu.Header, ls *loginState, kvs []login.KV, err
 		status = le.status
 	}
 	h := pdu.Header{
-		Opcode: pdu.OpLoginResponse, Flags: req.Flags & pdu.FlagLoginCSG,
-		ISID: req.ISID, TSIH: req.TSIH, InitiatorTaskTag: req.InitiatorTaskTag,
+		Opcode: pdu.OpLoginResponse,
+		ISID:   req.ISID, TSIH: req.TSIH, InitiatorTaskTag: req.InitiatorTaskTag,
 		StatSN: c.statSN, ExpCmdSN: req.CmdSN, MaxCmdSN: req.CmdSN,
 		StatusClass: byte(status >> 8), StatusDetail: byte(status),
 	}
+	h.SetStages(req.CSG(), 0, false)
 	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	c.w.Write(&h, login.EncodeText(nil, kvs))
 }
 
-func (c *conn) loginRespondOK(req *pdu.Header, ls *loginState, kvs []login.KV, transit bool, nsg int) error {
-	flags := req.Flags & pdu.FlagLoginCSG
-	if transit {
-		flags |= pdu.FlagTransit | byte(nsg)
-	}
+func (c *conn) loginRespondOK(req *pdu.Header, ls *loginState, kvs []login.KV, transit bool, nsg pdu.Stage) error {
 	h := pdu.Header{
-		Opcode: pdu.OpLoginResponse, Flags: flags,
-		ISID: ls.req.ISID, TSIH: ls.req.TSIH, InitiatorTaskTag: req.InitiatorTaskTag,
+		Opcode: pdu.OpLoginResponse,
+		ISID:   ls.req.ISID, TSIH: ls.req.TSIH, InitiatorTaskTag: req.InitiatorTaskTag,
 		StatSN: c.statSN, ExpCmdSN: req.CmdSN, MaxCmdSN: req.CmdSN + uint32(c.srv.QueueDepth) - 1,
 	}
+	h.SetStages(req.CSG(), nsg, transit)
 	c.statSN++
 	return c.w.Write(&h, login.EncodeText(nil, kvs))
 }

@@ -19,10 +19,10 @@ import (
 func (ri *rawInit) halfLogin(isid [6]byte) {
 	ri.t.Helper()
 	ri.send(pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: stageOperational << 2,
+		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, 0, false),
 		ISID: isid, InitiatorTaskTag: ri.nextITT(), CmdSN: ri.cmdSN,
 	}, login.EncodeText(nil, normalKeys(testInitiator, testTarget)))
-	if p := ri.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || p.Flags&pdu.FlagTransit != 0 {
+	if p := ri.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || p.Transit() {
 		ri.t.Fatalf("half login: status %d/%d flags %#x", p.StatusClass, p.StatusDetail, p.Flags)
 	}
 }
@@ -95,7 +95,7 @@ func TestPendingLoginsBound(t *testing.T) {
 	// The held ones are not closed: a Login Request on them still works.
 	last := flood[len(flood)-1]
 	last.send(pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.FlagTransit | stageOperational<<2 | stageFullFeature,
+		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
 		ISID: [6]byte{0x80, 0, 0, 0x70, 0, 3*bound - 1}, InitiatorTaskTag: last.nextITT(), CmdSN: last.cmdSN,
 	}, nil)
 	if p := last.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || p.TSIH == 0 {
@@ -164,7 +164,7 @@ func halfLoginRaw(t *testing.T, nc net.Conn, isid [6]byte, text []byte) {
 	t.Helper()
 	w := pdu.Writer{W: nc}
 	if err := w.Write(&pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: stageOperational << 2,
+		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, 0, false),
 		ISID: isid, InitiatorTaskTag: 1, CmdSN: 1,
 	}, text); err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func halfLoginRaw(t *testing.T, nc net.Conn, isid [6]byte, text []byte) {
 	if err := h.Decode(bhs[:]); err != nil {
 		t.Fatal(err)
 	}
-	if h.Opcode != pdu.OpLoginResponse || h.StatusClass != 0 || h.Flags&pdu.FlagTransit != 0 {
+	if h.Opcode != pdu.OpLoginResponse || h.StatusClass != 0 || h.Transit() {
 		t.Fatalf("half login: %v status %d/%d flags %#x", h.Opcode, h.StatusClass, h.StatusDetail, h.Flags)
 	}
 	if _, err := io.CopyN(io.Discard, nc, int64(h.DataSegmentLength+pdu.Pad(h.DataSegmentLength))); err != nil {
@@ -194,7 +194,7 @@ func TestCommandsPipelinedBehindLogin(t *testing.T) {
 	ts := startServer(t, oneDisk(8<<20))
 	ri := dial(t, ts.addr)
 	ri.w.Queue(&pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.FlagTransit | stageOperational<<2 | stageFullFeature,
+		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
 		ISID: testISID, InitiatorTaskTag: ri.nextITT(), CmdSN: ri.cmdSN,
 	}, login.EncodeText(nil, normalKeys(testInitiator, testTarget)))
 	var pings [][]byte
@@ -211,7 +211,7 @@ func TestCommandsPipelinedBehindLogin(t *testing.T) {
 	if err := ri.w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if p := ri.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || p.Flags&pdu.FlagTransit == 0 {
+	if p := ri.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || !p.Transit() {
 		t.Fatalf("login: status %d/%d flags %#x", p.StatusClass, p.StatusDetail, p.Flags)
 	}
 	for i, ping := range pings {

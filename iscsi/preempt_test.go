@@ -133,9 +133,9 @@ func TestPreemptAndAbort(t *testing.T) {
 				// command to reach the LU, reports the unit attention.
 				p := b.mustRecv(pdu.OpSCSIResponse)
 				b.expStatSN = p.StatSN + 1
-				if p.InitiatorTaskTag != w.InitiatorTaskTag || !registrationsPreempted(p.Byte3, responseSense(p)) {
+				if p.InitiatorTaskTag != w.InitiatorTaskTag || !registrationsPreempted(p.Status(), responseSense(p)) {
 					t.Fatalf("B's WRITE after PREEMPT: ITT %d status %#x sense %x, want ITT %d UNIT ATTENTION 2Ah/05h",
-						p.InitiatorTaskTag, p.Byte3, responseSense(p), w.InitiatorTaskTag)
+						p.InitiatorTaskTag, p.Status(), responseSense(p), w.InitiatorTaskTag)
 				}
 			}
 			if st, _, sense := b.commandLUN(0, tur(), 0, false, nil); st != 0 {

@@ -87,7 +87,7 @@ var testISID = [6]byte{0x80, 0, 0, 0, 0, 1}
 func (ri *rawInit) login(isid [6]byte, tsih uint16, kvs ...login.KV) *pdu.PDU {
 	ri.t.Helper()
 	h := pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.FlagTransit | 1<<2 | 3,
+		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
 		ISID: isid, TSIH: tsih, InitiatorTaskTag: ri.nextITT(), CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN,
 	}
 	ri.send(h, login.EncodeText(nil, kvs))
@@ -138,7 +138,7 @@ func (ri *rawInit) loginOK(extra ...login.KV) *pdu.PDU {
 func (ri *rawInit) loginAs(initiator string, extra ...login.KV) *pdu.PDU {
 	ri.t.Helper()
 	p := ri.login(testISID, 0, normalKeys(initiator, testTarget, extra...)...)
-	if p.StatusClass != 0 || p.TSIH == 0 || p.Flags&pdu.FlagTransit == 0 {
+	if p.StatusClass != 0 || p.TSIH == 0 || !p.Transit() {
 		ri.t.Fatalf("login %s: status %d/%d TSIH %d flags %#x", initiator, p.StatusClass, p.StatusDetail, p.TSIH, p.Flags)
 	}
 	return p
@@ -186,10 +186,10 @@ func (ri *rawInit) exchange(lun uint64, cdb []byte, edtl uint32, read bool, imme
 			}
 			data = append(data, p.Data...)
 			if p.Flags&pdu.FlagStatus != 0 {
-				return p.Byte3, data, p
+				return p.Status(), data, p
 			}
 		case pdu.OpSCSIResponse:
-			return p.Byte3, data, p
+			return p.Status(), data, p
 		default:
 			ri.t.Fatalf("command %#x: unexpected %v", cdb[0], p.Opcode)
 		}
@@ -277,15 +277,15 @@ func TestMisbehavingPeers(t *testing.T) {
 	bad[16] = 0x77
 	ri.nc.Write(bad[:])
 	p = ri.mustRecv(pdu.OpReject)
-	if p.Byte2 != rejectCommandNotSupported || !bytes.Equal(p.Data, bad[:]) {
-		t.Errorf("unknown opcode: reason %#x, data % x", p.Byte2, p.Data)
+	if p.Reason() != pdu.RejectCommandNotSupported || !bytes.Equal(p.Data, bad[:]) {
+		t.Errorf("unknown opcode: reason %#x, data % x", p.Reason(), p.Data)
 	}
 	big := make([]byte, login.OurMaxRecvDataSegmentLength+4)
 	ri.send(pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
 		TargetTransferTag: reservedTag, CmdSN: ri.cmdSN}, big)
 	p = ri.mustRecv(pdu.OpReject)
-	if p.Byte2 != rejectProtocolError {
-		t.Errorf("over-long data segment: reason %#x", p.Byte2)
+	if p.Reason() != pdu.RejectProtocolError {
+		t.Errorf("over-long data segment: reason %#x", p.Reason())
 	}
 	ri.turGood()
 
@@ -366,8 +366,8 @@ func TestDataInAndR2T(t *testing.T) {
 				covered += 4096
 			}
 		case pdu.OpSCSIResponse:
-			if p.Byte3 != 0 || p.Byte2 != 0 {
-				t.Fatalf("write status %#x response %#x", p.Byte3, p.Byte2)
+			if p.Status() != 0 || p.Response() != 0 {
+				t.Fatalf("write status %#x response %#x", p.Status(), p.Response())
 			}
 			done = true
 		default:
@@ -577,8 +577,8 @@ func TestShutdownAsksLogout(t *testing.T) {
 	ri.send(pdu.Header{Opcode: pdu.OpLogoutRequest, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
 		CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}, nil)
 	lp := ri.mustRecv(pdu.OpLogoutResponse)
-	if lp.Byte2 != 0 {
-		t.Errorf("logout response %d", lp.Byte2)
+	if lp.Response() != 0 {
+		t.Errorf("logout response %d", lp.Response())
 	}
 	select {
 	case err := <-done:

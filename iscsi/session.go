@@ -307,22 +307,22 @@ func (c *conn) fullFeature(sess *session) {
 		case err == nil:
 		case errors.Is(err, pdu.ErrUnknownOpcode):
 			c.log.Warn("unknown opcode", zap.Stringer("op", p.Opcode))
-			c.reject(p, rejectCommandNotSupported)
+			c.reject(p, pdu.RejectCommandNotSupported)
 			p.Release()
 			continue
 		case errors.Is(err, pdu.ErrDataTooLong):
 			c.log.Warn("data segment too long", zap.Error(err))
-			c.reject(p, rejectProtocolError)
+			c.reject(p, pdu.RejectProtocolError)
 			continue
 		case errors.Is(err, pdu.ErrDataDigest):
 			c.log.Warn("data digest error", zap.Stringer("op", p.Opcode))
 			if p.Opcode == pdu.OpSCSIDataOut || p.Opcode == pdu.OpSCSICommand {
 				// ErrorRecoveryLevel 0 cannot recover lost data: the
 				// Reject (RFC 7143 §7.8) is the connection's last PDU.
-				c.sendLast(c.rejectItem(p, rejectDataDigest))
+				c.sendLast(c.rejectItem(p, pdu.RejectDataDigest))
 				return
 			}
-			c.reject(p, rejectDataDigest)
+			c.reject(p, pdu.RejectDataDigest)
 			continue
 		default:
 			c.lost("read", err)
@@ -342,7 +342,7 @@ func (c *conn) dispatch(p *pdu.PDU) bool {
 		case pdu.OpTextRequest, pdu.OpNOPOut, pdu.OpLogoutRequest:
 		default:
 			c.log.Warn("not allowed in a discovery session", zap.Stringer("op", p.Opcode))
-			c.reject(p, rejectProtocolError)
+			c.reject(p, pdu.RejectProtocolError)
 			p.Release()
 			return true
 		}
@@ -363,34 +363,25 @@ func (c *conn) dispatch(p *pdu.PDU) bool {
 		return false
 	case pdu.OpSNACKRequest:
 		// ErrorRecoveryLevel 0: no SNACK (RFC 7143 §11.16).
-		c.reject(p, rejectSNACK)
+		c.reject(p, pdu.RejectSNACK)
 		p.Release()
 	default:
 		c.log.Warn("unexpected PDU", zap.Stringer("op", p.Opcode))
-		c.reject(p, rejectProtocolError)
+		c.reject(p, pdu.RejectProtocolError)
 		p.Release()
 	}
 	return true
 }
 
-// Reject reasons (RFC 7143 §11.17.1).
-const (
-	rejectDataDigest          = 0x02
-	rejectSNACK               = 0x03
-	rejectProtocolError       = 0x04
-	rejectCommandNotSupported = 0x05
-	rejectInvalidPDUField     = 0x09
-)
-
 // reject answers a PDU with Reject; the data segment is the offending BHS.
-func (c *conn) reject(p *pdu.PDU, reason byte) { c.send(c.rejectItem(p, reason)) }
+func (c *conn) reject(p *pdu.PDU, reason pdu.RejectReason) { c.send(c.rejectItem(p, reason)) }
 
 // rejectItem is a Reject PDU carrying p's header as its data.
-func (c *conn) rejectItem(p *pdu.PDU, reason byte) outItem {
+func (c *conn) rejectItem(p *pdu.PDU, reason pdu.RejectReason) outItem {
 	raw := p.Raw
-	return outItem{hdr: pdu.Header{
-		Opcode: pdu.OpReject, Flags: pdu.FlagFinal, Byte2: reason, InitiatorTaskTag: reservedTag,
-	}, data: raw[:], advance: true}
+	h := pdu.Header{Opcode: pdu.OpReject, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag}
+	h.SetReason(reason)
+	return outItem{hdr: h, data: raw[:], advance: true}
 }
 
 // sendLast queues it as the connection's last PDU and waits, bounded, for
@@ -416,7 +407,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 		return true
 	}
 	t := &task{
-		itt: h.InitiatorTaskTag, lun: h.LUN, cmdSN: h.CmdSN, cdb: h.CDB, attr: h.Flags & pdu.FlagAttrMask,
+		itt: h.InitiatorTaskTag, lun: h.LUN, cmdSN: h.CmdSN, cdb: h.CDB, attr: h.Attr(),
 		edtl: h.ExpectedDataTransferLength, read: h.Flags&pdu.FlagRead != 0, write: h.Flags&pdu.FlagWrite != 0,
 		done: make(chan struct{}),
 	}
@@ -431,7 +422,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 		s.mu.Lock()
 		s.running--
 		s.mu.Unlock()
-		c.reject(p, rejectInvalidPDUField)
+		c.reject(p, pdu.RejectInvalidPDUField)
 		return true
 	}
 	if !t.write || t.edtl == 0 {
@@ -441,7 +432,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 	if t.edtl > maxTransfer {
 		c.log.Warn("write too large", zap.Uint32("edtl", t.edtl))
 		s.finishTask(t)
-		c.reject(p, rejectProtocolError)
+		c.reject(p, pdu.RejectProtocolError)
 		return true
 	}
 	t.buf = c.srv.pool.Get(int(t.edtl))
@@ -449,7 +440,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 	if imm > 0 && !s.params.ImmediateData {
 		c.log.Warn("immediate data not negotiated")
 		s.finishTask(t)
-		c.reject(p, rejectProtocolError)
+		c.reject(p, pdu.RejectProtocolError)
 		return true
 	}
 	copy(t.buf, p.Data[:imm])
@@ -699,18 +690,18 @@ func (c *conn) logout(p *pdu.PDU) {
 	s.admit(&p.Header, false)
 	c.abortWaiting()
 	c.workers.Wait()
-	reason := p.Flags & pdu.FlagLogoutMask
-	var response byte // 0: closed successfully
+	reason := p.ReasonCode()
+	resp := pdu.Header{Opcode: pdu.OpLogoutResponse, Flags: pdu.FlagFinal, InitiatorTaskTag: p.InitiatorTaskTag}
 	if reason == 2 {
-		response = 2 // connection recovery is not supported at ErrorRecoveryLevel 0
+		// Removing the connection for recovery: not supported at
+		// ErrorRecoveryLevel 0. (Else Response 0: closed successfully.)
+		resp.SetResponse(2)
 	}
 	c.log.Info("logout", zap.Uint8("reason", reason))
 	// The I_T nexus ends before the initiator reads the response, so that
 	// what its loss releases (an SPC-2 RESERVE) is free when it does.
 	s.remove()
-	c.sendLast(outItem{hdr: pdu.Header{
-		Opcode: pdu.OpLogoutResponse, Flags: pdu.FlagFinal, Byte2: response, InitiatorTaskTag: p.InitiatorTaskTag,
-	}, advance: true})
+	c.sendLast(outItem{hdr: resp, advance: true})
 }
 
 // abortWaiting drops the tasks still waiting for Data-Out.
@@ -763,7 +754,7 @@ func (c *conn) textRequest(p *pdu.PDU) {
 		kvs, err := login.ParseText(p.Data)
 		if err != nil {
 			c.log.Warn("text request", zap.Error(err))
-			c.reject(p, rejectProtocolError)
+			c.reject(p, pdu.RejectProtocolError)
 			return
 		}
 		var out []login.KV

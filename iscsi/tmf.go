@@ -12,23 +12,6 @@ import (
 	"github.com/netsan/netsan/iscsi/scsi"
 )
 
-// Task management functions (RFC 7143 §11.5.1).
-const (
-	tmfAbortTask        = 1
-	tmfAbortTaskSet     = 2
-	tmfClearACA         = 3
-	tmfClearTaskSet     = 4
-	tmfLUNReset         = 5
-	tmfTargetWarmReset  = 6
-	tmfTargetColdReset  = 7
-	tmfTaskReassign     = 8
-	tmfFunctionComplete = 0
-	tmfTaskNotExist     = 1
-	tmfLUNNotExist      = 2
-	tmfReassignNotSupp  = 4
-	tmfNotSupported     = 5
-)
-
 // abortWait bounds how long a TMF waits for aborted commands that are
 // already inside their LU to return.
 const abortWait = 30 * time.Second
@@ -43,16 +26,16 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 	if !s.admit(&h, false) {
 		return
 	}
-	fn := h.Flags & pdu.FlagTMFFunction
-	log := c.log.With(zap.Uint8("tmf", fn), zap.Uint32("ref_itt", h.ReferencedTaskTag))
+	fn := h.Function()
+	log := c.log.With(zap.Stringer("tmf", fn), zap.Uint32("ref_itt", h.ReferencedTaskTag))
 	v := s.targetView()
 	lu := s.lu(h.LUN)
 
 	var aborted []*task
-	response := byte(tmfFunctionComplete)
+	response := pdu.TMFComplete
 	abort := func(match func(t *task) bool) { aborted = s.abortTasks(match) }
 	switch fn {
-	case tmfAbortTask:
+	case pdu.TMFAbortTask:
 		abort(func(t *task) bool { return t.itt == h.ReferencedTaskTag && t.lun == h.LUN })
 		if len(aborted) == 0 {
 			// A command not received yet (RefCmdSN still ahead in the window,
@@ -62,29 +45,29 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 			pending := int32(h.RefCmdSN-s.expCmdSN) >= 0 && int32(h.RefCmdSN-s.maxCmdSN) <= 0 && int32(h.RefCmdSN-h.CmdSN) < 0
 			s.mu.Unlock()
 			if !pending {
-				response = tmfTaskNotExist
+				response = pdu.TMFTaskNotExist
 			}
 		}
-	case tmfAbortTaskSet, tmfClearTaskSet:
+	case pdu.TMFAbortTaskSet, pdu.TMFClearTaskSet:
 		if lu == nil {
-			response = tmfLUNNotExist
+			response = pdu.TMFLUNNotExist
 			break
 		}
 		abort(func(t *task) bool { return t.lun == h.LUN })
-	case tmfLUNReset:
+	case pdu.TMFLUNReset:
 		if lu == nil {
-			response = tmfLUNNotExist
+			response = pdu.TMFLUNNotExist
 			break
 		}
 		abort(func(t *task) bool { return t.lun == h.LUN })
-	case tmfTargetWarmReset, tmfTargetColdReset:
+	case pdu.TMFTargetWarmReset, pdu.TMFTargetColdReset:
 		abort(func(*task) bool { return true })
-	case tmfTaskReassign:
-		response = tmfReassignNotSupp
+	case pdu.TMFTaskReassign:
+		response = pdu.TMFReassignNotSupported
 	default: // CLEAR ACA, QUERY TASK…: not supported
-		response = tmfNotSupported
+		response = pdu.TMFNotSupported
 	}
-	log.Info("task management", zap.Int("aborted", len(aborted)), zap.Uint8("response", response))
+	log.Info("task management", zap.Int("aborted", len(aborted)), zap.Stringer("response", response))
 
 	s.endWaiting(aborted)
 	c.workers.Add(1)
@@ -105,20 +88,20 @@ func (c *conn) taskManagement(p *pdu.PDU) {
 		}
 		// Resets happen once the affected commands are gone, and raise unit
 		// attentions for every other nexus.
-		if response == tmfFunctionComplete {
+		if response == pdu.TMFComplete {
 			switch fn {
-			case tmfLUNReset:
+			case pdu.TMFLUNReset:
 				lu.Reset(s.nexus)
-			case tmfTargetWarmReset, tmfTargetColdReset:
+			case pdu.TMFTargetWarmReset, pdu.TMFTargetColdReset:
 				for _, l := range v.target.lus {
 					l.Reset(s.nexus)
 				}
 			}
 		}
-		cold := fn == tmfTargetColdReset && response == tmfFunctionComplete
-		c.send(outItem{hdr: pdu.Header{
-			Opcode: pdu.OpTaskMgmtResponse, Flags: pdu.FlagFinal, Byte2: response, InitiatorTaskTag: h.InitiatorTaskTag,
-		}, advance: true, closeAfter: cold})
+		cold := fn == pdu.TMFTargetColdReset && response == pdu.TMFComplete
+		resp := pdu.Header{Opcode: pdu.OpTaskMgmtResponse, Flags: pdu.FlagFinal, InitiatorTaskTag: h.InitiatorTaskTag}
+		resp.SetTMFResponse(response)
+		c.send(outItem{hdr: resp, advance: true, closeAfter: cold})
 		if cold {
 			// A cold reset ends every session of the target (RFC 7143
 			// §11.5.1); this one once its response is out.

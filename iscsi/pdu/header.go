@@ -68,8 +68,8 @@ type Header struct {
 	Immediate bool // I bit (initiator PDUs)
 	Flags     byte // byte 1, F bit included
 
-	// Bytes 2 and 3 of the BHS: VersionMax/VersionMin (login),
-	// Response/Status (SCSI Response), Reason (Reject), Response (TMF, logout).
+	// Bytes 2 and 3 of the BHS, raw; fields.go names them for each PDU
+	// (VersionMax, Response, Status, Reason…).
 	Byte2, Byte3 byte
 
 	TotalAHSLength    uint8 // in 4-byte words

@@ -297,3 +297,63 @@ func FuzzDecode(f *testing.F) {
 		p.Release()
 	})
 }
+
+// TestFieldAccessors checks the RFC names of bytes 1-3 land on the wire
+// where RFC 7143 puts them, through Encode and Decode.
+func TestFieldAccessors(t *testing.T) {
+	wire := func(h Header) (Header, [BHSLength]byte) {
+		var b [BHSLength]byte
+		h.Encode(b[:])
+		var got Header
+		if err := got.Decode(b[:]); err != nil {
+			t.Fatal(err)
+		}
+		return got, b
+	}
+
+	login := Header{Opcode: OpLoginRequest}
+	login.SetStages(StageOperational, StageFullFeature, true)
+	got, b := wire(login)
+	if b[1] != 0x87 || got.CSG() != StageOperational || got.NSG() != StageFullFeature || !got.Transit() || got.Continue() {
+		t.Errorf("login flags %#x: CSG %d NSG %d T %v C %v", b[1], got.CSG(), got.NSG(), got.Transit(), got.Continue())
+	}
+	login.SetStages(StageSecurity, StageFullFeature, false)
+	if login.Flags != 0 || login.NSG() != 0 {
+		t.Errorf("no transit: flags %#x", login.Flags)
+	}
+	if got, b := wire(Header{Opcode: OpLoginResponse, Byte2: 3, Byte3: 1}); got.VersionMax() != 3 || got.VersionActive() != 1 || b[2] != 3 || b[3] != 1 {
+		t.Errorf("login versions %d/%d, bytes %d/%d", got.VersionMax(), got.VersionActive(), b[2], b[3])
+	}
+
+	resp := Header{Opcode: OpSCSIResponse}
+	resp.SetResponse(0x01)
+	resp.SetStatus(0x02)
+	if got, b := wire(resp); b[2] != 0x01 || b[3] != 0x02 || got.Response() != 0x01 || got.Status() != 0x02 {
+		t.Errorf("SCSI Response bytes 2-3 % x: response %#x status %#x", b[2:4], got.Response(), got.Status())
+	}
+	rej := Header{Opcode: OpReject}
+	rej.SetReason(RejectInvalidPDUField)
+	if got, b := wire(rej); b[2] != 0x09 || got.Reason() != RejectInvalidPDUField {
+		t.Errorf("Reject byte 2 %#x, reason %#x", b[2], got.Reason())
+	}
+
+	tmf := Header{Opcode: OpTaskMgmtRequest, Flags: FlagFinal}
+	tmf.SetFunction(TMFTargetColdReset)
+	if got, b := wire(tmf); b[1] != 0x87 || got.Function() != TMFTargetColdReset || got.Function().String() != "TARGET COLD RESET" {
+		t.Errorf("TMF flags %#x: function %v", b[1], got.Function())
+	}
+	tr := Header{Opcode: OpTaskMgmtResponse}
+	tr.SetTMFResponse(TMFLUNNotExist)
+	if got, b := wire(tr); b[2] != 2 || got.TMFResponse() != TMFLUNNotExist || got.TMFResponse().String() != "LUN does not exist" {
+		t.Errorf("TMF response byte 2 %#x: %v", b[2], got.TMFResponse())
+	}
+	if s := TMFResponse(9).String(); s != "TMFResponse(9)" {
+		t.Errorf("unknown response: %q", s)
+	}
+	if got, _ := wire(Header{Opcode: OpLogoutRequest, Flags: FlagFinal | 2}); got.ReasonCode() != 2 {
+		t.Errorf("logout reason %d", got.ReasonCode())
+	}
+	if got, _ := wire(Header{Opcode: OpSCSICommand, Flags: FlagFinal | FlagRead | 2}); got.Attr() != 2 {
+		t.Errorf("attr %d", got.Attr())
+	}
+}

@@ -49,8 +49,8 @@ type conn struct {
 	poolWG   sync.WaitGroup
 	ffp      atomic.Bool // in full feature phase: the writer owns the socket
 
-	// pending is c's place among the Server's pending logins, nil once in
-	// full feature phase; guarded by srv.mu.
+	// pending is c's place among the portal's pending logins, nil once in
+	// full feature phase; guarded by the portal's lock.
 	pending *list.Element
 	// evicted: closed to make room for a newer login (see MaxPendingLogins).
 	evicted atomic.Bool
@@ -95,9 +95,7 @@ func (c *conn) serve() {
 		}
 		return
 	}
-	c.srv.mu.Lock()
-	c.srv.leavePending(c)
-	c.srv.mu.Unlock()
+	c.srv.portal.loggedIn(c)
 	c.fullFeature(sess)
 }
 

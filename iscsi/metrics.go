@@ -38,10 +38,11 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
+	pending, evicted := s.portal.logins()
+	ch <- prometheus.MustNewConstMetric(descLoginsPending, prometheus.GaugeValue, float64(pending))
+	ch <- prometheus.MustNewConstMetric(descLoginsEvicted, prometheus.CounterValue, float64(evicted))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descLoginsPending, prometheus.GaugeValue, float64(s.pending.Len()))
-	ch <- prometheus.MustNewConstMetric(descLoginsEvicted, prometheus.CounterValue, float64(s.evicted))
 	open := map[counterKey]int{}
 	for _, ss := range s.sessions {
 		open[counterKey{ss.nexus.TargetName, ss.initiator}]++

@@ -81,14 +81,12 @@ func TestPendingLoginsBound(t *testing.T) {
 	if pending != bound-1 || evicted != 2*bound+1 {
 		t.Errorf("after the good login: %v pending, %v evicted; want %d and %d", pending, evicted, bound-1, 2*bound+1)
 	}
-	ts.mu.Lock()
 	held := 0
-	for c := range ts.conns {
+	ts.portal.each(func(c *conn) {
 		if c.pending != nil {
 			held++
 		}
-	}
-	ts.mu.Unlock()
+	})
 	if held != bound-1 {
 		t.Errorf("%d connections pending in the server, want %d", held, bound-1)
 	}

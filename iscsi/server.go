@@ -5,7 +5,6 @@
 package iscsi
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -41,10 +40,6 @@ const (
 	DefaultMaxPendingLogins = 256
 )
 
-// evictWarnInterval spaces the warnings about evicted logins, so that a
-// flood costs a log line a minute, not one per connection.
-const evictWarnInterval = time.Minute
-
 // tpgt is our one target portal group: every portal serves every target.
 const tpgt = 1
 
@@ -71,25 +66,16 @@ type Server struct {
 	// bound.
 	MaxPendingLogins int
 
-	log  *zap.Logger
-	pool pdu.Pool
+	log    *zap.Logger
+	pool   pdu.Pool
+	portal *portal
 
 	mu       sync.Mutex
 	cfg      Config
 	targets  map[string]*target
 	sessions map[uint16]*session // by TSIH
 	nextTSIH uint16
-	conns    map[*conn]struct{}
-	pending  list.List // of *conn not yet in full feature phase, oldest first
-	evicted  uint64    // pending connections closed to admit newer ones
-	// evictedUnwarned counts evictions since the last warning at evictWarned.
-	evictedUnwarned int
-	evictWarned     time.Time
-	counters        map[counterKey]*counters
-	listeners       []net.Listener
-	ready           chan struct{} // closed once Serve has opened its listeners (or failed)
-	serving         bool
-	connWG          sync.WaitGroup
+	counters map[counterKey]*counters
 }
 
 // target is one configured target with its open logical units.
@@ -113,10 +99,9 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 		LogoutGrace:      DefaultLogoutGrace,
 		MaxPendingLogins: DefaultMaxPendingLogins,
 		log:              log,
+		portal:           newPortal(log),
 		sessions:         map[uint16]*session{},
-		conns:            map[*conn]struct{}{},
 		counters:         map[counterKey]*counters{},
-		ready:            make(chan struct{}),
 	}
 	if cfg.StateDir != "" {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
@@ -248,48 +233,16 @@ func safeName(iqn string) string {
 // logical units.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
-	if s.serving {
-		s.mu.Unlock()
-		return errors.New("iscsi: Serve called twice")
-	}
-	s.serving = true
 	listen := s.cfg.Listen
 	s.mu.Unlock()
-
-	var lns []net.Listener
-	var lc net.ListenConfig
-	for _, addr := range listen {
-		ln, err := lc.Listen(ctx, "tcp", addr)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			close(s.ready)
+	if err := s.portal.listen(ctx, listen, s.MaxPendingLogins); err != nil {
+		if !errors.Is(err, errServing) {
 			s.closeLUs()
-			return fmt.Errorf("iscsi: listen %s: %w", addr, err)
 		}
-		s.log.Info("listening", zap.String("addr", ln.Addr().String()))
-		lns = append(lns, ln)
+		return err
 	}
-	s.mu.Lock()
-	s.listeners = lns
-	s.mu.Unlock()
-	close(s.ready)
-
-	var acceptWG sync.WaitGroup
-	for _, ln := range lns {
-		acceptWG.Add(1)
-		go func() {
-			defer acceptWG.Done()
-			s.accept(ctx, ln)
-		}()
-	}
-	<-ctx.Done()
-	for _, ln := range lns {
-		ln.Close()
-	}
-	acceptWG.Wait()
-	s.shutdown()
+	s.portal.accept(ctx, s.newConn)
+	s.portal.shutdown(s.LogoutGrace)
 	s.closeLUs()
 	s.log.Info("stopped")
 	return nil
@@ -297,116 +250,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // ListenAddrs blocks until Serve has opened its listeners and returns
 // their addresses (useful with port 0). It returns nil if Serve failed.
-func (s *Server) ListenAddrs() []net.Addr {
-	<-s.ready
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var a []net.Addr
-	for _, ln := range s.listeners {
-		a = append(a, ln.Addr())
-	}
-	return a
-}
-
-func (s *Server) accept(ctx context.Context, ln net.Listener) {
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off, as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept", zap.Error(err), zap.Duration("retry", delay))
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
-		c := s.newConn(nc)
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		warn := s.admitPending(c)
-		s.connWG.Add(1)
-		s.mu.Unlock()
-		if warn != nil {
-			warn()
-		}
-		go func() {
-			defer s.connWG.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.leavePending(c)
-			s.mu.Unlock()
-		}()
-	}
-}
-
-// admitPending adds a new connection to the pending logins, closing the
-// oldest when MaxPendingLogins is reached. It returns the warning to log,
-// outside s.mu, once per evictWarnInterval. Called with s.mu held.
-func (s *Server) admitPending(c *conn) (warn func()) {
-	if s.MaxPendingLogins > 0 && s.pending.Len() >= s.MaxPendingLogins {
-		old := s.pending.Front().Value.(*conn)
-		s.leavePending(old)
-		// Evicted connections are not logged one by one: a flood would
-		// flood the log too.
-		old.evicted.Store(true)
-		old.close(nil)
-		s.evicted++
-		s.evictedUnwarned++
-		if now := time.Now(); now.Sub(s.evictWarned) >= evictWarnInterval {
-			n, total, bound := s.evictedUnwarned, s.evicted, s.MaxPendingLogins
-			s.evictedUnwarned, s.evictWarned = 0, now
-			warn = func() {
-				s.log.Warn("too many connections logging in; closing the oldest",
-					zap.Int("max_pending_logins", bound), zap.Int("evicted", n), zap.Uint64("evicted_total", total))
-			}
-		}
-	}
-	c.pending = s.pending.PushBack(c)
-	return warn
-}
-
-// leavePending takes c out of the pending logins, once it reaches full
-// feature phase or closes. Called with s.mu held.
-func (s *Server) leavePending(c *conn) {
-	if c.pending != nil {
-		s.pending.Remove(c.pending)
-		c.pending = nil
-	}
-}
-
-// shutdown asks every full-feature connection to log out (Async Message,
-// RFC 7143 §11.9), waits LogoutGrace, then closes whatever remains.
-func (s *Server) shutdown() {
-	s.mu.Lock()
-	for c := range s.conns {
-		c.requestLogout()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.connWG.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return
-	case <-time.After(s.LogoutGrace):
-	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.close(errors.New("target shutting down"))
-	}
-	s.mu.Unlock()
-	<-done
-}
+func (s *Server) ListenAddrs() []net.Addr { return s.portal.addrs() }
 
 func (s *Server) closeLUs() {
 	s.mu.Lock()
@@ -435,7 +279,7 @@ func (s *Server) Reload(cfg Config) error {
 		return err
 	}
 	s.mu.Lock()
-	if !reflect.DeepEqual(cfg.Listen, s.cfg.Listen) && s.serving {
+	if !reflect.DeepEqual(cfg.Listen, s.cfg.Listen) && s.portal.serving() {
 		s.log.Warn("listen addresses changed; takes effect on restart")
 	}
 	s.cfg = cfg

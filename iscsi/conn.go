@@ -25,9 +25,13 @@ const reservedTag = 0xffffffff
 type conn struct {
 	srv *Server
 	nc  net.Conn
+	// log gains who the initiator is during the login, on the serve
+	// goroutine: other goroutines go through logger.
 	log *zap.Logger
-	r   pdu.Reader
-	w   pdu.Writer
+	// addrLog, made with log, names the address only.
+	addrLog *zap.Logger
+	r       pdu.Reader
+	w       pdu.Writer
 
 	sess *session
 	// statSN is owned by the login code, then by the writer goroutine.
@@ -57,10 +61,12 @@ type conn struct {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
+	log := s.log.With(zap.String("ip", nc.RemoteAddr().String()))
 	c := &conn{
 		srv:      s,
 		nc:       nc,
-		log:      s.log.With(zap.String("ip", nc.RemoteAddr().String())),
+		log:      log,
+		addrLog:  log,
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -104,11 +110,21 @@ func (c *conn) serve() {
 func (c *conn) close(why error) {
 	c.closeOnce.Do(func() {
 		if why != nil {
-			c.log.Info("closing connection", zap.Error(why))
+			c.logger().Info("closing connection", zap.Error(why))
 		}
 		close(c.done)
 		c.nc.Close()
 	})
+}
+
+// logger is c.log for any goroutine: c.log itself once in full feature
+// phase (the login is over, and with it the changes to c.log), the
+// address-only logger before.
+func (c *conn) logger() *zap.Logger {
+	if c.ffp.Load() {
+		return c.log
+	}
+	return c.addrLog
 }
 
 // lost closes the connection after an I/O error. The initiator hanging up

@@ -69,7 +69,7 @@ func FuzzConn(f *testing.F) {
 		f.Fatal(err)
 	}
 	srv.LoginTimeout = time.Second
-	f.Cleanup(srv.closeLUs)
+	f.Cleanup(srv.targets.close)
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		a, b := net.Pipe()

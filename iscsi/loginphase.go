@@ -222,59 +222,62 @@ func (ls *loginState) identify(in []login.KV) error {
 		return failLogin(statusSessionType, "SessionType %q", st)
 	}
 	s := c.srv
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if ls.req.TSIH != 0 {
 		// Adding a connection to a session: we negotiate MaxConnections=1.
-		if _, ok := s.sessions[ls.req.TSIH]; !ok {
+		s.mu.Lock()
+		_, ok := s.sessions[ls.req.TSIH]
+		s.mu.Unlock()
+		if !ok {
 			return failLogin(statusNoSession, "TSIH %d: no such session", ls.req.TSIH)
 		}
 		return failLogin(statusTooManyConns, "TSIH %d: one connection per session", ls.req.TSIH)
 	}
-	if ls.discovery {
-		ls.authRequired = s.cfg.DiscoveryCHAP != nil
-		disc := s.cfg.DiscoveryCHAP
-		// Discovery CHAP takes the discovery credential or the initiator's
-		// own (from an ACL entry), so SendTargets can show CHAP targets.
-		creds := s.hostCredentials(ls.initiator)
-		ls.chap = &login.CHAP{Lookup: func(user string) *login.Credential {
-			if disc != nil && user == disc.User {
-				return credential(disc, "")
-			}
-			for _, cr := range creds {
-				if cr.User == user {
-					return cr
+	return s.targets.pin(func(cfg *Config, byIQN map[string]*target) error {
+		if ls.discovery {
+			ls.authRequired = cfg.DiscoveryCHAP != nil
+			disc := cfg.DiscoveryCHAP
+			// Discovery CHAP takes the discovery credential or the initiator's
+			// own (from an ACL entry), so SendTargets can show CHAP targets.
+			creds := hostCredentials(byIQN, ls.initiator)
+			ls.chap = &login.CHAP{Lookup: func(user string) *login.Credential {
+				if disc != nil && user == disc.User {
+					return credential(disc, "")
 				}
-			}
+				for _, cr := range creds {
+					if cr.User == user {
+						return cr
+					}
+				}
+				return nil
+			}}
 			return nil
-		}}
+		}
+		name := get("TargetName")
+		if name == "" {
+			return failLogin(statusMissingParam, "no TargetName")
+		}
+		c.log = c.log.With(zap.String("iqn", name))
+		t := byIQN[name]
+		if t == nil {
+			return failLogin(statusNotFound, "target %s not found", name)
+		}
+		acl, ok := t.aclFor(ls.initiator)
+		if !ok {
+			return failLogin(statusAuthorization, "initiator not in the ACL of %s", name)
+		}
+		ls.tgt, ls.acl = t, acl
+		if acl.CHAP != nil {
+			ls.authRequired = true
+			cred := credential(acl.CHAP, name)
+			ls.chap = &login.CHAP{Lookup: func(user string) *login.Credential {
+				if user == cred.User {
+					return cred
+				}
+				return nil
+			}}
+		}
 		return nil
-	}
-	name := get("TargetName")
-	if name == "" {
-		return failLogin(statusMissingParam, "no TargetName")
-	}
-	c.log = c.log.With(zap.String("iqn", name))
-	t := s.targets[name]
-	if t == nil {
-		return failLogin(statusNotFound, "target %s not found", name)
-	}
-	acl, ok := t.aclFor(ls.initiator)
-	if !ok {
-		return failLogin(statusAuthorization, "initiator not in the ACL of %s", name)
-	}
-	ls.tgt, ls.acl = t, acl
-	if acl.CHAP != nil {
-		ls.authRequired = true
-		cred := credential(acl.CHAP, name)
-		ls.chap = &login.CHAP{Lookup: func(user string) *login.Credential {
-			if user == cred.User {
-				return cred
-			}
-			return nil
-		}}
-	}
-	return nil
+	})
 }
 
 func credential(c *CHAP, targetIQN string) *login.Credential {
@@ -283,20 +286,6 @@ func credential(c *CHAP, targetIQN string) *login.Credential {
 		mu = targetIQN
 	}
 	return &login.Credential{User: c.User, Secret: c.Secret, MutualUser: mu, MutualSecret: c.MutualSecret}
-}
-
-// hostCredentials returns the CHAP credentials the ACLs give an initiator.
-// Callers hold s.mu.
-func (s *Server) hostCredentials(initiator string) []*login.Credential {
-	var out []*login.Credential
-	for _, t := range s.targets {
-		for _, a := range t.cfg.ACL {
-			if a.Initiator == initiator && a.CHAP != nil {
-				out = append(out, credential(a.CHAP, t.cfg.IQN))
-			}
-		}
-	}
-	return out
 }
 
 func (ls *loginState) authenticated() bool {

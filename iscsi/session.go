@@ -96,46 +96,54 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 		old.conn.wait()
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.targets == nil {
-		return nil, failLogin(statusOutOfResources, "target shutting down")
-	}
-	if !ls.discovery {
-		// A reload during the login may have changed what the initiator sees.
-		nt := s.targets[iqn]
-		if nt == nil || !sameView(ls.tgt, nt, ls.initiator) {
-			return nil, failLogin(statusTargetError, "target %s changed during login", iqn)
+	err := s.targets.pin(func(cfg *Config, byIQN map[string]*target) error {
+		if byIQN == nil {
+			return failLogin(statusOutOfResources, "target shutting down")
 		}
-		ss.view.Store(&sessionView{target: nt, acl: ls.acl})
-	}
-	max := s.cfg.MaxSessions
-	if max <= 0 {
-		max = DefaultMaxSessions
-	}
-	if len(s.sessions) >= max {
-		return nil, failLogin(statusOutOfResources, "%d sessions already", len(s.sessions))
-	}
-	for {
-		s.nextTSIH++
-		if s.nextTSIH == 0 {
-			continue
+		if !ls.discovery {
+			// A reload during the login may have changed what the initiator sees.
+			nt := byIQN[iqn]
+			if nt == nil || !sameView(ls.tgt, nt, ls.initiator) {
+				return failLogin(statusTargetError, "target %s changed during login", iqn)
+			}
+			ss.view.Store(&sessionView{target: nt, acl: ls.acl})
 		}
-		if _, used := s.sessions[s.nextTSIH]; !used {
-			break
+		// Under the target set's lock, so that a Reload either sees this
+		// session or is seen by the check above.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		max := cfg.MaxSessions
+		if max <= 0 {
+			max = DefaultMaxSessions
 		}
-	}
-	ss.tsih = s.nextTSIH
-	s.sessions[ss.tsih] = ss
-	// Discovery sessions move no data: only targets get counters, so the
-	// map stays bounded by the initiators the ACLs admit.
-	ss.counters = &counters{}
-	if !ls.discovery {
-		key := counterKey{target: iqn, initiator: ls.initiator}
-		if s.counters[key] == nil {
-			s.counters[key] = ss.counters
+		if len(s.sessions) >= max {
+			return failLogin(statusOutOfResources, "%d sessions already", len(s.sessions))
 		}
-		ss.counters = s.counters[key]
+		for {
+			s.nextTSIH++
+			if s.nextTSIH == 0 {
+				continue
+			}
+			if _, used := s.sessions[s.nextTSIH]; !used {
+				break
+			}
+		}
+		ss.tsih = s.nextTSIH
+		s.sessions[ss.tsih] = ss
+		// Discovery sessions move no data: only targets get counters, so the
+		// map stays bounded by the initiators the ACLs admit.
+		ss.counters = &counters{}
+		if !ls.discovery {
+			key := counterKey{target: iqn, initiator: ls.initiator}
+			if s.counters[key] == nil {
+				s.counters[key] = ss.counters
+			}
+			ss.counters = s.counters[key]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	c.log = c.log.With(zap.Uint16("tsih", ss.tsih))
 	c.log.Info("login", zap.Bool("discovery", ss.discovery), zap.String("auth", ls.authMethod),

@@ -73,12 +73,11 @@ func (c *conn) textRequest(p *pdu.PDU) {
 func (c *conn) sendTargets(which string) (out []login.KV, why string) {
 	s := c.sess
 	srv := c.srv
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
+	cfg, byIQN := srv.targets.current()
 	addr := c.nc.LocalAddr().String()
 	var asked, admitted int
-	for _, tc := range srv.cfg.Targets {
-		t := srv.targets[tc.IQN]
+	for _, tc := range cfg.Targets {
+		t := byIQN[tc.IQN]
 		if t == nil {
 			continue
 		}

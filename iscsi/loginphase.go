@@ -224,10 +224,7 @@ func (ls *loginState) identify(in []login.KV) error {
 	s := c.srv
 	if ls.req.TSIH != 0 {
 		// Adding a connection to a session: we negotiate MaxConnections=1.
-		s.mu.Lock()
-		_, ok := s.sessions[ls.req.TSIH]
-		s.mu.Unlock()
-		if !ok {
+		if !s.sessions.exists(ls.req.TSIH) {
 			return failLogin(statusNoSession, "TSIH %d: no such session", ls.req.TSIH)
 		}
 		return failLogin(statusTooManyConns, "TSIH %d: one connection per session", ls.req.TSIH)

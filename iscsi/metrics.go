@@ -41,16 +41,34 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	pending, evicted := s.portal.logins()
 	ch <- prometheus.MustNewConstMetric(descLoginsPending, prometheus.GaugeValue, float64(pending))
 	ch <- prometheus.MustNewConstMetric(descLoginsEvicted, prometheus.CounterValue, float64(evicted))
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	for _, t := range s.sessions.totals() {
+		k := t.key
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(t.open), k.target, k.initiator)
+		ch <- prometheus.MustNewConstMetric(descReadBytes, prometheus.CounterValue, float64(t.c.readBytes.Load()), k.target, k.initiator)
+		ch <- prometheus.MustNewConstMetric(descWriteBytes, prometheus.CounterValue, float64(t.c.writeBytes.Load()), k.target, k.initiator)
+		ch <- prometheus.MustNewConstMetric(descCommands, prometheus.CounterValue, float64(t.c.commands.Load()), k.target, k.initiator)
+	}
+}
+
+// total is one target and initiator's counters with their open sessions.
+type total struct {
+	key  counterKey
+	c    *counters
+	open int
+}
+
+// totals lists the counters of every target and initiator that had a
+// session.
+func (st *sessionTable) totals() []total {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	open := map[counterKey]int{}
-	for _, ss := range s.sessions {
+	for _, ss := range st.byTSIH {
 		open[counterKey{ss.nexus.TargetName, ss.initiator}]++
 	}
-	for k, c := range s.counters {
-		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(open[k]), k.target, k.initiator)
-		ch <- prometheus.MustNewConstMetric(descReadBytes, prometheus.CounterValue, float64(c.readBytes.Load()), k.target, k.initiator)
-		ch <- prometheus.MustNewConstMetric(descWriteBytes, prometheus.CounterValue, float64(c.writeBytes.Load()), k.target, k.initiator)
-		ch <- prometheus.MustNewConstMetric(descCommands, prometheus.CounterValue, float64(c.commands.Load()), k.target, k.initiator)
+	out := make([]total, 0, len(st.traffic))
+	for k, c := range st.traffic {
+		out = append(out, total{k, c, open[k]})
 	}
+	return out
 }

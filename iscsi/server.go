@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net"
 	"reflect"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,12 +61,9 @@ type Server struct {
 	pool   pdu.Pool
 	portal *portal
 	// targets is the configuration in force with its targets and LUs.
-	targets *targetSet
-
-	mu       sync.Mutex
-	sessions map[uint16]*session // by TSIH
-	nextTSIH uint16
-	counters map[counterKey]*counters
+	// Lock order: targets before sessions.
+	targets  *targetSet
+	sessions *sessionTable
 }
 
 // New validates cfg and opens every LUN's backing store. The LUs stay
@@ -86,8 +82,7 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 		MaxPendingLogins: DefaultMaxPendingLogins,
 		log:              log,
 		portal:           newPortal(log),
-		sessions:         map[uint16]*session{},
-		counters:         map[counterKey]*counters{},
+		sessions:         newSessionTable(),
 	}
 	targets, err := newTargetSet(cfg, log, s.abortPreempted)
 	if err != nil {
@@ -173,22 +168,20 @@ func (s *Server) install(cfg Config, next map[string]*target, why string, drop f
 	var gone []*session
 	changed := map[*target]bool{}
 	old := s.targets.swap(cfg, next, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, ss := range s.sessions {
+		s.sessions.each(func(ss *session) {
 			if ss.discovery {
-				continue
+				return
 			}
 			nt := next[ss.nexus.TargetName]
 			if drop(ss, nt) {
 				gone = append(gone, ss)
-				continue
+				return
 			}
 			if !reflect.DeepEqual(ss.targetView().target.cfg.LUNs, nt.cfg.LUNs) {
 				changed[nt] = true
 			}
 			ss.setTarget(nt)
-		}
+		})
 	})
 	for t := range changed {
 		for _, lu := range t.lus {
@@ -209,19 +202,13 @@ func (s *Server) LogoutTarget(iqn string) error {
 	if s.targets.get(iqn) == nil {
 		return fmt.Errorf("iscsi: no target %s", iqn)
 	}
-	s.mu.Lock()
-	var conns []*conn
-	for _, ss := range s.sessions {
-		if !ss.discovery && ss.nexus.TargetName == iqn {
-			conns = append(conns, ss.conn)
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.requestLogout()
+	sessions := s.sessions.find(ofTarget(iqn))
+	for _, ss := range sessions {
+		ss.conn.requestLogout()
 	}
 	deadline := time.After(s.LogoutGrace)
-	for _, c := range conns {
+	for _, ss := range sessions {
+		c := ss.conn
 		select {
 		case <-c.finished:
 		case <-deadline:
@@ -235,10 +222,8 @@ func (s *Server) LogoutTarget(iqn string) error {
 // dropSessions closes the connections of every session of a target but
 // except (a target cold reset).
 func (s *Server) dropSessions(iqn string, except *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ss := range s.sessions {
-		if ss != except && !ss.discovery && ss.nexus.TargetName == iqn {
+	for _, ss := range s.sessions.find(ofTarget(iqn)) {
+		if ss != except {
 			ss.conn.close(errors.New("target cold reset"))
 		}
 	}

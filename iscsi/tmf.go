@@ -167,14 +167,7 @@ func (s *Server) abortPreempted(lu *scsi.LogicalUnit, nexuses []scsi.Nexus) func
 		tasks []*task
 	}
 	var all []abortedIn
-	s.mu.Lock()
-	var sessions []*session
-	for _, ss := range s.sessions {
-		if !ss.discovery && slices.Contains(nexuses, ss.nexus) {
-			sessions = append(sessions, ss)
-		}
-	}
-	s.mu.Unlock()
+	sessions := s.sessions.find(func(ss *session) bool { return !ss.discovery && slices.Contains(nexuses, ss.nexus) })
 	for _, ss := range sessions {
 		tasks := ss.abortTasks(func(t *task) bool { return ss.lu(t.lun) == lu })
 		if len(tasks) > 0 {

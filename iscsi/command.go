@@ -82,11 +82,7 @@ func (c *conn) sendR2Ts(t *task) {
 	for t.nextR2T < t.edtl && uint32(len(t.r2ts)) < s.params.MaxOutstandingR2T {
 		n := min(s.params.MaxBurstLength, t.edtl-t.nextR2T)
 		s.mu.Lock()
-		s.nextTTT++
-		if s.nextTTT == reservedTag {
-			s.nextTTT = 1
-		}
-		ttt := s.nextTTT
+		ttt := s.newTTT()
 		s.mu.Unlock()
 		if t.r2ts == nil {
 			t.r2ts = map[uint32]*r2t{}

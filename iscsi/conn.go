@@ -19,9 +19,13 @@ import (
 // reservedTag is the Initiator/Target Task Tag value 0xffffffff (RFC 7143 §11.2.1.8).
 const reservedTag = 0xffffffff
 
-// conn is one TCP connection: login, then full feature phase with one
-// reader (the serve goroutine), one writer, and one goroutine per executing
-// command (bounded by the session's CmdSN window).
+// conn is one TCP connection and its life: the login phase on the serve
+// goroutine (loginphase.go), then full feature phase (fullfeature.go) with
+// that goroutine reading PDUs, a writer goroutine owning the socket's
+// write side and StatSN (writer.go), and a set of workers running commands
+// (command.go), at most the CmdSN window, kept for the connection's life.
+// The portal counts it from accept until serve returns; close ends it from
+// any goroutine.
 type conn struct {
 	srv *Server
 	nc  net.Conn

@@ -29,6 +29,16 @@ func (c *conn) fullFeature(sess *session) {
 		c.writeLoop()
 	}()
 	c.work = make(chan *task, c.srv.QueueDepth)
+	// The shutdown order, each step needing the one before:
+	//  1. close: the socket and c.done, so the writer stops and whatever
+	//     is sent from now on is discarded instead of queued;
+	//  2. abortAll: no task still running will send a response;
+	//  3. workers.Wait: the commands inside their LUs and the TMFs return,
+	//     so nothing sends on c.work any more;
+	//  4. close(c.work), poolWG.Wait: the idle workers exit;
+	//  5. the writer is gone, having given back what was queued;
+	//  6. remove: only now, with nothing left running for it on an LU, the
+	//     I_T nexus is lost (which releases an SPC-2 reservation).
 	defer func() {
 		c.close(nil)
 		c.abortAll()

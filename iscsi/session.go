@@ -57,6 +57,16 @@ func (s *session) setTarget(t *target) {
 	s.view.Store(&v)
 }
 
+// newTTT returns a Target Transfer Tag for an R2T or a Text Response to
+// continue. Called with s.mu held.
+func (s *session) newTTT() uint32 {
+	s.nextTTT++
+	if s.nextTTT == reservedTag {
+		s.nextTTT = 1
+	}
+	return s.nextTTT
+}
+
 // remove unregisters the session and tells its LUs the nexus is gone.
 func (s *session) remove() {
 	if !s.srv.sessions.remove(s) {

@@ -52,11 +52,7 @@ func (c *conn) textRequest(p *pdu.PDU) {
 	resp := pdu.Header{Opcode: pdu.OpTextResponse, Flags: pdu.FlagFinal, LUN: h.LUN, InitiatorTaskTag: h.InitiatorTaskTag, TargetTransferTag: reservedTag}
 	if max := int(s.params.MaxRecvDataSegmentLength); len(body) > max {
 		s.mu.Lock()
-		s.nextTTT++
-		if s.nextTTT == reservedTag {
-			s.nextTTT = 1
-		}
-		s.textTTT = s.nextTTT
+		s.textTTT = s.newTTT()
 		s.text = body[max:]
 		s.mu.Unlock()
 		body = body[:max]

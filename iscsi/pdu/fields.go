@@ -101,14 +101,9 @@ const (
 	TMFTaskReassign    TMFFunction = 8
 )
 
-func (f TMFFunction) String() string {
-	if int(f) < len(tmfFunctionNames) && tmfFunctionNames[f] != "" {
-		return tmfFunctionNames[f]
-	}
-	return fmt.Sprintf("TMFFunction(%d)", uint8(f))
-}
+func (f TMFFunction) String() string { return name(tmfFunctionNames, f, "TMFFunction") }
 
-var tmfFunctionNames = [...]string{
+var tmfFunctionNames = map[TMFFunction]string{
 	TMFAbortTask: "ABORT TASK", TMFAbortTaskSet: "ABORT TASK SET", TMFClearACA: "CLEAR ACA",
 	TMFClearTaskSet: "CLEAR TASK SET", TMFLUNReset: "LOGICAL UNIT RESET", TMFTargetWarmReset: "TARGET WARM RESET",
 	TMFTargetColdReset: "TARGET COLD RESET", TMFTaskReassign: "TASK REASSIGN",
@@ -138,20 +133,21 @@ const (
 	TMFRejected             TMFResponse = 255
 )
 
-func (r TMFResponse) String() string {
-	if int(r) < len(tmfResponseNames) && tmfResponseNames[r] != "" {
-		return tmfResponseNames[r]
-	}
-	if r == TMFRejected {
-		return "Function rejected"
-	}
-	return fmt.Sprintf("TMFResponse(%d)", uint8(r))
-}
+func (r TMFResponse) String() string { return name(tmfResponseNames, r, "TMFResponse") }
 
-var tmfResponseNames = [...]string{
+var tmfResponseNames = map[TMFResponse]string{
 	TMFComplete: "Function complete", TMFTaskNotExist: "Task does not exist", TMFLUNNotExist: "LUN does not exist",
 	TMFTaskStillAllegiant: "Task still allegiant", TMFReassignNotSupported: "Task allegiance reassignment not supported",
 	TMFNotSupported: "Task management function not supported", TMFAuthorizationFailed: "Function authorization failed",
+	TMFRejected: "Function rejected",
+}
+
+// name is v's name in names, or kind(v) for a value without one.
+func name[T ~uint8](names map[T]string, v T, kind string) string {
+	if n, ok := names[v]; ok {
+		return n
+	}
+	return fmt.Sprintf("%s(%d)", kind, uint8(v))
 }
 
 // TMFResponse is byte 2 of a Task Management Function Response.

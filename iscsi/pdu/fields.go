@@ -89,16 +89,16 @@ func (h *Header) SetReason(r RejectReason) { h.Byte2 = byte(r) }
 // §11.5.1).
 type TMFFunction uint8
 
-// Task management functions.
+// Task management functions, numbered from 1 in RFC 7143's order.
 const (
-	TMFAbortTask       TMFFunction = 1
-	TMFAbortTaskSet    TMFFunction = 2
-	TMFClearACA        TMFFunction = 3
-	TMFClearTaskSet    TMFFunction = 4
-	TMFLUNReset        TMFFunction = 5
-	TMFTargetWarmReset TMFFunction = 6
-	TMFTargetColdReset TMFFunction = 7
-	TMFTaskReassign    TMFFunction = 8
+	TMFAbortTask TMFFunction = iota + 1
+	TMFAbortTaskSet
+	TMFClearACA
+	TMFClearTaskSet
+	TMFLUNReset
+	TMFTargetWarmReset
+	TMFTargetColdReset
+	TMFTaskReassign
 )
 
 func (f TMFFunction) String() string { return name(tmfFunctionNames, f, "TMFFunction") }
@@ -121,16 +121,18 @@ func (h *Header) SetFunction(f TMFFunction) {
 // §11.6.1).
 type TMFResponse uint8
 
-// Task management responses.
+// Task management responses, numbered from 0 in RFC 7143's order but for
+// the last.
 const (
-	TMFComplete             TMFResponse = 0
-	TMFTaskNotExist         TMFResponse = 1
-	TMFLUNNotExist          TMFResponse = 2
-	TMFTaskStillAllegiant   TMFResponse = 3
-	TMFReassignNotSupported TMFResponse = 4
-	TMFNotSupported         TMFResponse = 5
-	TMFAuthorizationFailed  TMFResponse = 6
-	TMFRejected             TMFResponse = 255
+	TMFComplete TMFResponse = iota
+	TMFTaskNotExist
+	TMFLUNNotExist
+	TMFTaskStillAllegiant
+	TMFReassignNotSupported
+	TMFNotSupported
+	TMFAuthorizationFailed
+
+	TMFRejected TMFResponse = 255
 )
 
 func (r TMFResponse) String() string { return name(tmfResponseNames, r, "TMFResponse") }

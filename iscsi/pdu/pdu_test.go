@@ -357,3 +357,13 @@ func TestFieldAccessors(t *testing.T) {
 		t.Errorf("attr %d", got.Attr())
 	}
 }
+
+// TestTMFCodes pins the typed codes to RFC 7143's numbers.
+func TestTMFCodes(t *testing.T) {
+	if TMFAbortTask != 1 || TMFLUNReset != 5 || TMFTargetColdReset != 7 || TMFTaskReassign != 8 {
+		t.Errorf("functions: %d %d %d %d", TMFAbortTask, TMFLUNReset, TMFTargetColdReset, TMFTaskReassign)
+	}
+	if TMFComplete != 0 || TMFLUNNotExist != 2 || TMFNotSupported != 5 || TMFAuthorizationFailed != 6 || TMFRejected != 255 {
+		t.Errorf("responses: %d %d %d %d %d", TMFComplete, TMFLUNNotExist, TMFNotSupported, TMFAuthorizationFailed, TMFRejected)
+	}
+}

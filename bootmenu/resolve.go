@@ -213,7 +213,7 @@ func (r *Resolver) resolve(c Client, name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if mac, ok := scriptMAC(clean); ok {
+	if mac, ok := ParseScriptName(clean); ok {
 		return st.script(c, mac)
 	}
 	if prefix, rest, ok := strings.Cut(clean, "/"); ok {
@@ -286,24 +286,6 @@ func CleanName(name string) (string, error) {
 		return "", fmt.Errorf("%q: names a directory: %w", name, ErrBadName)
 	}
 	return clean, nil
-}
-
-// scriptMAC recognises boot/<mac>.ipxe; the MAC may use hyphens (as iPXE's
-// ${mac:hexhyp} writes it) or colons.
-func scriptMAC(name string) (net.HardwareAddr, bool) {
-	base, ok := strings.CutPrefix(name, "boot/")
-	if !ok {
-		return nil, false
-	}
-	base, ok = strings.CutSuffix(base, ".ipxe")
-	if !ok {
-		return nil, false
-	}
-	mac, err := net.ParseMAC(base)
-	if err != nil || len(mac) != 6 {
-		return nil, false
-	}
-	return mac, true
 }
 
 // isPiSerial reports whether s looks like the 8-hex-digit serial a Pi's

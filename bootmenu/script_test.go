@@ -259,7 +259,7 @@ func TestScriptsHostileValues(t *testing.T) {
 	}
 	r := tt.resolver(t)
 	for _, h := range tt.inv.Hosts {
-		got, _ := readAll(t, r, anyClient, "boot/"+h.MAC.Hyphens()+".ipxe")
+		got, _ := readAll(t, r, anyClient, ScriptName(h.MAC.HardwareAddr))
 		for _, p := range checkIPXE(got) {
 			t.Errorf("%s: %s\n%s", h.MAC, p, got)
 		}
@@ -310,7 +310,7 @@ func TestExamples(t *testing.T) {
 		}
 		r.SetMACFinder(hostAddrs(inv))
 		for _, h := range inv.Hosts {
-			got, _ := readAll(t, r, Client{IP: h.IP.Addr}, "boot/"+h.MAC.Hyphens()+".ipxe")
+			got, _ := readAll(t, r, Client{IP: h.IP.Addr}, ScriptName(h.MAC.HardwareAddr))
 			scripts++
 			for _, p := range checkIPXE(got) {
 				t.Errorf("%s host %s: %s\n%s", filepath.Base(file), h.Name, p, got)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/netsan/netsan/bootmenu"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -122,7 +123,7 @@ func (c *config) clientPort() int { return c.listen.Port + 1 }
 // scriptURL is the per-host iPXE script, over HTTP when it runs, else TFTP.
 func (c *config) scriptURL(mac net.HardwareAddr) string {
 	inv := c.inv
-	name := "boot/" + inventory.MAC{HardwareAddr: mac}.Hyphens() + ".ipxe"
+	name := bootmenu.ScriptName(mac)
 	if inv.HTTP.On() {
 		return "http://" + net.JoinHostPort(c.server.String(), strconv.Itoa(inv.HTTP.Port())) + "/" + name
 	}

@@ -6,10 +6,8 @@ package httpd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"mime"
 	"net"
 	"net/http"
@@ -180,21 +178,13 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	name := strings.TrimPrefix(r.URL.Path, "/")
-	log := s.log.With(zap.String("op", r.Method), zap.String("file", name), zap.Stringer("ip", c.IP))
+	log := s.log.With(bootmenu.RequestFields(r.Method, name, c.IP)...)
 	f, err := s.resolver.Resolve(c, name)
 	if err != nil {
-		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			code = http.StatusNotFound
-		case errors.Is(err, bootmenu.ErrBadName):
-			code = http.StatusBadRequest
-		case errors.Is(err, bootmenu.ErrForbidden):
-			code = http.StatusForbidden
-		}
-		s.metrics.request("", "", code)
-		log.Warn("refused", zap.Int("status", code), zap.Error(err))
-		http.Error(w, strings.ToLower(http.StatusText(code)), code)
+		rf := bootmenu.Refuse(err)
+		s.metrics.request("", "", rf.Status)
+		log.Warn("refused", zap.String("result", rf.Result), zap.Int("status", rf.Status), zap.Error(err))
+		http.Error(w, strings.ToLower(http.StatusText(rf.Status)), rf.Status)
 		return
 	}
 	defer f.Close()
@@ -221,15 +211,8 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(cw, r, name, f.ModTime(), content)
 	s.metrics.request(f.Kind, f.Host, cw.status)
 	s.metrics.sent(f.Kind, f.Host, cw.n)
-	fields := []zap.Field{zap.String("kind", string(f.Kind)), zap.Int("status", cw.status),
-		zap.Int64("bytes", cw.n), zap.Duration("elapsed", time.Since(start))}
-	if f.Host != "" {
-		fields = append(fields, zap.String("host", f.Host))
-	}
-	if f.MAC != "" {
-		fields = append(fields, zap.String("mac", f.MAC))
-	}
-	log.Info("sent", fields...)
+	log.Info("sent", append(f.Fields(), zap.Int("status", cw.status),
+		zap.Int64("bytes", cw.n), zap.Duration("elapsed", time.Since(start)))...)
 }
 
 // countingWriter records the status and the body bytes written.

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -192,11 +191,9 @@ func (s *Server) transfer(rf io.ReaderFrom, f io.Reader) (n int64, err error) {
 	return rf.ReadFrom(tr)
 }
 
-// Errors as TFTP clients see them in the ERROR packet: no paths, no detail
-// beyond what tells the person at the console what to fix.
+// Errors as TFTP clients see them in the ERROR packet, beside those of
+// bootmenu.Refuse.
 var (
-	errNotFound     = errors.New("file not found")
-	errAccess       = errors.New("access violation")
 	errWriteRefused = errors.New("netsan's TFTP server is read-only")
 	errInternal     = errors.New("server error")
 	errBusy         = errors.New("server busy, try again")
@@ -216,7 +213,7 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 		local, _ = netip.AddrFromSlice(pi.LocalIP())
 		local = local.Unmap()
 	}
-	log := s.log.With(zap.String("op", "read"), zap.String("file", filename), zap.Stringer("ip", remote))
+	log := s.log.With(bootmenu.RequestFields("read", filename, remote)...)
 	defer func() {
 		// A bug in one transfer must not take the server, and every other
 		// machine's boot, down with it.
@@ -245,19 +242,13 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 
 	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote, Local: local}, filename)
 	if err != nil {
-		result, reply := classify(err)
-		s.metrics.request("", "", result)
-		log.Warn("read refused", zap.String("result", result), zap.Error(err))
-		return reply
+		r := bootmenu.Refuse(err)
+		s.metrics.request("", "", r.Result)
+		log.Warn("read refused", zap.String("result", r.Result), zap.Error(err))
+		return errors.New(r.Message)
 	}
 	defer f.Close()
-	log = log.With(zap.String("kind", string(f.Kind)))
-	if f.Host != "" {
-		log = log.With(zap.String("host", f.Host))
-	}
-	if f.MAC != "" {
-		log = log.With(zap.String("mac", f.MAC))
-	}
+	log = log.With(f.Fields()...)
 	if ot != nil {
 		ot.SetSize(f.Size()) // answered only when the client asked for tsize
 	}
@@ -283,24 +274,12 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 
 // write refuses every write request with an ERROR packet and a log line.
 func (s *Server) write(filename string, wt io.WriterTo) error {
-	ip := ""
+	var ip netip.Addr
 	if in, ok := wt.(tftp.IncomingTransfer); ok {
 		ra := in.RemoteAddr()
-		ip = ra.IP.String()
+		ip = ra.AddrPort().Addr().Unmap()
 	}
 	s.metrics.request("", "", "write_refused")
-	s.log.Warn("write refused", zap.String("op", "write"), zap.String("file", filename), zap.String("ip", ip))
+	s.log.Warn("write refused", bootmenu.RequestFields("write", filename, ip)...)
 	return errWriteRefused
-}
-
-func classify(err error) (result string, reply error) {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "not_found", errNotFound
-	case errors.Is(err, bootmenu.ErrBadName):
-		return "refused", errAccess
-	case errors.Is(err, bootmenu.ErrForbidden):
-		return "forbidden", errAccess
-	}
-	return "error", errInternal
 }

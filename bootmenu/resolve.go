@@ -217,8 +217,9 @@ func (r *Resolver) resolve(c Client, name string) (*File, error) {
 		return st.script(c, mac)
 	}
 	if prefix, rest, ok := strings.Cut(clean, "/"); ok {
+		// A Pi missing from the inventory still gets the shared files.
 		h := st.inv.HostBySerial(prefix)
-		if h != nil || isPiSerial(prefix) {
+		if h != nil || inventory.IsPiSerial(prefix) {
 			return st.pi(c, h, prefix, rest)
 		}
 	}
@@ -286,21 +287,6 @@ func CleanName(name string) (string, error) {
 		return "", fmt.Errorf("%q: names a directory: %w", name, ErrBadName)
 	}
 	return clean, nil
-}
-
-// isPiSerial reports whether s looks like the 8-hex-digit serial a Pi's
-// boot ROM puts in front of its TFTP requests. A Pi missing from the
-// inventory still gets the shared files under tftp.root.
-func isPiSerial(s string) bool {
-	if len(s) != 8 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // loader serves a base name from ipxe_dir. Unlike tftp.root, ipxe_dir's

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -56,55 +57,33 @@ func portOf(hostport string, def int) int {
 
 // HostByMAC returns the host with this MAC, or nil.
 func (inv *Inventory) HostByMAC(mac net.HardwareAddr) *Host {
-	for i := range inv.Hosts {
-		if macEqual(inv.Hosts[i].MAC.HardwareAddr, mac) {
-			return &inv.Hosts[i]
-		}
-	}
-	return nil
+	return find(inv.Hosts, func(h *Host) bool { return bytes.Equal(h.MAC.HardwareAddr, mac) })
 }
 
 // HostBySerial returns the Raspberry Pi host with this serial, or nil.
 // Serials compare case-insensitively, as the Pi's boot ROM writes them in lower case.
 func (inv *Inventory) HostBySerial(serial string) *Host {
-	for i := range inv.Hosts {
-		if inv.Hosts[i].Serial != "" && strings.EqualFold(inv.Hosts[i].Serial, serial) {
-			return &inv.Hosts[i]
-		}
-	}
-	return nil
+	return find(inv.Hosts, func(h *Host) bool { return h.Serial != "" && strings.EqualFold(h.Serial, serial) })
 }
 
 // HostByName returns the host with this name, or nil.
 func (inv *Inventory) HostByName(name string) *Host {
-	for i := range inv.Hosts {
-		if inv.Hosts[i].Name == name {
-			return &inv.Hosts[i]
-		}
-	}
-	return nil
+	return find(inv.Hosts, func(h *Host) bool { return h.Name == name })
 }
 
 // ImageByName returns the golden image with this name, or nil.
 func (inv *Inventory) ImageByName(name string) *Image {
-	for i := range inv.Images {
-		if inv.Images[i].Name == name {
-			return &inv.Images[i]
+	return find(inv.Images, func(im *Image) bool { return im.Name == name })
+}
+
+// find returns the first element of xs that matches, or nil.
+func find[T any](xs []T, match func(*T) bool) *T {
+	for i := range xs {
+		if match(&xs[i]) {
+			return &xs[i]
 		}
 	}
 	return nil
-}
-
-func macEqual(a, b net.HardwareAddr) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TargetIQN is the IQN of a host's root target: base_iqn:name.

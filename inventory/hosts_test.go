@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"net"
 	"testing"
 )
 
@@ -37,6 +38,68 @@ func TestFreeAddr(t *testing.T) {
 			if inv, ps := Parse("free.toml", []byte(src+host(9, got.String()))); inv == nil || len(ps) > 0 {
 				t.Errorf("%s: a host at %s: %v", tc.name, got, ps)
 			}
+		}
+	}
+}
+
+// The lookups find a host by the whole MAC, a serial in either case, a
+// name; the serial pattern is the one validation holds a host's to.
+func TestLookups(t *testing.T) {
+	src := `[server]
+address = "198.18.0.1"
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+[[image]]
+name = "debian"
+path = "/srv/debian.img"
+[[host]]
+name = "pi1"
+mac = "dc:a6:32:00:00:01"
+boot = "local"
+serial = "9FFEFDE1"
+[[host]]
+name = "node1"
+mac = "52:54:00:00:00:01"
+boot = "local"
+`
+	inv, ps := Parse("lookups.toml", []byte(src))
+	if inv == nil {
+		t.Fatal(ps)
+	}
+	for _, tc := range []struct {
+		what string
+		got  *Host
+		want string
+	}{
+		{"mac", inv.HostByMAC(net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}), "node1"},
+		{"mac prefix", inv.HostByMAC(net.HardwareAddr{0x52, 0x54, 0, 0, 0}), ""},
+		{"longer mac", inv.HostByMAC(net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1, 0}), ""},
+		{"serial, lower case", inv.HostBySerial("9ffefde1"), "pi1"},
+		{"other serial", inv.HostBySerial("9ffefde2"), ""},
+		{"no serial", inv.HostBySerial(""), ""},
+		{"name", inv.HostByName("node1"), "node1"},
+		{"other name", inv.HostByName("node2"), ""},
+	} {
+		name := ""
+		if tc.got != nil {
+			name = tc.got.Name
+		}
+		if name != tc.want {
+			t.Errorf("%s: host %q, want %q", tc.what, name, tc.want)
+		}
+	}
+	if im := inv.ImageByName("debian"); im == nil || im.Path != "/srv/debian.img" {
+		t.Errorf("ImageByName(debian) = %+v", im)
+	}
+	if im := inv.ImageByName("ubuntu"); im != nil {
+		t.Errorf("ImageByName(ubuntu) = %+v, want nil", im)
+	}
+	for s, want := range map[string]bool{"9ffefde5": true, "0BADC0DE": true, "9ffefde": false, "9ffefde10": false, "9ffefdeg": false, "": false} {
+		if got := IsPiSerial(s); got != want {
+			t.Errorf("IsPiSerial(%q) = %v, want %v", s, got, want)
+		}
+		if inv, _ := Parse("serial.toml", []byte(src+"[[host]]\nname = \"pi9\"\nmac = \"dc:a6:32:00:00:09\"\nboot = \"local\"\nserial = \""+s+"\"\n")); (inv != nil) != (want || s == "") {
+			t.Errorf("serial %q: valid %v, want %v", s, inv != nil, want)
 		}
 	}
 }

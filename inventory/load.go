@@ -268,6 +268,10 @@ var (
 	serialRE = regexp.MustCompile(`^[0-9a-fA-F]{8}$`)
 )
 
+// IsPiSerial reports whether s is written as a Raspberry Pi's serial: the
+// 8 hex digits its boot ROM puts in front of its TFTP requests.
+func IsPiSerial(s string) bool { return serialRE.MatchString(s) }
+
 func (v *validator) validate() {
 	inv := v.inv
 	v.server()
@@ -490,7 +494,7 @@ func (v *validator) hosts() {
 			v.errorf(p+".initiator", "initiator %q is not an iqn./eui./naa. name", h.Initiator)
 		}
 		if h.Serial != "" {
-			if !serialRE.MatchString(h.Serial) {
+			if !IsPiSerial(h.Serial) {
 				v.errorf(p+".serial", "serial %q: a Raspberry Pi serial is 8 hex digits", h.Serial)
 			} else if other := serials[strings.ToLower(h.Serial)]; other != "" {
 				v.errorf(p+".serial", "serial %s is already used by host %s", h.Serial, other)

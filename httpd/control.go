@@ -1,8 +1,16 @@
 package httpd
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
 
 	"go.uber.org/zap"
 )
@@ -59,3 +67,80 @@ func (s *Server) loopbackOnly(w http.ResponseWriter, r *http.Request) bool {
 	}
 	return true
 }
+
+// ControlClient calls these endpoints of a running `netsan serve`, as
+// `netsan image reset` does: the sessions of a target from GET
+// /status.json, then POST /iscsi/logout and /iscsi/reopen. A refused
+// connection means no server runs: no sessions, nothing to log out or
+// reopen.
+type ControlClient struct {
+	// Base is the server's base URL, such as http://127.0.0.1:8080.
+	Base string
+	HTTP *http.Client
+}
+
+// Sessions lists the iSCSI sessions logged in to target iqn.
+func (c *ControlClient) Sessions(ctx context.Context, iqn string) ([]Session, error) {
+	u := c.Base + "/status.json"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if notRunning(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	var st Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	var out []Session
+	for _, s := range st.Sessions {
+		if s.Target == iqn {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Logout asks every initiator logged in to iqn to log out, and returns
+// once they have (or were dropped).
+func (c *ControlClient) Logout(ctx context.Context, iqn string) error {
+	return c.post(ctx, "/iscsi/logout", iqn)
+}
+
+// Reopen makes the server reopen the files behind iqn's LUNs.
+func (c *ControlClient) Reopen(ctx context.Context, iqn string) error {
+	return c.post(ctx, "/iscsi/reopen", iqn)
+}
+
+func (c *ControlClient) post(ctx context.Context, path, iqn string) error {
+	u := c.Base + path + "?target=" + url.QueryEscape(iqn)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if notRunning(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("POST %s: %s %s", u, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+func notRunning(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

@@ -26,7 +26,9 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-// Session is one iSCSI session as /status shows it.
+// Session is one iSCSI session as /status shows it and /status.json
+// serves it: the one description of a live session outside the target
+// (cmd/netsan fills it from iscsi.SessionInfo; ControlClient reads it back).
 type Session struct {
 	Initiator    string    `json:"initiator"` // initiator IQN
 	Target       string    `json:"target"`    // target IQN
@@ -34,6 +36,14 @@ type Session struct {
 	Since        time.Time `json:"since"`
 	ReadBytes    uint64    `json:"read_bytes"`
 	WrittenBytes uint64    `json:"written_bytes"`
+}
+
+// String names the initiator and where it connects from.
+func (s Session) String() string {
+	if s.Remote == "" {
+		return s.Initiator
+	}
+	return s.Initiator + " from " + s.Remote
 }
 
 // HostStatus is an inventory host with what the services know of it.

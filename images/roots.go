@@ -12,18 +12,13 @@ import (
 	"github.com/netsan/netsan/inventory"
 )
 
-// Session is a live iSCSI session on a host's root target, as reset reports it.
-type Session struct {
-	Initiator string
-	Remote    string
-}
-
 // LiveTarget is the running iSCSI target as a reset sees it. cmd/netsan
 // implements it over the running server's control endpoints; a nil
 // LiveTarget means no server is running, so there is nothing to ask.
 type LiveTarget interface {
-	// Sessions lists the sessions logged in to target iqn.
-	Sessions(ctx context.Context, iqn string) ([]Session, error)
+	// Sessions says who is logged in to target iqn, one line per session
+	// (the server describes its sessions; reset only shows them).
+	Sessions(ctx context.Context, iqn string) ([]string, error)
 	// Logout asks every session on iqn to log out (and drops those that do
 	// not) and returns once they are gone.
 	Logout(ctx context.Context, iqn string) error
@@ -36,20 +31,12 @@ type LiveTarget interface {
 type BusyError struct {
 	Host     string
 	Target   string
-	Sessions []Session
+	Sessions []string // as LiveTarget.Sessions says them
 }
 
 func (e *BusyError) Error() string {
-	var who []string
-	for _, s := range e.Sessions {
-		w := s.Initiator
-		if s.Remote != "" {
-			w += " from " + s.Remote
-		}
-		who = append(who, w)
-	}
 	return fmt.Sprintf("host %s: target %s has %d live session(s) (%s); power the host off first, or --force to log it out",
-		e.Host, e.Target, len(e.Sessions), strings.Join(who, ", "))
+		e.Host, e.Target, len(e.Sessions), strings.Join(e.Sessions, ", "))
 }
 
 // source returns the golden image path and the root of h, or why h has no

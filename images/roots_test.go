@@ -17,11 +17,11 @@ import (
 type fakeTarget struct {
 	t        *testing.T
 	root     string
-	sessions map[string][]Session
+	sessions map[string][]string
 	calls    []string
 }
 
-func (f *fakeTarget) Sessions(_ context.Context, iqn string) ([]Session, error) {
+func (f *fakeTarget) Sessions(_ context.Context, iqn string) ([]string, error) {
 	f.calls = append(f.calls, "sessions "+iqn)
 	return f.sessions[iqn], nil
 }
@@ -65,8 +65,8 @@ func TestResetRefusedWhileSessionLive(t *testing.T) {
 	}
 	f.Close()
 	iqn := inv.TargetIQN(h)
-	live := &fakeTarget{t: t, root: root, sessions: map[string][]Session{
-		iqn: {{Initiator: inv.InitiatorIQN(h), Remote: "198.18.0.11:50123"}},
+	live := &fakeTarget{t: t, root: root, sessions: map[string][]string{
+		iqn: {inv.InitiatorIQN(h) + " from 198.18.0.11:50123"},
 	}}
 
 	_, err = ResetRoot(t.Context(), inv, h, live, false, nil)
@@ -84,7 +84,7 @@ func TestResetRefusedWhileSessionLive(t *testing.T) {
 
 	// Another host's session does not block this one.
 	live.calls = nil
-	live.sessions[inv.TargetIQN(&inv.Hosts[1])] = []Session{{Initiator: "x"}}
+	live.sessions[inv.TargetIQN(&inv.Hosts[1])] = []string{"x"}
 	if _, err := ResetRoot(t.Context(), inv, &inv.Hosts[0], live, false, nil); err == nil {
 		t.Fatal("session of node00 was ignored")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
@@ -311,7 +310,20 @@ func liveTarget(inv *inventory.Inventory, server string, force bool, log *zap.Lo
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("--server %q: want a URL such as http://127.0.0.1:8080", server)
 	}
-	return &controlClient{base: strings.TrimSuffix(server, "/"), http: &http.Client{Timeout: 2 * time.Minute}}, nil
+	return controlTarget{&httpd.ControlClient{Base: strings.TrimSuffix(server, "/"), HTTP: &http.Client{Timeout: 2 * time.Minute}}}, nil
+}
+
+// controlTarget is images.LiveTarget over the running server's control
+// endpoints, its sessions said as httpd.Session says them.
+type controlTarget struct{ *httpd.ControlClient }
+
+func (c controlTarget) Sessions(ctx context.Context, iqn string) ([]string, error) {
+	ss, err := c.ControlClient.Sessions(ctx, iqn)
+	who := make([]string, len(ss))
+	for i, s := range ss {
+		who[i] = s.String()
+	}
+	return who, err
 }
 
 // loopback turns a listen address into one to connect to: an unspecified
@@ -326,82 +338,6 @@ func loopback(listen string) string {
 	}
 	return net.JoinHostPort(host, port)
 }
-
-// controlClient is images.LiveTarget over a running `netsan serve`: its
-// sessions from GET /status.json, and POST /iscsi/logout and /iscsi/reopen
-// with ?target=IQN. A refused connection means no server runs: no sessions,
-// nothing to log out or reopen.
-type controlClient struct {
-	base string
-	http *http.Client
-}
-
-func (c *controlClient) Sessions(ctx context.Context, iqn string) ([]images.Session, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/status.json", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if notRunning(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/status.json: %s", c.base, resp.Status)
-	}
-	var st struct {
-		Sessions []struct {
-			Initiator string `json:"initiator"`
-			Target    string `json:"target"`
-			Remote    string `json:"remote"`
-		} `json:"sessions"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
-		return nil, fmt.Errorf("GET %s/status.json: %w", c.base, err)
-	}
-	var out []images.Session
-	for _, s := range st.Sessions {
-		if s.Target == iqn {
-			out = append(out, images.Session{Initiator: s.Initiator, Remote: s.Remote})
-		}
-	}
-	return out, nil
-}
-
-func (c *controlClient) Logout(ctx context.Context, iqn string) error {
-	return c.post(ctx, "/iscsi/logout", iqn)
-}
-
-func (c *controlClient) Reopen(ctx context.Context, iqn string) error {
-	return c.post(ctx, "/iscsi/reopen", iqn)
-}
-
-func (c *controlClient) post(ctx context.Context, path, iqn string) error {
-	u := c.base + path + "?target=" + url.QueryEscape(iqn)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if notRunning(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("POST %s: %s %s", u, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return nil
-}
-
-func notRunning(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 var imageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 

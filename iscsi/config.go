@@ -1,5 +1,7 @@
 package iscsi
 
+import "github.com/netsan/netsan/iscsi/backstore"
+
 // Config is the iSCSI target's whole view of the inventory: portals, targets,
 // LUNs, ACLs and CHAP. The iscsi package knows nothing of hosts or MACs;
 // cmd/netsan translates the inventory into this.
@@ -14,6 +16,11 @@ type Config struct {
 	// reservations), one file per LUN.
 	StateDir string
 	Targets  []Target
+	// OpenStore opens the backing store of a LUN; nil opens its Path as a
+	// file or block device (backstore.Open). cmd/netsan sets it to open
+	// "rbd:pool/image" paths in Ceph. A LUN whose configuration a reload
+	// leaves unchanged keeps the store it has.
+	OpenStore func(LUN) (backstore.Store, error)
 }
 
 // Target is one iSCSI target node.
@@ -27,8 +34,8 @@ type Target struct {
 // LUN is one logical unit of a target.
 type LUN struct {
 	Number uint64
-	// Path is a regular file (a sparse image, created at Size if missing) or a
-	// block device.
+	// Path is a regular file (a sparse image, created at Size if missing), a
+	// block device, or whatever Config.OpenStore knows how to open.
 	Path string
 	// Size is the size to create a missing image at; 0 for an existing file
 	// or a device.

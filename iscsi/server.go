@@ -143,7 +143,7 @@ func (s *Server) ReopenTarget(iqn string) error {
 		if old == nil {
 			return fmt.Errorf("iscsi: no target %s", iqn)
 		}
-		nt, err := s.targets.openTarget(cfg.StateDir, old.cfg, nil)
+		nt, err := s.targets.openTarget(cfg, old.cfg, nil)
 		if err != nil {
 			return err
 		}

@@ -154,7 +154,7 @@ func (ts *targetSet) open(cfg Config, reuse map[string]*target) (map[string]*tar
 	}
 	next := map[string]*target{}
 	for _, tc := range cfg.Targets {
-		t, err := ts.openTarget(cfg.StateDir, tc, reuse[tc.IQN])
+		t, err := ts.openTarget(cfg, tc, reuse[tc.IQN])
 		if err != nil {
 			ts.closeUnused(next, reuse)
 			return nil, err
@@ -166,7 +166,7 @@ func (ts *targetSet) open(cfg Config, reuse map[string]*target) (map[string]*tar
 
 // openTarget opens the LUs of tc, taking those of reuse (which may be nil)
 // whose LUN configuration is unchanged. On error, it closes what it opened.
-func (ts *targetSet) openTarget(stateDir string, tc Target, reuse *target) (*target, error) {
+func (ts *targetSet) openTarget(cfg Config, tc Target, reuse *target) (*target, error) {
 	t := &target{cfg: tc, lus: map[uint64]*scsi.LogicalUnit{}}
 	for _, l := range tc.LUNs {
 		if reuse != nil {
@@ -175,7 +175,7 @@ func (ts *targetSet) openTarget(stateDir string, tc Target, reuse *target) (*tar
 				continue
 			}
 		}
-		lu, err := ts.openLU(stateDir, tc.IQN, l)
+		lu, err := ts.openLU(cfg, tc.IQN, l)
 		if err != nil {
 			ts.closeUnused(map[string]*target{tc.IQN: t}, map[string]*target{tc.IQN: reuse})
 			return nil, err
@@ -185,16 +185,20 @@ func (ts *targetSet) openTarget(stateDir string, tc Target, reuse *target) (*tar
 	return t, nil
 }
 
-func (ts *targetSet) openLU(stateDir, iqn string, l LUN) (*scsi.LogicalUnit, error) {
-	store, err := backstore.Open(l.Path, l.Size, l.ReadOnly)
+func (ts *targetSet) openLU(cfg Config, iqn string, l LUN) (*scsi.LogicalUnit, error) {
+	openStore := cfg.OpenStore
+	if openStore == nil {
+		openStore = openFile
+	}
+	store, err := openStore(l)
 	if err != nil {
 		return nil, fmt.Errorf("iscsi: target %s lun %d: %w", iqn, l.Number, err)
 	}
 	// Identifiers derive from target and LUN so that they survive restarts.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d", iqn, l.Number))
 	var prFile string
-	if stateDir != "" {
-		prFile = filepath.Join(stateDir, fmt.Sprintf("pr-%s-lun%d", safeName(iqn), l.Number))
+	if cfg.StateDir != "" {
+		prFile = filepath.Join(cfg.StateDir, fmt.Sprintf("pr-%s-lun%d", safeName(iqn), l.Number))
 	}
 	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
 		Store:        store,
@@ -211,6 +215,9 @@ func (ts *targetSet) openLU(stateDir, iqn string, l LUN) (*scsi.LogicalUnit, err
 	}
 	return lu, nil
 }
+
+// openFile is the store of a LUN whose Path is a file or a block device.
+func openFile(l LUN) (backstore.Store, error) { return backstore.Open(l.Path, l.Size, l.ReadOnly) }
 
 // safeName keeps an IQN usable as a file name.
 func safeName(iqn string) string {

@@ -73,10 +73,13 @@ staticcheck:
 unit:
 	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e$$)
 
-# The packages with Ceph code, built with it, against a single-node cluster
-# each test starts (ceph/cephtest).
+# Built with Ceph, against a single-node cluster each test starts
+# (ceph/cephtest): the ceph package whole, and elsewhere the tests named for
+# RBD or Ceph (the rest of those packages ran in unit already).
+CEPH_PKGS := ./iscsi/
 unit-ceph:
 	$(GO) test -race -count=1 -timeout 15m -tags $(CEPH_TAGS) ./ceph/...
+	$(GO) test -race -count=1 -timeout 30m -tags $(CEPH_TAGS) -run 'RBD|Ceph' $(CEPH_PKGS)
 
 # Diskless guests boot from netsan in a namespace lab (BIOS, UEFI, two at once,
 # a data LUN with CHAP, an unknown host) beside a dnsmasq+tgtd reference boot.

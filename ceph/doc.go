@@ -49,6 +49,21 @@ type Name struct {
 
 func (n Name) String() string { return n.Pool + "/" + n.Image }
 
+// BackingPrefix marks a backing that is an RBD image, "rbd:pool/image", as
+// the inventory's Backing names it and an iSCSI LUN's Path carries it.
+const BackingPrefix = "rbd:"
+
+// ParseBacking returns the image a backing names, and false for a backing
+// that is not an RBD image (a file or a device).
+func ParseBacking(s string) (Name, bool) {
+	rest, ok := strings.CutPrefix(s, BackingPrefix)
+	if !ok {
+		return Name{}, false
+	}
+	n, err := ParseName(rest, "")
+	return n, err == nil
+}
+
 // ParseName reads "pool/image", or "image" in defaultPool. RBD namespaces
 // ("pool/ns/image") are not supported.
 func ParseName(s, defaultPool string) (Name, error) {

@@ -8,6 +8,11 @@
 //
 // Targets alternate per round; the best round of each is reported as a
 // Markdown table. Run as root (tgtd).
+//
+// With -store rbd (a build with -tags ceph,pacific: bench/rbd/run.sh) both
+// LUNs are RBD images in a single-node cluster the benchmark starts, tgtd
+// through its rbd backing store (Debian's tgt-rbd), and `rbd bench` at the
+// same depth is reported as the cluster's own ceiling.
 package main
 
 import (
@@ -30,6 +35,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/iscsi"
+	"github.com/netsan/netsan/iscsi/backstore"
 )
 
 const (
@@ -44,9 +50,10 @@ func main() {
 		rounds     = flag.Int("rounds", 2, "rounds per target (best reported)")
 		tgtCtl     = flag.Int("tgt-control-port", 7391, "tgtd's management port (-C), unique per host")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of netsan's side here")
+		store      = flag.String("store", "file", "what the LUNs are: file (sparse images) or rbd (Ceph)")
 	)
 	flag.Parse()
-	if err := run(*size, *seconds, *rounds, *tgtCtl, *cpuprofile); err != nil {
+	if err := run(*store, *size, *seconds, *rounds, *tgtCtl, *cpuprofile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/iscsi:", err)
 		os.Exit(1)
 	}
@@ -54,11 +61,43 @@ func main() {
 
 type workload struct {
 	name string
+	// depth, size and random describe it to a ceiling tool.
+	depth, size int
+	random, write bool
 	// measure returns operations per second and bytes per second.
 	measure func(url string) (float64, float64, error)
 }
 
-func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
+// luns are the two LUNs measured: what netsan serves and what tgtd's
+// logicalunit is made from, over the same kind of storage.
+type luns struct {
+	netsan    iscsi.LUN
+	openStore func(iscsi.LUN) (backstore.Store, error) // nil: a file
+	tgt       []string                                  // tgtadm's backing-store arguments
+	// ceiling measures the storage itself at a workload's depth, where
+	// there is such a tool (rbd bench); nil otherwise.
+	ceiling func(w workload) (float64, float64, error)
+	close   func()
+}
+
+// fileLUNs are two sparse image files of size bytes in dir.
+func fileLUNs(dir string, size int64) (*luns, error) {
+	for _, f := range []string{"netsan.img", "tgt.img"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.Truncate(filepath.Join(dir, f), size); err != nil {
+			return nil, err
+		}
+	}
+	return &luns{
+		netsan: iscsi.LUN{Number: 0, Path: filepath.Join(dir, "netsan.img")},
+		tgt:    []string{"-b", filepath.Join(dir, "tgt.img")},
+		close:  func() {},
+	}, nil
+}
+
+func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 	for _, tool := range []string{"iscsi-perf", "qemu-img", "tgtd", "tgtadm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not installed", tool)
@@ -69,19 +108,25 @@ func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	for _, f := range []string{"netsan.img", "tgt.img"} {
-		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
-			return err
-		}
-		if err := os.Truncate(filepath.Join(dir, f), size); err != nil {
-			return err
-		}
+	var l *luns
+	switch store {
+	case "file":
+		l, err = fileLUNs(dir, size)
+	case "rbd":
+		l, err = rbdLUNs(dir, size)
+	default:
+		err = fmt.Errorf("-store %q: want file or rbd", store)
 	}
+	if err != nil {
+		return err
+	}
+	defer l.close()
 
 	// netsan, in this process.
 	srv, err := iscsi.New(iscsi.Config{
-		Listen:  []string{"127.0.0.1:0"},
-		Targets: []iscsi.Target{{IQN: netsanIQN, LUNs: []iscsi.LUN{{Number: 0, Path: filepath.Join(dir, "netsan.img")}}}},
+		Listen:    []string{"127.0.0.1:0"},
+		Targets:   []iscsi.Target{{IQN: netsanIQN, LUNs: []iscsi.LUN{l.netsan}}},
+		OpenStore: l.openStore,
 	}, zap.NewNop())
 	if err != nil {
 		return err
@@ -104,7 +149,7 @@ func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 	if err != nil {
 		return err
 	}
-	stopTgt, err := startTgt(tgtCtl, tgtPort, filepath.Join(dir, "tgt.img"))
+	stopTgt, err := startTgt(tgtCtl, tgtPort, l.tgt)
 	if err != nil {
 		return err
 	}
@@ -118,10 +163,10 @@ func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 		return func(url string) (float64, float64, error) { return qemuBench(url, count, depth, bs) }
 	}
 	workloads := []workload{
-		{"4 KiB random read, QD32 (iscsi-perf -m 32 -b 8 -r)", perf("-m", "32", "-b", "8", "-r")},
-		{"128 KiB sequential read, QD16 (iscsi-perf -m 16 -b 256)", perf("-m", "16", "-b", "256")},
-		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", bench(50000, 32, 4096)},
-		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", bench(4000, 16, 128<<10)},
+		{"4 KiB random read, QD32 (iscsi-perf -m 32 -b 8 -r)", 32, 4096, true, false, perf("-m", "32", "-b", "8", "-r")},
+		{"128 KiB sequential read, QD16 (iscsi-perf -m 16 -b 256)", 16, 128 << 10, false, false, perf("-m", "16", "-b", "256")},
+		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", 32, 4096, false, true, bench(50000, 32, 4096)},
+		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", 16, 128 << 10, false, true, bench(4000, 16, 128<<10)},
 	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
@@ -135,8 +180,19 @@ func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	fmt.Println("| workload | netsan ops/s | tgtd ops/s | netsan MB/s | tgtd MB/s | netsan/tgtd |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	return table(workloads, rounds, netsanURL, tgtURL, l.ceiling)
+}
+
+// table measures each workload rounds times on each target, alternating,
+// and prints the best of each as a Markdown row; with a ceiling, the
+// storage's own rate at the same depth and netsan's share of it too.
+func table(workloads []workload, rounds int, netsanURL, tgtURL string, ceiling func(workload) (float64, float64, error)) error {
+	head, rule := "| workload | netsan ops/s | tgtd ops/s | netsan MB/s | tgtd MB/s | netsan/tgtd |", "|---|---:|---:|---:|---:|---:|"
+	if ceiling != nil {
+		head, rule = head+" storage ops/s | netsan/storage |", rule+"---:|---:|"
+	}
+	fmt.Println(head)
+	fmt.Println(rule)
 	for _, w := range workloads {
 		var best [2][2]float64
 		for range rounds {
@@ -150,13 +206,24 @@ func run(size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
 				}
 			}
 		}
-		ratio := 0.0
-		if best[1][0] > 0 {
-			ratio = best[0][0] / best[1][0]
+		row := fmt.Sprintf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f |", w.name, best[0][0], best[1][0], best[0][1]/1e6, best[1][1]/1e6, ratio(best[0][0], best[1][0]))
+		if ceiling != nil {
+			ops, _, err := ceiling(w)
+			if err != nil {
+				return fmt.Errorf("%s, storage ceiling: %w", w.name, err)
+			}
+			row += fmt.Sprintf(" %.0f | %.2f |", ops, ratio(best[0][0], ops))
 		}
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f |\n", w.name, best[0][0], best[1][0], best[0][1]/1e6, best[1][1]/1e6, ratio)
+		fmt.Println(row)
 	}
 	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
 }
 
 func freePort() (int, error) {
@@ -168,8 +235,9 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// startTgt runs tgtd in the foreground with one target over image.
-func startTgt(ctl, port int, image string) (func(), error) {
+// startTgt runs tgtd in the foreground with one target whose LUN 1 is
+// made with the backing-store arguments bs (-b FILE, or --bstype rbd …).
+func startTgt(ctl, port int, bs []string) (func(), error) {
 	cmd := exec.Command("tgtd", "-f", "-C", strconv.Itoa(ctl), "--iscsi", fmt.Sprintf("portal=127.0.0.1:%d", port))
 	var logBuf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
@@ -207,7 +275,7 @@ func startTgt(ctl, port int, image string) (func(), error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err == nil {
-		err = adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", image)
+		err = adm(append([]string{"--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1"}, bs...)...)
 	}
 	if err == nil {
 		err = adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")

@@ -62,7 +62,7 @@ func main() {
 type workload struct {
 	name string
 	// depth, size and random describe it to a ceiling tool.
-	depth, size int
+	depth, size   int
 	random, write bool
 	// measure returns operations per second and bytes per second.
 	measure func(url string) (float64, float64, error)
@@ -73,7 +73,7 @@ type workload struct {
 type luns struct {
 	netsan    iscsi.LUN
 	openStore func(iscsi.LUN) (backstore.Store, error) // nil: a file
-	tgt       []string                                  // tgtadm's backing-store arguments
+	tgt       []string                                 // tgtadm's backing-store arguments
 	// ceiling measures the storage itself at a workload's depth, where
 	// there is such a tool (rbd bench); nil otherwise.
 	ceiling func(w workload) (float64, float64, error)

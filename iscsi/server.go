@@ -2,6 +2,18 @@
 // CHAP, sessions with their CmdSN window, task management, and the logical
 // units of iscsi/scsi over iscsi/backstore. It is handed a Config — its whole
 // view of the inventory — and knows nothing of hosts or MACs.
+//
+// A Server composes three parts, each with its own lock: the portal
+// (portal.go: listeners, accepting, the bound on pending logins, closing
+// connections at the end), the target set (targets.go: the configuration
+// in force, its targets and logical units, ACL views, Reload and
+// ReopenTarget) and the session table (sessions.go: sessions by TSIH,
+// MaxSessions, traffic counters). A connection (conn.go) logs in
+// (loginphase.go), then serves full feature phase (fullfeature.go):
+// commands with R2T and Data-Out, run by workers (command.go, task.go),
+// task management (tmf.go), text requests and SendTargets (text.go), every
+// response through its writer (writer.go). The wire format is iscsi/pdu,
+// the key negotiation and CHAP iscsi/login.
 package iscsi
 
 import (

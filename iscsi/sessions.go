@@ -165,22 +165,22 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 	return ss, nil
 }
 
-// SessionInfo describes a session for /status.
+// SessionInfo is a session as the target knows it. It is not a wire
+// format: cmd/netsan turns it into the /status view (httpd.Session).
 type SessionInfo struct {
-	TSIH         uint16    `json:"tsih"`
-	Target       string    `json:"target,omitempty"`
-	Initiator    string    `json:"initiator"`
-	ISID         string    `json:"isid"`
-	Remote       string    `json:"remote"`
-	Discovery    bool      `json:"discovery"`
-	AuthUser     string    `json:"chap_user,omitempty"`
-	HeaderDigest bool      `json:"header_digest"`
-	DataDigest   bool      `json:"data_digest"`
-	Since        time.Time `json:"since"`
+	TSIH         uint16
+	Target       string // empty for discovery
+	Initiator    string
+	ISID         string // hex
+	Remote       string // the initiator's address:port
+	Discovery    bool
+	AuthUser     string // the CHAP user it authenticated as, if any
+	HeaderDigest bool
+	DataDigest   bool
+	Since        time.Time
 	// ReadBytes and WrittenBytes count the data of this session's
 	// commands: Data-In sent, Data-Out received.
-	ReadBytes    uint64 `json:"read_bytes"`
-	WrittenBytes uint64 `json:"written_bytes"`
+	ReadBytes, WrittenBytes uint64
 }
 
 // Sessions lists the sessions in full feature phase.

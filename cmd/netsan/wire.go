@@ -154,6 +154,9 @@ func leases(ls []dhcpd.Lease) []httpd.Lease {
 	return out
 }
 
+// sessions turns the target's sessions into the view /status shows (the
+// one place iscsi.SessionInfo becomes httpd.Session); discovery sessions
+// move no data and belong to no host, so they are left out.
 func sessions(ss []iscsi.SessionInfo) []httpd.Session {
 	out := make([]httpd.Session, 0, len(ss))
 	for _, s := range ss {

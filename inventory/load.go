@@ -81,15 +81,27 @@ func (ps Problems) Err() error {
 	return errors.New(strings.Join(lines, "\n"))
 }
 
+// InvalidError is Load's error for a file it read that does not validate,
+// as opposed to one it could not read.
+type InvalidError struct {
+	Problems Problems // every finding, warnings included
+}
+
+func (e *InvalidError) Error() string { return e.Problems.Err().Error() }
+
 // Load reads and validates the inventory at path. The inventory is nil when
-// any problem is an error; warnings come back with a usable inventory.
+// any problem is an error, and the error is then an *InvalidError; warnings
+// come back with a usable inventory. Any other error is the file's reading.
 func Load(path string) (*Inventory, Problems, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("inventory: %w", err)
 	}
 	inv, ps := Parse(path, data)
-	return inv, ps, ps.Err()
+	if inv == nil {
+		return nil, ps, &InvalidError{Problems: ps}
+	}
+	return inv, ps, nil
 }
 
 // Parse decodes and validates an inventory held in memory; file names it in

@@ -1,6 +1,8 @@
 package inventory
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,20 +202,32 @@ bogus = 1
 	}
 }
 
-func TestLoadMissingFile(t *testing.T) {
-	_, _, err := Load(filepath.Join(t.TempDir(), "none.toml"))
-	if err == nil || !os.IsNotExist(errorsUnwrapAll(err)) {
-		t.Fatalf("err = %v", err)
+// Load tells a file it cannot read from one that does not validate by the
+// error's type.
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := Load(filepath.Join(dir, "none.toml"))
+	var invalid *InvalidError
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || errors.As(err, &invalid) {
+		t.Fatalf("missing file: err = %v", err)
 	}
-}
-
-func errorsUnwrapAll(err error) error {
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok || u.Unwrap() == nil {
-			return err
-		}
-		err = u.Unwrap()
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte(base+"[[host]]\nname = \"a\"\nmac = \"zz\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv, ps, err := Load(bad)
+	if inv != nil || !errors.As(err, &invalid) || len(invalid.Problems.Errors()) == 0 || len(invalid.Problems) != len(ps) {
+		t.Fatalf("invalid file: inventory %v, problems %v, err %v", inv, ps, err)
+	}
+	if !strings.Contains(err.Error(), `mac "zz"`) || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("invalid file: err = %v", err)
+	}
+	good := filepath.Join(dir, "good.toml")
+	if err := os.WriteFile(good, []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if inv, _, err := Load(good); inv == nil || err != nil {
+		t.Errorf("good file: %v", err)
 	}
 }
 

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/inventory"
 )
@@ -19,5 +17,5 @@ func loadInventory(path string) (*inventory.Inventory, inventory.Problems, error
 	p := *inv.CephUse()
 	p.Message += ": " + ceph.ErrNotBuilt.Error()
 	ps = append(ps, p)
-	return nil, ps, errors.New(p.String())
+	return nil, ps, &inventory.InvalidError{Problems: ps}
 }

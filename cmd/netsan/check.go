@@ -20,13 +20,10 @@ func load(path string, w io.Writer) (*inventory.Inventory, error) {
 	for _, p := range ps {
 		fmt.Fprintln(w, p)
 	}
-	if err != nil {
-		if len(ps) == 0 { // not a validation failure: the file itself
-			return nil, err
-		}
+	if errors.As(err, new(*inventory.InvalidError)) {
 		return nil, errInvalid
 	}
-	return inv, nil
+	return inv, err
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {

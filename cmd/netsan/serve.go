@@ -69,10 +69,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 			log.Error(p.Message, zap.String("at", p.Where()))
 		}
 	}
+	if errors.As(err, new(*inventory.InvalidError)) {
+		return errInvalid
+	}
 	if err != nil {
-		if len(ps) > 0 {
-			return errInvalid
-		}
 		return err
 	}
 	ctx, hup, stop := signalContext(log)
@@ -165,10 +165,12 @@ func (s *supervisor) reload(ctx context.Context) error {
 	defer s.mu.Unlock()
 	inv, ps, err := loadInventory(s.path)
 	if err != nil {
-		for _, p := range ps.Errors() {
-			s.log.Error("reload refused: "+p.Message, zap.String("at", p.Where()))
-		}
-		if len(ps) == 0 {
+		var invalid *inventory.InvalidError
+		if errors.As(err, &invalid) {
+			for _, p := range invalid.Problems.Errors() {
+				s.log.Error("reload refused: "+p.Message, zap.String("at", p.Where()))
+			}
+		} else {
 			s.log.Error("reload refused", zap.Error(err))
 		}
 		s.log.Warn("still serving the previous inventory")

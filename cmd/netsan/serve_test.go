@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -128,6 +130,21 @@ func TestReloadOnEdit(t *testing.T) {
 	time.Sleep(2 * reloadDebounce)
 	if rec.count() != 1 {
 		t.Errorf("services reloaded %d times; a bad edit must not reach them", rec.count())
+	}
+	if sup.inventory().HostByName("node2") == nil {
+		t.Error("the previous inventory was not kept")
+	}
+
+	// A file that cannot be read: refused with the reading's error, not
+	// as a list of problems.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.reload(context.Background()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("reload of a removed file: %v", err)
+	}
+	if got := logs.FilterMessage("reload refused").All(); len(got) == 0 || !strings.Contains(fmt.Sprint(got[len(got)-1].ContextMap()["error"]), "no such file") {
+		t.Errorf("no 'reload refused' log with the reading's error: %v", got)
 	}
 	if sup.inventory().HostByName("node2") == nil {
 		t.Error("the previous inventory was not kept")

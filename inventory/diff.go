@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// Changes says what a reload changes, so that each service is told only what
-// concerns it and the log says what happened.
+// Changes says what a reload changes: serve logs it and skips a reload that
+// changes nothing. Each service is handed the whole new inventory and works
+// out for itself what concerns it.
 type Changes struct {
 	Server, DHCP, TFTP, HTTP, ISCSI, Ceph, Images bool
 

@@ -1,6 +1,6 @@
 // Package inventory is netsan's one TOML model: the file a person edits, its
-// defaults, its validation (with FILE:LINE:COL positions) and the Diff that tells
-// each service what a reload changed. Nothing else in netsan parses TOML.
+// defaults, its validation (with FILE:LINE:COL positions) and the Diff that
+// says what a reload changed. Nothing else in netsan parses TOML.
 package inventory
 
 import (
@@ -23,8 +23,8 @@ type Inventory struct {
 	Hosts   []Host   `toml:"host"`
 	Targets []Target `toml:"target"`
 
-	// File is the path the inventory was loaded from; Dir its directory,
-	// against which relative data_dir, tftp.root and ipxe_dir are resolved.
+	// File is the path the inventory was loaded from; relative data_dir,
+	// tftp.root and ipxe_dir are resolved against its directory.
 	File string `toml:"-"`
 
 	// cephUse is where the file first asks for Ceph, for a netsan built

@@ -43,8 +43,9 @@ type config struct {
 	listen    *net.UDPAddr
 }
 
-const defaultLeaseTime = time.Hour
-
+// newConfig takes inv as inventory.Load made it: defaults filled in
+// (mode, listen, lease_time) and checked (server.address and the range are
+// IPv4, the range lies in the subnet and runs forwards).
 func newConfig(inv *inventory.Inventory) (*config, error) {
 	if inv == nil {
 		return nil, errors.New("dhcp: no inventory")
@@ -59,28 +60,12 @@ func newConfig(inv *inventory.Inventory) (*config, error) {
 		loaders:   map[iana.Arch]string{},
 		reserved:  map[netip.Addr]bool{},
 	}
-	if !c.server.Is4() {
-		return nil, fmt.Errorf("dhcp: server.address %q is not an IPv4 address", inv.Server.Address)
-	}
-	if c.leaseTime <= 0 {
-		c.leaseTime = defaultLeaseTime
-	}
-	if d.Mode != "" && d.Mode != inventory.ModeAuthoritative && d.Mode != inventory.ModeProxy {
-		return nil, fmt.Errorf("dhcp: unknown mode %q", d.Mode)
-	}
 	if len(d.Range) == 2 && !c.proxy {
 		c.pool = pool{first: d.Range[0].Addr, last: d.Range[1].Addr}
-		if !c.pool.first.Is4() || !c.pool.last.Is4() || c.pool.last.Less(c.pool.first) {
-			return nil, fmt.Errorf("dhcp: bad range %s-%s", d.Range[0], d.Range[1])
-		}
 	}
-	listen := d.Listen
-	if listen == "" {
-		listen = "0.0.0.0:67"
-	}
-	ua, err := net.ResolveUDPAddr("udp4", listen)
+	ua, err := net.ResolveUDPAddr("udp4", d.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("dhcp: listen %q: %w", listen, err)
+		return nil, fmt.Errorf("dhcp: listen %q: %w", d.Listen, err)
 	}
 	c.listen = ua
 	c.reserved[c.server] = true

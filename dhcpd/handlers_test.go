@@ -2,6 +2,7 @@ package dhcpd
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 )
@@ -32,10 +34,8 @@ func mustMAC(s string) net.HardwareAddr {
 	return m
 }
 
-func addr(s string) inventory.Addr { return inventory.Addr{Addr: netip.MustParseAddr(s)} }
-
-// testInventory builds by hand what inventory.Load would give (absolute
-// paths, defaults filled). ipxeDir holds the loaders given.
+// testInventory is a lab's inventory, parsed as inventory.Load would;
+// ipxeDir holds the loaders given.
 func testInventory(t testing.TB, mode string, loaders ...string) *inventory.Inventory {
 	t.Helper()
 	ipxeDir := t.TempDir()
@@ -47,33 +47,52 @@ func testInventory(t testing.TB, mode string, loaders ...string) *inventory.Inve
 			t.Fatal(err)
 		}
 	}
-	return &inventory.Inventory{
-		Server: inventory.Server{Address: addr("198.18.0.1"), DataDir: t.TempDir()},
-		DHCP: inventory.DHCP{
-			Mode:      mode,
-			Listen:    "0.0.0.0:67",
-			Subnet:    inventory.Prefix{Prefix: netip.MustParsePrefix("198.18.0.0/24")},
-			Range:     []inventory.Addr{addr("198.18.0.100"), addr("198.18.0.102")},
-			Router:    addr("198.18.0.1"),
-			DNS:       []inventory.Addr{addr("198.18.0.1")},
-			Domain:    "lab.example",
-			LeaseTime: inventory.Duration{Duration: time.Hour},
-		},
-		TFTP:  inventory.TFTP{Listen: "0.0.0.0:69", IPXEDir: ipxeDir},
-		HTTP:  inventory.HTTP{Listen: "0.0.0.0:8080"},
-		ISCSI: inventory.ISCSI{Listen: []string{"0.0.0.0:3260"}, BaseIQN: "iqn.2026-11.example.lab"},
-		Hosts: []inventory.Host{
-			{Name: "node1", MAC: inventory.MAC{HardwareAddr: macNode1}, IP: addr("198.18.0.11"), Boot: inventory.BootSAN,
-				Root: &inventory.Root{Image: "/srv/roots/node1.img"},
-				CHAP: &inventory.CHAP{User: "node1", Secret: "node1-secret-123", MutualSecret: "target-secret-456"}},
-			{Name: "node2", MAC: inventory.MAC{HardwareAddr: macNode2}, IP: addr("198.18.0.12"), Boot: inventory.BootLocal,
-				Root: &inventory.Root{Image: "/srv/roots/node2.img"}},
-			{Name: "pi1", MAC: inventory.MAC{HardwareAddr: macPi}, IP: addr("198.18.0.13"), Boot: inventory.BootSAN,
-				Root: &inventory.Root{Image: "/srv/roots/pi1.img"}},
-			{Name: "pi2", MAC: inventory.MAC{HardwareAddr: macPiSer}, IP: addr("198.18.0.14"), Boot: inventory.BootMenu,
-				Serial: "9ffefdef"},
-		},
-	}
+	dir := t.TempDir()
+	return inventorytest.Parse(t, dir, fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = %q
+
+[dhcp]
+mode   = %q
+subnet = "198.18.0.0/24"
+range  = ["198.18.0.100", "198.18.0.102"]
+router = "198.18.0.1"
+dns    = ["198.18.0.1"]
+domain = "lab.example"
+
+[tftp]
+ipxe_dir = %q
+
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+
+[[host]]
+name = "node1"
+mac  = "52:54:00:00:00:01"
+ip   = "198.18.0.11"
+root = { image = "/srv/roots/node1.img", size = "1GiB" }
+chap = { user = "node1", secret = "node1-secret-123", mutual_secret = "target-secret-456" }
+
+[[host]]
+name = "node2"
+mac  = "52:54:00:00:00:02"
+ip   = "198.18.0.12"
+boot = "local"
+root = { image = "/srv/roots/node2.img", size = "1GiB" }
+
+[[host]]
+name = "pi1"
+mac  = "dc:a6:32:00:00:03"
+ip   = "198.18.0.13"
+root = { image = "/srv/roots/pi1.img", size = "1GiB" }
+
+[[host]]
+name   = "pi2"
+mac    = "02:00:00:00:00:04"
+ip     = "198.18.0.14"
+serial = "9ffefdef"
+`, dir, mode, ipxeDir))
 }
 
 // request builds a client message; mods add options.
@@ -592,7 +611,7 @@ func TestReloadKeepsLeases(t *testing.T) {
 	// The new inventory knows the stray as node9 with a fixed address.
 	inv2 := testInventory(t, inventory.ModeAuthoritative)
 	inv2.Server.DataDir = inv.Server.DataDir
-	inv2.Hosts = append(inv2.Hosts, inventory.Host{Name: "node9", MAC: inventory.MAC{HardwareAddr: macStray}, IP: addr("198.18.0.19"), Boot: inventory.BootMenu})
+	inv2.Hosts = append(inv2.Hosts, inventory.Host{Name: "node9", MAC: inventory.MAC{HardwareAddr: macStray}, IP: inventory.Addr{Addr: netip.MustParseAddr("198.18.0.19")}, Boot: inventory.BootMenu})
 	if err := s.Reload(inv2); err != nil {
 		t.Fatal(err)
 	}

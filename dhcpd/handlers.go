@@ -95,22 +95,37 @@ type exchange struct {
 	persist  bool          // the lease store changed: sync before the reply leaves
 	claim    bool          // an ACK of x.ip: bind it in finish, if the chain still ACKs
 	reserved bool          // a pool address was held for an OFFER
-	op       string        // what was decided: offer, ack, nak, release, decline, ignore
+	op       action        // what was decided
 	reason   string        // why, for the log line when it is not obvious
 	level    zapcore.Level // of the decision's log line
 }
 
+// action is what the server decided for a request: the log line's message
+// and the "op" label of the reply counter.
+type action string
+
+// Actions.
+const (
+	actOffer   action = "offer"   // DHCPOFFER
+	actAck     action = "ack"     // DHCPACK, to a REQUEST or an INFORM (in proxy mode)
+	actInform  action = "inform"  // DHCPACK to an INFORM, options only
+	actNak     action = "nak"     // DHCPNAK
+	actRelease action = "release" // a lease ended, no reply
+	actDecline action = "decline" // an address quarantined, no reply
+	actIgnore  action = "ignore"  // no reply
+)
+
 // ignore ends the chain without a reply; the log line is debug-level
 // unless the caller raises it.
 func (x *exchange) ignore(reason string) bool {
-	x.op, x.reason, x.send = "ignore", reason, false
+	x.op, x.reason, x.send = actIgnore, reason, false
 	x.level = zapcore.DebugLevel
 	return true
 }
 
 // nak ends the chain with a DHCPNAK.
 func (x *exchange) nak(resp *dhcpv4.DHCPv4, reason string) bool {
-	x.op, x.reason, x.send = "nak", reason, true
+	x.op, x.reason, x.send = actNak, reason, true
 	x.ip = netip.Addr{}
 	resp.YourIPAddr = net.IPv4zero
 	resp.ServerIPAddr = net.IPv4zero
@@ -128,7 +143,7 @@ func (x *exchange) nak(resp *dhcpv4.DHCPv4, reason string) bool {
 // loader for the client's architecture, say) releases the address held for it.
 func (x *exchange) finish(req, resp *dhcpv4.DHCPv4) {
 	switch {
-	case x.claim && x.send && x.op == "ack":
+	case x.claim && x.send && x.op == actAck:
 		if !x.leases.claim(x.ip, req.ClientHWAddr, x.hostName(), x.now.Add(x.cfg.leaseTime), x.now) {
 			x.nak(resp, "address in use")
 			return
@@ -233,7 +248,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 			}
 			return true
 		}
-		x.give(resp, ip, dhcpv4.MessageTypeOffer)
+		x.give(resp, ip, actOffer)
 		return false
 
 	case dhcpv4.MessageTypeRequest:
@@ -254,7 +269,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 		}
 		// The binding is made when the whole chain agrees to ACK (finish).
 		x.claim = true
-		x.give(resp, ip, dhcpv4.MessageTypeAck)
+		x.give(resp, ip, actAck)
 		return false
 
 	case dhcpv4.MessageTypeDecline:
@@ -262,7 +277,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 		if sid := req.ServerIdentifier(); !ip.IsValid() || sid == nil || !sid.Equal(x.cfg.server.AsSlice()) {
 			return x.ignore("decline not for us")
 		}
-		x.ip, x.op, x.level = ip, "decline", zapcore.WarnLevel
+		x.ip, x.op, x.level = ip, actDecline, zapcore.WarnLevel
 		x.reason = "client found the address in use; quarantined"
 		x.leases.decline(ip, mac, x.now.Add(declineHold))
 		x.persist = true
@@ -270,7 +285,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 
 	case dhcpv4.MessageTypeRelease:
 		ip := ip4(req.ClientIPAddr)
-		x.ip, x.op = ip, "release"
+		x.ip, x.op = ip, actRelease
 		if x.leases.release(ip, mac, x.now) {
 			x.persist = true
 		} else {
@@ -281,7 +296,7 @@ func (x *exchange) address(req, resp *dhcpv4.DHCPv4) bool {
 	case dhcpv4.MessageTypeInform:
 		// RFC 2131 4.3.5: options only, no lease, no yiaddr.
 		x.ip = ip4(req.ClientIPAddr)
-		x.op, x.send = "inform", true
+		x.op, x.send = actInform, true
 		resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
 		x.networkOptions(resp)
 		return false
@@ -298,11 +313,11 @@ func (x *exchange) choose(req *dhcpv4.DHCPv4) (netip.Addr, string) {
 	mac := req.ClientHWAddr
 	if x.fixedIP() {
 		ip := x.host.IP.Addr
-		switch other := x.leases.boundTo(ip, x.now); {
-		case other == "declined":
+		switch l, held := x.leases.holder(ip, x.now); {
+		case held && l.State == StateDeclined:
 			return netip.Addr{}, fmt.Sprintf("fixed address %s was declined (another machine answers ARP for it); quarantined", ip)
-		case other != "" && other != mac.String():
-			return netip.Addr{}, fmt.Sprintf("fixed address %s is leased to %s", ip, other)
+		case held && l.heldFrom(mac):
+			return netip.Addr{}, fmt.Sprintf("fixed address %s is leased to %s", ip, l.MAC)
 		}
 		return ip, ""
 	}
@@ -323,8 +338,11 @@ func (x *exchange) refuse(ip netip.Addr, mac net.HardwareAddr) string {
 		if ip != x.host.IP.Addr {
 			return "not your address: yours is " + x.host.IP.String()
 		}
-		if other := x.leases.boundTo(ip, x.now); other != "" && other != mac.String() {
-			return "address leased to " + other
+		switch l, held := x.leases.holder(ip, x.now); {
+		case held && l.State == StateDeclined:
+			return "address declined (another machine answers ARP for it)"
+		case held && l.heldFrom(mac):
+			return "address leased to " + l.MAC
 		}
 		return ""
 	}
@@ -341,10 +359,14 @@ func (x *exchange) refuse(ip netip.Addr, mac net.HardwareAddr) string {
 	return ""
 }
 
-// give fills an OFFER or ACK for ip with the lease and network options.
-func (x *exchange) give(resp *dhcpv4.DHCPv4, ip netip.Addr, mt dhcpv4.MessageType) {
-	x.ip, x.send = ip, true
-	x.op = strings.ToLower(strings.TrimPrefix(mt.String(), "DHCP"))
+// give fills an OFFER or ACK (a is actOffer or actAck) for ip with the
+// lease and network options.
+func (x *exchange) give(resp *dhcpv4.DHCPv4, ip netip.Addr, a action) {
+	x.ip, x.send, x.op = ip, true, a
+	mt := dhcpv4.MessageTypeOffer
+	if a == actAck {
+		mt = dhcpv4.MessageTypeAck
+	}
 	resp.UpdateOption(dhcpv4.OptMessageType(mt))
 	resp.YourIPAddr = ip.AsSlice()
 	lt := x.cfg.leaseTime
@@ -391,10 +413,10 @@ func (x *exchange) proxyAddress(req, resp *dhcpv4.DHCPv4) bool {
 	mt := req.MessageType()
 	switch {
 	case !x.pxePort && mt == dhcpv4.MessageTypeDiscover:
-		x.op = "offer"
+		x.op = actOffer
 		resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
 	case x.pxePort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform):
-		x.op = "ack"
+		x.op = actAck
 		resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
 	default:
 		return x.ignore("proxy mode: " + mt.String() + " is the DHCP server's")

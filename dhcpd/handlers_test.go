@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -399,7 +400,7 @@ func TestAddress(t *testing.T) {
 		mac  net.HardwareAddr
 		mt   dhcpv4.MessageType
 		mods []dhcpv4.Modifier
-		op   string // offer, ack, nak, ignore, release, decline, inform
+		op   action
 		ip   string // yiaddr expected ("" = 0.0.0.0)
 	}
 	for _, tc := range []struct {
@@ -515,6 +516,29 @@ func TestAddress(t *testing.T) {
 	}
 }
 
+// TestDeclinedFixedAddress: a host's fixed address that a client declined
+// is quarantined, and every answer says so: the NAK, the silence to a
+// DISCOVER, MACOf.
+func TestDeclinedFixedAddress(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := newTestServer(t, testInventory(t, inventory.ModeAuthoritative))
+	sid := dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(198, 18, 0, 1)))
+	fixed := dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("198.18.0.11")))
+	if _, x := decideWith(t, s, request(t, macNode1, dhcpv4.MessageTypeDecline, sid, fixed), false, now); x.op != actDecline {
+		t.Fatalf("decline: %s (%s)", x.op, x.reason)
+	}
+	resp, x := decideWith(t, s, request(t, macNode1, dhcpv4.MessageTypeRequest, fixed), false, now)
+	if x.op != actNak || !strings.Contains(resp.Message(), "declined") || strings.Contains(resp.Message(), "leased to") {
+		t.Errorf("request: %s %q, want a NAK saying the address was declined", x.op, resp.Message())
+	}
+	if _, x := decideWith(t, s, request(t, macNode1, dhcpv4.MessageTypeDiscover), false, now); x.op != actIgnore || !strings.Contains(x.reason, "declined") {
+		t.Errorf("discover: %s (%s), want ignored as declined", x.op, x.reason)
+	}
+	if mac, err := s.MACOf(netip.MustParseAddr("198.18.0.11")); err == nil || !strings.Contains(err.Error(), "declined") {
+		t.Errorf("MACOf: %v, %v; want an error saying the address was declined", mac, err)
+	}
+}
+
 func TestProxyMode(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	uuid := append([]byte{0}, bytes.Repeat([]byte{0xab}, 16)...)
@@ -525,7 +549,7 @@ func TestProxyMode(t *testing.T) {
 		mt      dhcpv4.MessageType
 		pxePort bool
 		mods    []dhcpv4.Modifier
-		op      string
+		op      action
 		file    string
 	}{
 		{"pxe discover on 67: offer without address", macNode1, dhcpv4.MessageTypeDiscover, false, []dhcpv4.Modifier{pxeBIOS, archBIOS, pxeUUID}, "offer", "undionly.kpxe"},

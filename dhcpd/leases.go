@@ -30,10 +30,15 @@ const offerHold = 30 * time.Second
 // machine boots soon after the stray is removed.
 const declineHold = 10 * time.Minute
 
+// LeaseState is what a lease is, as persisted and as /status shows it.
+type LeaseState string
+
 // Lease states.
 const (
-	StateBound    = "bound"
-	StateDeclined = "declined" // DHCPDECLINE: in use by someone; out of the pool until Expires
+	StateBound    LeaseState = "bound"
+	StateDeclined LeaseState = "declined" // DHCPDECLINE: in use by someone; out of the pool until Expires
+	// stateExpired is never stored: metrics count leases past Expires under it.
+	stateExpired LeaseState = "expired"
 )
 
 // Lease is one binding of an address, as persisted and as /status shows it.
@@ -41,7 +46,7 @@ type Lease struct {
 	IP      netip.Addr `json:"ip"`
 	MAC     string     `json:"mac,omitempty"` // 52:54:00:00:00:01
 	Host    string     `json:"host,omitempty"`
-	State   string     `json:"state"`
+	State   LeaseState `json:"state"`
 	Expires time.Time  `json:"expires"`
 }
 
@@ -285,17 +290,21 @@ func (s *leaseStore) decline(ip netip.Addr, mac net.HardwareAddr, until time.Tim
 	s.changes++
 }
 
-// boundTo returns the MAC with an active binding of ip, or "".
-func (s *leaseStore) boundTo(ip netip.Addr, now time.Time) string {
+// holder returns the lease that holds ip now, bound or declined, and
+// whether there is one.
+func (s *leaseStore) holder(ip netip.Addr, now time.Time) (Lease, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l := s.byIP[ip]; l != nil && l.activeAt(now) {
-		if l.State != StateBound {
-			return "declined"
-		}
-		return l.MAC
+		return *l, true
 	}
-	return ""
+	return Lease{}, false
+}
+
+// heldFrom reports whether the lease keeps ip from mac: another client's
+// binding, or a quarantine.
+func (l Lease) heldFrom(mac net.HardwareAddr) bool {
+	return l.State != StateBound || l.MAC != mac.String()
 }
 
 // active counts the bound leases not yet expired.

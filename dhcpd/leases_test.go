@@ -37,8 +37,8 @@ func TestLeaseStorePersists(t *testing.T) {
 	if l := r.byHW(macStray); l == nil || l.IP != a || !l.Expires.Equal(now.Add(time.Hour)) {
 		t.Errorf("reopened binding %+v", l)
 	}
-	if got := r.boundTo(b, now); got != "declined" {
-		t.Errorf("declined address after reopen: %q", got)
+	if got, held := r.holder(b, now); !held || got.State != StateDeclined {
+		t.Errorf("declined address after reopen: %+v", got)
 	}
 	if r.Usable(a, macNode1, now) || !r.Usable(a, macStray, now) {
 		t.Error("a bound address is usable by another client after reopen")

@@ -31,7 +31,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) count(x *exchange) {
-	m.replies.WithLabelValues(x.op, string(x.kind)).Inc()
+	m.replies.WithLabelValues(string(x.op), string(x.kind)).Inc()
 }
 
 // Describe implements prometheus.Collector.
@@ -44,16 +44,16 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	s.metrics.replies.Collect(ch)
 	now := time.Now()
-	n := map[string]int{StateBound: 0, "expired": 0, StateDeclined: 0}
+	n := map[LeaseState]int{StateBound: 0, stateExpired: 0, StateDeclined: 0}
 	for _, l := range s.leases.list() {
 		switch {
 		case !l.activeAt(now):
-			n["expired"]++
+			n[stateExpired]++
 		default:
 			n[l.State]++
 		}
 	}
 	for st, v := range n {
-		ch <- prometheus.MustNewConstMetric(s.metrics.leases, prometheus.GaugeValue, float64(v), st)
+		ch <- prometheus.MustNewConstMetric(s.metrics.leases, prometheus.GaugeValue, float64(v), string(st))
 	}
 }

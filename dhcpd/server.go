@@ -127,12 +127,11 @@ func (s *Server) MACOf(ip netip.Addr) (net.HardwareAddr, error) {
 		return nil, ErrNotAssigning
 	}
 	ip = ip.Unmap()
-	switch mac := s.leases.boundTo(ip, time.Now()); mac {
-	case "":
-	case "declined":
-		return nil, fmt.Errorf("dhcp: %s was declined: another machine answers ARP for it", ip)
-	default:
-		return net.ParseMAC(mac)
+	if l, held := s.leases.holder(ip, time.Now()); held {
+		if l.State == StateDeclined {
+			return nil, fmt.Errorf("dhcp: %s was declined: another machine answers ARP for it", ip)
+		}
+		return net.ParseMAC(l.MAC)
 	}
 	for i := range c.inv.Hosts {
 		if h := &c.inv.Hosts[i]; h.IP.IsValid() && h.IP.Addr == ip {
@@ -340,7 +339,7 @@ func (s *Server) logDecision(req *dhcpv4.DHCPv4, x *exchange) {
 	if x.reason != "" {
 		fields = append(fields, zap.String("reason", x.reason))
 	}
-	s.log.Log(x.level, x.op, fields...)
+	s.log.Log(x.level, string(x.op), fields...)
 }
 
 func addrString(a netip.Addr) string {

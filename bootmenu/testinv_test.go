@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -21,74 +20,6 @@ type testTree struct {
 	inv             *inventory.Inventory
 }
 
-const testHosts = `
-[[host]]
-name = "node1"
-mac  = "52:54:00:00:00:01"
-ip   = "198.18.0.11"
-boot = "san"
-root = { image = "roots/node1.img", size = "1GiB" }
-
-[[host]]
-name = "uefi1"
-mac  = "52:54:00:00:00:02"
-ip   = "198.18.0.12"
-boot = "san"
-efi_filename = '\EFI\debian\grubx64.efi'
-root = { image = "roots/uefi1.img", size = "1GiB" }
-
-[[host]]
-name = "desk1"
-mac  = "52:54:00:00:00:03"
-ip   = "198.18.0.13"
-boot = "local"
-
-[[host]]
-name = "lab1"
-mac  = "52:54:00:00:00:04"
-ip   = "198.18.0.14"
-boot = "menu"
-root = { image = "roots/lab1.img", size = "1GiB" }
-efi_filename = '\EFI\redhat\grub.efi'
-
-[[host]]
-name = "dev1"
-mac  = "52:54:00:00:00:05"
-ip   = "198.18.0.15"
-boot = "shell"
-
-[[host]]
-name = "bare1"
-mac  = "52:54:00:00:00:06"
-ip   = "198.18.0.16"
-boot = "menu"
-
-[[host]]
-name   = "pi1"
-mac    = "dc:a6:32:00:00:01"
-ip     = "198.18.0.21"
-serial = "9ffefde1"
-boot   = "san"
-root   = { image = "roots/pi1.img", size = "1GiB" }
-chap   = { user = "pi1", secret = "pi1-root-secret-c0ffee" }
-
-[[host]]
-name   = "pi2"
-mac    = "dc:a6:32:00:00:02"
-ip     = "198.18.0.22"
-serial = "9ffefde2"
-boot   = "san"
-root   = { image = "roots/pi2.img", size = "1GiB" }
-chap   = { user = "pi2", secret = "pi2-root-secret-decade", mutual_secret = "target-secret-0123" }
-
-[[host]]
-name   = "pi3"
-mac    = "dc:a6:32:00:00:03"
-ip     = "198.18.0.23"
-serial = "9ffefde3"
-boot   = "local"
-`
-
 // newTestTree writes files and an inventory into a temporary directory.
 // The inventory names the tftp root and ipxe dir relative to itself, as
 // people write them, and is loaded through inventory.Parse.
@@ -96,7 +27,7 @@ func newTestTree(t testing.TB) *testTree {
 	t.Helper()
 	dir := t.TempDir()
 	tt := &testTree{dir: dir, root: filepath.Join(dir, "tftp"), ipxe: filepath.Join(dir, "ipxe")}
-	files := map[string]string{
+	inventorytest.WriteFiles(t, dir, map[string]string{
 		"ipxe/undionly.kpxe":        "UNDI loader",
 		"ipxe/ipxe.efi":             "EFI loader",
 		"tftp/hello.txt":            "hello from root",
@@ -108,27 +39,14 @@ func newTestTree(t testing.TB) *testTree {
 		"tftp/cmdline.txt":          "shared cmdline",
 		"tftp/undionly.kpxe":        "root copy, shadowed by ipxe_dir",
 		"secret.txt":                "outside the root",
-	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	tt.inv = tt.parse(t, "authoritative")
 	return tt
 }
 
 func (tt *testTree) parse(t testing.TB, mode string) *inventory.Inventory {
 	t.Helper()
-	src := fmt.Sprintf(`
-[server]
-address  = "198.18.0.1"
-data_dir = %q
-
+	src := inventorytest.Server(tt.dir) + fmt.Sprintf(`
 [dhcp]
 mode   = %q
 subnet = "198.18.0.0/24"
@@ -140,7 +58,7 @@ ipxe_dir = "ipxe"
 [iscsi]
 listen   = ["0.0.0.0:3261"]
 base_iqn = "iqn.2026-11.example.lab"
-`, tt.dir, mode) + testHosts
+`, mode) + inventorytest.Hosts(t, "node1", "uefi1", "desk1", "lab1", "dev1", "bare1", "pi1", "pi2", "pi3")
 	return inventorytest.Parse(t, tt.dir, src)
 }
 

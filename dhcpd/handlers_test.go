@@ -21,9 +21,9 @@ import (
 
 var (
 	macNode1 = mustMAC("52:54:00:00:00:01") // san, CHAP (mutual)
-	macNode2 = mustMAC("52:54:00:00:00:02") // local, no CHAP
-	macPi    = mustMAC("dc:a6:32:00:00:03") // Pi by prefix, in the inventory
-	macPiSer = mustMAC("02:00:00:00:00:04") // Pi by serial only
+	macDesk1 = mustMAC("52:54:00:00:00:03") // local, no CHAP
+	macPi    = mustMAC("dc:a6:32:00:00:01") // Pi by prefix, in the inventory
+	macPiSer = mustMAC("02:00:00:00:00:24") // Pi by serial only
 	macStray = mustMAC("52:54:00:99:99:99") // unknown
 )
 
@@ -49,11 +49,7 @@ func testInventory(t testing.TB, mode string, loaders ...string) *inventory.Inve
 		}
 	}
 	dir := t.TempDir()
-	return inventorytest.Parse(t, dir, fmt.Sprintf(`
-[server]
-address  = "198.18.0.1"
-data_dir = %q
-
+	inv := inventorytest.Parse(t, dir, inventorytest.Server(dir)+fmt.Sprintf(`
 [dhcp]
 mode   = %q
 subnet = "198.18.0.0/24"
@@ -67,33 +63,9 @@ ipxe_dir = %q
 
 [iscsi]
 base_iqn = "iqn.2026-11.example.lab"
-
-[[host]]
-name = "node1"
-mac  = "52:54:00:00:00:01"
-ip   = "198.18.0.11"
-root = { image = "/srv/roots/node1.img", size = "1GiB" }
-chap = { user = "node1", secret = "node1-secret-123", mutual_secret = "target-secret-456" }
-
-[[host]]
-name = "node2"
-mac  = "52:54:00:00:00:02"
-ip   = "198.18.0.12"
-boot = "local"
-root = { image = "/srv/roots/node2.img", size = "1GiB" }
-
-[[host]]
-name = "pi1"
-mac  = "dc:a6:32:00:00:03"
-ip   = "198.18.0.13"
-root = { image = "/srv/roots/pi1.img", size = "1GiB" }
-
-[[host]]
-name   = "pi2"
-mac    = "02:00:00:00:00:04"
-ip     = "198.18.0.14"
-serial = "9ffefdef"
-`, dir, mode, ipxeDir))
+`, mode, ipxeDir)+inventorytest.Hosts(t, "node1", "desk1", "pi1", "pi4"))
+	inv.HostByName("node1").CHAP = &inventory.CHAP{User: "node1", Secret: "node1-secret-123", MutualSecret: "target-secret-456"}
+	return inv
 }
 
 // request builds a client message; mods add options.
@@ -156,7 +128,7 @@ func TestClassify(t *testing.T) {
 		{"ipxe by option 175", macStray, []dhcpv4.Modifier{pxeBIOS, archEFI, ipxe175}, KindIPXE, 7, ""},
 		{"pi by prefix, bios vendor class", macPi, []dhcpv4.Modifier{pxeBIOS, archBIOS}, KindPi, 0, "pi1"},
 		{"unknown pi by prefix", mustMAC("b8:27:eb:12:34:56"), []dhcpv4.Modifier{pxeBIOS}, KindPi, 0, ""},
-		{"pi by serial", macPiSer, []dhcpv4.Modifier{pxeBIOS}, KindPi, 0, "pi2"},
+		{"pi by serial", macPiSer, []dhcpv4.Modifier{pxeBIOS}, KindPi, 0, "pi4"},
 		{"pi running ipxe is ipxe", macPi, []dhcpv4.Modifier{ipxeUC}, KindIPXE, 0, "pi1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,7 +213,7 @@ func TestScriptURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	// HTTP is off in a hand-built inventory (On needs Load), so TFTP, with its port.
-	if got, want := c.scriptURL(macNode2), "tftp://198.18.0.1:6969/boot/52-54-00-00-00-02.ipxe"; got != want {
+	if got, want := c.scriptURL(macDesk1), "tftp://198.18.0.1:6969/boot/52-54-00-00-00-03.ipxe"; got != want {
 		t.Errorf("script URL %q, want %q", got, want)
 	}
 }
@@ -267,7 +239,7 @@ func TestSAN(t *testing.T) {
 	const (
 		rootPath1 = "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1"
 		iqn1      = "iqn.2026-11.example.lab:node1"
-		iqn2      = "iqn.2026-11.example.lab:node2"
+		iqnDesk1  = "iqn.2026-11.example.lab:desk1"
 	)
 	type want struct {
 		iqn      string // option 203, "" = absent
@@ -287,7 +259,7 @@ func TestSAN(t *testing.T) {
 		{"ipxe san host in proxy mode: no no-pxedhcp", inventory.ModeProxy, macNode1, KindIPXE, want{iqn1, rootPath1, map[byte]string{
 			optIPXEKeepSAN: "\x01", optIPXEUsername: "node1", optIPXEPassword: "node1-secret-123",
 			optIPXERUsername: "iqn.2026-11.example.lab:node1", optIPXERPassword: "target-secret-456"}}},
-		{"ipxe local host: 203 only, no root-path, no keep-san, no chap", inventory.ModeAuthoritative, macNode2, KindIPXE, want{iqn2, "", map[byte]string{
+		{"ipxe local host: 203 only, no root-path, no keep-san, no chap", inventory.ModeAuthoritative, macDesk1, KindIPXE, want{iqnDesk1, "", map[byte]string{
 			optIPXENoPXEDHCP: "\x01"}}},
 		{"pxe firmware: 203 and root-path, no 175", inventory.ModeAuthoritative, macNode1, KindPXE, want{iqn1, rootPath1, nil}},
 		{"unknown ipxe client: no iSCSI identity", inventory.ModeAuthoritative, macStray, KindIPXE, want{"", "", map[byte]string{
@@ -431,7 +403,7 @@ func TestAddress(t *testing.T) {
 		{"request outside the subnet or pool is refused", false, []step{
 			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("192.0.2.7")}, "nak", ""},
 			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.50")}, "nak", ""},
-			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.12")}, "nak", ""},
+			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.13")}, "nak", ""},
 		}},
 		{"client that chose another server frees its offer", false, []step{
 			{macStray, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.100"},
@@ -469,7 +441,7 @@ func TestAddress(t *testing.T) {
 		{"static-only: unknown clients get nothing, hosts their address", true, []step{
 			{macStray, dhcpv4.MessageTypeDiscover, nil, "ignore", ""},
 			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.100")}, "nak", ""},
-			{macNode2, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.12"},
+			{macDesk1, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.13"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -477,7 +449,7 @@ func TestAddress(t *testing.T) {
 			if tc.static {
 				inv.DHCP.Range = nil
 			}
-			inv.Hosts[3].IP = inventory.Addr{} // pi2: no fixed address
+			inv.HostByName("pi4").IP = inventory.Addr{} // no fixed address
 			s := newTestServer(t, inv)
 			for i, st := range tc.steps {
 				req := request(t, st.mac, st.mt, st.mods...)

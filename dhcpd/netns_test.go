@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -174,17 +175,14 @@ func (l *lab) writeInventory(body string) string {
 		os.WriteFile(filepath.Join(ipxe, f), []byte("loader"), 0o644)
 	}
 	path := filepath.Join(l.dir, "netsan.toml")
-	head := fmt.Sprintf(`
-[server]
-address  = "198.18.0.1"
-data_dir = %q
+	head := inventorytest.Server(filepath.Join(l.dir, "data")) + fmt.Sprintf(`
 [tftp]
 ipxe_dir = %q
 [http]
 listen = "0.0.0.0:8080"
 [iscsi]
 base_iqn = "iqn.2026-11.example.lab"
-`, filepath.Join(l.dir, "data"), ipxe)
+`, ipxe)
 	if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
@@ -272,40 +270,24 @@ func (l *lab) udhcpc(ns, name string, args ...string) map[string]string {
 	return env
 }
 
-const labHosts = `
+// labHosts is the lab's [dhcp] and its hosts: a PC booting from SAN, one
+// from its disk, a Raspberry Pi.
+func labHosts(t testing.TB) string {
+	return `
 [dhcp]
 interface = "br0"
 subnet    = "198.18.0.0/24"
 range     = ["198.18.0.100", "198.18.0.110"]
 router    = "198.18.0.1"
 dns       = ["198.18.0.1"]
-
-[[host]]
-name = "node1"
-mac  = "52:54:00:00:00:01"
-ip   = "198.18.0.11"
-root = { image = "roots/node1.img", size = "1GiB" }
-
-[[host]]
-name = "node2"
-mac  = "52:54:00:00:00:02"
-ip   = "198.18.0.12"
-boot = "local"
-root = { image = "roots/node2.img", size = "1GiB" }
-
-[[host]]
-name = "pi1"
-mac  = "dc:a6:32:00:00:03"
-ip   = "198.18.0.13"
-serial = "9ffefdef"
-root = { image = "roots/pi1.img", size = "1GiB" }
-`
+` + inventorytest.Hosts(t, "node1", "desk1", "pi1")
+}
 
 // TestUdhcpcBootClients: busybox udhcpc posing as PXE BIOS, UEFI, iPXE and a
 // Raspberry Pi gets, from a real socket, what each must be told.
 func TestUdhcpcBootClients(t *testing.T) {
 	l := newLab(t, "busybox")
-	srv := l.startServer(l.writeInventory(labHosts))
+	srv := l.startServer(l.writeInventory(labHosts(t)))
 	const pxeVC = "PXEClient:Arch:00000:UNDI:002001"
 	for _, tc := range []struct {
 		name, mac string
@@ -316,16 +298,16 @@ func TestUdhcpcBootClients(t *testing.T) {
 			"ip": "198.18.0.11", "siaddr": "198.18.0.1", "boot_file": "undionly.kpxe",
 			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",
 			"opt203":   hex.EncodeToString([]byte("iqn.2026-11.example.lab:node1")), "opt43": ""}},
-		{"pxe-uefi", "52:54:00:00:00:02", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, map[string]string{
-			"ip": "198.18.0.12", "siaddr": "198.18.0.1", "boot_file": "ipxe.efi", "rootpath": "",
-			"opt203": hex.EncodeToString([]byte("iqn.2026-11.example.lab:node2"))}},
+		{"pxe-uefi", "52:54:00:00:00:03", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, map[string]string{
+			"ip": "198.18.0.13", "siaddr": "198.18.0.1", "boot_file": "ipxe.efi", "rootpath": "",
+			"opt203": hex.EncodeToString([]byte("iqn.2026-11.example.lab:desk1"))}},
 		{"ipxe", "52:54:00:00:00:01", []string{"-V", pxeVC, "-x", "0x5d:0000", "-x", "0x4d:69505845"}, map[string]string{
 			"ip": "198.18.0.11", "siaddr": "198.18.0.1", "boot_file": "http://198.18.0.1:8080/boot/52-54-00-00-00-01.ipxe",
 			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",
 			// 175: keep-san 8=1, no-pxedhcp 176=1
 			"opt175": "080101b00101"}},
-		{"raspberry-pi", "dc:a6:32:00:00:03", []string{"-V", pxeVC, "-x", "0x5d:0000", "-O", "43", "-O", "60"}, map[string]string{
-			"ip": "198.18.0.13", "siaddr": "198.18.0.1", "boot_file": "", "tftp": "198.18.0.1",
+		{"raspberry-pi", "dc:a6:32:00:00:01", []string{"-V", pxeVC, "-x", "0x5d:0000", "-O", "43", "-O", "60"}, map[string]string{
+			"ip": "198.18.0.21", "siaddr": "198.18.0.1", "boot_file": "", "tftp": "198.18.0.1",
 			"opt43": "0914000011" + hex.EncodeToString([]byte("Raspberry Pi Boot")) + "0a0400505845ff"}},
 		{"stray-os-client", "52:54:00:aa:bb:cc", nil, map[string]string{
 			"ip": "198.18.0.100", "siaddr": "", "boot_file": "", "opt203": "", "rootpath": ""}},
@@ -366,7 +348,7 @@ func TestUdhcpcBootClients(t *testing.T) {
 // (udhcpc gives up) and a warning, not a wrong file.
 func TestUdhcpcNoLoaderNoOffer(t *testing.T) {
 	l := newLab(t, "busybox")
-	srv := l.startServer(l.writeInventory(labHosts))
+	srv := l.startServer(l.writeInventory(labHosts(t)))
 	ns := l.client("arm", "52:54:00:00:00:01", "")
 	out, err := exec.Command("ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n", "-t", "2", "-T", "1",
 		"-i", "eth0", "-s", "/bin/true", "-V", "PXEClient:Arch:00011:UNDI:003016", "-x", "0x5d:000b").CombinedOutput()
@@ -383,7 +365,7 @@ func TestUdhcpcNoLoaderNoOffer(t *testing.T) {
 // at T1 (lease time 20 s here) and releases it.
 func TestDhclientPoolRenewRelease(t *testing.T) {
 	l := newLab(t, "dhclient")
-	srv := l.startServer(l.writeInventory(labHosts), "NETSAN_DHCPD_TEST_LEASE=20s")
+	srv := l.startServer(l.writeInventory(labHosts(t)), "NETSAN_DHCPD_TEST_LEASE=20s")
 	ns := l.client("dhclient", "52:54:00:12:34:56", "")
 	events := filepath.Join(l.dir, "dhclient.events")
 	script := filepath.Join(l.dir, "dhclient-script")
@@ -447,7 +429,7 @@ func readLeaseFile(t *testing.T, path string) map[string]Lease {
 // address, gets another.
 func TestKill9KeepsLeases(t *testing.T) {
 	l := newLab(t, "busybox")
-	inv := l.writeInventory(labHosts)
+	inv := l.writeInventory(labHosts(t))
 	srv := l.startServer(inv)
 	first := l.udhcpc(l.client("a", "52:54:00:00:aa:01", ""), "a")["ip"]
 	if first == "" {
@@ -587,7 +569,7 @@ func inDnsmasqRange(ip string) bool {
 // offered another address; the declined one stays quarantined in the file.
 func TestUdhcpcDeclines(t *testing.T) {
 	l := newLab(t, "busybox")
-	srv := l.startServer(l.writeInventory(labHosts))
+	srv := l.startServer(l.writeInventory(labHosts(t)))
 	l.client("squatter", "52:54:00:00:5e:01", "198.18.0.100/24")
 	ns := l.client("probe", "52:54:00:00:5e:02", "")
 	env := l.udhcpc(ns, "probe", "-a")

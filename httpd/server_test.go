@@ -27,24 +27,13 @@ import (
 
 const ipxeDir = "/usr/lib/ipxe"
 
+// hosts is a PC booting from SAN and one from its disk.
+func hosts(t testing.TB) string { return inventorytest.Hosts(t, "node1", "desk1") }
+
 type fixture struct {
 	dir, root, base string
 	srv             *Server
 }
-
-const hosts = `
-[[host]]
-name = "node1"
-mac  = "52:54:00:00:00:01"
-ip   = "198.18.0.11"
-root = { image = "roots/node1.img", size = "1GiB" }
-
-[[host]]
-name = "desk1"
-mac  = "52:54:00:00:00:03"
-ip   = "198.18.0.13"
-boot = "local"
-`
 
 // start serves a fresh tree on 127.0.0.1 at an ephemeral port; setup, when
 // not nil, sets the Server's fields before Serve.
@@ -56,23 +45,9 @@ func start(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
 	}
-	dir := t.TempDir()
+	dir := inventorytest.BootTree(t)
 	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
-	if err := os.MkdirAll(fx.root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range map[string]string{
-		"secret.txt":     "outside the root",
-		"tftp/hello.txt": "hello from root\n",
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(fx.root, "out")); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts), log)
+	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts(t)), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +313,7 @@ func TestManyClients(t *testing.T) {
 // Reload changes a host's script at once, with no restart.
 func TestReload(t *testing.T) {
 	fx := start(t, zap.NewNop(), nil)
-	inv := inventorytest.BootFiles(t, fx.dir, ipxeDir, hosts)
+	inv := inventorytest.BootFiles(t, fx.dir, ipxeDir, hosts(t))
 	inv.Hosts[0].Boot = inventory.BootLocal
 	if err := fx.srv.Reload(inv); err != nil {
 		t.Fatal(err)

@@ -35,21 +35,8 @@ type fixture struct {
 	srv       *Server
 }
 
-const node1 = `
-[[host]]
-name = "node1"
-mac  = "52:54:00:00:00:01"
-ip   = "198.18.0.11"
-root = { image = "roots/node1.img", size = "1GiB" }
-
-[[host]]
-name   = "pi1"
-mac    = "dc:a6:32:00:00:01"
-ip     = "198.18.0.21"
-serial = "9ffefde1"
-root   = { image = "roots/pi1.img", size = "1GiB" }
-chap   = { user = "pi1", secret = "pi1-root-secret-c0ffee" }
-`
+// hosts is a PC booting from SAN and a Pi with CHAP.
+func hosts(t testing.TB) string { return inventorytest.Hosts(t, "node1", "pi1") }
 
 // start serves a fresh tree on 127.0.0.1 at an ephemeral port.
 func start(t testing.TB, log *zap.Logger) *fixture {
@@ -72,21 +59,9 @@ func newFixture(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
 		t.Skip("Debian package ipxe not installed")
 	}
-	dir := t.TempDir()
+	dir := inventorytest.BootTree(t)
 	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
-	if err := os.MkdirAll(fx.root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("outside the root"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(fx.root, "hello.txt"), []byte("hello from root\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(fx.root, "out")); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, node1), log)
+	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts(t)), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +304,7 @@ func TestReload(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "#!ipxe\n") || !strings.Contains(out, "node1") {
 		t.Fatalf("before: %v %q", err, out)
 	}
-	if err := fx.srv.Reload(inventorytest.BootFiles(t, fx.dir, ipxeDir, strings.Replace(node1, `name = "node1"`, `name = "node9"`, 1))); err != nil {
+	if err := fx.srv.Reload(inventorytest.BootFiles(t, fx.dir, ipxeDir, strings.Replace(hosts(t), `name = "node1"`, `name = "node9"`, 1))); err != nil {
 		t.Fatal(err)
 	}
 	out, err = run(ctx, "", "curl", "-sS", "--fail", url)

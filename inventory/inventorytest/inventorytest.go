@@ -27,16 +27,18 @@ func Parse(t testing.TB, dir, src string) *inventory.Inventory {
 // [[host]] tables in hosts.
 func BootFiles(t testing.TB, dir, ipxeDir, hosts string) *inventory.Inventory {
 	t.Helper()
-	return Parse(t, dir, fmt.Sprintf(`
-[server]
-address  = "198.18.0.1"
-data_dir = %q
-
+	return Parse(t, dir, Server(dir)+fmt.Sprintf(`
 [tftp]
 root     = "tftp"
 ipxe_dir = %q
 
 [iscsi]
 base_iqn = "iqn.2026-11.example.lab"
-`, dir, ipxeDir)+hosts)
+`, ipxeDir)+hosts)
+}
+
+// Server is the [server] table of the tests' netsan: address 198.18.0.1,
+// data_dir dataDir.
+func Server(dataDir string) string {
+	return fmt.Sprintf("\n[server]\naddress  = \"198.18.0.1\"\ndata_dir = %q\n", dataDir)
 }

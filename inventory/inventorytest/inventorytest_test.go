@@ -25,3 +25,20 @@ boot = "local"
 		t.Errorf("hosts %+v, want node1 alone", inv.Hosts)
 	}
 }
+
+// TestFleet: the whole fleet is one valid inventory, each host as named.
+func TestFleet(t *testing.T) {
+	names := []string{"node1", "uefi1", "desk1", "lab1", "dev1", "bare1", "pi1", "pi2", "pi3", "pi4"}
+	inv := BootFiles(t, t.TempDir(), "/usr/lib/ipxe", Hosts(t, names...))
+	if len(inv.Hosts) != len(names) {
+		t.Fatalf("%d hosts, want %d", len(inv.Hosts), len(names))
+	}
+	for i, h := range inv.Hosts {
+		if h.Name != names[i] {
+			t.Errorf("host %d is %s, want %s", i, h.Name, names[i])
+		}
+	}
+	if h := inv.HostByName("pi2"); h.Serial != "9ffefde2" || !h.CHAP.Mutual() || !h.BootsFromSAN() {
+		t.Errorf("pi2 = %+v", h)
+	}
+}

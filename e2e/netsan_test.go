@@ -52,9 +52,17 @@ func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, disco
 			t.Fatal(err)
 		}
 	}
+	s.start(t, env.netsan)
+	return s
+}
+
+// start runs bin as the lab's netsan on s.inv, and fails t at its end if
+// netsan logged a panic.
+func (s *served) start(t *testing.T, bin string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := l.StartNetsan(ctx, env.netsan, s.inv)
+	p, err := s.StartNetsan(ctx, bin, s.inv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +73,6 @@ func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, disco
 			t.Errorf("netsan logged a panic (see netsan.log)")
 		}
 	})
-	return s
 }
 
 func sanHost(t *testing.T, n int) lab.NetsanHost {
@@ -187,14 +194,34 @@ func TestUnknownHost(t *testing.T) {
 // it a target whose ACL has CHAP.
 func TestDataLUN(t *testing.T) {
 	needNetsan(t)
-	const initiator = baseIQN + ":store1"
-	target := lab.DataTarget{
-		Name: "data", Image: "data/data0.img", Size: "256MiB", Initiator: initiator,
+	target := storeTarget()
+	target.Image = "data/data0.img"
+	s := serve(t, nil, []lab.DataTarget{target}, storeDiscovery)
+	s.attachData(t, target)
+	fsck(t, filepath.Join(s.inv.DataDir, target.Image))
+}
+
+// storeInitiator is the installed host of the data LUN tests.
+const storeInitiator = baseIQN + ":store1"
+
+// storeDiscovery is the data LUN tests' discovery CHAP.
+var storeDiscovery = &lab.CHAP{User: "discover", Secret: "discovery-secret-01"}
+
+// storeTarget is the data target of the data LUN tests, with mutual CHAP,
+// its backing left to the test.
+func storeTarget() lab.DataTarget {
+	return lab.DataTarget{
+		Name: "data", Size: "256MiB", Initiator: storeInitiator,
 		CHAP: &lab.CHAP{User: "store1", Secret: "store1-secret-0001",
 			MutualUser: "netsan-data", MutualSecret: "target-secret-0001"},
 	}
-	s := serve(t, nil, []lab.DataTarget{target}, &lab.CHAP{User: "discover", Secret: "discovery-secret-01"})
+}
 
+// attachData boots the installed host store1, which discovers target with
+// its CHAP, logs in with mutual CHAP, makes ext4, writes files, reboots,
+// logs in again and reads them back.
+func (s *served) attachData(t *testing.T, target lab.DataTarget) {
+	t.Helper()
 	// The installed host's disk: the golden image told to run its data mode.
 	disk := filepath.Join(s.Dir, "store1-disk.img")
 	if err := lab.Clone(env.golden, disk); err != nil {
@@ -203,7 +230,7 @@ func TestDataLUN(t *testing.T) {
 	targetIQN := baseIQN + ":" + target.Name
 	c := target.CHAP
 	if err := lab.SetCommandLine(disk, "netsan.mode=data netsan.portal="+lab.ServerIP+":3260"+
-		" netsan.initiator="+initiator+" netsan.target="+targetIQN+
+		" netsan.initiator="+target.Initiator+" netsan.target="+targetIQN+
 		" netsan.chap="+c.User+":"+c.Secret+" netsan.mutual="+c.MutualUser+":"+c.MutualSecret+
 		" netsan.discovery_chap="+c.User+":"+c.Secret,
 		"/initrd.img", "/data.img"); err != nil {
@@ -228,8 +255,14 @@ func TestDataLUN(t *testing.T) {
 	if err := g.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The filesystem as netsan stored it, checked by the host's own e2fsck.
-	img := filepath.Join(s.inv.DataDir, target.Image)
+}
+
+// fsck checks the filesystem in img as netsan stored it, with the host's
+// own e2fsck.
+func fsck(t *testing.T, img string) {
+	t.Helper()
+	ctx, cancel := testContext(t, time.Minute)
+	defer cancel()
 	if out, err := exec.CommandContext(ctx, "e2fsck", "-f", "-n", img).CombinedOutput(); err != nil {
 		t.Errorf("e2fsck -fn %s: %v\n%s", img, err, out)
 	}

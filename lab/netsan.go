@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,12 +21,16 @@ type NetsanHost struct {
 	Host
 	Boot string // san (default), local, menu, shell
 	CHAP *CHAP
+	// RBD makes the root an RBD image (pool/image) cloned from the golden
+	// image, instead of Host.Image.
+	RBD string
 }
 
 // DataTarget is one [[target]] with a single LUN 0 and one ACL entry.
 type DataTarget struct {
 	Name      string
 	Image     string // relative to data_dir
+	RBD       string // instead of Image: an RBD image, pool/image
 	Size      string // e.g. "256MiB"
 	Initiator string
 	CHAP      *CHAP
@@ -38,6 +41,9 @@ type Inventory struct {
 	DataDir       string
 	BaseIQN       string
 	Golden        string // [[image]] "golden" path, relative to DataDir
+	// Ceph is the ceph.conf of a cluster netsan reaches from the lab's
+	// namespace; GoldenRBD (pool/image) is then the golden image.
+	Ceph, GoldenRBD string
 	Hosts         []NetsanHost
 	Targets       []DataTarget
 	DiscoveryCHAP *CHAP
@@ -80,7 +86,13 @@ base_iqn = %s
 	if c := inv.DiscoveryCHAP; c != nil {
 		fmt.Fprintf(&b, "discovery_chap = %s\n", chapTOML(c))
 	}
-	if inv.Golden != "" {
+	if inv.Ceph != "" {
+		fmt.Fprintf(&b, "\n[ceph]\nconf = %s\n", q(inv.Ceph))
+	}
+	switch {
+	case inv.GoldenRBD != "":
+		fmt.Fprintf(&b, "\n[[image]]\nname = \"golden\"\nrbd = %s\n", q(inv.GoldenRBD))
+	case inv.Golden != "":
 		fmt.Fprintf(&b, "\n[[image]]\nname = \"golden\"\npath = %s\n", q(inv.Golden))
 	}
 	for _, h := range inv.Hosts {
@@ -92,7 +104,10 @@ base_iqn = %s
 		if h.Initiator != "" {
 			fmt.Fprintf(&b, "initiator = %s\n", q(h.Initiator))
 		}
-		if h.Image != "" {
+		switch {
+		case h.RBD != "":
+			fmt.Fprintf(&b, "root = { rbd = %s, from = \"golden\" }\n", q(h.RBD))
+		case h.Image != "":
 			fmt.Fprintf(&b, "root = { image = %s", q(h.Image))
 			if inv.Golden != "" {
 				b.WriteString(`, from = "golden"`)
@@ -104,7 +119,11 @@ base_iqn = %s
 		}
 	}
 	for _, t := range inv.Targets {
-		fmt.Fprintf(&b, "\n[[target]]\nname = %s\nluns = [ { lun = 0, image = %s, size = %s } ]\n", q(t.Name), q(t.Image), q(t.Size))
+		backing := "image = " + q(t.Image)
+		if t.RBD != "" {
+			backing = "rbd = " + q(t.RBD)
+		}
+		fmt.Fprintf(&b, "\n[[target]]\nname = %s\nluns = [ { lun = 0, %s, size = %s } ]\n", q(t.Name), backing, q(t.Size))
 		fmt.Fprintf(&b, "[[target.acl]]\ninitiator = %s\n", q(t.Initiator))
 		if t.CHAP != nil {
 			fmt.Fprintf(&b, "chap = %s\n", chapTOML(t.CHAP))
@@ -132,7 +151,8 @@ func (l *Lab) StartNetsan(ctx context.Context, bin string, inv Inventory) (*Proc
 	if err := os.WriteFile(cfg, []byte(inv.TOML()), 0o644); err != nil {
 		return nil, err
 	}
-	if out, err := exec.CommandContext(ctx, bin, "check", "-c", cfg).CombinedOutput(); err != nil {
+	// check looks at the machine as serve will see it: from inside the lab.
+	if out, err := l.Command(ctx, bin, "check", "-c", cfg).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("netsan check -c %s: %w: %s", cfg, err, strings.TrimSpace(string(out)))
 	}
 	p, err := l.Start("netsan", bin, "serve", "-c", cfg, "--log-format", "console")

@@ -38,15 +38,15 @@ type DataTarget struct {
 
 // Inventory is what a lab's netsan serves. Paths are relative to DataDir.
 type Inventory struct {
-	DataDir       string
-	BaseIQN       string
-	Golden        string // [[image]] "golden" path, relative to DataDir
+	DataDir string
+	BaseIQN string
+	Golden  string // [[image]] "golden" path, relative to DataDir
 	// Ceph is the ceph.conf of a cluster netsan reaches from the lab's
 	// namespace; GoldenRBD (pool/image) is then the golden image.
 	Ceph, GoldenRBD string
-	Hosts         []NetsanHost
-	Targets       []DataTarget
-	DiscoveryCHAP *CHAP
+	Hosts           []NetsanHost
+	Targets         []DataTarget
+	DiscoveryCHAP   *CHAP
 }
 
 // TOML renders the inventory as SPEC.md describes it: DHCP authoritative on

@@ -35,7 +35,7 @@ func rbdDisk(t *testing.T, size int64) (Config, *cephtest.Cluster, *ceph.Cluster
 	cfg.OpenStore = func(l LUN) (backstore.Store, error) {
 		n, ok := ceph.ParseBacking(strings.TrimPrefix(l.Path, "/"))
 		if !ok {
-			return nil, fmt.Errorf("not an rbd backing: %s", l.Path)
+			return openFile(l)
 		}
 		return c.OpenImage(n, l.ReadOnly)
 	}
@@ -87,7 +87,8 @@ func TestQemuImgRoundTripRBD(t *testing.T) {
 // TestOSDStallRBD stops the cluster's only OSD (SIGSTOP) for 20 s while
 // QEMU's iSCSI driver writes to an RBD LUN, then resumes it. The writes
 // wait (or fail and say so): none is lost, and every write qemu-io reports
-// done reads back with its own pattern.
+// done reads back with its own pattern. Meanwhile a session on a LUN that
+// is a file is served as usual.
 func TestOSDStallRBD(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 20 s stall")
@@ -95,6 +96,8 @@ func TestOSDStallRBD(t *testing.T) {
 	need(t, "qemu-io")
 	const writes, block = 200, 64 << 10
 	cfg, tc, _ := rbdDisk(t, writes*block)
+	const fileTarget = testBase + ":file"
+	cfg.Targets = append(cfg.Targets, Target{IQN: fileTarget, LUNs: []LUN{{Path: "file.img", Size: 8 << 20}}})
 	ts := startServer(t, cfg)
 	url := ts.url("", testTarget, 0)
 	args := []string{"-f", "raw"}
@@ -114,7 +117,13 @@ func TestOSDStallRBD(t *testing.T) {
 	if err := osd.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Second)
+	// Another session, on the file LUN, during the stall: a write and a
+	// read, each within seconds.
+	time.Sleep(5 * time.Second)
+	other := time.Now()
+	mustRun(t, 10*time.Second, nil, "qemu-io", "-f", "raw", "-c", "write -P 7 0 64k", "-c", "read -P 7 0 64k", ts.url("", fileTarget, 0))
+	t.Logf("the file LUN answered in %s while the OSD was stopped", time.Since(other).Round(time.Millisecond))
+	time.Sleep(15*time.Second - time.Since(other))
 	if err := osd.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

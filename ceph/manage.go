@@ -36,7 +36,7 @@ func (c *Cluster) Stat(n Name) (Info, error) {
 	}
 	img, err := rbd.OpenImageReadOnly(io, n.Image, rbd.NoSnapshot)
 	if err != nil {
-		return Info{}, fmt.Errorf("rbd %s: %w", n, notFound(err))
+		return Info{}, fmt.Errorf("rbd %s: %w", n, errnoOf(err))
 	}
 	defer img.Close()
 	size, err := img.GetSize()
@@ -75,7 +75,7 @@ func (c *Cluster) Create(n Name, size int64) error {
 	opts := rbd.NewRbdImageOptions()
 	defer opts.Destroy()
 	if err := rbd.CreateImage(io, n.Image, uint64(size), opts); err != nil {
-		return fmt.Errorf("rbd %s: create: %w", n, err)
+		return fmt.Errorf("rbd %s: create: %w", n, errnoOf(err))
 	}
 	return nil
 }
@@ -98,7 +98,7 @@ func (c *Cluster) Clone(golden, root Name, size int64) error {
 	opts := rbd.NewRbdImageOptions()
 	defer opts.Destroy()
 	if err := rbd.CloneImage(gio, golden.Image, GoldenSnap, rio, root.Image, opts); err != nil {
-		return fmt.Errorf("rbd %s: clone of %s@%s: %w", root, golden, GoldenSnap, err)
+		return fmt.Errorf("rbd %s: clone of %s@%s: %w", root, golden, GoldenSnap, errnoOf(err))
 	}
 	img, err := rbd.OpenImage(rio, root.Image, rbd.NoSnapshot)
 	if err != nil {
@@ -126,7 +126,7 @@ func (c *Cluster) protectGolden(golden Name) error {
 	}
 	img, err := rbd.OpenImage(io, golden.Image, rbd.NoSnapshot)
 	if err != nil {
-		return fmt.Errorf("golden rbd %s: %w", golden, notFound(err))
+		return fmt.Errorf("golden rbd %s: %w", golden, errnoOf(err))
 	}
 	defer img.Close()
 	snap, err := img.CreateSnapshot(GoldenSnap)
@@ -158,16 +158,27 @@ func (c *Cluster) Remove(n Name) error {
 		return err
 	}
 	if err := rbd.RemoveImage(io, n.Image); err != nil {
-		return fmt.Errorf("rbd %s: remove: %w", n, notFound(err))
+		return fmt.Errorf("rbd %s: remove: %w", n, errnoOf(err))
 	}
 	return nil
 }
 
-// notFound makes go-ceph's not-found errors match syscall.ENOENT too, so
-// callers test one error whatever store they use.
-func notFound(err error) error {
-	if errors.Is(err, rbd.ErrNotFound) && !errors.Is(err, syscall.ENOENT) {
-		return fmt.Errorf("%w (%w)", err, syscall.ENOENT)
+// errnoOf makes a go-ceph error match the syscall.Errno it carries as well
+// (ENOENT, EEXIST, EBUSY…), so callers test one error whatever store they
+// use: errors.Is(err, os.ErrExist) for an image that is already there.
+func errnoOf(err error) error {
+	var ce interface{ ErrorCode() int }
+	if err == nil || !errors.As(err, &ce) || ce.ErrorCode() >= 0 {
+		return err
 	}
-	return err
+	return errnoError{err, syscall.Errno(-ce.ErrorCode())}
 }
+
+// errnoError is a go-ceph error that is also its errno; its message is
+// go-ceph's.
+type errnoError struct {
+	error
+	errno syscall.Errno
+}
+
+func (e errnoError) Unwrap() []error { return []error{e.error, e.errno} }

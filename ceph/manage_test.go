@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,4 +101,17 @@ func TestClones(t *testing.T) {
 	if _, err := c.Stat(Name{"rbd", "missing"}); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("Stat of a missing image: %v, want ENOENT", err)
 	}
+	// Errors match their errno: a root that is already there, an image
+	// another client has open.
+	if err := c.Clone(golden, Name{"rbd", "node3"}, 0); !errors.Is(err, os.ErrExist) {
+		t.Errorf("Clone onto an existing image: %v, want EEXIST", err)
+	}
+	if err := c.Create(golden, 1<<20); !errors.Is(err, os.ErrExist) {
+		t.Errorf("Create of an existing image: %v, want EEXIST", err)
+	}
+	busy := open(t, c, "node2", false)
+	if err := c.Remove(Name{"rbd", "node2"}); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("Remove of an open image: %v, want EBUSY", err)
+	}
+	busy.Close()
 }

@@ -149,6 +149,8 @@ type validator struct {
 	problems Problems
 	// roots maps each backing path in use to its user, across hosts and targets.
 	roots map[string]string
+	// golden maps each golden image's backing to its name.
+	golden map[string]string
 }
 
 // at finds the position of a key path, falling back to its nearest parent.
@@ -440,6 +442,12 @@ func (v *validator) images() {
 		}
 		img.Path = v.dataPath(p+".path", img.Path)
 		img.RBD = v.rbd(p+".rbd", img.RBD)
+		if b := backing(img.Path, img.RBD); b != "" {
+			if v.golden == nil {
+				v.golden = map[string]string{}
+			}
+			v.golden[b] = img.Name
+		}
 	}
 }
 
@@ -450,10 +458,6 @@ func (v *validator) hosts() {
 	ips := map[string]string{}
 	roots := map[string]string{}
 	serials := map[string]string{}
-	golden := map[string]bool{}
-	for _, img := range inv.Images {
-		golden[backing(img.Path, img.RBD)] = true
-	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
 		p := fmt.Sprintf("host.%d", i)
@@ -535,7 +539,7 @@ func (v *validator) hosts() {
 				}
 			}
 			if path := r.Backing(); path != "" {
-				if golden[path] {
+				if v.golden[path] != "" {
 					v.errorf(rp+".image", "root image %s is a golden image; hosts get clones (root.from)", path)
 				} else if other := roots[path]; other != "" {
 					v.errorf(rp+".image", "root %s is already the root of host %s; two hosts must not share a disk", path, other)
@@ -586,6 +590,11 @@ func (v *validator) targets() {
 			if path := l.Backing(); path != "" {
 				if other := v.roots[path]; other != "" {
 					v.errorf(lp, "%s is already used by %s", path, other)
+				}
+				// The target opens a read-only LUN read-only: only so may
+				// it serve a golden image, which clones depend on.
+				if img := v.golden[path]; img != "" && !l.ReadOnly {
+					v.errorf(lp, "%s is golden image %q, which is never written: make the lun read_only = true, or give it a clone", path, img)
 				}
 				v.roots[path] = "target " + t.Name
 			}

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -104,6 +105,21 @@ map = { 1 = 3 }
 	}
 }
 
+// TestGoldenImageReadOnlyLUN: a data LUN may serve a golden image only
+// read-only, as a file or as an RBD image.
+func TestGoldenImageReadOnlyLUN(t *testing.T) {
+	for _, lun := range []string{`image = "golden/g.img"`, `rbd = "golden"`} {
+		src := base + "[ceph]\n[[image]]\nname = \"rbdgolden\"\nrbd = \"golden\"\n[[target]]\nname = \"data\"\nluns = [ { lun = 0, " + lun + ", read_only = true } ]\n[[target.acl]]\ninitiator = \"iqn.2026-11.example.lab:x\"\n"
+		if inv, ps := Parse("netsan.toml", []byte(src)); inv == nil {
+			t.Errorf("read-only lun %s refused: %v", lun, ps)
+		}
+		src = strings.Replace(src, ", read_only = true", "", 1)
+		if inv, ps := Parse("netsan.toml", []byte(src)); inv != nil || !strings.Contains(fmt.Sprint(ps), "which is never written") {
+			t.Errorf("writable lun %s: %v", lun, ps)
+		}
+	}
+}
+
 // base is 15 lines, so a case's first line is line 16. Each bad inventory must be refused with this message at this line (and,
 // where given, column) — the line a person has to edit.
 func TestBadInventories(t *testing.T) {
@@ -136,6 +152,7 @@ func TestBadInventories(t *testing.T) {
 		{"target without acl", "[[target]]\nname = \"data\"\nluns = [ { lun = 0, image = \"d.img\", size = \"1G\" } ]\n", 16, 1, `target "data" has no acl`, true},
 		{"acl maps missing lun", "[[target]]\nname = \"data\"\nluns = [ { lun = 0, image = \"d.img\", size = \"1G\" } ]\n[[target.acl]]\ninitiator = \"iqn.2026-11.example.lab:x\"\nmap = { 0 = 7 }\n", 21, 9, "has no lun 7", false},
 		{"second target's acl", "[[target]]\nname = \"d1\"\nluns = [ { lun = 0, image = \"d1.img\", size = \"1G\" } ]\n[[target.acl]]\ninitiator = \"iqn.2026-11.example.lab:x\"\n[[target]]\nname = \"d2\"\nluns = [ { lun = 0, image = \"d2.img\", size = \"1G\" } ]\n[[target.acl]]\ninitiator = \"bogus\"\n", 25, 1, `initiator "bogus"`, false},
+		{"lun is golden image", "[[target]]\nname = \"data\"\nluns = [ { lun = 0, image = \"d.img\", size = \"1G\" },\n  { lun = 1, image = \"golden/g.img\" } ]\n[[target.acl]]\ninitiator = \"iqn.2026-11.example.lab:x\"\n", 19, 3, `is golden image "golden", which is never written`, false},
 		{"duplicate lun", "[[target]]\nname = \"data\"\nluns = [ { lun = 0, image = \"a.img\" },\n  { lun = 0, image = \"b.img\" } ]\n[[target.acl]]\ninitiator = \"iqn.2026-11.example.lab:x\"\n", 19, 5, "lun 0 is defined twice", false},
 		{"syntax error", "[[host]]\nname = \"a\n", 17, 10, "cannot contain newlines", false},
 	} {

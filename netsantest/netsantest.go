@@ -28,7 +28,8 @@ var build struct {
 }
 
 // Binary returns the path of a netsan binary built from this module's
-// cmd/netsan, building it on the first call. Its directory is readable by
+// cmd/netsan with the test's own build tags (Ceph support or not),
+// building it on the first call. Its directory is readable by
 // every user, so a test may run it under another uid.
 func Binary(t testing.TB) string {
 	t.Helper()
@@ -40,7 +41,7 @@ func Binary(t testing.TB) string {
 		if build.err == nil {
 			build.bin = filepath.Join(build.dir, "netsan")
 			// By import path, so it works from any package directory of the module.
-			build.out, build.err = exec.Command("go", "build", "-o", build.bin, "github.com/netsan/netsan/cmd/netsan").CombinedOutput()
+			build.out, build.err = exec.Command("go", "build", "-tags", buildTags, "-o", build.bin, "github.com/netsan/netsan/cmd/netsan").CombinedOutput()
 		}
 	})
 	if build.err != nil {

@@ -1,0 +1,5 @@
+//go:build ceph && pacific
+
+package netsantest
+
+const buildTags = "ceph,pacific"

@@ -27,6 +27,9 @@ const (
 	Reflink Method = iota + 1
 	// SparseCopy: the source's allocated extents were copied; its holes stay holes.
 	SparseCopy
+	// RBDClone: a Ceph copy-on-write clone of the golden image's protected
+	// snapshot; nothing is copied.
+	RBDClone
 )
 
 func (m Method) String() string {
@@ -35,6 +38,8 @@ func (m Method) String() string {
 		return "reflink"
 	case SparseCopy:
 		return "sparse copy"
+	case RBDClone:
+		return "rbd clone"
 	}
 	return "none"
 }

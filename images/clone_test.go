@@ -71,7 +71,7 @@ func fleetCloneFrom(t *testing.T, dataDir string) (roots []string) {
 	before := digest(t, golden)
 	inv := fleet(t, dataDir, hosts, "2GiB")
 
-	if err := Ensure(t.Context(), inv, zaptest.NewLogger(t)); err != nil {
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
 	for i := range inv.Hosts {
@@ -96,7 +96,7 @@ func fleetCloneFrom(t *testing.T, dataDir string) (roots []string) {
 	}
 	// A second Ensure has nothing to do and must not touch the roots.
 	st, _ := os.Stat(roots[0])
-	if err := Ensure(t.Context(), inv, zaptest.NewLogger(t)); err != nil {
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
 		t.Fatalf("second Ensure: %v", err)
 	}
 	if st2, _ := os.Stat(roots[0]); !os.SameFile(st, st2) || !st2.ModTime().Equal(st.ModTime()) {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/netsan/netsan/ceph"
 )
 
 // probe returns the image's format, which Recognize must know, and, where
@@ -103,6 +105,55 @@ func Import(ctx context.Context, src, dst string, progress func(done, total int6
 	}
 	ok = true
 	return format, nil
+}
+
+// ImportRBD makes dst, a new RBD golden image in the cluster cfg names,
+// from the disk image at src (raw or qcow2, as Import): qemu-img writes it
+// through its rbd driver (Debian package qemu-block-extra), skipping zeros,
+// so the image is as thin as src. An existing dst is refused. An import
+// that fails leaves no image behind. It returns src's format.
+func ImportRBD(ctx context.Context, cl Cluster, cfg ceph.Config, src string, dst ceph.Name, progress func(done, total int64)) (string, error) {
+	format, vsize, err := probe(ctx, src)
+	if err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return "", fmt.Errorf("import %s: writing to Ceph needs qemu-img (Debian packages qemu-utils and qemu-block-extra)", src)
+	}
+	if ok, err := cl.Exists(dst); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	} else if ok {
+		return "", fmt.Errorf("import %s: rbd %s: %w", src, dst, os.ErrExist)
+	}
+	if err := check(ctx, qemu, format, src); err != nil {
+		return "", fmt.Errorf("import %s: %w", src, err)
+	}
+	if err := convert(ctx, qemu, format, src, rbdFilename(cfg, dst), vsize, progress); err != nil {
+		// qemu-img made the image before it failed (or was stopped).
+		if rerr := cl.Remove(dst); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = fmt.Errorf("%w; and rbd %s, half written, could not be removed: %w", err, dst, rerr)
+		}
+		if strings.Contains(err.Error(), "Unknown protocol") {
+			err = fmt.Errorf("%w (qemu-img lacks its rbd driver: Debian package qemu-block-extra)", err)
+		}
+		return "", fmt.Errorf("import %s to rbd %s: %w", src, dst, err)
+	}
+	return format, nil
+}
+
+// rbdFilename is qemu's name for an RBD image: rbd:pool/image:conf=…:id=…,
+// with ':' and '\' in the values escaped as qemu's rbd driver reads them.
+func rbdFilename(cfg ceph.Config, n ceph.Name) string {
+	esc := strings.NewReplacer(`\`, `\\`, ":", `\:`).Replace
+	name := "rbd:" + esc(n.String())
+	if cfg.Conf != "" {
+		name += ":conf=" + esc(cfg.Conf)
+	}
+	if cfg.ID != "" {
+		name += ":id=" + esc(cfg.ID)
+	}
+	return name
 }
 
 // check refuses a corrupt image before it is converted: qemu-img convert

@@ -38,7 +38,7 @@ func TestCollector(t *testing.T) {
 	dir := t.TempDir()
 	makeGolden(t, filepath.Join(dir, "golden", "g.img"), 64*mib, 8*mib, 8)
 	inv := fleet(t, dir, 2, "128MiB")
-	if err := Ensure(t.Context(), inv, zaptest.NewLogger(t)); err != nil {
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(inv.Hosts[1].Root.Image); err != nil { // missing: left out

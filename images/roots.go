@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -39,46 +40,87 @@ func (e *BusyError) Error() string {
 		e.Host, e.Target, len(e.Sessions), strings.Join(e.Sessions, ", "))
 }
 
-// source returns the golden image path and the root of h, or why h has no
+// source returns the golden image and the root of h, or why h has no
 // root to clone.
-func source(inv *inventory.Inventory, h *inventory.Host) (golden string, r *inventory.Root, err error) {
-	r = h.Root
+func source(inv *inventory.Inventory, h *inventory.Host) (*inventory.Image, *inventory.Root, error) {
+	r := h.Root
 	switch {
 	case r == nil:
-		return "", nil, fmt.Errorf("host %s has no root", h.Name)
+		return nil, nil, fmt.Errorf("host %s has no root", h.Name)
 	case r.Device != "":
-		return "", nil, fmt.Errorf("host %s: root is device %s, not an image", h.Name, r.Device)
+		return nil, nil, fmt.Errorf("host %s: root is device %s, not an image", h.Name, r.Device)
 	case r.From == "":
-		return "", nil, fmt.Errorf("host %s: root has no from = <image>: nothing to clone it from", h.Name)
+		return nil, nil, fmt.Errorf("host %s: root has no from = <image>: nothing to clone it from", h.Name)
 	}
 	img := inv.ImageByName(r.From)
 	if img == nil {
-		return "", nil, fmt.Errorf("host %s: root.from %q: no such [[image]]", h.Name, r.From)
+		return nil, nil, fmt.Errorf("host %s: root.from %q: no such [[image]]", h.Name, r.From)
 	}
-	return img.Path, r, nil
+	return img, r, nil
 }
 
-// CloneRoot makes host h's root image from its golden image (root.from).
-// It fails with os.ErrExist when the root is already there.
-func CloneRoot(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (Method, error) {
-	golden, r, err := source(inv, h)
+// CloneRoot makes host h's root from its golden image (root.from): a file
+// clone, or for an RBD root a Ceph clone through cl. It fails with
+// os.ErrExist when the root is already there.
+func CloneRoot(ctx context.Context, inv *inventory.Inventory, cl Cluster, h *inventory.Host, progress func(done, total int64)) (Method, error) {
+	img, r, err := source(inv, h)
 	if err != nil {
 		return 0, err
 	}
-	m, err := Clone(ctx, golden, r.Image, r.Size.Bytes, progress)
+	m, err := cloneRoot(ctx, cl, img, r, progress, false)
 	if err != nil {
 		return 0, fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	return m, nil
 }
 
+// cloneRoot makes r from golden image img, replacing an existing r when
+// replace is set. A file root is replaced atomically; an RBD root is
+// removed first (Ceph has no rename over an image), so a failed clone
+// leaves none, which the next clone or serve makes.
+func cloneRoot(ctx context.Context, cl Cluster, img *inventory.Image, r *inventory.Root, progress func(done, total int64), replace bool) (Method, error) {
+	if r.RBD == "" {
+		return clone(ctx, img.Path, r.Image, r.Size.Bytes, progress, replace)
+	}
+	root, err := rbdName(cl, r.RBD)
+	if err != nil {
+		return 0, err
+	}
+	golden, err := ceph.ParseName(img.RBD, "")
+	if err != nil {
+		return 0, err
+	}
+	if replace {
+		if err := cl.Remove(root); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, err
+		}
+	} else if ok, err := cl.Exists(root); err != nil {
+		return 0, err
+	} else if ok {
+		return 0, fmt.Errorf("rbd %s: %w", root, os.ErrExist)
+	}
+	if r.Size.Bytes > 0 {
+		gi, err := cl.Stat(golden)
+		if err != nil {
+			return 0, fmt.Errorf("golden image %s: %w", img.Name, err)
+		}
+		if r.Size.Bytes < gi.Size {
+			return 0, fmt.Errorf("clone rbd %s: size %d is smaller than golden image %s's %d bytes", root, r.Size.Bytes, img.Name, gi.Size)
+		}
+	}
+	if err := cl.Clone(golden, root, r.Size.Bytes); err != nil {
+		return 0, err
+	}
+	return RBDClone, nil
+}
+
 // ResetRoot replaces host h's root with a fresh clone of its golden image.
 // While the host's root target has sessions it is refused with a
-// *BusyError, unless force, which logs them out first. The old root is
+// *BusyError, unless force, which logs them out first. A file root is
 // replaced atomically: until the rename it is intact, after it the new one
 // is complete. live may be nil when no server runs.
-func ResetRoot(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, live LiveTarget, force bool, progress func(done, total int64)) (Method, error) {
-	golden, r, err := source(inv, h)
+func ResetRoot(ctx context.Context, inv *inventory.Inventory, cl Cluster, h *inventory.Host, live LiveTarget, force bool, progress func(done, total int64)) (Method, error) {
+	img, r, err := source(inv, h)
 	if err != nil {
 		return 0, err
 	}
@@ -97,7 +139,7 @@ func ResetRoot(ctx context.Context, inv *inventory.Inventory, h *inventory.Host,
 			}
 		}
 	}
-	m, err := clone(ctx, golden, r.Image, r.Size.Bytes, progress, true)
+	m, err := cloneRoot(ctx, cl, img, r, progress, true)
 	if err != nil {
 		return 0, fmt.Errorf("host %s: %w", h.Name, err)
 	}
@@ -109,39 +151,114 @@ func ResetRoot(ctx context.Context, inv *inventory.Inventory, h *inventory.Host,
 	return m, nil
 }
 
-// Ensure clones every missing host root that names a golden image (root.from),
-// logging progress; serve calls it before the iSCSI target opens the roots.
-// A missing root without from is left to the target, which creates it
-// sparse. Every host is tried; the errors are joined.
-func Ensure(ctx context.Context, inv *inventory.Inventory, log *zap.Logger) error {
+// Ensure makes every missing host root that can be made, logging progress;
+// serve calls it before the iSCSI target opens the roots. A root with from
+// is cloned from its golden image; an RBD root without from is created
+// empty at its size, and so is a missing RBD data LUN with a size. A
+// missing file root or LUN without from is left to the target, which
+// creates it sparse. Every image is tried; the errors are joined.
+func Ensure(ctx context.Context, inv *inventory.Inventory, cl Cluster, log *zap.Logger) error {
 	var errs []error
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
-		if h.Root == nil || h.Root.Device != "" || h.Root.From == "" {
+		r := h.Root
+		if r == nil || r.Device != "" || r.RBD == "" && r.From == "" {
 			continue
 		}
-		if _, err := os.Lstat(h.Root.Image); err == nil {
-			continue
-		} else if !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
-			continue
-		}
-		hl := log.With(zap.String("host", h.Name), zap.String("op", "clone"),
-			zap.String("image", h.Root.From), zap.String("root", h.Root.Image))
-		hl.Info("root missing: cloning from golden image")
-		m, err := CloneRoot(ctx, inv, h, LogProgress(hl))
-		if errors.Is(err, os.ErrExist) { // `netsan image clone` got there first
-			hl.Info("root appeared while cloning; keeping it")
+		what := fmt.Sprintf("host %s: root %s", h.Name, r.Backing())
+		hl := log.With(zap.String("host", h.Name), zap.String("root", r.Backing()))
+		if r.From == "" {
+			errs = append(errs, ensure(hl, what, cl, r.Image, r.RBD, func() error {
+				if r.Size.Bytes == 0 {
+					return errors.New("it has neither a from (a golden image) nor a size to be created at")
+				}
+				hl.Info("root missing: creating it empty", zap.Int64("size", r.Size.Bytes))
+				return createRBD(cl, r.RBD, r.Size.Bytes)
+			}))
 			continue
 		}
-		if err != nil {
-			hl.Error("clone failed", zap.Error(err))
-			errs = append(errs, err)
-			continue
+		hl = hl.With(zap.String("op", "clone"), zap.String("image", r.From))
+		errs = append(errs, ensure(hl, what, cl, r.Image, r.RBD, func() error {
+			img, _, err := source(inv, h)
+			if err != nil {
+				return err
+			}
+			hl.Info("root missing: cloning from golden image")
+			m, err := cloneRoot(ctx, cl, img, r, LogProgress(hl), false)
+			if err == nil {
+				hl.Info("root cloned", zap.Stringer("method", m))
+			}
+			return err
+		}))
+	}
+	if !inv.ISCSI.On() {
+		return errors.Join(errs...)
+	}
+	for i := range inv.Targets {
+		t := &inv.Targets[i]
+		for _, l := range t.LUNs {
+			if l.RBD == "" {
+				continue
+			}
+			what := fmt.Sprintf("target %s lun %d: %s", t.Name, l.LUN, l.Backing())
+			ll := log.With(zap.String("target", t.Name), zap.Int("lun", l.LUN), zap.String("rbd", l.RBD))
+			errs = append(errs, ensure(ll, what, cl, "", l.RBD, func() error {
+				if l.Size.Bytes == 0 || l.ReadOnly {
+					return errors.New("without a size (or read-only) it cannot be created")
+				}
+				ll.Info("lun missing: creating it empty", zap.Int64("size", l.Size.Bytes))
+				return createRBD(cl, l.RBD, l.Size.Bytes)
+			}))
 		}
-		hl.Info("root cloned", zap.Stringer("method", m))
 	}
 	return errors.Join(errs...)
+}
+
+// ensure runs make when the image at path, or the RBD image rbd, is
+// missing; what names it in errors. One that appears meanwhile (`netsan
+// image clone`, another gateway) is kept.
+func ensure(log *zap.Logger, what string, cl Cluster, path, rbd string, make func() error) error {
+	ok, err := exists(cl, path, rbd)
+	if err != nil {
+		log.Error("cannot tell whether the image exists", zap.Error(err))
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if ok {
+		return nil
+	}
+	err = make()
+	switch {
+	case errors.Is(err, os.ErrExist):
+		log.Info("image appeared meanwhile; keeping it")
+		return nil
+	case err != nil:
+		log.Error("image missing, and not made", zap.Error(err))
+		return fmt.Errorf("%s does not exist: %w", what, err)
+	}
+	return nil
+}
+
+// exists reports whether a root's or LUN's image is there: the file at
+// path, or the RBD image rbd.
+func exists(cl Cluster, path, rbd string) (bool, error) {
+	if rbd != "" {
+		return RBDExists(cl, rbd)
+	}
+	_, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// createRBD makes an empty RBD image of size bytes, for a root or LUN
+// without a golden image.
+func createRBD(cl Cluster, rbd string, size int64) error {
+	n, err := rbdName(cl, rbd)
+	if err != nil {
+		return err
+	}
+	return cl.Create(n, size)
 }
 
 // LogProgress returns a progress func that logs at each tenth of the way,

@@ -51,7 +51,7 @@ func TestResetRefusedWhileSessionLive(t *testing.T) {
 	dir := t.TempDir()
 	makeGolden(t, filepath.Join(dir, "golden", "g.img"), 64*mib, 8*mib, 6)
 	inv := fleet(t, dir, 2, "64MiB")
-	if err := Ensure(t.Context(), inv, zaptest.NewLogger(t)); err != nil {
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
 	h := &inv.Hosts[0]
@@ -69,7 +69,7 @@ func TestResetRefusedWhileSessionLive(t *testing.T) {
 		iqn: {inv.InitiatorIQN(h) + " from 198.18.0.11:50123"},
 	}}
 
-	_, err = ResetRoot(t.Context(), inv, h, live, false, nil)
+	_, err = ResetRoot(t.Context(), inv, nil, h, live, false, nil)
 	var busy *BusyError
 	if !errors.As(err, &busy) || busy.Host != h.Name || len(busy.Sessions) != 1 {
 		t.Fatalf("reset with a live session: %v, want *BusyError for %s", err, h.Name)
@@ -85,12 +85,12 @@ func TestResetRefusedWhileSessionLive(t *testing.T) {
 	// Another host's session does not block this one.
 	live.calls = nil
 	live.sessions[inv.TargetIQN(&inv.Hosts[1])] = []string{"x"}
-	if _, err := ResetRoot(t.Context(), inv, &inv.Hosts[0], live, false, nil); err == nil {
+	if _, err := ResetRoot(t.Context(), inv, nil, &inv.Hosts[0], live, false, nil); err == nil {
 		t.Fatal("session of node00 was ignored")
 	}
 
 	live.calls = nil
-	m, err := ResetRoot(t.Context(), inv, h, live, true, nil)
+	m, err := ResetRoot(t.Context(), inv, nil, h, live, true, nil)
 	if err != nil {
 		t.Fatalf("forced reset: %v", err)
 	}
@@ -106,7 +106,7 @@ func TestResetRefusedWhileSessionLive(t *testing.T) {
 	}
 
 	// No server running: nothing to ask, the reset just happens.
-	if _, err := ResetRoot(t.Context(), inv, &inv.Hosts[1], nil, false, nil); err != nil {
+	if _, err := ResetRoot(t.Context(), inv, nil, &inv.Hosts[1], nil, false, nil); err != nil {
 		t.Errorf("reset without a server: %v", err)
 	}
 }
@@ -125,7 +125,7 @@ func TestEnsureLeavesOthersAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv.Hosts[2].Root.From = ""
-	if err := Ensure(t.Context(), inv, zaptest.NewLogger(t)); err != nil {
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
 	if size, _, err := Usage(inv.Hosts[0].Root.Image); err != nil || size != 32*mib {
@@ -137,10 +137,10 @@ func TestEnsureLeavesOthersAlone(t *testing.T) {
 	if _, err := os.Stat(inv.Hosts[2].Root.Image); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Ensure created a root without from: %v", err)
 	}
-	if _, err := CloneRoot(t.Context(), inv, &inv.Hosts[1], nil); !errors.Is(err, os.ErrExist) {
+	if _, err := CloneRoot(t.Context(), inv, nil, &inv.Hosts[1], nil); !errors.Is(err, os.ErrExist) {
 		t.Errorf("CloneRoot of an existing root: %v, want ErrExist", err)
 	}
-	if _, err := ResetRoot(t.Context(), inv, &inv.Hosts[2], nil, false, nil); err == nil {
+	if _, err := ResetRoot(t.Context(), inv, nil, &inv.Hosts[2], nil, false, nil); err == nil {
 		t.Error("reset of a root without from: no error")
 	}
 
@@ -151,7 +151,7 @@ func TestEnsureLeavesOthersAlone(t *testing.T) {
 	if err := os.Remove(inv.Hosts[0].Root.Image); err != nil {
 		t.Fatal(err)
 	}
-	if err := Ensure(t.Context(), inv, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), "node00") {
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), "node00") {
 		t.Errorf("Ensure without its golden image: %v", err)
 	}
 }

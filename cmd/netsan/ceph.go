@@ -1,7 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
 	"github.com/netsan/netsan/ceph"
+	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -18,4 +24,41 @@ func loadInventory(path string) (*inventory.Inventory, inventory.Problems, error
 	p.Message += ": " + ceph.ErrNotBuilt.Error()
 	ps = append(ps, p)
 	return nil, ps, &inventory.InvalidError{Problems: ps}
+}
+
+// cephTimeout is how long serve, check and the image commands wait for the
+// cluster's monitors before calling the cluster unreachable.
+const cephTimeout = 10 * time.Second
+
+// connectCeph connects to the inventory's [ceph] cluster, or returns nil
+// when it has none.
+func connectCeph(inv *inventory.Inventory) (*ceph.Cluster, error) {
+	if inv.Ceph == nil {
+		return nil, nil
+	}
+	c, err := ceph.Connect(ceph.Config{Conf: inv.Ceph.Conf, ID: inv.Ceph.ID, Pool: inv.Ceph.Pool}, cephTimeout)
+	var errno interface{ ErrorCode() int } // librados' error
+	switch {
+	case errors.As(err, &errno) && errno.ErrorCode() == -int(syscall.ETIMEDOUT):
+		return nil, fmt.Errorf("[ceph]: the cluster did not answer within %s: %w", cephTimeout, err)
+	case err != nil:
+		return nil, fmt.Errorf("[ceph]: %w", err)
+	}
+	return c, nil
+}
+
+// rbdCluster is c as the images package takes it: no cluster at all for a
+// nil c (not an interface holding a nil pointer).
+func rbdCluster(c *ceph.Cluster) images.Cluster {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+// closeCeph closes a connection connectCeph made, if any.
+func closeCeph(c *ceph.Cluster) {
+	if c != nil {
+		c.Close()
+	}
 }

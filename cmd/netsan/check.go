@@ -72,8 +72,10 @@ func cmdHosts(args []string, stdout, stderr io.Writer) error {
 		target, root, size, alloc := "-", "-", "-", "-"
 		if h.Root != nil {
 			target = inv.TargetIQN(h)
-			root = strings.TrimPrefix(h.Root.Path(), inv.Server.DataDir+"/")
-			size, alloc = sizeColumns(h.Root.Path(), h.Root.Size.Bytes)
+			root = strings.TrimPrefix(h.Root.Backing(), inv.Server.DataDir+"/")
+			if h.Root.RBD == "" { // RBD figures are image list's: it asks the cluster
+				size, alloc = sizeColumns(h.Root.Path(), h.Root.Size.Bytes)
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.MAC, ip, h.Boot, target, root, size, alloc)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
@@ -29,13 +31,15 @@ const imageHelp = `usage: netsan image <command> [flags]
 
 commands:
   list   [-c FILE]                      golden images, host roots and orphaned roots (kept after
-                                        their host left the inventory): size, allocated, source, shared
+                                        their host left the inventory): size, allocated, source, shared;
+                                        for RBD images the used bytes (as rbd du) and a clone's parent
   clone  [-c FILE] HOST…                clone missing roots from their golden image (root.from)
   reset  [-c FILE] [--force] HOST…      replace roots with fresh clones; refused while the host
                                         has an iSCSI session unless --force, which logs it out
   import [-c FILE] FILE NAME            copy a raw disk image (MBR or GPT) or a qcow2 image in as
-                                        golden image NAME (data_dir/golden/NAME.img) and print its
-                                        [[image]] stanza; anything else is refused, nothing written
+                                        golden image NAME (data_dir/golden/NAME.img, or with [ceph]
+                                        the RBD image POOL/NAME) and print its [[image]] stanza;
+                                        anything else is refused, nothing written
 
 Flags may come before or after the arguments; after -- none is a flag. Every
 host named is acted on: an unknown or repeated name refuses the command
@@ -100,10 +104,20 @@ func imageList(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// RBD images are asked of the cluster; one that does not answer leaves
+	// their rows without figures, and the command fails after the table.
+	cluster, cerr := connectCeph(inv)
+	defer closeCeph(cluster)
+	cl := rbdCluster(cluster)
 	rel := func(p string) string { return strings.TrimPrefix(p, inv.Server.DataDir+"/") }
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tFROM\tPATH\tSIZE\tALLOCATED\tEXTENTS")
 	for _, img := range inv.Images {
+		if img.RBD != "" {
+			size, used, parent := rbdColumns(cl, img.RBD, 0)
+			fmt.Fprintf(tw, "%s\tgolden\t-\trbd:%s\t%s\t%s\t%s\n", img.Name, img.RBD, size, used, parent)
+			continue
+		}
 		size, alloc := sizeColumns(img.Path, 0)
 		fmt.Fprintf(tw, "%s\tgolden\t-\t%s\t%s\t%s\t%s\n", img.Name, rel(img.Path), size, alloc, sharing(img.Path, false))
 	}
@@ -121,7 +135,18 @@ func imageList(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		want := h.Root.Size.Bytes
-		if img := inv.ImageByName(h.Root.From); want == 0 && img != nil {
+		img := inv.ImageByName(h.Root.From)
+		if h.Root.RBD != "" {
+			if want == 0 && img != nil {
+				if gi, err := images.StatRBD(cl, img.RBD); err == nil {
+					want = gi.Size // a clone is the golden image's size
+				}
+			}
+			size, used, parent := rbdColumns(cl, h.Root.RBD, want)
+			fmt.Fprintf(tw, "%s\troot\t%s\trbd:%s\t%s\t%s\t%s\n", h.Name, from, h.Root.RBD, size, used, parent)
+			continue
+		}
+		if want == 0 && img != nil {
 			if fi, err := os.Stat(img.Path); err == nil {
 				want = fi.Size() // a clone is the golden image's size
 			}
@@ -130,7 +155,8 @@ func imageList(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\troot\t%s\t%s\t%s\t%s\t%s\n", h.Name, from, rel(h.Root.Image), size, alloc, sharing(h.Root.Image, h.Root.From != ""))
 	}
 	// Roots whose host left the inventory: kept, and shown so that the
-	// operator decides about them.
+	// operator decides about them. Only files: an RBD root no host names
+	// is not looked for in the cluster.
 	orphans, err := images.Orphans(inv)
 	for _, p := range orphans {
 		size, alloc := sizeColumns(p, 0)
@@ -139,7 +165,31 @@ func imageList(args []string, stdout, stderr io.Writer) error {
 	if ferr := tw.Flush(); ferr != nil {
 		return ferr
 	}
-	return err
+	return errors.Join(err, cerr)
+}
+
+// rbdColumns formats what the cluster tells of an RBD image for the table:
+// its provisioned size, what it uses itself (as `rbd du`) and, for a
+// clone, its parent. A missing image shows the size it will be made at, and
+// "(missing)"; without a cluster the figures are "?".
+func rbdColumns(cl images.Cluster, rbd string, want int64) (size, used, parent string) {
+	if cl == nil {
+		return "?", "?", "?"
+	}
+	info, err := images.StatRBD(cl, rbd)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && want > 0:
+		return humanBytes(want), "(missing)", "-"
+	case errors.Is(err, os.ErrNotExist):
+		return "-", "(missing)", "-"
+	case err != nil:
+		return "-", "error: " + err.Error(), "-"
+	}
+	parent = "-"
+	if info.Parent != "" {
+		parent = "parent " + info.Parent
+	}
+	return humanBytes(info.Size), humanBytes(info.Used), parent
 }
 
 // sizeColumns formats images.Usage for a table: a missing image shows the
@@ -181,11 +231,13 @@ func sharing(path string, clone bool) string {
 	return "-"
 }
 
-// rootOp is clone or reset of one host's root.
-type rootOp func(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (images.Method, error)
+// rootOp is clone or reset of one host's root; cl is the Ceph cluster
+// when one of the hosts named has an RBD root.
+type rootOp func(ctx context.Context, inv *inventory.Inventory, cl images.Cluster, h *inventory.Host, progress func(done, total int64)) (images.Method, error)
 
 // eachRoot runs op over the named hosts with a progress display per host and
-// reports every failure, not only the first.
+// reports every failure, not only the first. A root that is there already
+// when op would clone it is kept, and said so.
 func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writer, prepare func(*inventory.Inventory, *zap.Logger) (rootOp, error)) error {
 	if len(hosts) == 0 {
 		fmt.Fprintf(stderr, "netsan image %s: name the hosts whose roots to %s\n", verb, verb)
@@ -204,18 +256,28 @@ func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	var cluster *ceph.Cluster
+	if slices.ContainsFunc(targets, func(h *inventory.Host) bool { return h.Root != nil && h.Root.RBD != "" }) {
+		if cluster, err = connectCeph(inv); err != nil {
+			return err
+		}
+		defer closeCeph(cluster)
+	}
 	ctx, _, stop := signalContext(log)
 	defer stop()
 	var errs []error
 	for _, h := range targets {
 		p := newProgress(stderr, log, h.Name, verb)
-		m, err := op(ctx, inv, h, p.update)
+		m, err := op(ctx, inv, rbdCluster(cluster), h, p.update)
 		p.finish()
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrExist):
+			fmt.Fprintf(stdout, "%s: %s exists; kept (netsan image reset %s replaces it)\n", h.Name, h.Root.Backing(), h.Name)
+		case err != nil:
 			errs = append(errs, err)
-			continue
+		default:
+			fmt.Fprintf(stdout, "%s: %s %s from %s (%s)\n", h.Name, pastTense(verb), h.Root.Backing(), h.Root.From, m)
 		}
-		fmt.Fprintf(stdout, "%s: %s %s from %s (%s)\n", h.Name, pastTense(verb), h.Root.Image, h.Root.From, m)
 	}
 	return errors.Join(errs...)
 }
@@ -262,13 +324,7 @@ func imageClone(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return eachRoot("clone", hosts, c, stdout, stderr, func(*inventory.Inventory, *zap.Logger) (rootOp, error) {
-		return func(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (images.Method, error) {
-			m, err := images.CloneRoot(ctx, inv, h, progress)
-			if errors.Is(err, os.ErrExist) {
-				err = fmt.Errorf("host %s: root %s exists (netsan image reset %s replaces it)", h.Name, h.Root.Image, h.Name)
-			}
-			return m, err
-		}, nil
+		return images.CloneRoot, nil
 	})
 }
 
@@ -286,8 +342,8 @@ func imageReset(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context, inv *inventory.Inventory, h *inventory.Host, progress func(done, total int64)) (images.Method, error) {
-			return images.ResetRoot(ctx, inv, h, live, *force, progress)
+		return func(ctx context.Context, inv *inventory.Inventory, cl images.Cluster, h *inventory.Host, progress func(done, total int64)) (images.Method, error) {
+			return images.ResetRoot(ctx, inv, cl, h, live, *force, progress)
 		}, nil
 	})
 }
@@ -364,6 +420,9 @@ func imageImport(args []string, stdout, stderr io.Writer) error {
 	if inv.ImageByName(name) != nil {
 		return fmt.Errorf("%s already has an image named %q", inv.File, name)
 	}
+	if inv.Ceph != nil {
+		return importRBD(inv, log, src, name, stdout, stderr)
+	}
 	rel := filepath.Join("golden", name+".img")
 	dst := filepath.Join(inv.Server.DataDir, rel)
 	ctx, _, stop := signalContext(log)
@@ -377,6 +436,30 @@ func imageImport(args []string, stdout, stderr io.Writer) error {
 	size, alloc := sizeColumns(dst, 0)
 	fmt.Fprintf(stdout, "imported %s (%s) as %s: %s, %s allocated\nadd to %s:\n\n[[image]]\nname = %q\npath = %q\n",
 		src, format, dst, size, alloc, inv.File, name, rel)
+	return nil
+}
+
+// importRBD imports src as golden image name into the inventory's [ceph]
+// cluster, as RBD image pool/name in its default pool.
+func importRBD(inv *inventory.Inventory, log *zap.Logger, src, name string, stdout, stderr io.Writer) error {
+	cluster, err := connectCeph(inv)
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	cfg := ceph.Config{Conf: inv.Ceph.Conf, ID: inv.Ceph.ID, Pool: inv.Ceph.Pool}
+	dst := ceph.Name{Pool: inv.Ceph.Pool, Image: name}
+	ctx, _, stop := signalContext(log)
+	defer stop()
+	p := newProgress(stderr, log, name, "import")
+	format, err := images.ImportRBD(ctx, cluster, cfg, src, dst, p.update)
+	p.finish()
+	if err != nil {
+		return err
+	}
+	size, used, _ := rbdColumns(cluster, dst.String(), 0)
+	fmt.Fprintf(stdout, "imported %s (%s) as rbd %s: %s, %s used\nadd to %s:\n\n[[image]]\nname = %q\nrbd  = %q\n",
+		src, format, dst, size, used, inv.File, name, dst.String())
 	return nil
 }
 

@@ -13,13 +13,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/dhcpd"
+	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
 
 // machineProblems is what `check` finds on this machine (unless --offline)
-// that the file alone cannot tell: as errors, what serve would refuse to
-// start with (a golden image a missing root must be cloned from, a device
-// or image the iSCSI target cannot open or create), each at the stanza that
+// and in the Ceph cluster that the file alone cannot tell: as errors, what
+// serve would refuse to start with (a cluster that does not answer, a
+// golden image a missing root must be cloned from, a device, image or RBD
+// image the iSCSI target cannot open or create), each at the stanza that
 // names it; as warnings, what serve starts without but clients will miss
 // (iPXE loaders, golden images no root needs yet).
 func machineProblems(inv *inventory.Inventory) inventory.Problems {
@@ -29,23 +31,29 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 		p.Warning = warning
 		ps = append(ps, p)
 	}
+	cluster, err := connectCeph(inv)
+	if err != nil {
+		add(false, "ceph", "%v", err) // and its RBD images go unchecked
+	}
+	defer closeCeph(cluster)
+	cl := rbdCluster(cluster)
 	needed := map[string]bool{} // golden images a missing root waits for
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
 		if h.Root == nil {
 			continue
 		}
-		if msg := rootProblem(inv, h.Root); msg != "" {
+		if msg := rootProblem(inv, h.Root, cl); msg != "" {
 			add(false, fmt.Sprintf("host.%d.root", i), "host %s: %s", h.Name, msg)
 			needed[h.Root.From] = true
 		}
 	}
 	for i, img := range inv.Images {
-		if img.Path == "" || needed[img.Name] {
-			continue // RBD, or already an error
+		if needed[img.Name] {
+			continue // already an error
 		}
-		if _, err := os.Stat(img.Path); err != nil {
-			add(true, fmt.Sprintf("image.%d", i), "golden image %q: %s; clones from it will fail", img.Name, statReason(img.Path, err))
+		if msg := goldenProblem(img, cl); msg != "" {
+			add(true, fmt.Sprintf("image.%d", i), "golden image %q: %s; clones from it will fail", img.Name, msg)
 		}
 	}
 	if inv.ISCSI.On() {
@@ -53,7 +61,12 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 			t := &inv.Targets[i]
 			for j := range t.LUNs {
 				l := &t.LUNs[j]
-				if msg := backingProblem(l.Device, l.Image, l.Size.Bytes > 0 && !l.ReadOnly); msg != "" {
+				creatable := l.Size.Bytes > 0 && !l.ReadOnly
+				msg := backingProblem(l.Device, l.Image, creatable)
+				if l.RBD != "" {
+					msg = rbdProblem(cl, l.RBD, creatable)
+				}
+				if msg != "" {
 					add(false, fmt.Sprintf("target.%d.luns.%d", i, j), "target %s lun %d: %s", t.Name, l.LUN, msg)
 				}
 			}
@@ -82,27 +95,93 @@ func warnLoaders(inv *inventory.Inventory, log *zap.Logger) {
 	}
 }
 
+// goldenProblem is why golden image img cannot be cloned, or "": its file
+// or RBD image is not there. Without a cluster an RBD image goes
+// unchecked.
+func goldenProblem(img inventory.Image, cl images.Cluster) string {
+	if img.RBD != "" {
+		if cl == nil {
+			return ""
+		}
+		if ok, err := images.RBDExists(cl, img.RBD); err != nil || !ok {
+			return rbdReason(img.RBD, err)
+		}
+		return ""
+	}
+	if _, err := os.Stat(img.Path); err != nil {
+		return statReason(img.Path, err)
+	}
+	return ""
+}
+
+// rbdProblem is why serve could not open or make the RBD image rbd of a
+// root without a golden image or of a LUN, or "". A missing one is created
+// when creatable (a size, and writable); without a cluster it goes
+// unchecked.
+func rbdProblem(cl images.Cluster, rbd string, creatable bool) string {
+	if cl == nil {
+		return ""
+	}
+	ok, err := images.RBDExists(cl, rbd)
+	switch {
+	case err != nil:
+		return rbdReason(rbd, err)
+	case !ok && !creatable:
+		return fmt.Sprintf("rbd %s does not exist, and without a size (or read-only) it cannot be created", rbd)
+	}
+	return ""
+}
+
+// rbdReason words a failed look for an RBD image.
+func rbdReason(rbd string, err error) string {
+	if err == nil {
+		return "rbd " + rbd + " does not exist"
+	}
+	return err.Error()
+}
+
 // rootProblem is why serve would refuse h's root, or "": a missing root is
 // cloned from its golden image, which must then exist, or else created
-// empty by the target, which needs a size.
-func rootProblem(inv *inventory.Inventory, r *inventory.Root) string {
-	if r.Device == "" && r.Image != "" && r.From != "" {
-		_, err := os.Stat(r.Image)
-		if errors.Is(err, fs.ErrNotExist) {
-			img := inv.ImageByName(r.From)
-			if img == nil || img.Path == "" {
-				return ""
-			}
-			if _, err := os.Stat(img.Path); err != nil {
-				return fmt.Sprintf("root %s is missing and must be cloned from golden image %q, but %s", r.Image, r.From, statReason(img.Path, err))
+// empty (by the target, or for RBD by serve), which needs a size. An RBD
+// root goes unchecked without a cluster.
+func rootProblem(inv *inventory.Inventory, r *inventory.Root, cl images.Cluster) string {
+	if r.RBD != "" && cl == nil {
+		return ""
+	}
+	if r.Device == "" && r.From != "" {
+		missing, msg := rootMissing(r, cl)
+		if msg != "" {
+			return msg
+		}
+		if img := inv.ImageByName(r.From); missing && img != nil {
+			if msg := goldenProblem(*img, cl); msg != "" {
+				return fmt.Sprintf("root %s is missing and must be cloned from golden image %q, but %s", r.Backing(), r.From, msg)
 			}
 			return ""
 		}
+	}
+	if r.RBD != "" {
+		return rbdProblem(cl, r.RBD, r.Size.Bytes > 0)
 	}
 	if !inv.ISCSI.On() {
 		return ""
 	}
 	return backingProblem(r.Device, r.Image, r.Size.Bytes > 0)
+}
+
+// rootMissing reports whether root r's image is missing, or why that
+// cannot be told of an RBD image (a file's other troubles are
+// backingProblem's).
+func rootMissing(r *inventory.Root, cl images.Cluster) (bool, string) {
+	if r.RBD != "" {
+		ok, err := images.RBDExists(cl, r.RBD)
+		if err != nil {
+			return false, rbdReason(r.RBD, err)
+		}
+		return !ok, ""
+	}
+	_, err := os.Stat(r.Image)
+	return errors.Is(err, fs.ErrNotExist), ""
 }
 
 // backingProblem is why the iSCSI target could not open a LUN's device or

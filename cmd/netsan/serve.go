@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
@@ -44,6 +45,9 @@ type supervisor struct {
 
 	mu      sync.Mutex // serialises reloads
 	current *inventory.Inventory
+	// cluster is the Ceph connection made at start, nil without [ceph]; a
+	// reload cannot change it.
+	cluster *ceph.Cluster
 	// keptLogged holds the roots already logged as kept after their host
 	// left the inventory: once per path is enough.
 	keptLogged map[string]bool
@@ -77,11 +81,22 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	ctx, hup, stop := signalContext(log)
 	defer stop()
-	// Roots cloned from golden images must exist before the target opens them.
-	if err := images.Ensure(ctx, inv, log); err != nil {
+	// One connection to the cluster for the life of the process: every RBD
+	// image is opened through it.
+	cluster, err := connectCeph(inv)
+	if err != nil {
+		log.Error("ceph cluster unreachable", zap.String("conf", inv.Ceph.Conf), zap.String("id", inv.Ceph.ID), zap.Error(err))
 		return err
 	}
-	sup := &supervisor{path: path, log: log, current: inv}
+	defer closeCeph(cluster)
+	if cluster != nil {
+		log.Info("connected to ceph", zap.String("conf", inv.Ceph.Conf), zap.String("id", inv.Ceph.ID))
+	}
+	// Roots cloned from golden images must exist before the target opens them.
+	if err := images.Ensure(ctx, inv, rbdCluster(cluster), log); err != nil {
+		return err
+	}
+	sup := &supervisor{path: path, log: log, current: inv, cluster: cluster}
 	reg := newRegistry()
 	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
 		return err
@@ -184,10 +199,16 @@ func (s *supervisor) reload(ctx context.Context) error {
 		s.log.Info("reload: no changes")
 		return nil
 	}
+	// Open images hold the connection: a new one means a restart.
+	if changes.Ceph {
+		s.log.Error("reload refused: [ceph] changed; restart netsan to connect to the cluster it names", zap.String("at", inv.Problemf("ceph", "").Where()))
+		s.log.Warn("still serving the previous inventory")
+		return errors.New("[ceph] changed: needs a restart")
+	}
 	// A new host's root is cloned before the target is told about it, or
 	// the target would create it empty.
-	if err := images.Ensure(ctx, inv, s.log); err != nil {
-		s.log.Error("reload refused: cloning roots", zap.Error(err))
+	if err := images.Ensure(ctx, inv, rbdCluster(s.cluster), s.log); err != nil {
+		s.log.Error("reload refused: making roots and LUNs", zap.Error(err))
 		s.log.Warn("still serving the previous inventory")
 		return err
 	}

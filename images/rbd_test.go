@@ -1,0 +1,238 @@
+//go:build ceph
+
+package images
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/netsan/netsan/ceph"
+	"github.com/netsan/netsan/ceph/cephtest"
+	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/inventory/inventorytest"
+)
+
+// rbdLab starts a cluster with golden image rbd/base (16 MiB, a pattern
+// at every MiB) and connects to it.
+func rbdLab(t *testing.T) (*cephtest.Cluster, *ceph.Cluster) {
+	t.Helper()
+	tc := cephtest.Start(t, cephtest.Options{})
+	c, err := ceph.Connect(ceph.Config{Conf: tc.Conf}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	base := ceph.Name{Pool: "rbd", Image: "base"}
+	if err := c.Create(base, 16*mib); err != nil {
+		t.Fatal(err)
+	}
+	writeRBD(t, c, base, goldenBlock, 0, 16*mib)
+	return tc, c
+}
+
+var goldenBlock = bytes.Repeat([]byte("golden!\n"), 512)
+
+// writeRBD writes block at every MiB of [from, to) of image n.
+func writeRBD(t *testing.T, c *ceph.Cluster, n ceph.Name, block []byte, from, to int64) {
+	t.Helper()
+	s, err := c.OpenImage(n, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for off := from; off < to; off += mib {
+		if _, err := s.WriteAt(block, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readRBD reads one block's length at off of image n.
+func readRBD(t *testing.T, c *ceph.Cluster, n ceph.Name, off int64) []byte {
+	t.Helper()
+	s, err := c.OpenImage(n, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := make([]byte, len(goldenBlock))
+	if _, err := s.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func rbdInventory(t *testing.T, conf, hosts string) *inventory.Inventory {
+	t.Helper()
+	return inventorytest.Parse(t, t.TempDir(), fmt.Sprintf(`
+[server]
+address  = "198.18.0.1"
+data_dir = "data"
+
+[iscsi]
+base_iqn = "iqn.2026-11.example.lab"
+
+[ceph]
+conf = %q
+
+[[image]]
+name = "base"
+rbd  = "rbd/base"
+`, conf)+hosts)
+}
+
+func rbdHost(i int, root string) string {
+	return fmt.Sprintf("\n[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:02:%02x\"\nroot = %s\n", i, i, root)
+}
+
+// TestEnsureRBD: serve's Ensure makes missing RBD roots as Ceph clones of
+// their golden image (grown to size), creates a root without from and a
+// data LUN at their size, keeps what exists, and a second run changes
+// nothing; image clone refuses an existing root; reset makes a fresh
+// clone, and is refused while the host has a session.
+func TestEnsureRBD(t *testing.T) {
+	tc, c := rbdLab(t)
+	inv := rbdInventory(t, tc.Conf,
+		rbdHost(1, `{ rbd = "node1", from = "base", size = "32MiB" }`)+
+			rbdHost(2, `{ rbd = "rbd/node2", from = "base" }`)+
+			rbdHost(3, `{ rbd = "node3", size = "8MiB" }`)+
+			rbdHost(4, `{ rbd = "node4", from = "base" }`)+`
+[[target]]
+name = "data"
+luns = [ { lun = 0, rbd = "db", size = "64MiB" } ]
+`)
+	// node4's root is there already, with the host's data: kept.
+	node4 := ceph.Name{Pool: "rbd", Image: "node4"}
+	if err := c.Create(node4, 4*mib); err != nil {
+		t.Fatal(err)
+	}
+	mine := bytes.Repeat([]byte("node4..\n"), 512)
+	writeRBD(t, c, node4, mine, 0, mib)
+
+	if err := Ensure(t.Context(), inv, c, zaptest.NewLogger(t)); err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	parent := "rbd/base@" + ceph.GoldenSnap
+	for _, w := range []struct {
+		name   string
+		size   int64
+		parent string
+	}{
+		{"node1", 32 * mib, parent},
+		{"node2", 16 * mib, parent},
+		{"node3", 8 * mib, ""},
+		{"node4", 4 * mib, ""},
+		{"db", 64 * mib, ""},
+	} {
+		info, err := c.Stat(ceph.Name{Pool: "rbd", Image: w.name})
+		if err != nil {
+			t.Errorf("%s: %v", w.name, err)
+			continue
+		}
+		if info.Size != w.size || info.Parent != w.parent {
+			t.Errorf("%s: %+v, want size %d parent %q", w.name, info, w.size, w.parent)
+		}
+	}
+	if out := tc.MustRbd(t, "info", "rbd/node1"); !strings.Contains(out, "parent: "+parent) {
+		t.Errorf("rbd info rbd/node1:\n%s\nwant parent %s", out, parent)
+	}
+	if got := readRBD(t, c, ceph.Name{Pool: "rbd", Image: "node2"}, 5*mib); !bytes.Equal(got, goldenBlock) {
+		t.Errorf("node2 at 5 MiB: %q…, want the golden image's", got[:16])
+	}
+	if got := readRBD(t, c, node4, 0); !bytes.Equal(got, mine) {
+		t.Errorf("Ensure replaced node4's existing root: %q…", got[:16])
+	}
+
+	// A second run has nothing to do: node1's own writes stay.
+	node1 := ceph.Name{Pool: "rbd", Image: "node1"}
+	host1 := bytes.Repeat([]byte("node1..\n"), 512)
+	writeRBD(t, c, node1, host1, 3*mib, 4*mib)
+	if err := Ensure(t.Context(), inv, c, zaptest.NewLogger(t)); err != nil {
+		t.Fatalf("second Ensure: %v", err)
+	}
+	if got := readRBD(t, c, node1, 3*mib); !bytes.Equal(got, host1) {
+		t.Errorf("second Ensure changed node1: %q…", got[:16])
+	}
+	if _, err := CloneRoot(t.Context(), inv, c, &inv.Hosts[0], nil); !errors.Is(err, os.ErrExist) {
+		t.Errorf("CloneRoot of an existing rbd root: %v, want ErrExist", err)
+	}
+
+	// Reset: refused while node1 has a session, then a fresh clone.
+	h := &inv.Hosts[0]
+	iqn := inv.TargetIQN(h)
+	live := &fakeTarget{t: t, sessions: map[string][]string{iqn: {inv.InitiatorIQN(h)}}}
+	var busy *BusyError
+	if _, err := ResetRoot(t.Context(), inv, c, h, live, false, nil); !errors.As(err, &busy) {
+		t.Fatalf("reset with a live session: %v, want *BusyError", err)
+	}
+	if got := readRBD(t, c, node1, 3*mib); !bytes.Equal(got, host1) {
+		t.Errorf("refused reset changed node1: %q…", got[:16])
+	}
+	delete(live.sessions, iqn)
+	m, err := ResetRoot(t.Context(), inv, c, h, live, false, nil)
+	if err != nil || m != RBDClone {
+		t.Fatalf("reset: %v, %v", m, err)
+	}
+	if got := readRBD(t, c, node1, 3*mib); !bytes.Equal(got, goldenBlock) {
+		t.Errorf("node1 after reset: %q…, want the golden image's", got[:16])
+	}
+	if info, err := c.Stat(node1); err != nil || info.Size != 32*mib || info.Parent != parent || info.Used != 0 {
+		t.Errorf("node1 after reset: %+v %v, want a fresh 32 MiB clone of %s", info, err, parent)
+	}
+	if got := strings.Join(live.calls, ";"); !strings.Contains(got, "reopen "+iqn) {
+		t.Errorf("reset asked the target %q, want a reopen last", got)
+	}
+}
+
+// TestEnsureRBDRefuses: what Ensure cannot make is an error naming the
+// host or LUN, and no image is made from a golden image that is not there,
+// or smaller than the golden image, or without a cluster.
+func TestEnsureRBDRefuses(t *testing.T) {
+	tc, c := rbdLab(t)
+	inv := rbdInventory(t, tc.Conf,
+		rbdHost(1, `{ rbd = "node1", from = "base", size = "8MiB" }`)+
+			rbdHost(2, `{ rbd = "node2" }`)+`
+[[image]]
+name = "gone"
+rbd  = "gone"
+`+rbdHost(3, `{ rbd = "node3", from = "gone" }`)+
+			rbdHost(4, `{ rbd = "node4", from = "base" }`)+`
+[[target]]
+name = "data"
+luns = [ { lun = 0, rbd = "ro", size = "8MiB", read_only = true } ]
+`)
+	err := Ensure(t.Context(), inv, c, zaptest.NewLogger(t))
+	if err == nil {
+		t.Fatal("Ensure: no error")
+	}
+	t.Logf("Ensure: %v", err)
+	for _, want := range []string{
+		"host node1: root rbd:rbd/node1 does not exist: clone rbd rbd/node1: size 8388608 is smaller than golden image base's",
+		"host node2: root rbd:rbd/node2 does not exist: it has neither a from",
+		"host node3: root rbd:rbd/node3 does not exist: golden rbd rbd/gone",
+		"target data lun 0: rbd:rbd/ro does not exist: without a size (or read-only)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Ensure's error lacks %q", want)
+		}
+	}
+	for _, n := range []string{"node1", "node2", "node3", "ro"} {
+		if ok, err := c.Exists(ceph.Name{Pool: "rbd", Image: n}); ok || err != nil {
+			t.Errorf("rbd/%s: exists %v, %v; want none made", n, ok, err)
+		}
+	}
+	// The others are made all the same.
+	if ok, err := c.Exists(ceph.Name{Pool: "rbd", Image: "node4"}); !ok || err != nil {
+		t.Errorf("rbd/node4: exists %v, %v; want it cloned despite the others' errors", ok, err)
+	}
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), "no Ceph cluster connected") {
+		t.Errorf("Ensure without a cluster: %v", err)
+	}
+}

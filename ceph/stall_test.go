@@ -93,3 +93,53 @@ func TestOSDStall(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterAway: an OSD gone longer than OpTimeout fails the I/O waiting
+// on it with an error, rather than holding it forever, and I/O works again
+// once the OSD is back.
+func TestClusterAway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("an OpTimeout-long outage")
+	}
+	tc, c := connect(t)
+	tc.MustRbd(t, "create", "--size", "16M", "rbd/away")
+	s := open(t, c, "away", false)
+	defer s.Close()
+	buf := bytes.Repeat([]byte{1}, 4096)
+	if _, err := s.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	osd := tc.OSD.Process
+	if err := osd.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := s.WriteAt(buf, 4096)
+	waited := time.Since(start)
+	if err := osd.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("write with the OSD away: %v after %s", err, waited.Round(time.Second))
+	if err == nil {
+		t.Fatalf("a write with the OSD stopped succeeded after %s", waited)
+	}
+	if waited > OpTimeout+15*time.Second {
+		t.Errorf("the failed write took %s, OpTimeout is %s", waited, OpTimeout)
+	}
+	// Back: a write and a read succeed.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err = s.WriteAt(buf, 8192)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if err != nil {
+		t.Fatalf("after the OSD came back: %v", err)
+	}
+	got := make([]byte, 4096)
+	if _, err := s.ReadAt(got, 8192); err != nil || !bytes.Equal(got, buf) {
+		t.Fatalf("read after the OSD came back: %v", err)
+	}
+}

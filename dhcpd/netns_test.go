@@ -9,7 +9,6 @@ package dhcpd
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,9 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,7 +26,6 @@ import (
 	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 )
 
 const childEnv = "NETSAN_DHCPD_TEST_CHILD" // inventory path: run a server instead of tests
@@ -72,58 +68,23 @@ func runChild(path string) int {
 	return 0
 }
 
-// lab is one test's namespaces.
+// lab is one test's namespaces: the server's holds bridge br0 at
+// 198.18.0.1/24, and clients are attached to it.
 type lab struct {
+	*netsantest.Lab
 	t   *testing.T
-	id  string
-	srv string // the server's namespace, holding bridge br0 at 198.18.0.1/24
 	dir string
-	n   int
-}
-
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("namespace test skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	n   int // servers started, each with its own log
 }
 
 func newLab(t *testing.T, tools ...string) *lab {
 	t.Helper()
-	needRoot(t, tools...)
-	b := make([]byte, 3)
-	rand.Read(b)
-	l := &lab{t: t, id: hex.EncodeToString(b), dir: t.TempDir()}
-	l.srv = netsantest.Netns(t, "dhcpd-"+l.id+"-s")
-	l.ip(l.srv, "link", "add", "br0", "type", "bridge")
-	l.ip(l.srv, "addr", "add", "198.18.0.1/24", "dev", "br0")
-	l.ip(l.srv, "link", "set", "br0", "up")
-	return l
-}
-
-func (l *lab) ip(ns string, args ...string) {
-	l.t.Helper()
-	if ns != "" {
-		args = append([]string{"-n", ns}, args...)
+	if testing.Short() {
+		t.Skip("namespace test skipped in -short mode")
 	}
-	netsantest.IP(l.t, args...)
-}
-
-// client makes namespace dhcpd-<id>-<role>, deleted at cleanup, whose
-// eth0 (with mac) is cabled to br0.
-func (l *lab) client(role, mac, cidr string) string {
-	l.t.Helper()
-	l.n++
-	peer := fmt.Sprintf("dv%s%d", l.id, l.n) // ≤ 15 bytes
-	return netsantest.Machine(l.t, "dhcpd-"+l.id+"-"+role, mac, cidr, l.srv, peer, "br0")
+	l := &lab{Lab: netsantest.NewLab(t, "dhcpd", tools...), t: t, dir: t.TempDir()}
+	l.Bridge("198.18.0.1/24")
+	return l
 }
 
 // proc is a process started in a namespace; done closes when it has exited.
@@ -199,7 +160,7 @@ func (l *lab) startServer(inv string, env ...string) *proc {
 		l.t.Fatal(err)
 	}
 	l.n++ // each server its own log, so READY is this one's
-	p := l.start(l.srv, fmt.Sprintf("netsan-%d", l.n), append(env, childEnv+"="+inv), exe, "-test.run=^$")
+	p := l.start(l.Server, fmt.Sprintf("netsan-%d", l.n), append(env, childEnv+"="+inv), exe, "-test.run=^$")
 	l.waitFor(p.log, "READY", 10*time.Second)
 	return p
 }
@@ -313,7 +274,7 @@ func TestUdhcpcBootClients(t *testing.T) {
 			"ip": "198.18.0.100", "siaddr": "", "boot_file": "", "opt203": "", "rootpath": ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := l.client(tc.name, tc.mac, "")
+			ns := l.Attach(tc.name, tc.mac, "")
 			env := l.udhcpc(ns, tc.name, tc.args...)
 			for k, want := range tc.want {
 				got, ok := env[k]
@@ -349,7 +310,7 @@ func TestUdhcpcBootClients(t *testing.T) {
 func TestUdhcpcNoLoaderNoOffer(t *testing.T) {
 	l := newLab(t, "busybox")
 	srv := l.startServer(l.writeInventory(labHosts(t)))
-	ns := l.client("arm", "52:54:00:00:00:01", "")
+	ns := l.Attach("arm", "52:54:00:00:00:01", "")
 	out, err := exec.Command("ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n", "-t", "2", "-T", "1",
 		"-i", "eth0", "-s", "/bin/true", "-V", "PXEClient:Arch:00011:UNDI:003016", "-x", "0x5d:000b").CombinedOutput()
 	if err == nil {
@@ -366,7 +327,7 @@ func TestUdhcpcNoLoaderNoOffer(t *testing.T) {
 func TestDhclientPoolRenewRelease(t *testing.T) {
 	l := newLab(t, "dhclient")
 	srv := l.startServer(l.writeInventory(labHosts(t)), "NETSAN_DHCPD_TEST_LEASE=20s")
-	ns := l.client("dhclient", "52:54:00:12:34:56", "")
+	ns := l.Attach("dhclient", "52:54:00:12:34:56", "")
 	events := filepath.Join(l.dir, "dhclient.events")
 	script := filepath.Join(l.dir, "dhclient-script")
 	// Configure the address (renewals are unicast from it); touch nothing
@@ -431,54 +392,15 @@ func TestKill9KeepsLeases(t *testing.T) {
 	l := newLab(t, "busybox")
 	inv := l.writeInventory(labHosts(t))
 	srv := l.startServer(inv)
-	first := l.udhcpc(l.client("a", "52:54:00:00:aa:01", ""), "a")["ip"]
+	first := l.udhcpc(l.Attach("a", "52:54:00:00:aa:01", ""), "a")["ip"]
 	if first == "" {
 		t.Fatal("first client got no address")
 	}
 	srv.kill9(t)
 	l.startServer(inv)
-	second := l.udhcpc(l.client("b", "52:54:00:00:aa:02", ""), "b", "-r", first)["ip"]
+	second := l.udhcpc(l.Attach("b", "52:54:00:00:aa:02", ""), "b", "-r", first)["ip"]
 	if second == "" || second == first {
 		t.Errorf("after kill -9 the second client got %q; the first holds %q", second, first)
-	}
-}
-
-// inNetns runs f on a thread inside ns: sockets it opens stay in ns.
-func inNetns(t *testing.T, ns string, f func()) {
-	t.Helper()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var err error
-	go func() {
-		defer wg.Done()
-		// The thread is left locked (and so discarded) if setns back fails.
-		runtime.LockOSThread()
-		orig, e := os.Open("/proc/thread-self/ns/net")
-		if e != nil {
-			err = e
-			return
-		}
-		defer orig.Close()
-		target, e := os.Open("/run/netns/" + ns)
-		if e != nil {
-			err = e
-			return
-		}
-		defer target.Close()
-		if e := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); e != nil {
-			err = e
-			return
-		}
-		f()
-		if e := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); e != nil {
-			err = e
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	wg.Wait()
-	if err != nil {
-		t.Fatalf("netns %s: %v", ns, err)
 	}
 }
 
@@ -499,9 +421,9 @@ func TestProxyBesideDnsmasq(t *testing.T) {
 
 func proxyBesideDnsmasq(t *testing.T, sameHost bool) {
 	l := newLab(t, "dnsmasq", "dhclient")
-	dns, dnsAddr, iface := l.srv, "198.18.0.1", "br0"
+	dns, dnsAddr, iface := l.Server, "198.18.0.1", "br0"
 	if !sameHost {
-		dns, dnsAddr, iface = l.client("dnsmasq", "52:54:00:00:d0:01", "198.18.0.2/24"), "198.18.0.2", "eth0"
+		dns, dnsAddr, iface = l.Attach("dnsmasq", "52:54:00:00:d0:01", "198.18.0.2/24"), "198.18.0.2", "eth0"
 	}
 	leasef := filepath.Join(l.dir, "dnsmasq.leases")
 	l.start(dns, "dnsmasq", nil, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--user=root",
@@ -524,7 +446,7 @@ root = { image = "roots/node1.img", size = "1GiB" }
 `))
 
 	t.Run("os client gets dnsmasq's address, nothing from netsan", func(t *testing.T) {
-		ns := l.client("os", "52:54:00:00:0e:01", "")
+		ns := l.Attach("os", "52:54:00:00:0e:01", "")
 		script := filepath.Join(l.dir, "os.sh")
 		events := filepath.Join(l.dir, "os.events")
 		os.WriteFile(script, []byte("#!/bin/sh\necho \"$reason $new_ip_address $new_dhcp_server_identifier\" >> "+events+"\nexit 0\n"), 0o755)
@@ -554,7 +476,7 @@ root = { image = "roots/node1.img", size = "1GiB" }
 	})
 
 	t.Run("pxe firmware: address from dnsmasq, boot file from netsan", func(t *testing.T) {
-		ns := l.client("pxe", "52:54:00:00:00:01", "")
+		ns := l.Attach("pxe", "52:54:00:00:00:01", "")
 		pxeProxyClient(t, l, ns, mustMAC("52:54:00:00:00:01"))
 	})
 }
@@ -570,8 +492,8 @@ func inDnsmasqRange(ip string) bool {
 func TestUdhcpcDeclines(t *testing.T) {
 	l := newLab(t, "busybox")
 	srv := l.startServer(l.writeInventory(labHosts(t)))
-	l.client("squatter", "52:54:00:00:5e:01", "198.18.0.100/24")
-	ns := l.client("probe", "52:54:00:00:5e:02", "")
+	l.Attach("squatter", "52:54:00:00:5e:01", "198.18.0.100/24")
+	ns := l.Attach("probe", "52:54:00:00:5e:02", "")
 	env := l.udhcpc(ns, "probe", "-a")
 	if env["ip"] == "" || env["ip"] == "198.18.0.100" {
 		t.Fatalf("udhcpc bound %q; .100 is in use by the squatter", env["ip"])

@@ -9,6 +9,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // wire is a DHCP socket opened inside a namespace, bound to port on eth0.
@@ -20,7 +22,7 @@ type wire struct {
 func openWire(t *testing.T, ns string, port int) *wire {
 	t.Helper()
 	var conn *net.UDPConn
-	inNetns(t, ns, func() {
+	netsantest.InNetns(t, ns, func() {
 		var err error
 		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: port})
 		if err != nil {
@@ -137,7 +139,7 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 		t.Fatalf("no ACK from the DHCP server: %v", acks)
 	}
 	ip := acks[0].YourIPAddr
-	l.ip(ns, "addr", "add", ip.String()+"/24", "dev", "eth0")
+	l.IP(ns, "addr", "add", ip.String()+"/24", "dev", "eth0")
 
 	// PXE 2.1: the boot-server REQUEST goes to the proxy's port 4011 from the new address.
 	bs, err := dhcpv4.New(append(pxe,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/netsantest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -34,7 +35,7 @@ func TestServeInProcess(t *testing.T) {
 	s := newTestServer(t, inv)
 	core, logs := observer.New(zap.InfoLevel)
 	s.log = zap.New(zapcore.NewTee(s.log.Core(), core))
-	inNetns(t, l.srv, func() {
+	netsantest.InNetns(t, l.Server, func() {
 		if err := s.Listen(); err != nil {
 			t.Errorf("listen: %v", err)
 		}
@@ -60,7 +61,7 @@ func TestServeInProcess(t *testing.T) {
 	t.Cleanup(func() { stop() })
 
 	// DORA, PXE BIOS, node1.
-	c := openWire(t, l.client("pxe", "52:54:00:00:00:01", ""), dhcpv4.ClientPort)
+	c := openWire(t, l.Attach("pxe", "52:54:00:00:00:01", ""), dhcpv4.ClientPort)
 	mac := mustMAC("52:54:00:00:00:01")
 	disc, _ := dhcpv4.NewDiscovery(mac, pxeBIOS, archBIOS)
 	offers := c.exchange(disc, bcast67, 1)
@@ -101,7 +102,7 @@ func TestServeInProcess(t *testing.T) {
 
 	// A relay agent at 198.18.0.5 forwards a DISCOVER; the OFFER comes back
 	// to the relay's server port, not to the client.
-	r := openWire(t, l.client("relay", "52:54:00:00:ee:01", "198.18.0.5/24"), dhcpv4.ServerPort)
+	r := openWire(t, l.Attach("relay", "52:54:00:00:ee:01", "198.18.0.5/24"), dhcpv4.ServerPort)
 	rd, _ := dhcpv4.NewDiscovery(mustMAC("52:54:00:00:ee:99"), dhcpv4.WithGatewayIP(net.IPv4(198, 18, 0, 5)))
 	rd.HopCount = 1
 	ro := r.exchange(rd, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: dhcpv4.ServerPort}, 1)

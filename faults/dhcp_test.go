@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,67 +22,27 @@ import (
 	"github.com/netsan/netsan/netsantest"
 )
 
-// netnsLab is a server namespace and a client namespace joined by a veth
-// pair: 198.18.0.1/24 (veth0, netsan's side) and 198.18.0.2/24 (eth0).
+// netnsLab is netsan's namespace and the machines cabled to it.
 type netnsLab struct {
-	t              *testing.T
-	id             string
-	server, client string
-	n              int // machines attached to the bridge lab's br0
+	*netsantest.Lab
+	t      *testing.T
+	client string // newNetnsLab's one machine
 }
 
+// newNetnsLab is netsan's namespace and one client cabled straight to it:
+// 198.18.0.1/24 (veth0, netsan's side) and 198.18.0.2/24 (eth0).
 func newNetnsLab(t *testing.T, clientMAC string) *netnsLab {
 	t.Helper()
-	l := labBase(t)
-	l.client = netsantest.Machine(t, "faults-"+l.id+"-c", clientMAC, "198.18.0.2/24", l.server, "veth0", "")
-	l.ip(l.server, "addr", "add", "198.18.0.1/24", "dev", "veth0")
+	l := &netnsLab{Lab: netsantest.NewLab(t, "faults"), t: t}
+	l.client = l.Cable("c", clientMAC, "198.18.0.2/24", "198.18.0.1/24")
 	return l
 }
 
-// labBase makes the server's namespace, faults-<id>-s.
-func labBase(t *testing.T) *netnsLab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	needTools(t, "ip")
-	b := make([]byte, 3)
-	rand.Read(b)
-	l := &netnsLab{t: t, id: hex.EncodeToString(b)}
-	l.server = netsantest.Netns(t, "faults-"+l.id+"-s")
-	return l
-}
-
-func (l *netnsLab) ip(ns string, args ...string) {
-	l.t.Helper()
-	if ns != "" {
-		args = append([]string{"-n", ns}, args...)
-	}
-	netsantest.IP(l.t, args...)
-}
-
-// udpIn opens a UDP socket inside ns: the socket stays in ns whatever
-// thread later uses it. The thread that entered ns is never reused: it
-// exits with its locked goroutine.
+// udpIn opens a UDP socket with SO_BROADCAST on port inside ns.
 func udpIn(t *testing.T, ns string, port int) *net.UDPConn {
 	t.Helper()
-	type res struct {
-		c   *net.UDPConn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // no Unlock: the thread dies with this goroutine
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- res{err: err}
-			return
-		}
+	var c *net.UDPConn
+	netsantest.InNetns(t, ns, func() {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			rc.Control(func(fd uintptr) {
@@ -93,17 +52,16 @@ func udpIn(t *testing.T, ns string, port int) *net.UDPConn {
 		}}
 		pc, err := lc.ListenPacket(t.Context(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
 		if err != nil {
-			ch <- res{err: err}
+			t.Errorf("udp socket in %s: %v", ns, err)
 			return
 		}
-		ch <- res{c: pc.(*net.UDPConn)}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("udp socket in %s: %v", ns, r.err)
+		c = pc.(*net.UDPConn)
+	})
+	if c == nil {
+		t.FailNow()
 	}
-	t.Cleanup(func() { r.c.Close() })
-	return r.c
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func randomMAC() net.HardwareAddr {
@@ -164,7 +122,7 @@ func malformed(t *testing.T) map[string][]byte {
 // fixed address, its boot options and its CHAP credentials (175.190/191) —
 // which the debug log must not contain.
 func TestDHCPAbuse(t *testing.T) {
-	needTools(t, "busybox", "curl")
+	netsantest.NeedTools(t, "busybox", "curl")
 	const fixedMAC, fixedIP, secret = "52:54:00:00:00:01", "198.18.0.11", "dhcp-chap-secret-7f3a9c21"
 	l := newNetnsLab(t, fixedMAC)
 	dir := t.TempDir()
@@ -201,7 +159,7 @@ chap = { user = "node1", secret = %q }
 `, ipxe, testBase, fixedMAC, fixedIP, secret))
 	// http on every address of the server's namespace: the test reads
 	// /metrics and forces collections from 127.0.0.1 inside it.
-	n := startNetsan(t, path, l.server, "http://127.0.0.1:8080", "--log-level", "debug")
+	n := startNetsan(t, path, l.Server, "http://127.0.0.1:8080", "--log-level", "debug")
 	base := n.baseline()
 
 	sock := udpIn(t, l.client, 68)

@@ -27,7 +27,7 @@ type iscsiLab struct {
 
 func startISCSI(t *testing.T, extra string) *iscsiLab {
 	t.Helper()
-	needTools(t, "iscsi-inq")
+	netsantest.NeedTools(t, "iscsi-inq")
 	dir := t.TempDir()
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	path := writeInventory(t, dir, fmt.Sprintf(`

@@ -63,7 +63,7 @@ func dora(t *testing.T, sock *net.UDPConn, mac net.HardwareAddr) (acked, offered
 // client is ever offered an address acknowledged before a kill, and after
 // the last restart /status lists every acknowledged lease.
 func TestLeasesSurviveKill9(t *testing.T) {
-	needTools(t, "curl")
+	netsantest.NeedTools(t, "curl")
 	const rounds = 20
 	l := newNetnsLab(t, "52:54:00:00:00:99")
 	dir := t.TempDir()
@@ -89,7 +89,7 @@ listen = "198.18.0.1:8080"
 enabled = false
 base_iqn = %q
 `, ipxe, testBase))
-	n := startNetsan(t, path, l.server, "")
+	n := startNetsan(t, path, l.Server, "")
 	sock := udpIn(t, l.client, 68)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	leased := map[string]string{} // ip → mac, every ACK seen

@@ -239,16 +239,6 @@ func (n *netsan) settle(base usage, within time.Duration) usage {
 	}
 }
 
-// needTools skips the test when a peer it drives is not installed.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-}
-
 // run runs a real client with a bound on its time and returns its output.
 func run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

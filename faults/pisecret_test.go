@@ -13,23 +13,12 @@ import (
 )
 
 // newBridgeLab is netsan's namespace with bridge br0 at 198.18.0.1/24, a
-// LAN for attach to cable machines to.
+// LAN for Attach to cable machines to.
 func newBridgeLab(t *testing.T) *netnsLab {
 	t.Helper()
-	l := labBase(t)
-	l.ip(l.server, "link", "add", "br0", "type", "bridge")
-	l.ip(l.server, "addr", "add", "198.18.0.1/24", "dev", "br0")
-	l.ip(l.server, "link", "set", "br0", "up")
+	l := &netnsLab{Lab: netsantest.NewLab(t, "faults"), t: t}
+	l.Bridge("198.18.0.1/24")
 	return l
-}
-
-// attach makes a machine's namespace whose eth0 (with mac, and cidr when
-// set) is cabled to br0.
-func (l *netnsLab) attach(role, mac, cidr string) string {
-	l.t.Helper()
-	l.n++
-	peer := fmt.Sprintf("fv%s%d", l.id, l.n) // ≤ 15 bytes
-	return netsantest.Machine(l.t, "faults-"+l.id+"-"+role, mac, cidr, l.server, peer, "br0")
 }
 
 // lease has busybox udhcpc in ns take an address from netsan and put it
@@ -63,7 +52,7 @@ func (l *netnsLab) lease(ns string) string {
 // go to anyone. In proxy mode netsan tells the Pi by the kernel's
 // neighbour table, in authoritative mode by the lease it gave.
 func TestPiSecretOnlyToItsPi(t *testing.T) {
-	needTools(t, "busybox", "curl")
+	netsantest.NeedTools(t, "busybox", "curl")
 	const (
 		piMAC, otherMAC = "dc:a6:32:00:00:01", "02:00:5e:00:00:50"
 		secret          = "pi1-root-secret-c0ffee"
@@ -107,19 +96,19 @@ boot   = "san"
 root   = { image = "roots/pi1.img", size = "64MiB" }
 chap   = { user = "pi1", secret = %q }
 `, mode, pool, piMAC, secret))
-			n := startNetsan(t, path, l.server, "http://198.18.0.1:8080")
+			n := startNetsan(t, path, l.Server, "http://198.18.0.1:8080")
 
 			var pi, other, otherIP string
 			if mode == "proxy" {
 				// The LAN's own DHCP server gave these; netsan never saw them.
-				pi = l.attach("pi", piMAC, "198.18.0.21/24")
-				other, otherIP = l.attach("other", otherMAC, "198.18.0.50/24"), "198.18.0.50"
+				pi = l.Attach("pi", piMAC, "198.18.0.21/24")
+				other, otherIP = l.Attach("other", otherMAC, "198.18.0.50/24"), "198.18.0.50"
 			} else {
-				pi = l.attach("pi", piMAC, "")
+				pi = l.Attach("pi", piMAC, "")
 				if got := l.lease(pi); got != "198.18.0.21" {
 					t.Fatalf("the Pi leased %s, want its fixed 198.18.0.21", got)
 				}
-				other = l.attach("other", otherMAC, "")
+				other = l.Attach("other", otherMAC, "")
 				otherIP = l.lease(other)
 			}
 

@@ -17,7 +17,7 @@ import (
 // secret — including the wrong guesses, which are often typos of the right
 // one — as text, hex and base64.
 func TestCHAPSecretsNeverLogged(t *testing.T) {
-	needTools(t, "iscsi-inq", "iscsi-ls")
+	netsantest.NeedTools(t, "iscsi-inq", "iscsi-ls")
 	const (
 		hostSecret    = "host-secret-5d1e8a0c"
 		newSecret     = "host-secret-rotated-77b2"

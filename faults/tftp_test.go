@@ -107,7 +107,7 @@ func tftpGet(server, name string) ([]byte, error) {
 // descriptors come back to their baseline, and curl fetches a file.
 func TestTFTPRequestStorm(t *testing.T) {
 	t.Parallel()
-	needTools(t, "curl")
+	netsantest.NeedTools(t, "curl")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "tftp")
 	ipxe := filepath.Join(dir, "ipxe")

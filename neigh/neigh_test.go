@@ -1,67 +1,27 @@
 package neigh
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/netsan/netsan/netsantest"
 )
-
-// inNetns runs f on a thread inside ns; the thread dies with it.
-func inNetns(t *testing.T, ns string, f func()) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // no Unlock: the thread leaves with this goroutine
-		fd, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer fd.Close()
-		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		f()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestLookup: a machine in another namespace pings us, and the kernel's
 // ARP entry gives its MAC; the same address with another MAC on a second
 // interface is told apart by the local address, and an address nobody
 // used has no entry.
 func TestLookup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip not installed")
-	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	id := hex.EncodeToString(b)
-	srv, cli := "neigh-"+id+"-s", "neigh-"+id+"-c"
-	netsantest.Netns(t, srv)
+	l := netsantest.NewLab(t, "neigh")
+	srv := l.Server
 	const cliMAC, otherMAC = "02:00:5e:10:00:02", "02:00:5e:10:00:99"
-	netsantest.Machine(t, cli, cliMAC, "198.18.0.2/24", srv, "veth0", "")
-	ip := func(args ...string) { netsantest.IP(t, append([]string{"-n", srv}, args...)...) }
-	ip("addr", "add", "198.18.0.1/24", "dev", "veth0")
+	cli := l.Cable("c", cliMAC, "198.18.0.2/24", "198.18.0.1/24")
+	ip := func(args ...string) { l.IP(srv, args...) }
 	// A second segment where 198.18.0.2 is somebody else (a static entry).
 	ip("link", "add", "veth1", "type", "veth", "peer", "name", "veth1p")
 	ip("addr", "add", "198.18.1.1/24", "dev", "veth1")
@@ -69,7 +29,7 @@ func TestLookup(t *testing.T) {
 	ip("neigh", "add", "198.18.0.2", "lladdr", otherMAC, "dev", "veth1", "nud", "permanent")
 	// A datagram from the client makes it ARP for us, which leaves its
 	// entry in our table (a link not up yet drops the first; resend).
-	inNetns(t, cli, func() {
+	netsantest.InNetns(t, cli, func() {
 		c, err := net.Dial("udp4", "198.18.0.1:9")
 		if err != nil {
 			t.Error(err)
@@ -87,7 +47,7 @@ func TestLookup(t *testing.T) {
 	})
 
 	addr := netip.MustParseAddr
-	inNetns(t, srv, func() {
+	netsantest.InNetns(t, srv, func() {
 		for _, c := range []struct {
 			ip, local string
 			mac       string // "" = an error wanted

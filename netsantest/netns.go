@@ -1,11 +1,28 @@
 package netsantest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// NeedTools skips t when a program it drives is not installed.
+func NeedTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
 
 // IP runs ip(8) with args and fails t, with its output, when it fails.
 func IP(t testing.TB, args ...string) {
@@ -45,4 +62,95 @@ func Machine(t testing.TB, ns, mac, cidr, peerNS, peer, bridge string) string {
 		return strings.Contains(string(out), "LOWER_UP") && strings.Contains(string(out), "state UP")
 	})
 	return ns
+}
+
+// Lab is one test's network namespaces, named <prefix>-<id>-<role> with a
+// random id so that runs side by side do not collide; each is deleted when
+// the test ends.
+type Lab struct {
+	t      testing.TB
+	prefix string
+	ID     string
+	Server string // the server's namespace, <prefix>-<id>-s
+	cables int
+}
+
+// NewLab skips t unless it runs as root with ip(8) and tools installed,
+// and makes the server's namespace.
+func NewLab(t testing.TB, prefix string, tools ...string) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	NeedTools(t, append([]string{"ip"}, tools...)...)
+	b := make([]byte, 3)
+	rand.Read(b)
+	l := &Lab{t: t, prefix: prefix, ID: hex.EncodeToString(b)}
+	l.Server = Netns(t, l.Name("s"))
+	return l
+}
+
+// Name is the namespace of role: <prefix>-<id>-<role>.
+func (l *Lab) Name(role string) string { return l.prefix + "-" + l.ID + "-" + role }
+
+// IP runs ip(8) in namespace ns, or in the test's own when ns is "".
+func (l *Lab) IP(ns string, args ...string) {
+	l.t.Helper()
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	IP(l.t, args...)
+}
+
+// Bridge makes bridge br0 with address cidr in the server's namespace, for
+// Attach to cable machines to.
+func (l *Lab) Bridge(cidr string) {
+	l.t.Helper()
+	l.IP(l.Server, "link", "add", "br0", "type", "bridge")
+	l.IP(l.Server, "addr", "add", cidr, "dev", "br0")
+	l.IP(l.Server, "link", "set", "br0", "up")
+}
+
+// Attach makes namespace Name(role), a machine whose eth0 has mac (and
+// cidr when set), cabled to br0.
+func (l *Lab) Attach(role, mac, cidr string) string {
+	l.t.Helper()
+	l.cables++
+	peer := fmt.Sprintf("v%s%d", l.ID, l.cables) // ≤ 15 bytes
+	return Machine(l.t, l.Name(role), mac, cidr, l.Server, peer, "br0")
+}
+
+// Cable makes namespace Name(role), a machine whose eth0 has mac and cidr,
+// cabled straight to the server's veth0, which gets serverCIDR.
+func (l *Lab) Cable(role, mac, cidr, serverCIDR string) string {
+	l.t.Helper()
+	ns := Machine(l.t, l.Name(role), mac, cidr, l.Server, "veth0", "")
+	l.IP(l.Server, "addr", "add", serverCIDR, "dev", "veth0")
+	return ns
+}
+
+// InNetns runs f on a thread inside namespace ns. Sockets f opens stay in
+// ns whichever thread uses them later. The thread is never reused: it
+// exits with its locked goroutine.
+func InNetns(t testing.TB, ns string, f func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // no Unlock: the thread leaves with this goroutine
+		fd, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer fd.Close()
+		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- err
+			return
+		}
+		f()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("netns %s: %v", ns, err)
+	}
 }

@@ -102,3 +102,69 @@ func TestServe(t *testing.T) {
 		t.Fatal("the subtest's cleanup did not wait for Serve to return")
 	}
 }
+
+// TestLab: a machine on the bridge and one cabled straight to the server
+// reach the server's address from inside their namespaces, and every
+// namespace is gone when the test that made it ends.
+func TestLab(t *testing.T) {
+	var names []string
+	t.Run("bridge", func(t *testing.T) {
+		l := NewLab(t, "nstest")
+		l.Bridge("198.18.0.1/24")
+		a := l.Attach("a", "02:00:5e:10:00:0a", "198.18.0.2/24")
+		b := l.Attach("b", "02:00:5e:10:00:0b", "198.18.0.3/24")
+		names = []string{l.Server, a, b}
+		reaches(t, l.Server, a, b)
+		if out, err := exec.Command("ip", "-n", a, "link", "show", "eth0").Output(); err != nil || !strings.Contains(string(out), "02:00:5e:10:00:0a") {
+			t.Errorf("%s eth0: %s %v", a, out, err)
+		}
+	})
+	t.Run("cable", func(t *testing.T) {
+		l := NewLab(t, "nstest")
+		c := l.Cable("c", "02:00:5e:10:00:0c", "198.18.0.2/24", "198.18.0.1/24")
+		names = append(names, l.Server, c)
+		reaches(t, l.Server, c)
+	})
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, ns := range names {
+		if strings.Contains(string(out), ns) {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+}
+
+// reaches checks that a datagram from each of machines arrives at
+// 198.18.0.1 in namespace server.
+func reaches(t *testing.T, server string, machines ...string) {
+	t.Helper()
+	var srv *net.UDPConn
+	InNetns(t, server, func() {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 9999})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		srv = c
+	})
+	if srv == nil {
+		t.FailNow()
+	}
+	defer srv.Close()
+	for _, ns := range machines {
+		InNetns(t, ns, func() {
+			c, err := net.Dial("udp4", "198.18.0.1:9999")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.Write([]byte(ns))
+		})
+		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 64)
+		n, from, err := srv.ReadFromUDP(buf)
+		if err != nil || string(buf[:n]) != ns {
+			t.Errorf("from %s: %q from %v, %v", ns, buf[:n], from, err)
+		}
+	}
+}

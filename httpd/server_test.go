@@ -42,9 +42,7 @@ func start(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
 		t.Skip("Debian package ipxe not installed")
 	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
-	}
+	netsantest.NeedTools(t, "curl")
 	dir := inventorytest.BootTree(t)
 	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
 	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts(t)), log)

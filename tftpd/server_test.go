@@ -78,15 +78,6 @@ func newFixture(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	return fx
 }
 
-func need(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-}
-
 // loaders lists the regular files at the top of ipxe_dir.
 func loaders(t testing.TB) []string {
 	t.Helper()
@@ -118,7 +109,7 @@ func run(ctx context.Context, dir, name string, args ...string) (string, error) 
 // atftp with and without blksize, and curl with blksize 1468, arrives
 // byte-identical.
 func TestLoadersRealClients(t *testing.T) {
-	need(t, "tftp", "atftp", "curl")
+	netsantest.NeedTools(t, "tftp", "atftp", "curl")
 	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	port := fmt.Sprint(fx.port)
 	out := t.TempDir()
@@ -243,7 +234,7 @@ func TestRefusals(t *testing.T) {
 	}
 
 	// The same through real clients.
-	need(t, "tftp", "curl")
+	netsantest.NeedTools(t, "tftp", "curl")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -295,7 +286,7 @@ func TestOptions(t *testing.T) {
 
 // Reload changes what a name means at once.
 func TestReload(t *testing.T) {
-	need(t, "curl")
+	netsantest.NeedTools(t, "curl")
 	fx := start(t, zap.NewNop())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -315,7 +306,7 @@ func TestReload(t *testing.T) {
 
 // 50 clients fetch a 16 MiB file at once; each gets it whole.
 func TestManyClients(t *testing.T) {
-	need(t, "curl")
+	netsantest.NeedTools(t, "curl")
 	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	big := make([]byte, 16<<20)
 	for i := range big {
@@ -577,7 +568,7 @@ func TestMaxTransfers(t *testing.T) {
 // shared ones, and a generated cmdline.txt that logs in to its root target
 // (with its CHAP secret: only to the machine the MACFinder says is the Pi).
 func TestPiPrefix(t *testing.T) {
-	need(t, "atftp")
+	netsantest.NeedTools(t, "atftp")
 	asked := make(chan [2]netip.Addr, 4)
 	fx := startWith(t, zap.NewNop(), func(s *Server) {
 		s.SetMACFinder(macFinder(func(ip, local netip.Addr) (net.HardwareAddr, error) {
@@ -631,7 +622,7 @@ func (f macFinder) MACOf(ip, local netip.Addr) (net.HardwareAddr, error) { retur
 
 // Without a MACFinder a file with a secret goes to nobody.
 func TestSecretWithoutMACFinder(t *testing.T) {
-	need(t, "atftp")
+	netsantest.NeedTools(t, "atftp")
 	fx := start(t, zap.NewNop())
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -22,11 +22,7 @@ import (
 // blocks with its own pattern, so an acknowledged block has exactly one right
 // content; blocks in flight at the kill may hold either.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	for _, tool := range []string{"qemu-io", "stdbuf", "iscsi-inq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	netsantest.NeedTools(t, "qemu-io", "stdbuf", "iscsi-inq")
 	const (
 		rounds    = 20
 		perRound  = 256

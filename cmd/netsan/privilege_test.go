@@ -19,11 +19,7 @@ func TestServeUnprivileged(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to nobody")
 	}
-	for _, tool := range []string{"setpriv", "iscsi-inq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	netsantest.NeedTools(t, "setpriv", "iscsi-inq")
 	dir, err := os.MkdirTemp("", "netsan-priv-")
 	if err != nil {
 		t.Fatal(err)

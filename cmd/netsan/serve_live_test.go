@@ -22,9 +22,7 @@ import (
 // edit adds a host that iSCSI and HTTP serve at once, a broken edit changes
 // nothing, and SIGTERM stops it cleanly.
 func TestServeLive(t *testing.T) {
-	if _, err := exec.LookPath("iscsi-inq"); err != nil {
-		t.Skip("iscsi-inq (libiscsi-bin) not installed")
-	}
+	netsantest.NeedTools(t, "iscsi-inq")
 	dir := t.TempDir()
 	bin := netsantest.Binary(t)
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
@@ -143,11 +141,7 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 // on it: refused without --force; with it the session is logged out, the
 // root is a fresh clone again and the target serves the new file.
 func TestImageResetLive(t *testing.T) {
-	for _, tool := range []string{"qemu-io", "iscsi-inq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	netsantest.NeedTools(t, "qemu-io", "iscsi-inq")
 	bin := netsantest.Binary(t)
 	dir := t.TempDir()
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/iscsi"
 	"github.com/netsan/netsan/iscsi/pdu"
 	"github.com/netsan/netsan/netsantest"
@@ -30,21 +31,12 @@ func startISCSI(t *testing.T, extra string) *iscsiLab {
 	netsantest.NeedTools(t, "iscsi-inq")
 	dir := t.TempDir()
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
-	path := writeInventory(t, dir, fmt.Sprintf(`
-[server]
-address = "127.0.0.1"
-data_dir = "data"
-[http]
-listen = "127.0.0.1:%d"
-[iscsi]
-listen = ["127.0.0.1:%d"]
-base_iqn = %q
-%s
+	path := writeInventory(t, dir, inventorytest.Loopback("data", httpPort, iscsiPort, testBase)+extra+`
 [[host]]
 name = "node1"
 mac = "52:54:00:00:00:01"
 root = { image = "roots/node1.img", size = "16MiB" }
-`, httpPort, iscsiPort, testBase, extra))
+`)
 	l := &iscsiLab{
 		netsan:    startNetsan(t, path, "", fmt.Sprintf("http://127.0.0.1:%d", httpPort)),
 		portal:    fmt.Sprintf("127.0.0.1:%d", iscsiPort),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -57,21 +58,14 @@ func TestPersistentReservationsSurviveKill9(t *testing.T) {
 	port := netsantest.FreePort(t, "tcp")
 	initA, initB := testBase+":a", testBase+":b"
 	target := testBase + ":shared"
-	path := writeInventory(t, dir, fmt.Sprintf(`
-[server]
-address = "127.0.0.1"
-data_dir = "data"
-[iscsi]
-listen = ["127.0.0.1:%d"]
-base_iqn = %q
-[[target]]
+	path := writeInventory(t, dir, inventorytest.Loopback("data", 0, port, testBase)+fmt.Sprintf(`[[target]]
 name = "shared"
 luns = [ { lun = 0, image = "shared.img", size = "8MiB" } ]
 [[target.acl]]
 initiator = %q
 [[target.acl]]
 initiator = %q
-`, port, testBase, initA, initB))
+`, initA, initB))
 	portal := fmt.Sprintf("127.0.0.1:%d", port)
 	n := startNetsan(t, path, "", "")
 	isidA, isidB := [6]byte{0x80, 0, 0, 0, 0xa, 1}, [6]byte{0x80, 0, 0, 0, 0xb, 1}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -31,16 +32,7 @@ func TestCHAPSecretsNeverLogged(t *testing.T) {
 	dir := t.TempDir()
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	inv := func(secret string) string {
-		return fmt.Sprintf(`
-[server]
-address = "127.0.0.1"
-data_dir = "data"
-[http]
-listen = "127.0.0.1:%d"
-[iscsi]
-listen = ["127.0.0.1:%d"]
-base_iqn = %q
-discovery_chap = { user = "disc", secret = %q }
+		return inventorytest.Loopback("data", httpPort, iscsiPort, testBase) + fmt.Sprintf(`discovery_chap = { user = "disc", secret = %q }
 [[host]]
 name = "node1"
 mac = "52:54:00:00:00:01"
@@ -52,7 +44,7 @@ luns = [ { lun = 0, image = "data/db.img", size = "16MiB" } ]
 [[target.acl]]
 initiator = %q
 chap = { user = "db1", secret = %q, mutual_user = "tgt", mutual_secret = %q }
-`, httpPort, iscsiPort, testBase, discSecret, secret, dataInitiator, dataSecret, mutualSecret)
+`, discSecret, secret, dataInitiator, dataSecret, mutualSecret)
 	}
 	path := writeInventory(t, dir, inv(hostSecret))
 	n := startNetsan(t, path, "", fmt.Sprintf("http://127.0.0.1:%d", httpPort), "--log-level", "debug")

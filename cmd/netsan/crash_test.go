@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -33,18 +34,11 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	port := netsantest.FreePort(t, "tcp")
 	const iqn = "iqn.2026-11.example.test:node1"
 	path := filepath.Join(dir, "netsan.toml")
-	writeFile(t, path, fmt.Sprintf(`
-[server]
-address = "127.0.0.1"
-data_dir = "data"
-[iscsi]
-listen = ["127.0.0.1:%d"]
-base_iqn = "iqn.2026-11.example.test"
-[[host]]
+	writeFile(t, path, inventorytest.Loopback("data", 0, port, "iqn.2026-11.example.test")+fmt.Sprintf(`[[host]]
 name = "node1"
 mac = "52:54:00:00:00:01"
 root = { image = "roots/node1.img", size = "%dKiB" }
-`, port, rounds*perRound*blockSize/1024))
+`, rounds*perRound*blockSize/1024))
 	image := fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=0,initiator-name=%s", port, iqn, iqn)
 
 	log := netsantest.NewLog(t, "netsan")

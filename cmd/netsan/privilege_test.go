@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -39,18 +40,11 @@ func TestServeUnprivileged(t *testing.T) {
 	// 860 is iSCSI's system port; nothing on a test machine uses it.
 	const port = 860
 	path := filepath.Join(dir, "netsan.toml")
-	writeFile(t, path, fmt.Sprintf(`
-[server]
-address = "127.0.0.1"
-data_dir = %q
-[iscsi]
-listen = ["127.0.0.1:%d"]
-base_iqn = "iqn.2026-11.example.test"
-[[host]]
+	writeFile(t, path, inventorytest.Loopback(data, 0, port, "iqn.2026-11.example.test")+`[[host]]
 name = "node1"
 mac = "52:54:00:00:00:01"
 root = { image = "roots/node1.img", size = "8MiB" }
-`, data, port))
+`)
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -147,23 +148,14 @@ func TestImageResetLive(t *testing.T) {
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	const iqn = "iqn.2026-11.example.test:node1"
 	path := filepath.Join(dir, "netsan.toml")
-	writeFile(t, path, fmt.Sprintf(`
-[server]
-address = "127.0.0.1"
-data_dir = "data"
-[http]
-listen = "127.0.0.1:%d"
-[iscsi]
-listen = ["127.0.0.1:%d"]
-base_iqn = "iqn.2026-11.example.test"
-[[image]]
+	writeFile(t, path, inventorytest.Loopback("data", httpPort, iscsiPort, "iqn.2026-11.example.test")+`[[image]]
 name = "golden"
 path = "golden/g.img"
 [[host]]
 name = "node1"
 mac = "52:54:00:00:00:01"
 root = { image = "roots/node1.img", from = "golden" }
-`, httpPort, iscsiPort))
+`)
 	golden := bytes.Repeat([]byte{0x5a}, 1<<20)
 	if err := os.MkdirAll(filepath.Join(dir, "data/golden"), 0o755); err != nil {
 		t.Fatal(err)

@@ -42,3 +42,15 @@ base_iqn = "iqn.2026-11.example.lab"
 func Server(dataDir string) string {
 	return fmt.Sprintf("\n[server]\naddress  = \"198.18.0.1\"\ndata_dir = %q\n", dataDir)
 }
+
+// Loopback is the head of an inventory for a netsan on 127.0.0.1 keeping
+// its data in dataDir: [server], [http] on httpPort unless it is 0, and
+// [iscsi] on iscsiPort with baseIQN, last, so that the lines that follow
+// it may add to [iscsi] before the next table.
+func Loopback(dataDir string, httpPort, iscsiPort int, baseIQN string) string {
+	head := fmt.Sprintf("[server]\naddress = \"127.0.0.1\"\ndata_dir = %q\n", dataDir)
+	if httpPort != 0 {
+		head += fmt.Sprintf("[http]\nlisten = \"127.0.0.1:%d\"\n", httpPort)
+	}
+	return head + fmt.Sprintf("[iscsi]\nlisten = [\"127.0.0.1:%d\"]\nbase_iqn = %q\n", iscsiPort, baseIQN)
+}

@@ -7,6 +7,8 @@ package netsantest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -196,4 +198,44 @@ func Serve(t testing.TB, within time.Duration, serve func(context.Context) error
 			t.Errorf("Serve did not return %s after cancel", within)
 		}
 	})
+}
+
+// FetchAll has n clients fetch at once, each into a file of its own that
+// fetch writes, and checks that each got want whole. It reports every
+// client that did not and returns how many did.
+func FetchAll(t testing.TB, n int, want []byte, fetch func(local string) error) int {
+	t.Helper()
+	dir := t.TempDir()
+	sum := sha256.Sum256(want)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			local := filepath.Join(dir, fmt.Sprintf("client-%d", i))
+			defer os.Remove(local)
+			if err := fetch(local); err != nil {
+				errs[i] = err
+				return
+			}
+			b, err := os.ReadFile(local)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if got := sha256.Sum256(b); got != sum {
+				errs[i] = fmt.Errorf("%d bytes, sha256 %x, want %x", len(b), got, sum)
+			}
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		} else {
+			ok++
+		}
+	}
+	t.Logf("%d of %d clients got the %d-byte file whole", ok, n, len(want))
+	return ok
 }

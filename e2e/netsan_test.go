@@ -100,30 +100,29 @@ func (s *served) bootMarker(t *testing.T, ctx context.Context, h lab.Host, fw la
 	}
 }
 
-// Test 1: SeaBIOS + iPXE NIC ROM, no disk: DHCP → script → sanboot of its
-// root LUN → the Linux marker; the write lands in its own root only.
-func TestBIOSBoot(t *testing.T) {
+// bootOwnRoot serves SAN host n alone and boots it with fw to the Linux
+// marker; the write lands in its own root.
+func bootOwnRoot(t *testing.T, n int, fw lab.Firmware) *served {
 	needNetsan(t)
-	h := sanHost(t, 1)
+	h := sanHost(t, n)
 	s := serve(t, []lab.NetsanHost{h}, nil, nil)
 	ctx, cancel := testContext(t, bootTimeout)
 	defer cancel()
-	s.bootMarker(t, ctx, h.Host, lab.BIOS)
+	s.bootMarker(t, ctx, h.Host, fw)
 	checkStamp(t, s.roots[h.Name], h.Name)
+	return s
+}
+
+// Test 1: SeaBIOS + iPXE NIC ROM, no disk: DHCP → script → sanboot of its
+// root LUN → the Linux marker; the write lands in its own root only.
+func TestBIOSBoot(t *testing.T) {
+	s := bootOwnRoot(t, 1, lab.BIOS)
 	checkStamp(t, filepath.Join(s.inv.DataDir, s.inv.Golden), "")
 }
 
 // Test 3: OVMF's own PXE (no NIC option ROM) → ipxe.efi over TFTP → iPXE →
 // script → sanboot of \EFI\BOOT\BOOTX64.EFI on the root LUN → marker.
-func TestUEFIBoot(t *testing.T) {
-	needNetsan(t)
-	h := sanHost(t, 3)
-	s := serve(t, []lab.NetsanHost{h}, nil, nil)
-	ctx, cancel := testContext(t, bootTimeout)
-	defer cancel()
-	s.bootMarker(t, ctx, h.Host, lab.UEFI)
-	checkStamp(t, s.roots[h.Name], h.Name)
-}
+func TestUEFIBoot(t *testing.T) { bootOwnRoot(t, 3, lab.UEFI) }
 
 // Test 4: two guests at once, each from its own clone of the golden image.
 // Each stamps its root's scratch sector after reading it: had they shared

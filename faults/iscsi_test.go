@@ -12,6 +12,7 @@ import (
 
 	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/iscsi"
+	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/pdu"
 	"github.com/netsan/netsan/netsantest"
 )
@@ -131,11 +132,11 @@ func TestISCSIHalfLoginsAndSlowloris(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 		conns = append(conns, c)
-		isid := [6]byte{0x80, 0, 0, 0, byte(i >> 8), byte(i)}
-		h, data := loginRequest(isid, 1, normalLogin(l.initiator, l.target))
-		h.Flags = 1 << 2 // CSG operational, no transit
-		w := pdu.Writer{W: c}
-		if err := w.Write(&h, data); err != nil {
+		in := iscsitest.New(c)
+		in.NextITT()
+		h, data := in.LoginRequest([6]byte{0x80, 0, 0, 0, byte(i >> 8), byte(i)}, 0, normalLogin(l.initiator, l.target)...)
+		h.Flags = pdu.LoginFlags(pdu.StageOperational, 0, false)
+		if err := in.Send(h, data); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 	}
@@ -186,8 +187,7 @@ func TestISCSIHalfLoginsAndSlowloris(t *testing.T) {
 		}
 		conns = append(conns, c)
 		if i%2 == 1 {
-			in := &initiator{nc: c, r: pdu.Reader{R: c, Pool: new(pdu.Pool), MaxRecvDataSegmentLength: 1 << 20}, w: pdu.Writer{W: c}}
-			if err := in.login(l.initiator, l.target, [6]byte{0x80, 0, 0, 0x51, 0, byte(i)}); err != nil {
+			if _, err := iscsitest.New(c).Login([6]byte{0x80, 0, 0, 0x51, 0, byte(i)}, 0, normalLogin(l.initiator, l.target)...); err != nil {
 				t.Fatalf("slowloris %d login: %v", i, err)
 			}
 		}
@@ -255,30 +255,30 @@ func TestISCSIMaxSessions(t *testing.T) {
 	const limit = 4
 	l := startISCSI(t, fmt.Sprintf("max_sessions = %d", limit))
 	base := l.baseline()
-	var ins []*initiator
+	var ins []*iscsitest.Initiator
 	t.Cleanup(func() {
 		for _, in := range ins {
 			in.Close()
 		}
 	})
 	for i := range limit + 3 {
-		in, err := dialInitiator(l.portal)
+		in, err := iscsitest.Dial(l.portal)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ins = append(ins, in)
-		err = in.login(l.initiator, l.target, [6]byte{0x80, 0, 0, 0x55, 0, byte(i)})
-		var le *loginError
+		_, err = in.Login([6]byte{0x80, 0, 0, 0x55, 0, byte(i)}, 0, normalLogin(l.initiator, l.target)...)
+		var le *iscsitest.LoginError
 		switch {
 		case i < limit && err != nil:
 			t.Fatalf("session %d: %v", i+1, err)
-		case i >= limit && !(errors.As(err, &le) && le.class == 3 && le.detail == 2):
+		case i >= limit && !(errors.As(err, &le) && le.Class == 3 && le.Detail == 2):
 			t.Fatalf("session %d beyond max_sessions=%d: %v, want status 0x0302 (out of resources)", i+1, limit, err)
 		}
 	}
 	for i, in := range ins[:limit] {
-		if res, err := in.commandPastUA(0, make([]byte, 6), nil, 0); err != nil || res.status != 0 {
-			t.Fatalf("session %d TEST UNIT READY: %v status %#x", i+1, err, res.status)
+		if res, err := in.CommandPastUA(0, iscsitest.TUR(), nil, 0); err != nil || res.Status != 0 {
+			t.Fatalf("session %d TEST UNIT READY: %v status %#x", i+1, err, res.Status)
 		}
 	}
 	url := fmt.Sprintf("iscsi://%s/%s/0", l.portal, l.target)
@@ -286,7 +286,7 @@ func TestISCSIMaxSessions(t *testing.T) {
 		t.Fatalf("iscsi-inq logged in as session %d:\n%s", limit+1, out)
 	}
 	for i, in := range ins[:limit] {
-		if err := in.logout(); err != nil {
+		if err := in.Logout(); err != nil {
 			t.Errorf("session %d logout: %v", i+1, err)
 		}
 	}

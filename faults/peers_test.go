@@ -5,43 +5,39 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/login"
 	"github.com/netsan/netsan/iscsi/pdu"
 )
 
-func write10(lba uint32, blocks uint16) []byte {
-	c := make([]byte, 10)
-	c[0] = 0x2a
-	binary.BigEndian.PutUint32(c[2:], lba)
-	binary.BigEndian.PutUint16(c[7:], blocks)
-	return c
+// sessionKeys is what these initiators ask of a session, as Linux's does:
+// immediate data and 256 KiB data segments; then extra.
+func sessionKeys(extra ...login.KV) []login.KV {
+	return append([]login.KV{{Key: "ImmediateData", Value: "Yes"}, {Key: "MaxRecvDataSegmentLength", Value: "262144"}}, extra...)
 }
 
-func read10(lba uint32, blocks uint16) []byte {
-	c := write10(lba, blocks)
-	c[0] = 0x28
-	return c
+// normalLogin is the first Login Request's text of a normal session.
+func normalLogin(initiator, target string, extra ...login.KV) []login.KV {
+	return iscsitest.NormalKeys(initiator, target, sessionKeys(extra...)...)
 }
 
 // afterLogin is one logged-in connection of a protocol-abuse case.
-func (l *iscsiLab) afterLogin(t *testing.T, i byte, extra ...login.KV) *initiator {
+func (l *iscsiLab) afterLogin(t *testing.T, i byte, extra ...login.KV) *iscsitest.Initiator {
 	t.Helper()
-	in, err := dialInitiator(l.portal)
+	in, err := iscsitest.Dial(l.portal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close() })
-	if err := in.login(l.initiator, l.target, [6]byte{0x80, 0, 0, 0x77, 0, i}, extra...); err != nil {
+	if _, err := in.Login([6]byte{0x80, 0, 0, 0x77, 0, i}, 0, normalLogin(l.initiator, l.target, extra...)...); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := in.commandPastUA(0, make([]byte, 6), nil, 0); err != nil || res.status != 0 {
-		t.Fatalf("TEST UNIT READY: %v %#x", err, res.status)
+	if res, err := in.CommandPastUA(0, iscsitest.TUR(), nil, 0); err != nil || res.Status != 0 {
+		t.Fatalf("TEST UNIT READY: %v %#x", err, res.Status)
 	}
 	return in
 }
@@ -49,33 +45,33 @@ func (l *iscsiLab) afterLogin(t *testing.T, i byte, extra ...login.KV) *initiato
 // readBlock reads block lba through a fresh session (ISID suffix i).
 func (l *iscsiLab) readBlock(t *testing.T, i byte, lba uint32) []byte {
 	t.Helper()
-	chk, err := dialInitiator(l.portal)
+	chk, err := iscsitest.Dial(l.portal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer chk.Close()
-	if err := chk.login(l.initiator, l.target, [6]byte{0x80, 0, 0, 0x78, 0, i}); err != nil {
+	if _, err := chk.Login([6]byte{0x80, 0, 0, 0x78, 0, i}, 0, normalLogin(l.initiator, l.target)...); err != nil {
 		t.Fatal(err)
 	}
-	res, err := chk.commandPastUA(0, read10(lba, 1), nil, 512)
-	if err != nil || res.status != 0 || len(res.data) != 512 {
-		t.Fatalf("READ(10) of block %d: %v status %#x, %d bytes", lba, err, res.status, len(res.data))
+	res, err := chk.CommandPastUA(0, iscsitest.Read10(lba, 1), nil, 512)
+	if err != nil || res.Status != 0 || len(res.Data) != 512 {
+		t.Fatalf("READ(10) of block %d: %v status %#x, %d bytes", lba, err, res.Status, len(res.Data))
 	}
-	return res.data
+	return res.Data
 }
 
 // servesOrClosed: after abuse a connection either still serves commands
 // or was closed by the target; it never hangs or answers nonsense.
-func servesOrClosed(t *testing.T, in *initiator) string {
+func servesOrClosed(t *testing.T, in *iscsitest.Initiator) string {
 	t.Helper()
-	res, err := in.command(0, make([]byte, 6), nil, 0)
+	res, err := in.Command(0, iscsitest.TUR(), nil, 0)
 	switch {
-	case err == nil && res.status == 0:
+	case err == nil && res.Status == 0:
 		return "kept serving"
 	case err != nil && !isTimeout(err):
 		return "closed by the target"
 	default:
-		t.Fatalf("connection neither serving nor closed: %v status %#x", err, res.status)
+		t.Fatalf("connection neither serving nor closed: %v status %#x", err, res.Status)
 		return ""
 	}
 }
@@ -95,24 +91,24 @@ func TestISCSIProtocolAbuse(t *testing.T) {
 		in := l.afterLogin(t, 1)
 		for _, off := range []uint32{1000, 1 << 31, ^uint32(0) - 500} {
 			h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: 0x7000 + off&0xff,
-				CmdSN: in.cmdSN + off, ExpStatSN: in.expStatSN}
-			if err := in.w.Write(&h, nil); err != nil {
+				CmdSN: in.CmdSN + off, ExpStatSN: in.ExpStatSN}
+			if err := in.Send(h, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// The next in-window command is answered, and only it.
-		in.itt = 0x100
-		res, err := in.command(0, make([]byte, 6), nil, 0)
-		if err != nil || res.status != 0 {
-			t.Fatalf("in-window TEST UNIT READY after out-of-window ones: %v %#x", err, res.status)
+		in.ITT = 0x100
+		res, err := in.Command(0, iscsitest.TUR(), nil, 0)
+		if err != nil || res.Status != 0 {
+			t.Fatalf("in-window TEST UNIT READY after out-of-window ones: %v %#x", err, res.Status)
 		}
 	})
 
 	t.Run("Data-Out for an unknown task", func(t *testing.T) {
 		in := l.afterLogin(t, 2)
 		h := pdu.Header{Opcode: pdu.OpSCSIDataOut, Flags: pdu.FlagFinal, InitiatorTaskTag: 0xdead, TargetTransferTag: 0xbeef,
-			ExpStatSN: in.expStatSN}
-		if err := in.w.Write(&h, make([]byte, 512)); err != nil {
+			ExpStatSN: in.ExpStatSN}
+		if err := in.Send(h, make([]byte, 512)); err != nil {
 			t.Fatal(err)
 		}
 		t.Log(servesOrClosed(t, in))
@@ -122,34 +118,33 @@ func TestISCSIProtocolAbuse(t *testing.T) {
 		in := l.afterLogin(t, 3)
 		// Block 11 must stay as it is whatever happens to block 10's write.
 		marker := bytes.Repeat([]byte{0x5a}, 512)
-		if res, err := in.command(0, write10(11, 1), marker, 0); err != nil || res.status != 0 {
-			t.Fatalf("marker write: %v %#x", err, res.status)
+		if res, err := in.Command(0, iscsitest.Write10(11, 1), marker, 0); err != nil || res.Status != 0 {
+			t.Fatalf("marker write: %v %#x", err, res.Status)
 		}
-		in.itt++
-		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.itt,
-			ExpectedDataTransferLength: 512, CmdSN: in.cmdSN, ExpStatSN: in.expStatSN}
-		in.cmdSN++
-		copy(h.CDB[:], write10(10, 1))
-		if err := in.w.Write(&h, nil); err != nil {
+		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.NextITT(),
+			ExpectedDataTransferLength: 512, CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
+		in.CmdSN++
+		copy(h.CDB[:], iscsitest.Write10(10, 1))
+		if err := in.Send(h, nil); err != nil {
 			t.Fatal(err)
 		}
-		p, err := in.recv()
-		if err != nil || p.Opcode != pdu.OpR2T {
-			t.Fatalf("want an R2T: %v %v", err, p)
+		p, err := in.RecvOp(pdu.OpR2T)
+		if err != nil {
+			t.Fatalf("want an R2T: %v", err)
 		}
 		d := pdu.Header{Opcode: pdu.OpSCSIDataOut, Flags: pdu.FlagFinal, InitiatorTaskTag: h.InitiatorTaskTag,
-			TargetTransferTag: p.TargetTransferTag, ExpStatSN: in.expStatSN}
-		if err := in.w.Write(&d, bytes.Repeat([]byte{0xee}, 4096)); err != nil {
+			TargetTransferTag: p.TargetTransferTag, ExpStatSN: in.ExpStatSN}
+		if err := in.Send(d, bytes.Repeat([]byte{0xee}, 4096)); err != nil {
 			t.Fatal(err)
 		}
 		// And one far beyond the transfer.
 		d.BufferOffset = 1 << 20
-		in.w.Write(&d, bytes.Repeat([]byte{0xee}, 512))
-		in.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		in.Send(d, bytes.Repeat([]byte{0xee}, 512))
+		in.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 		var seen []string
 		for {
 			q := new(pdu.PDU)
-			if err := in.r.Read(q); err != nil {
+			if err := in.R.Read(q); err != nil {
 				break
 			}
 			seen = append(seen, fmt.Sprintf("%v(%#x/%#x)", q.Opcode, q.Byte2, q.Byte3))
@@ -162,12 +157,11 @@ func TestISCSIProtocolAbuse(t *testing.T) {
 
 	t.Run("data segment beyond MaxRecvDataSegmentLength", func(t *testing.T) {
 		in := l.afterLogin(t, 4)
-		in.itt++
-		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.itt,
-			ExpectedDataTransferLength: 1 << 20, CmdSN: in.cmdSN, ExpStatSN: in.expStatSN}
-		in.cmdSN++
-		copy(h.CDB[:], write10(100, 2048))
-		in.w.Write(&h, make([]byte, 1<<20)) // 1 MiB of immediate data
+		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.NextITT(),
+			ExpectedDataTransferLength: 1 << 20, CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
+		in.CmdSN++
+		copy(h.CDB[:], iscsitest.Write10(100, 2048))
+		in.Send(h, make([]byte, 1<<20)) // 1 MiB of immediate data
 		t.Log(servesOrClosed(t, in))
 	})
 
@@ -186,22 +180,21 @@ func TestISCSIProtocolAbuse(t *testing.T) {
 			{Key: "HeaderDigest", Value: "Bogus"}, {Key: "MaxBurstLength", Value: huge},
 			{Key: "ImmediateData", Value: "Maybe"}, {Key: "X-unknown", Value: "1"},
 		} {
-			in, err := dialInitiator(l.portal)
+			in, err := iscsitest.Dial(l.portal)
 			if err != nil {
 				t.Fatal(err)
 			}
-			in.itt++
+			in.NextITT()
 			var kvs []login.KV
 			for _, n := range normalLogin(l.initiator, l.target) {
 				if n.Key != kv.Key {
 					kvs = append(kvs, n)
 				}
 			}
-			h, data := loginRequest([6]byte{0x80, 0, 0, 0x79, 0, byte(i)}, in.itt, append(kvs, kv))
-			if err := in.w.Write(&h, data); err != nil {
+			if err := in.Send(in.LoginRequest([6]byte{0x80, 0, 0, 0x79, 0, byte(i)}, 0, append(kvs, kv)...)); err != nil {
 				t.Fatal(err)
 			}
-			p, err := in.recv()
+			p, err := in.Recv()
 			outcome := ""
 			switch {
 			case err != nil:
@@ -227,9 +220,9 @@ func TestISCSIProtocolAbuse(t *testing.T) {
 						outcome += fmt.Sprintf(" %s=%.20s", r.Key, r.Value)
 					}
 				}
-				in.expStatSN, in.cmdSN = p.StatSN+1, p.ExpCmdSN
-				if res, err := in.commandPastUA(0, make([]byte, 6), nil, 0); err != nil || res.status != 0 {
-					t.Errorf("%s=%.20s: accepted, then TEST UNIT READY: %v %#x", kv.Key, kv.Value, err, res.status)
+				in.CmdSN = p.ExpCmdSN
+				if res, err := in.CommandPastUA(0, iscsitest.TUR(), nil, 0); err != nil || res.Status != 0 {
+					t.Errorf("%s=%.20s: accepted, then TEST UNIT READY: %v %#x", kv.Key, kv.Value, err, res.Status)
 				}
 			}
 			t.Logf("%s=%.20s: %s", kv.Key, kv.Value, outcome)
@@ -262,9 +255,9 @@ chap = { user = %q, secret = %q }
 `, chapInitiator, chapUser, chapSecret))
 	base := l.baseline()
 
-	dial := func(t *testing.T) *initiator {
+	dial := func(t *testing.T) *iscsitest.Initiator {
 		t.Helper()
-		in, err := dialInitiator(l.portal)
+		in, err := iscsitest.Dial(l.portal)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,50 +266,48 @@ chap = { user = %q, secret = %q }
 	}
 	// refused: one Login Response with status want (class<<8 | detail),
 	// then the target closes the connection.
-	refused := func(t *testing.T, in *initiator, want uint16) {
+	refused := func(t *testing.T, in *iscsitest.Initiator, want uint16) {
 		t.Helper()
-		seen, err := in.untilClosed()
+		seen, err := in.UntilClosed()
 		if err != nil {
-			t.Fatalf("want a Login Response %#04x and close; got %s and %v", want, pdus(seen), err)
+			t.Fatalf("want a Login Response %#04x and close; got %s and %v", want, iscsitest.Describe(seen), err)
 		}
-		if len(seen) != 1 || seen[0].Opcode != pdu.OpLoginResponse || loginStatus(seen[0]) != want {
-			t.Fatalf("want a Login Response %#04x and close; got %s", want, pdus(seen))
+		if len(seen) != 1 || seen[0].Opcode != pdu.OpLoginResponse || iscsitest.LoginStatus(seen[0]) != want {
+			t.Fatalf("want a Login Response %#04x and close; got %s", want, iscsitest.Describe(seen))
 		}
 	}
 	// dropped: the target closes the connection without a word.
-	dropped := func(t *testing.T, in *initiator) {
+	dropped := func(t *testing.T, in *iscsitest.Initiator) {
 		t.Helper()
-		seen, err := in.untilClosed()
+		seen, err := in.UntilClosed()
 		if err != nil || len(seen) > 0 {
-			t.Fatalf("want the connection closed with nothing sent; got %s and %v", pdus(seen), err)
+			t.Fatalf("want the connection closed with nothing sent; got %s and %v", iscsitest.Describe(seen), err)
 		}
 	}
 	// truncate sends h with data but stops keep bytes into the encoded
 	// PDU, then half-closes: the target sees EOF mid-PDU.
-	truncate := func(t *testing.T, in *initiator, h pdu.Header, data []byte, keep int) {
+	truncate := func(t *testing.T, in *iscsitest.Initiator, h pdu.Header, data []byte, keep int) {
 		t.Helper()
-		var b bytes.Buffer
-		(&pdu.Writer{W: &b}).Write(&h, data)
-		if _, err := in.nc.Write(b.Bytes()[:keep]); err != nil {
-			t.Fatal(err)
-		}
-		if err := in.nc.(*net.TCPConn).CloseWrite(); err != nil {
+		if err := in.SendTruncated(h, data, keep); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// firstLogin is the first Login Request of a new session.
+	firstLogin := func(in *iscsitest.Initiator, isid [6]byte, initiator string) (pdu.Header, []byte) {
+		in.NextITT()
+		return in.LoginRequest(isid, 0, normalLogin(initiator, l.target)...)
+	}
 	marker := bytes.Repeat([]byte{0x5a}, 512)
-	tur := func(in *initiator) pdu.Header {
-		in.itt++
-		return pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: in.itt,
-			CmdSN: in.cmdSN, ExpStatSN: in.expStatSN}
+	tur := func(in *iscsitest.Initiator) pdu.Header {
+		return pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: in.NextITT(),
+			CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
 	}
 	// immediateWrite is WRITE(10) of len(data) bytes at lba, all of them
 	// immediate data.
-	immediateWrite := func(in *initiator, lba uint32, data []byte) pdu.Header {
-		in.itt++
-		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.itt,
-			ExpectedDataTransferLength: uint32(len(data)), CmdSN: in.cmdSN, ExpStatSN: in.expStatSN}
-		copy(h.CDB[:], write10(lba, uint16(len(data)/512)))
+	immediateWrite := func(in *iscsitest.Initiator, lba uint32, data []byte) pdu.Header {
+		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.NextITT(),
+			ExpectedDataTransferLength: uint32(len(data)), CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
+		copy(h.CDB[:], iscsitest.Write10(lba, uint16(len(data)/512)))
 		return h
 	}
 
@@ -326,25 +317,23 @@ chap = { user = %q, secret = %q }
 	}{
 		{"SCSI Command before login", func(t *testing.T) {
 			in := dial(t)
-			h := tur(in)
-			if err := in.w.Write(&h, nil); err != nil {
+			if err := in.Send(tur(in), nil); err != nil {
 				t.Fatal(err)
 			}
 			refused(t, in, 0x020b) // invalid request during login
 		}},
 		{"login naming a TSIH that does not exist", func(t *testing.T) {
 			in := dial(t)
-			h, data := loginRequest([6]byte{0x80, 0, 0, 0x60, 0, 1}, 1, normalLogin(l.initiator, l.target))
+			h, data := firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 1}, l.initiator)
 			h.TSIH = 0x4242
-			if err := in.w.Write(&h, data); err != nil {
+			if err := in.Send(h, data); err != nil {
 				t.Fatal(err)
 			}
 			refused(t, in, 0x020a) // session does not exist
 		}},
 		{"initiator outside the ACL", func(t *testing.T) {
 			in := dial(t)
-			h, data := loginRequest([6]byte{0x80, 0, 0, 0x60, 0, 2}, 1, normalLogin(testBase+":intruder", l.target))
-			if err := in.w.Write(&h, data); err != nil {
+			if err := in.Send(firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 2}, testBase+":intruder")); err != nil {
 				t.Fatal(err)
 			}
 			refused(t, in, 0x0202) // authorization failure
@@ -352,13 +341,13 @@ chap = { user = %q, secret = %q }
 		{"wrong CHAP", func(t *testing.T) {
 			// The right secret logs in: the refusals below are CHAP's.
 			in := dial(t)
-			if err := in.loginCHAP(chapInitiator, chapTarget, [6]byte{0x80, 0, 0, 0x60, 0, 3}, chapUser, chapSecret); err != nil {
+			if _, err := in.LoginCHAP([6]byte{0x80, 0, 0, 0x60, 0, 3}, chapInitiator, chapTarget, chapUser, chapSecret, sessionKeys()...); err != nil {
 				t.Fatalf("right CHAP secret: %v", err)
 			}
-			if res, err := in.commandPastUA(0, make([]byte, 6), nil, 0); err != nil || res.status != 0 {
-				t.Fatalf("TEST UNIT READY after CHAP: %v %#x", err, res.status)
+			if res, err := in.CommandPastUA(0, iscsitest.TUR(), nil, 0); err != nil || res.Status != 0 {
+				t.Fatalf("TEST UNIT READY after CHAP: %v %#x", err, res.Status)
 			}
-			if err := in.logout(); err != nil {
+			if err := in.Logout(); err != nil {
 				t.Fatal(err)
 			}
 			for i, cred := range [][2]string{
@@ -366,9 +355,9 @@ chap = { user = %q, secret = %q }
 				{"db2", chapSecret}, // a user the target does not know
 			} {
 				in := dial(t)
-				err := in.loginCHAP(chapInitiator, chapTarget, [6]byte{0x80, 0, 0, 0x60, 1, byte(i)}, cred[0], cred[1])
-				var le *loginError
-				if !errors.As(err, &le) || le.class != 2 || le.detail != 1 {
+				_, err := in.LoginCHAP([6]byte{0x80, 0, 0, 0x60, 1, byte(i)}, chapInitiator, chapTarget, cred[0], cred[1], sessionKeys()...)
+				var le *iscsitest.LoginError
+				if !errors.As(err, &le) || le.Class != 2 || le.Detail != 1 {
 					t.Fatalf("CHAP_N=%s with a wrong response: %v, want status 0x0201 (authentication failure)", cred[0], err)
 				}
 				dropped(t, in)
@@ -376,7 +365,7 @@ chap = { user = %q, secret = %q }
 		}},
 		{"half a BHS then EOF, before login", func(t *testing.T) {
 			in := dial(t)
-			h, data := loginRequest([6]byte{0x80, 0, 0, 0x60, 0, 4}, 1, normalLogin(l.initiator, l.target))
+			h, data := firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 4}, l.initiator)
 			truncate(t, in, h, data, pdu.BHSLength/2)
 			dropped(t, in)
 		}},
@@ -387,14 +376,14 @@ chap = { user = %q, secret = %q }
 		}},
 		{"DataSegmentLength beyond the bytes sent, before login", func(t *testing.T) {
 			in := dial(t)
-			h, data := loginRequest([6]byte{0x80, 0, 0, 0x60, 0, 5}, 1, normalLogin(l.initiator, l.target))
+			h, data := firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 5}, l.initiator)
 			truncate(t, in, h, data, pdu.BHSLength+len(data)/2)
 			dropped(t, in)
 		}},
 		{"DataSegmentLength beyond the bytes sent, after login", func(t *testing.T) {
 			in := l.afterLogin(t, 0x11)
-			if res, err := in.command(0, write10(20, 1), marker, 0); err != nil || res.status != 0 {
-				t.Fatalf("marker write: %v %#x", err, res.status)
+			if res, err := in.Command(0, iscsitest.Write10(20, 1), marker, 0); err != nil || res.Status != 0 {
+				t.Fatalf("marker write: %v %#x", err, res.Status)
 			}
 			// 16 KiB of immediate data promised, 4 KiB sent.
 			truncate(t, in, immediateWrite(in, 20, bytes.Repeat([]byte{0xee}, 16<<10)), bytes.Repeat([]byte{0xee}, 16<<10), pdu.BHSLength+4<<10)
@@ -409,59 +398,52 @@ chap = { user = %q, secret = %q }
 			bhs[0] = 0x1c // no such initiator opcode (RFC 7143 §11.1.1)
 			bhs[1] = pdu.FlagFinal
 			binary.BigEndian.PutUint32(bhs[16:], 0x7777)
-			if _, err := in.nc.Write(bhs[:]); err != nil {
+			if _, err := in.Conn.Write(bhs[:]); err != nil {
 				t.Fatal(err)
 			}
-			p, err := in.recv()
+			p, err := in.Recv()
 			if err != nil || p.Opcode != pdu.OpReject || p.Byte2 != 0x05 || !bytes.Equal(p.Data, bhs[:]) {
-				t.Fatalf("want Reject, reason 0x05 (command not supported) carrying the BHS; got %s, %v", pdus([]*pdu.PDU{p}), err)
+				t.Fatalf("want Reject, reason 0x05 (command not supported) carrying the BHS; got %s, %v", iscsitest.Describe([]*pdu.PDU{p}), err)
 			}
 			// The connection goes on.
-			if res, err := in.command(0, make([]byte, 6), nil, 0); err != nil || res.status != 0 {
-				t.Fatalf("TEST UNIT READY after the Reject: %v %#x", err, res.status)
+			if res, err := in.Command(0, iscsitest.TUR(), nil, 0); err != nil || res.Status != 0 {
+				t.Fatalf("TEST UNIT READY after the Reject: %v %#x", err, res.Status)
 			}
 		}},
 		{"header digest error", func(t *testing.T) {
 			in := l.afterLogin(t, 0x13, login.KV{Key: "HeaderDigest", Value: "CRC32C"})
-			if !in.w.HeaderDigest {
+			if !in.W.HeaderDigest {
 				t.Fatal("target refused HeaderDigest=CRC32C")
 			}
 			// A NOP-Out ping the target would answer, were its digest right.
-			var b bytes.Buffer
-			(&pdu.Writer{W: &b, HeaderDigest: true}).Write(&pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal,
-				InitiatorTaskTag: 0x99, TargetTransferTag: 0xffffffff, CmdSN: in.cmdSN, ExpStatSN: in.expStatSN}, nil)
-			raw := b.Bytes()
-			raw[pdu.BHSLength] ^= 0xff
-			if _, err := in.nc.Write(raw); err != nil {
+			if _, err := in.SendBadDigest(pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal,
+				InitiatorTaskTag: 0x99, TargetTransferTag: iscsitest.ReservedTag, CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}, nil, true); err != nil {
 				t.Fatal(err)
 			}
 			dropped(t, in) // ErrorRecoveryLevel 0: the stream is unframed
 		}},
 		{"data digest error", func(t *testing.T) {
 			in := l.afterLogin(t, 0x14, login.KV{Key: "DataDigest", Value: "CRC32C"})
-			if !in.w.DataDigest {
+			if !in.W.DataDigest {
 				t.Fatal("target refused DataDigest=CRC32C")
 			}
-			if res, err := in.command(0, write10(30, 1), marker, 0); err != nil || res.status != 0 {
-				t.Fatalf("marker write with data digests: %v %#x", err, res.status)
+			if res, err := in.Command(0, iscsitest.Write10(30, 1), marker, 0); err != nil || res.Status != 0 {
+				t.Fatalf("marker write with data digests: %v %#x", err, res.Status)
 			}
-			h := immediateWrite(in, 30, bytes.Repeat([]byte{0xee}, 512))
-			var b bytes.Buffer
-			(&pdu.Writer{W: &b, DataDigest: true}).Write(&h, bytes.Repeat([]byte{0xee}, 512))
-			raw := b.Bytes()
-			raw[len(raw)-1] ^= 0xff
-			if _, err := in.nc.Write(raw); err != nil {
+			bad := bytes.Repeat([]byte{0xee}, 512)
+			bhs, err := in.SendBadDigest(immediateWrite(in, 30, bad), bad, false)
+			if err != nil {
 				t.Fatal(err)
 			}
 			// RFC 7143 §7.8: a Reject, reason 0x02 (data digest error),
 			// carrying the BHS; at ErrorRecoveryLevel 0 the target then
 			// drops the connection.
-			seen, err := in.untilClosed()
-			rejected := len(seen) == 1 && seen[0].Opcode == pdu.OpReject && seen[0].Byte2 == 0x02 && bytes.Equal(seen[0].Data, raw[:pdu.BHSLength])
+			seen, err := in.UntilClosed()
+			rejected := len(seen) == 1 && seen[0].Opcode == pdu.OpReject && seen[0].Byte2 == 0x02 && bytes.Equal(seen[0].Data, bhs)
 			if err != nil || !rejected {
-				t.Errorf("want Reject 0x02 carrying the BHS, then close; got %s and %v", pdus(seen), err)
+				t.Errorf("want Reject 0x02 carrying the BHS, then close; got %s and %v", iscsitest.Describe(seen), err)
 			}
-			t.Logf("target sent %s, then closed", pdus(seen))
+			t.Logf("target sent %s, then closed", iscsitest.Describe(seen))
 			if !bytes.Equal(l.readBlock(t, 0x14, 30), marker) {
 				t.Fatal("block 30 written with data that failed its digest")
 			}
@@ -480,25 +462,4 @@ chap = { user = %q, secret = %q }
 		})
 		l.afterAbuse(fmt.Sprintf("%s ×%d", c.name, rounds), base)
 	}
-}
-
-func loginStatus(p *pdu.PDU) uint16 { return uint16(p.StatusClass)<<8 | uint16(p.StatusDetail) }
-
-// pdus describes what a target sent, for failure messages.
-func pdus(ps []*pdu.PDU) string {
-	if len(ps) == 0 {
-		return "nothing"
-	}
-	var s []string
-	for _, p := range ps {
-		switch {
-		case p == nil:
-			s = append(s, "nil")
-		case p.Opcode == pdu.OpLoginResponse:
-			s = append(s, fmt.Sprintf("%v status %#04x", p.Opcode, loginStatus(p)))
-		default:
-			s = append(s, fmt.Sprintf("%v(%#x/%#x) %d bytes", p.Opcode, p.Byte2, p.Byte3, len(p.Data)))
-		}
-	}
-	return strings.Join(s, ", ")
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/login"
 	"github.com/netsan/netsan/iscsi/pdu"
 )
@@ -44,10 +45,10 @@ func cmdPDU(cdb []byte, flags byte, edtl uint32, data []byte) func(w *pdu.Writer
 // FuzzConn feeds arbitrary bytes to a connection, as a hostile initiator
 // would: the target must neither panic nor hang.
 func FuzzConn(f *testing.F) {
-	normal := loginPDU(normalKeys(testInitiator, testTarget)...)
-	f.Add(connSeed(normal, cmdPDU(tur(), 0, 0, nil)))
-	f.Add(connSeed(normal, cmdPDU(read10(0, 1), pdu.FlagRead, 512, nil)))
-	f.Add(connSeed(normal, cmdPDU(write10(0, 2), pdu.FlagWrite, 1024, make([]byte, 512)), func(w *pdu.Writer) {
+	normal := loginPDU(iscsitest.NormalKeys(testInitiator, testTarget)...)
+	f.Add(connSeed(normal, cmdPDU(iscsitest.TUR(), 0, 0, nil)))
+	f.Add(connSeed(normal, cmdPDU(iscsitest.Read10(0, 1), pdu.FlagRead, 512, nil)))
+	f.Add(connSeed(normal, cmdPDU(iscsitest.Write10(0, 2), pdu.FlagWrite, 1024, make([]byte, 512)), func(w *pdu.Writer) {
 		w.Write(&pdu.Header{Opcode: pdu.OpSCSIDataOut, Flags: pdu.FlagFinal, InitiatorTaskTag: 2, TargetTransferTag: reservedTag,
 			DataSN: 0, BufferOffset: 512}, make([]byte, 512))
 	}))

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/login"
 	"github.com/netsan/netsan/netsantest"
 )
@@ -27,7 +28,7 @@ func TestLogLevels(t *testing.T) {
 	// login and close.
 	ended := func(ri *rawInit, level zapcore.Level) []observer.LoggedEntry {
 		t.Helper()
-		ip := ri.nc.LocalAddr().String()
+		ip := ri.Conn.LocalAddr().String()
 		mine := func(e observer.LoggedEntry) bool { return e.ContextMap()["ip"] == ip }
 		netsantest.WaitFor(t, "session closed", 10*time.Second, func() bool {
 			return logs.Filter(func(e observer.LoggedEntry) bool { return mine(e) && e.Message == "session closed" }).Len() == 1
@@ -41,7 +42,7 @@ func TestLogLevels(t *testing.T) {
 	ri := dial(t, addr)
 	ri.loginOK()
 	ri.turGood()
-	ri.nc.Close()
+	ri.Conn.Close()
 	if got := ended(ri, zap.InfoLevel); len(got) != 0 {
 		t.Errorf("EOF logged above DEBUG: %+v", got)
 	}
@@ -51,17 +52,17 @@ func TestLogLevels(t *testing.T) {
 
 	// A reset: the same.
 	ri = dial(t, addr)
-	ri.login([6]byte{0x80, 0, 0, 0, 0, 2}, 0, normalKeys(testInitiator, testTarget)...)
+	ri.login([6]byte{0x80, 0, 0, 0, 0, 2}, 0, iscsitest.NormalKeys(testInitiator, testTarget)...)
 	ri.turGood()
-	ri.nc.(*net.TCPConn).SetLinger(0)
-	ri.nc.Close()
+	ri.Conn.(*net.TCPConn).SetLinger(0)
+	ri.Conn.Close()
 	if got := ended(ri, zap.InfoLevel); len(got) != 0 {
 		t.Errorf("reset logged above DEBUG: %+v", got)
 	}
 
 	// A header digest error is the initiator's fault: WARN.
 	ri = dial(t, addr)
-	ri.login([6]byte{0x80, 0, 0, 0, 0, 3}, 0, normalKeys(testInitiator, testTarget, login.KV{Key: "HeaderDigest", Value: "CRC32C"})...)
+	ri.login([6]byte{0x80, 0, 0, 0, 0, 3}, 0, iscsitest.NormalKeys(testInitiator, testTarget, login.KV{Key: "HeaderDigest", Value: "CRC32C"})...)
 	ri.sendBadHeaderDigest()
 	if got := ended(ri, zap.WarnLevel); len(got) != 1 || got[0].Message != "connection failed" {
 		t.Errorf("header digest error: logged %+v, want one WARN", got)

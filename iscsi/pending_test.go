@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/login"
 	"github.com/netsan/netsan/iscsi/pdu"
 )
@@ -18,10 +19,10 @@ import (
 // stage (no transit), reads its answer, and then says nothing more.
 func (ri *rawInit) halfLogin(isid [6]byte) {
 	ri.t.Helper()
-	ri.send(pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, 0, false),
-		ISID: isid, InitiatorTaskTag: ri.nextITT(), CmdSN: ri.cmdSN,
-	}, login.EncodeText(nil, normalKeys(testInitiator, testTarget)))
+	ri.NextITT()
+	h, text := ri.LoginRequest(isid, 0, iscsitest.NormalKeys(testInitiator, testTarget)...)
+	h.Flags = pdu.LoginFlags(pdu.StageOperational, 0, false)
+	ri.send(h, text)
 	if p := ri.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || p.Transit() {
 		ri.t.Fatalf("half login: status %d/%d flags %#x", p.StatusClass, p.StatusDetail, p.Flags)
 	}
@@ -92,10 +93,9 @@ func TestPendingLoginsBound(t *testing.T) {
 	}
 	// The held ones are not closed: a Login Request on them still works.
 	last := flood[len(flood)-1]
-	last.send(pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
-		ISID: [6]byte{0x80, 0, 0, 0x70, 0, 3*bound - 1}, InitiatorTaskTag: last.nextITT(), CmdSN: last.cmdSN,
-	}, nil)
+	last.NextITT()
+	h, _ := last.LoginRequest([6]byte{0x80, 0, 0, 0x70, 0, 3*bound - 1}, 0)
+	last.send(h, nil)
 	if p := last.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || p.TSIH == 0 {
 		t.Errorf("newest half login could not finish: status %d/%d", p.StatusClass, p.StatusDetail)
 	}
@@ -111,7 +111,7 @@ func TestPendingLoginMemory(t *testing.T) {
 	ts := startServer(t, oneDisk(8<<20))
 
 	// The peers are plain sockets, so that the heap measured is the target's.
-	text := login.EncodeText(nil, normalKeys(testInitiator, testTarget))
+	text := login.EncodeText(nil, iscsitest.NormalKeys(testInitiator, testTarget))
 	peers := make([]net.Conn, 0, n)
 	t.Cleanup(func() {
 		for _, nc := range peers {
@@ -191,22 +191,21 @@ func halfLoginRaw(t *testing.T, nc net.Conn, isid [6]byte, text []byte) {
 func TestCommandsPipelinedBehindLogin(t *testing.T) {
 	ts := startServer(t, oneDisk(8<<20))
 	ri := dial(t, ts.addr)
-	ri.w.Queue(&pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
-		ISID: testISID, InitiatorTaskTag: ri.nextITT(), CmdSN: ri.cmdSN,
-	}, login.EncodeText(nil, normalKeys(testInitiator, testTarget)))
+	ri.NextITT()
+	h, text := ri.LoginRequest(testISID, 0, iscsitest.NormalKeys(testInitiator, testTarget)...)
+	ri.W.Queue(&h, text)
 	var pings [][]byte
 	for i := range 6 {
 		ping := bytes.Repeat([]byte{'a' + byte(i)}, 1000+i)
 		pings = append(pings, ping)
-		ri.w.Queue(&pdu.Header{Opcode: pdu.OpNOPOut, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-			TargetTransferTag: reservedTag, CmdSN: ri.cmdSN}, ping)
-		ri.cmdSN++
+		ri.W.Queue(&pdu.Header{Opcode: pdu.OpNOPOut, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.NextITT(),
+			TargetTransferTag: reservedTag, CmdSN: ri.CmdSN}, ping)
+		ri.CmdSN++
 	}
-	if n := ri.w.Queued(); n <= loginBuffer {
+	if n := ri.W.Queued(); n <= loginBuffer {
 		t.Fatalf("%d bytes pipelined, want more than the %d-byte login buffer", n, loginBuffer)
 	}
-	if err := ri.w.Flush(); err != nil {
+	if err := ri.W.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if p := ri.mustRecv(pdu.OpLoginResponse); p.StatusClass != 0 || !p.Transit() {

@@ -2,9 +2,6 @@ package iscsi
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,98 +9,70 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/login"
 	"github.com/netsan/netsan/iscsi/pdu"
 )
 
-// rawInit is a hand-driven initiator: it sends exactly the PDUs a test
-// builds, well-formed or not.
+// rawInit is iscsitest's initiator bound to a test: an I/O error, or an
+// answer a method cannot take, fails it.
 type rawInit struct {
-	t         *testing.T
-	nc        net.Conn
-	r         pdu.Reader
-	w         pdu.Writer
-	cmdSN     uint32
-	expStatSN uint32
-	itt       uint32
+	*iscsitest.Initiator
+	t *testing.T
 }
 
 func dial(t *testing.T, addr string) *rawInit {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	in, err := iscsitest.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawInit{t: t, nc: nc, r: pdu.Reader{R: nc, Pool: new(pdu.Pool), MaxRecvDataSegmentLength: 1 << 20}, w: pdu.Writer{W: nc}, cmdSN: 1}
+	t.Cleanup(func() { in.Close() })
+	return &rawInit{Initiator: in, t: t}
 }
 
 func (ri *rawInit) send(h pdu.Header, data []byte) {
 	ri.t.Helper()
-	if err := ri.w.Write(&h, data); err != nil {
-		ri.t.Fatalf("send %v: %v", h.Opcode, err)
+	if err := ri.Send(h, data); err != nil {
+		ri.t.Fatal(err)
 	}
-}
-
-// recv reads one PDU, skipping NOP-In pings unless keepPings.
-func (ri *rawInit) recv() (*pdu.PDU, error) {
-	ri.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	p := new(pdu.PDU)
-	err := ri.r.Read(p)
-	if err == nil && p.Opcode != pdu.OpR2T && p.Opcode != pdu.OpSCSIDataIn && p.Opcode != pdu.OpLoginResponse {
-		ri.expStatSN = p.StatSN + 1
-	}
-	return p, err
 }
 
 func (ri *rawInit) mustRecv(op pdu.Opcode) *pdu.PDU {
 	ri.t.Helper()
-	p, err := ri.recv()
+	p, err := ri.RecvOp(op)
 	if err != nil {
-		ri.t.Fatalf("waiting for %v: %v", op, err)
-	}
-	if p.Opcode != op {
-		ri.t.Fatalf("got %v, want %v (%+v)", p.Opcode, op, p.Header)
+		ri.t.Fatal(err)
 	}
 	return p
 }
 
 // closed reports whether the target closed the connection.
 func (ri *rawInit) closed() bool {
-	for range 100 {
-		p, err := ri.recv()
-		if err != nil {
-			return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "reset")
-		}
-		p.Release()
-	}
-	return false
+	_, err := ri.UntilClosed()
+	return err == nil
 }
 
 var testISID = [6]byte{0x80, 0, 0, 0, 0, 1}
 
 // login logs in (no security stage) with the given keys; it returns the
-// final Login Response.
+// final Login Response, a refusal included.
 func (ri *rawInit) login(isid [6]byte, tsih uint16, kvs ...login.KV) *pdu.PDU {
 	ri.t.Helper()
-	h := pdu.Header{
-		Opcode: pdu.OpLoginRequest, Immediate: true, Flags: pdu.LoginFlags(pdu.StageOperational, pdu.StageFullFeature, true),
-		ISID: isid, TSIH: tsih, InitiatorTaskTag: ri.nextITT(), CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN,
+	p, err := ri.Login(isid, tsih, kvs...)
+	if err != nil && (p == nil || p.Opcode != pdu.OpLoginResponse) {
+		ri.t.Fatal(err)
 	}
-	ri.send(h, login.EncodeText(nil, kvs))
-	p := ri.mustRecv(pdu.OpLoginResponse)
-	ri.expStatSN = p.StatSN + 1
 	return p
 }
 
 // sendBadHeaderDigest sends a NOP-Out whose header digest is wrong.
 func (ri *rawInit) sendBadHeaderDigest() {
-	var b bytes.Buffer
-	w := pdu.Writer{W: &b, HeaderDigest: true}
-	w.Write(&pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: 99, TargetTransferTag: reservedTag}, nil)
-	raw := b.Bytes()
-	raw[pdu.BHSLength] ^= 0xff
-	ri.nc.Write(raw)
+	ri.t.Helper()
+	if _, err := ri.SendBadDigest(pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: 99,
+		TargetTransferTag: reservedTag}, nil, true); err != nil {
+		ri.t.Fatal(err)
+	}
 }
 
 // loginBoth logs testInitiator and otherInit in to testTarget, each past
@@ -118,16 +87,6 @@ func loginBoth(t *testing.T, addr string) (a, b *rawInit) {
 	return a, b
 }
 
-func (ri *rawInit) nextITT() uint32 {
-	ri.itt++
-	return ri.itt
-}
-
-func normalKeys(initiator, target string, extra ...login.KV) []login.KV {
-	return append([]login.KV{{Key: "InitiatorName", Value: initiator}, {Key: "TargetName", Value: target},
-		{Key: "SessionType", Value: "Normal"}}, extra...)
-}
-
 func (ri *rawInit) loginOK(extra ...login.KV) *pdu.PDU {
 	ri.t.Helper()
 	return ri.loginAs(testInitiator, extra...)
@@ -137,90 +96,29 @@ func (ri *rawInit) loginOK(extra ...login.KV) *pdu.PDU {
 // target lets it in.
 func (ri *rawInit) loginAs(initiator string, extra ...login.KV) *pdu.PDU {
 	ri.t.Helper()
-	p := ri.login(testISID, 0, normalKeys(initiator, testTarget, extra...)...)
-	if p.StatusClass != 0 || p.TSIH == 0 || !p.Transit() {
-		ri.t.Fatalf("login %s: status %d/%d TSIH %d flags %#x", initiator, p.StatusClass, p.StatusDetail, p.TSIH, p.Flags)
+	p, err := ri.Login(testISID, 0, iscsitest.NormalKeys(initiator, testTarget, extra...)...)
+	if err != nil {
+		ri.t.Fatalf("login %s: %v", initiator, err)
 	}
 	return p
 }
 
-// command sends a SCSI Command and collects Data-In until the status.
-func (ri *rawInit) command(cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, resp pdu.Header) {
+// command is Initiator.Command; an error fails the test.
+func (ri *rawInit) command(lun uint64, cdb, out []byte, readLen uint32) iscsitest.Result {
 	ri.t.Helper()
-	status, data, last := ri.exchange(0, cdb, edtl, read, immediate)
-	return status, data, last.Header
-}
-
-// exchange sends a SCSI Command to lun and collects its Data-In until
-// the status, which it returns with the PDU that carried it. A response
-// for any other task (one that should have ended or been aborted) fails
-// the test.
-func (ri *rawInit) exchange(lun uint64, cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data []byte, last *pdu.PDU) {
-	ri.t.Helper()
-	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		ExpectedDataTransferLength: edtl, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN, LUN: lun << 48}
-	ri.cmdSN++
-	if read {
-		h.Flags |= pdu.FlagRead
+	res, err := ri.Command(lun, cdb, out, readLen)
+	if err != nil {
+		ri.t.Fatal(err)
 	}
-	if immediate != nil {
-		h.Flags |= pdu.FlagWrite
-	}
-	copy(h.CDB[:], cdb)
-	ri.send(h, immediate)
-	for {
-		p, err := ri.recv()
-		if err != nil {
-			ri.t.Fatalf("command %#x: %v", cdb[0], err)
-		}
-		if p.Opcode == pdu.OpNOPIn {
-			continue
-		}
-		if p.InitiatorTaskTag != h.InitiatorTaskTag {
-			ri.t.Fatalf("command %#x (ITT %d): got %v for ITT %d", cdb[0], h.InitiatorTaskTag, p.Opcode, p.InitiatorTaskTag)
-		}
-		switch p.Opcode {
-		case pdu.OpSCSIDataIn:
-			if int(p.BufferOffset) != len(data) {
-				ri.t.Fatalf("Data-In at offset %d, want %d", p.BufferOffset, len(data))
-			}
-			data = append(data, p.Data...)
-			if p.Flags&pdu.FlagStatus != 0 {
-				return p.Status(), data, p
-			}
-		case pdu.OpSCSIResponse:
-			return p.Status(), data, p
-		default:
-			ri.t.Fatalf("command %#x: unexpected %v", cdb[0], p.Opcode)
-		}
-	}
-}
-
-func tur() []byte { return make([]byte, 6) }
-
-func read10(lba uint32, blocks uint16) []byte {
-	c := make([]byte, 10)
-	c[0] = 0x28
-	binary.BigEndian.PutUint32(c[2:], lba)
-	binary.BigEndian.PutUint16(c[7:], blocks)
-	return c
-}
-
-func write10(lba uint32, blocks uint16) []byte {
-	c := read10(lba, blocks)
-	c[0] = 0x2a
-	return c
+	return res
 }
 
 // turGood retries TEST UNIT READY past the unit attentions of a new nexus.
 func (ri *rawInit) turGood() {
 	ri.t.Helper()
-	for range 5 {
-		if st, _, _ := ri.command(tur(), 0, false, nil); st == 0 {
-			return
-		}
+	if res, err := ri.CommandPastUA(0, iscsitest.TUR(), nil, 0); err != nil || res.Status != 0 {
+		ri.t.Fatalf("TEST UNIT READY never GOOD: %v, status %#x sense % x", err, res.Status, res.Sense)
 	}
-	ri.t.Fatal("TEST UNIT READY never GOOD")
 }
 
 func TestMisbehavingPeers(t *testing.T) {
@@ -236,7 +134,7 @@ func TestMisbehavingPeers(t *testing.T) {
 
 	// A login naming a session that does not exist (gotgt crashed here).
 	ri = dial(t, ts.addr)
-	p = ri.login(testISID, 0x1234, normalKeys(testInitiator, testTarget)...)
+	p = ri.login(testISID, 0x1234, iscsitest.NormalKeys(testInitiator, testTarget)...)
 	if p.StatusClass != 2 || p.StatusDetail != 0x0a || !ri.closed() {
 		t.Errorf("unknown TSIH: status %d/%d", p.StatusClass, p.StatusDetail)
 	}
@@ -248,8 +146,8 @@ func TestMisbehavingPeers(t *testing.T) {
 		status uint16
 	}{
 		{"no InitiatorName", []login.KV{{Key: "TargetName", Value: testTarget}}, statusMissingParam},
-		{"unknown target", normalKeys(testInitiator, testBase+":nope"), statusNotFound},
-		{"not in ACL", normalKeys(otherInit, testTarget), statusAuthorization},
+		{"unknown target", iscsitest.NormalKeys(testInitiator, testBase+":nope"), statusNotFound},
+		{"not in ACL", iscsitest.NormalKeys(otherInit, testTarget), statusAuthorization},
 		{"bad SessionType", []login.KV{{Key: "InitiatorName", Value: testInitiator}, {Key: "SessionType", Value: "Weird"}}, statusSessionType},
 		{"malformed text", []login.KV{{Key: "InitiatorName", Value: testInitiator}, {Key: "Bad Key", Value: "x"}}, statusInitiatorError},
 	} {
@@ -262,8 +160,9 @@ func TestMisbehavingPeers(t *testing.T) {
 
 	// A truncated PDU, then silence.
 	ri = dial(t, ts.addr)
-	ri.nc.Write(make([]byte, 20))
-	ri.nc.(*net.TCPConn).CloseWrite()
+	if err := ri.SendTruncated(pdu.Header{}, nil, 20); err != nil {
+		t.Fatal(err)
+	}
 	if !ri.closed() {
 		t.Error("truncated PDU: connection not closed")
 	}
@@ -275,14 +174,14 @@ func TestMisbehavingPeers(t *testing.T) {
 	var bad [pdu.BHSLength]byte
 	bad[0] = 0x1c
 	bad[16] = 0x77
-	ri.nc.Write(bad[:])
+	ri.Conn.Write(bad[:])
 	p = ri.mustRecv(pdu.OpReject)
 	if p.Reason() != pdu.RejectCommandNotSupported || !bytes.Equal(p.Data, bad[:]) {
 		t.Errorf("unknown opcode: reason %#x, data % x", p.Reason(), p.Data)
 	}
 	big := make([]byte, login.OurMaxRecvDataSegmentLength+4)
-	ri.send(pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		TargetTransferTag: reservedTag, CmdSN: ri.cmdSN}, big)
+	ri.send(pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.NextITT(),
+		TargetTransferTag: reservedTag, CmdSN: ri.CmdSN}, big)
 	p = ri.mustRecv(pdu.OpReject)
 	if p.Reason() != pdu.RejectProtocolError {
 		t.Errorf("over-long data segment: reason %#x", p.Reason())
@@ -291,7 +190,7 @@ func TestMisbehavingPeers(t *testing.T) {
 
 	// A well-behaved initiator is served throughout.
 	good := dial(t, ts.addr)
-	good.login([6]byte{0x80, 0, 0, 0, 0, 2}, 0, normalKeys(testInitiator, testTarget)...)
+	good.login([6]byte{0x80, 0, 0, 0, 0, 2}, 0, iscsitest.NormalKeys(testInitiator, testTarget)...)
 	good.turGood()
 }
 
@@ -305,12 +204,12 @@ func TestNOPOutTakesCmdSN(t *testing.T) {
 		t.Errorf("CmdSN window %d, want %d", got, DefaultQueueDepth)
 	}
 	for i := range 3 {
-		ri.send(pdu.Header{Opcode: pdu.OpNOPOut, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-			TargetTransferTag: reservedTag, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}, []byte("ping"))
-		ri.cmdSN++
+		ri.send(pdu.Header{Opcode: pdu.OpNOPOut, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.NextITT(),
+			TargetTransferTag: reservedTag, CmdSN: ri.CmdSN, ExpStatSN: ri.ExpStatSN}, []byte("ping"))
+		ri.CmdSN++
 		p := ri.mustRecv(pdu.OpNOPIn)
-		if p.ExpCmdSN != ri.cmdSN || string(p.Data) != "ping" || p.InitiatorTaskTag != ri.itt {
-			t.Fatalf("NOP-In %d: ExpCmdSN %d want %d, data %q", i, p.ExpCmdSN, ri.cmdSN, p.Data)
+		if p.ExpCmdSN != ri.CmdSN || string(p.Data) != "ping" || p.InitiatorTaskTag != ri.ITT {
+			t.Fatalf("NOP-In %d: ExpCmdSN %d want %d, data %q", i, p.ExpCmdSN, ri.CmdSN, p.Data)
 		}
 	}
 	ri.turGood()
@@ -337,15 +236,15 @@ func TestDataInAndR2T(t *testing.T) {
 	for i := range payload {
 		payload[i] = byte(i * 7)
 	}
-	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite, InitiatorTaskTag: ri.nextITT(),
-		ExpectedDataTransferLength: n, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}
-	ri.cmdSN++
-	copy(h.CDB[:], write10(8, n/512))
+	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite, InitiatorTaskTag: ri.NextITT(),
+		ExpectedDataTransferLength: n, CmdSN: ri.CmdSN, ExpStatSN: ri.ExpStatSN}
+	ri.CmdSN++
+	copy(h.CDB[:], iscsitest.Write10(8, n/512))
 	ri.send(h, nil)
 	var covered uint32
 	var r2tSN uint32
 	for done := false; !done; {
-		p, err := ri.recv()
+		p, err := ri.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +257,7 @@ func TestDataInAndR2T(t *testing.T) {
 			// Answer each R2T with 4 KiB Data-Outs.
 			for off, sn := p.BufferOffset, uint32(0); off < p.BufferOffset+p.DesiredDataTransferLength; off, sn = off+4096, sn+1 {
 				d := pdu.Header{Opcode: pdu.OpSCSIDataOut, InitiatorTaskTag: h.InitiatorTaskTag, TargetTransferTag: p.TargetTransferTag,
-					DataSN: sn, BufferOffset: off, ExpStatSN: ri.expStatSN}
+					DataSN: sn, BufferOffset: off, ExpStatSN: ri.ExpStatSN}
 				if off+4096 == p.BufferOffset+p.DesiredDataTransferLength {
 					d.Flags = pdu.FlagFinal
 				}
@@ -379,22 +278,22 @@ func TestDataInAndR2T(t *testing.T) {
 	}
 
 	// READ(10) of the same: 16 Data-In PDUs of 4 KiB, status in the last.
-	st, data, last := ri.command(read10(8, n/512), n, true, nil)
-	if st != 0 || !bytes.Equal(data, payload) {
-		t.Fatalf("read back: status %#x, %d bytes, equal %v", st, len(data), bytes.Equal(data, payload))
+	res := ri.command(0, iscsitest.Read10(8, n/512), nil, n)
+	if res.Status != 0 || !bytes.Equal(res.Data, payload) {
+		t.Fatalf("read back: status %#x, %d bytes, equal %v", res.Status, len(res.Data), bytes.Equal(res.Data, payload))
 	}
-	if last.DataSN != 15 || last.Flags&pdu.FlagFinal == 0 {
-		t.Errorf("last Data-In: %+v", last)
+	if last := res.Last; last.DataSN != 15 || last.Flags&pdu.FlagFinal == 0 {
+		t.Errorf("last Data-In: %+v", last.Header)
 	}
 	// An allocation shorter than EDTL: underflow residual.
-	st, _, last = ri.command(read10(0, 1), 4096, true, nil)
-	if st != 0 || last.Flags&pdu.FlagUnderflow == 0 || last.ResidualCount != 4096-512 {
-		t.Errorf("underflow: status %#x flags %#x residual %d", st, last.Flags, last.ResidualCount)
+	res = ri.command(0, iscsitest.Read10(0, 1), nil, 4096)
+	if last := res.Last; res.Status != 0 || last.Flags&pdu.FlagUnderflow == 0 || last.ResidualCount != 4096-512 {
+		t.Errorf("underflow: status %#x flags %#x residual %d", res.Status, last.Flags, last.ResidualCount)
 	}
 	// EDTL shorter than the data: overflow, only EDTL bytes sent.
-	st, data, last = ri.command(read10(0, 2), 512, true, nil)
-	if st != 0 || len(data) != 512 || last.Flags&pdu.FlagOverflow == 0 || last.ResidualCount != 512 {
-		t.Errorf("overflow: status %#x, %d bytes, flags %#x residual %d", st, len(data), last.Flags, last.ResidualCount)
+	res = ri.command(0, iscsitest.Read10(0, 2), nil, 512)
+	if last := res.Last; res.Status != 0 || len(res.Data) != 512 || last.Flags&pdu.FlagOverflow == 0 || last.ResidualCount != 512 {
+		t.Errorf("overflow: status %#x, %d bytes, flags %#x residual %d", res.Status, len(res.Data), last.Flags, last.ResidualCount)
 	}
 }
 
@@ -415,11 +314,13 @@ func TestDigestsRaw(t *testing.T) {
 	if len(want) != 0 {
 		t.Fatalf("digests not answered: %v", kvs)
 	}
-	ri.r.HeaderDigest, ri.r.DataDigest, ri.w.HeaderDigest, ri.w.DataDigest = true, true, true, true
+	// Login took the digests up: what follows is framed with them.
+	if !ri.R.HeaderDigest || !ri.R.DataDigest || !ri.W.HeaderDigest || !ri.W.DataDigest {
+		t.Fatal("initiator not using the digests it negotiated")
+	}
 	ri.turGood()
-	st, data, _ := ri.command(read10(0, 8), 4096, true, nil)
-	if st != 0 || len(data) != 4096 {
-		t.Fatalf("read with digests: status %#x, %d bytes", st, len(data))
+	if res := ri.command(0, iscsitest.Read10(0, 8), nil, 4096); res.Status != 0 || len(res.Data) != 4096 {
+		t.Fatalf("read with digests: status %#x, %d bytes", res.Status, len(res.Data))
 	}
 	// A header whose digest is wrong: the target drops the connection.
 	ri.sendBadHeaderDigest()
@@ -444,11 +345,11 @@ func TestReinstatementAndMaxSessions(t *testing.T) {
 	b.turGood()
 	// A second ISID is a second session; a third is one too many.
 	c := dial(t, ts.addr)
-	if p := c.login([6]byte{0x80, 0, 0, 0, 0, 9}, 0, normalKeys(testInitiator, testTarget)...); p.StatusClass != 0 {
+	if p := c.login([6]byte{0x80, 0, 0, 0, 0, 9}, 0, iscsitest.NormalKeys(testInitiator, testTarget)...); p.StatusClass != 0 {
 		t.Fatalf("second session: %d/%d", p.StatusClass, p.StatusDetail)
 	}
 	d := dial(t, ts.addr)
-	p := d.login([6]byte{0x80, 0, 0, 0, 0, 10}, 0, normalKeys(testInitiator, testTarget)...)
+	p := d.login([6]byte{0x80, 0, 0, 0, 0, 10}, 0, iscsitest.NormalKeys(testInitiator, testTarget)...)
 	if got := uint16(p.StatusClass)<<8 | uint16(p.StatusDetail); got != statusOutOfResources {
 		t.Errorf("session beyond MaxSessions: status %#04x", got)
 	}
@@ -472,6 +373,7 @@ func TestTimeouts(t *testing.T) {
 
 	// An idle session gets NOP-In pings; answering keeps it alive.
 	ri := dial(t, ts.addr)
+	ri.KeepPings = true // this test answers them, then stops
 	ri.loginOK()
 	for range 5 {
 		p := ri.mustRecv(pdu.OpNOPIn)
@@ -479,7 +381,7 @@ func TestTimeouts(t *testing.T) {
 			t.Fatalf("ping %+v", p.Header)
 		}
 		ri.send(pdu.Header{Opcode: pdu.OpNOPOut, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag,
-			TargetTransferTag: p.TargetTransferTag, CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}, nil)
+			TargetTransferTag: p.TargetTransferTag, CmdSN: ri.CmdSN, ExpStatSN: ri.ExpStatSN}, nil)
 	}
 	ri.turGood()
 	// Stop answering: the target drops the dead peer.
@@ -522,15 +424,12 @@ func TestReload(t *testing.T) {
 	if err := ts.Reload(grown); err != nil {
 		t.Fatal(err)
 	}
-	st, _, sense := a.commandLUN(0, tur(), 0, false, nil)
-	if st != 2 || len(sense) < 14 || sense[2]&0x0f != 6 || sense[12] != 0x3f || sense[13] != 0x0e {
-		t.Errorf("after adding a LUN: status %#x sense % x, want REPORTED LUNS DATA HAS CHANGED", st, sense)
+	res := a.command(0, iscsitest.TUR(), nil, 0)
+	if sense := res.Sense; res.Status != 2 || len(sense) < 14 || sense[2]&0x0f != 6 || sense[12] != 0x3f || sense[13] != 0x0e {
+		t.Errorf("after adding a LUN: status %#x sense % x, want REPORTED LUNS DATA HAS CHANGED", res.Status, sense)
 	}
-	reportLUNs := make([]byte, 12)
-	reportLUNs[0] = 0xa0
-	reportLUNs[9] = 255
-	if st, data, _ := a.commandLUN(0, reportLUNs, 255, true, nil); st != 0 || len(data) != 24 || data[17] != 1 {
-		t.Errorf("REPORT LUNS after adding LUN 1: status %#x data % x", st, data)
+	if res := a.command(0, iscsitest.ReportLUNs(255), nil, 255); res.Status != 0 || len(res.Data) != 24 || res.Data[17] != 1 {
+		t.Errorf("REPORT LUNS after adding LUN 1: status %#x data % x", res.Status, res.Data)
 	}
 	next = grown
 
@@ -574,11 +473,8 @@ func TestShutdownAsksLogout(t *testing.T) {
 	if p.AsyncEvent != 1 {
 		t.Fatalf("async event %d, want 1 (logout requested)", p.AsyncEvent)
 	}
-	ri.send(pdu.Header{Opcode: pdu.OpLogoutRequest, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}, nil)
-	lp := ri.mustRecv(pdu.OpLogoutResponse)
-	if lp.Response() != 0 {
-		t.Errorf("logout response %d", lp.Response())
+	if err := ri.Logout(); err != nil {
+		t.Error(err)
 	}
 	select {
 	case err := <-done:
@@ -588,21 +484,9 @@ func TestShutdownAsksLogout(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Serve did not return")
 	}
-	if _, err := net.Dial("tcp", ri.nc.RemoteAddr().String()); err == nil {
+	if _, err := net.Dial("tcp", ri.Conn.RemoteAddr().String()); err == nil {
 		t.Error("still listening after Serve returned")
 	}
-}
-
-// commandLUN is command addressed to a LUN (single-level, SAM-5 4.7),
-// returning the sense data of a SCSI Response (nil after a status carried
-// in Data-In).
-func (ri *rawInit) commandLUN(lun uint64, cdb []byte, edtl uint32, read bool, immediate []byte) (status byte, data, sense []byte) {
-	ri.t.Helper()
-	status, data, last := ri.exchange(lun, cdb, edtl, read, immediate)
-	if last.Opcode == pdu.OpSCSIResponse {
-		sense = responseSense(last)
-	}
-	return status, data, sense
 }
 
 // TestACLMapAndWriteProtect checks an ACL's LUN map (REPORT LUNS, which LU
@@ -620,47 +504,36 @@ func TestACLMapAndWriteProtect(t *testing.T) {
 	ri := dial(t, ts.addr)
 	ri.loginOK()
 
-	reportLUNs := make([]byte, 12)
-	reportLUNs[0] = 0xa0
-	reportLUNs[9] = 255
-	st, data, _ := ri.commandLUN(3, reportLUNs, 255, true, nil)
-	if st != 0 || len(data) != 16 || data[3] != 8 || data[9] != 3 {
-		t.Fatalf("REPORT LUNS: status %#x data % x", st, data)
+	res := ri.command(3, iscsitest.ReportLUNs(255), nil, 255)
+	if data := res.Data; res.Status != 0 || len(data) != 16 || data[3] != 8 || data[9] != 3 {
+		t.Fatalf("REPORT LUNS: status %#x data % x", res.Status, data)
 	}
 	// Initiator LUN 3 is target LUN 1: what it writes lands in l1.img.
-	for range 3 {
-		if st, _, _ = ri.commandLUN(3, tur(), 0, false, nil); st == 0 {
-			break
-		}
-	}
+	ri.CommandPastUA(3, iscsitest.TUR(), nil, 0)
 	block := bytes.Repeat([]byte{0x3c}, 512)
-	if st, _, sense := ri.commandLUN(3, write10(1, 1), 512, false, block); st != 0 {
-		t.Fatalf("write through the map: status %#x sense % x", st, sense)
+	if res := ri.command(3, iscsitest.Write10(1, 1), block, 0); res.Status != 0 {
+		t.Fatalf("write through the map: status %#x sense % x", res.Status, res.Sense)
 	}
 	img, err := os.ReadFile(filepath.Join(ts.dir, "l1.img"))
 	if err != nil || !bytes.Equal(img[512:1024], block) {
 		t.Fatalf("l1.img does not hold the write (%v)", err)
 	}
 	// Unmapped LUN 0: LOGICAL UNIT NOT SUPPORTED (ILLEGAL REQUEST, 25h).
-	st, _, sense := ri.commandLUN(0, read10(0, 1), 512, true, nil)
-	if st != 2 || len(sense) < 14 || sense[2]&0x0f != 5 || sense[12] != 0x25 {
-		t.Errorf("unmapped LUN: status %#x sense % x", st, sense)
+	res = ri.command(0, iscsitest.Read10(0, 1), nil, 512)
+	if sense := res.Sense; res.Status != 2 || len(sense) < 14 || sense[2]&0x0f != 5 || sense[12] != 0x25 {
+		t.Errorf("unmapped LUN: status %#x sense % x", res.Status, sense)
 	}
 
 	// otherInit sees both LUNs, read-only.
 	wp := dial(t, ts.addr)
-	wp.login(testISID, 0, normalKeys(otherInit, testTarget)...)
-	for range 3 {
-		if st, _, _ = wp.commandLUN(1, tur(), 0, false, nil); st == 0 {
-			break
-		}
+	wp.login(testISID, 0, iscsitest.NormalKeys(otherInit, testTarget)...)
+	wp.CommandPastUA(1, iscsitest.TUR(), nil, 0)
+	if res := wp.command(1, iscsitest.Read10(1, 1), nil, 512); res.Status != 0 || !bytes.Equal(res.Data, block) {
+		t.Errorf("read-only read: status %#x", res.Status)
 	}
-	if st, data, _ := wp.commandLUN(1, read10(1, 1), 512, true, nil); st != 0 || !bytes.Equal(data, block) {
-		t.Errorf("read-only read: status %#x", st)
-	}
-	st, _, sense = wp.commandLUN(1, write10(1, 1), 512, false, block)
-	if st != 2 || len(sense) < 14 || sense[2]&0x0f != 7 || sense[12] != 0x27 {
-		t.Errorf("write through a write_protect ACL: status %#x sense % x", st, sense)
+	res = wp.command(1, iscsitest.Write10(1, 1), block, 0)
+	if sense := res.Sense; res.Status != 2 || len(sense) < 14 || sense[2]&0x0f != 7 || sense[12] != 0x27 {
+		t.Errorf("write through a write_protect ACL: status %#x sense % x", res.Status, sense)
 	}
 }
 
@@ -677,9 +550,9 @@ func TestLogoutAndReopenTarget(t *testing.T) {
 	if p.AsyncEvent != 1 {
 		t.Fatalf("async event %d", p.AsyncEvent)
 	}
-	ri.send(pdu.Header{Opcode: pdu.OpLogoutRequest, Immediate: true, Flags: pdu.FlagFinal, InitiatorTaskTag: ri.nextITT(),
-		CmdSN: ri.cmdSN, ExpStatSN: ri.expStatSN}, nil)
-	ri.mustRecv(pdu.OpLogoutResponse)
+	if err := ri.Logout(); err != nil {
+		t.Fatal(err)
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -707,9 +580,9 @@ func TestLogoutAndReopenTarget(t *testing.T) {
 	fresh := dial(t, ts.addr)
 	fresh.loginOK()
 	fresh.turGood()
-	st, data, _ := fresh.command(read10(0, 1), 512, true, nil)
-	if st != 0 || !bytes.Equal(data, bytes.Repeat([]byte{0x77}, 512)) {
-		t.Fatalf("after reopen: status %#x data % x…", st, data[:min(8, len(data))])
+	res := fresh.command(0, iscsitest.Read10(0, 1), nil, 512)
+	if res.Status != 0 || !bytes.Equal(res.Data, bytes.Repeat([]byte{0x77}, 512)) {
+		t.Fatalf("after reopen: status %#x data % x…", res.Status, res.Data[:min(8, len(res.Data))])
 	}
 }
 
@@ -720,18 +593,18 @@ func TestSessionBytes(t *testing.T) {
 	ts := startServer(t, oneDisk(8<<20, ACL{Initiator: testInitiator}, ACL{Initiator: otherInit}))
 	a, b := loginBoth(t, ts.addr)
 
-	if st, _, _ := a.command(write10(0, 8), 4096, false, bytes.Repeat([]byte{0x5a}, 4096)); st != 0 {
-		t.Fatalf("write: status %#x", st)
+	if res := a.command(0, iscsitest.Write10(0, 8), bytes.Repeat([]byte{0x5a}, 4096), 0); res.Status != 0 {
+		t.Fatalf("write: status %#x", res.Status)
 	}
-	if st, data, _ := a.command(read10(0, 24), 12288, true, nil); st != 0 || len(data) != 12288 {
-		t.Fatalf("read: status %#x, %d bytes", st, len(data))
+	if res := a.command(0, iscsitest.Read10(0, 24), nil, 12288); res.Status != 0 || len(res.Data) != 12288 {
+		t.Fatalf("read: status %#x, %d bytes", res.Status, len(res.Data))
 	}
-	if st, data, _ := b.command(read10(0, 2), 1024, true, nil); st != 0 || len(data) != 1024 {
-		t.Fatalf("read: status %#x, %d bytes", st, len(data))
+	if res := b.command(0, iscsitest.Read10(0, 2), nil, 1024); res.Status != 0 || len(res.Data) != 1024 {
+		t.Fatalf("read: status %#x, %d bytes", res.Status, len(res.Data))
 	}
 	// Two blocks asked for, 512 bytes expected: 512 go out (overflow).
-	if st, data, _ := b.command(read10(0, 2), 512, true, nil); st != 0 || len(data) != 512 {
-		t.Fatalf("short read: status %#x, %d bytes", st, len(data))
+	if res := b.command(0, iscsitest.Read10(0, 2), nil, 512); res.Status != 0 || len(res.Data) != 512 {
+		t.Fatalf("short read: status %#x, %d bytes", res.Status, len(res.Data))
 	}
 
 	want := map[string][2]uint64{testInitiator: {12288, 4096}, otherInit: {1536, 0}}

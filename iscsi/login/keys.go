@@ -222,7 +222,9 @@ func (n *Negotiator) answer(k *Key, v string) (string, error) {
 		if k.Kind == NumericMax {
 			r = max(x, ours)
 		}
-		n.setNumeric(k.Name, uint32(r))
+		if f, ok := p.field(k.Name).(*uint32); ok {
+			*f = uint32(r)
+		}
 		return strconv.FormatUint(r, 10), nil
 	case BooleanAnd, BooleanOr:
 		var x bool
@@ -238,7 +240,9 @@ func (n *Negotiator) answer(k *Key, v string) (string, error) {
 		if k.Kind == BooleanOr {
 			r = x || ours
 		}
-		n.setBool(k.Name, r)
+		if f, ok := p.field(k.Name).(*bool); ok {
+			*f = r
+		}
 		if r {
 			return "Yes", nil
 		}
@@ -248,7 +252,9 @@ func (n *Negotiator) answer(k *Key, v string) (string, error) {
 		for _, offer := range strings.Split(v, ",") {
 			for _, s := range supported {
 				if offer == s {
-					n.setList(k.Name, s)
+					if f, ok := p.field(k.Name).(*bool); ok { // a digest
+						*f = s == "CRC32C"
+					}
 					return s, nil
 				}
 			}
@@ -258,47 +264,38 @@ func (n *Negotiator) answer(k *Key, v string) (string, error) {
 	return "", nil
 }
 
-func (n *Negotiator) setNumeric(name string, v uint32) {
-	p := &n.Params
+// field is the field of p a negotiated key sets: a *uint32 for a numeric
+// key, a *bool for a Boolean one or a digest; nil for a key that sets none.
+func (p *Params) field(name string) any {
 	switch name {
 	case "MaxConnections":
-		p.MaxConnections = v
+		return &p.MaxConnections
 	case "MaxBurstLength":
-		p.MaxBurstLength = v
+		return &p.MaxBurstLength
 	case "FirstBurstLength":
-		p.FirstBurstLength = v
+		return &p.FirstBurstLength
 	case "DefaultTime2Wait":
-		p.DefaultTime2Wait = v
+		return &p.DefaultTime2Wait
 	case "DefaultTime2Retain":
-		p.DefaultTime2Retain = v
+		return &p.DefaultTime2Retain
 	case "MaxOutstandingR2T":
-		p.MaxOutstandingR2T = v
+		return &p.MaxOutstandingR2T
 	case "ErrorRecoveryLevel":
-		p.ErrorRecoveryLevel = v
-	}
-}
-
-func (n *Negotiator) setBool(name string, v bool) {
-	p := &n.Params
-	switch name {
+		return &p.ErrorRecoveryLevel
 	case "InitialR2T":
-		p.InitialR2T = v
+		return &p.InitialR2T
 	case "ImmediateData":
-		p.ImmediateData = v
+		return &p.ImmediateData
 	case "DataPDUInOrder":
-		p.DataPDUInOrder = v
+		return &p.DataPDUInOrder
 	case "DataSequenceInOrder":
-		p.DataSequenceInOrder = v
-	}
-}
-
-func (n *Negotiator) setList(name, v string) {
-	switch name {
+		return &p.DataSequenceInOrder
 	case "HeaderDigest":
-		n.Params.HeaderDigest = v == "CRC32C"
+		return &p.HeaderDigest
 	case "DataDigest":
-		n.Params.DataDigest = v == "CRC32C"
+		return &p.DataDigest
 	}
+	return nil
 }
 
 // Finish applies the cross-key rules once negotiation is over:

@@ -80,7 +80,9 @@ func TestNegotiate(t *testing.T) {
 		{"digest unsupported", []KV{{"HeaderDigest", "MD5"}}, false, []KV{{"HeaderDigest", Reject}}, nil},
 		{"numeric min", []KV{{"MaxBurstLength", "65536"}, {"FirstBurstLength", "16777215"}, {"MaxOutstandingR2T", "1"}}, false,
 			[]KV{{"MaxBurstLength", "65536"}, {"FirstBurstLength", "262144"}, {"MaxOutstandingR2T", "1"}},
-			func(p Params) bool { return p.MaxBurstLength == 65536 && p.FirstBurstLength == 65536 }},
+			func(p Params) bool {
+				return p.MaxBurstLength == 65536 && p.FirstBurstLength == 65536 && p.MaxOutstandingR2T == 1
+			}},
 		{"numeric out of range", []KV{{"MaxBurstLength", "100"}, {"MaxConnections", "x"}}, false,
 			[]KV{{"MaxBurstLength", Reject}, {"MaxConnections", Reject}}, nil},
 		{"numeric max", []KV{{"DefaultTime2Wait", "0"}}, false, []KV{{"DefaultTime2Wait", "2"}}, nil},

@@ -194,20 +194,14 @@ func compareAndWrite(lu *LogicalUnit, cmd *Command) Response {
 	if n == 0 {
 		return Response{Status: StatusGood}
 	}
-	unlock := lu.ranges.lock(lba, n, true)
-	defer unlock()
-	buf, release := lu.bufs.get(int(size))
-	defer release()
-	if _, err := lu.store.ReadAt(buf, int64(lba<<blockShift)); err != nil {
-		return lu.ioError("compare", err, lba, senseReadError)
-	}
-	if i := mismatch(buf, cmd.DataOut[:size]); i >= 0 {
-		return lu.fail(senseMiscompare.withInfo(uint64(i)))
-	}
-	if _, err := lu.store.WriteAt(cmd.DataOut[size:], int64(lba<<blockShift)); err != nil {
-		return lu.ioError("write", err, lba, senseWriteError)
-	}
-	return lu.durable(cmd.CDB[1]&0x08 != 0, lba)
+	return lu.readModifyWrite(cmd, "compare and write", lba, n, func(blocks []byte) *sense {
+		if i := mismatch(blocks, cmd.DataOut[:size]); i >= 0 {
+			s := senseMiscompare.withInfo(uint64(i))
+			return &s
+		}
+		copy(blocks, cmd.DataOut[size:])
+		return nil
+	})
 }
 
 // orWrite is ORWRITE(16) (SBC-3 5.7): medium |= data, atomically.
@@ -220,19 +214,31 @@ func orWrite(lu *LogicalUnit, cmd *Command) Response {
 	if n == 0 {
 		return Response{Status: StatusGood}
 	}
-	size := n << blockShift
+	return lu.readModifyWrite(cmd, "orwrite", lba, n, func(blocks []byte) *sense {
+		for i, b := range cmd.DataOut[:len(blocks)] {
+			blocks[i] |= b
+		}
+		return nil
+	})
+}
+
+// readModifyWrite reads n blocks at lba under the range's write lock, so
+// that no other command writes them meanwhile, lets modify change them
+// in place (or refuse, with the sense it returns), writes them back and
+// honours FUA: COMPARE AND WRITE and ORWRITE.
+func (lu *LogicalUnit) readModifyWrite(cmd *Command, op string, lba, n uint64, modify func(blocks []byte) *sense) Response {
 	unlock := lu.ranges.lock(lba, n, true)
 	defer unlock()
-	buf, release := lu.bufs.get(int(size))
+	buf, release := lu.bufs.get(int(n << blockShift))
 	defer release()
 	if _, err := lu.store.ReadAt(buf, int64(lba<<blockShift)); err != nil {
-		return lu.ioError("orwrite read", err, lba, senseReadError)
+		return lu.ioError(op+" read", err, lba, senseReadError)
 	}
-	for i, b := range cmd.DataOut[:size] {
-		buf[i] |= b
+	if s := modify(buf); s != nil {
+		return lu.fail(*s)
 	}
 	if _, err := lu.store.WriteAt(buf, int64(lba<<blockShift)); err != nil {
-		return lu.ioError("orwrite", err, lba, senseWriteError)
+		return lu.ioError(op, err, lba, senseWriteError)
 	}
 	return lu.durable(cmd.CDB[1]&0x08 != 0, lba)
 }

@@ -44,17 +44,14 @@ func TestBlockCommands(t *testing.T) {
 	two := append(fill(blockSize, 0x11), fill(blockSize, 0x22)...)
 	cawData := append(append([]byte{}, two...), fill(2*blockSize, 0x33)...)
 	badCAW := append(fill(2*blockSize, 0x44), fill(2*blockSize, 0x55)...)
+	caw := rw16(0x89, 0, 10, 0) // COMPARE AND WRITE of 2 blocks at 10
+	caw[13] = 2
 	runSteps(t, lu, []step{
 		{name: "WRITE(10)", cdb: rw10(0x2a, 0, 10, 2), out: two, want: ok},
 		{name: "READ(10)", cdb: rw10(0x28, 0, 10, 2), want: ok, data: two},
 		{name: "READ(6)", cdb: cdb(0x08, 0, 0, 10, 1), want: ok, data: fill(blockSize, 0x11)},
 		{name: "WRITE(6) 0 = 256 blocks, short data", cdb: cdb(0x0a, 0, 0, 100, 0), out: block, want: ok},
-		{name: "READ(12)", cdb: func() []byte {
-			c := cdb(0xa8)
-			binary.BigEndian.PutUint32(c[2:], 100)
-			binary.BigEndian.PutUint32(c[6:], 1)
-			return c
-		}(), want: ok, data: block},
+		{name: "READ(12)", cdb: rw12(0xa8, 0, 100, 1), want: ok, data: block},
 		{name: "WRITE(16) FUA", cdb: rw16(0x8a, 0x08, testBlocks-1, 1), out: block, want: ok},
 		{name: "READ(16) last block", cdb: rw16(0x88, 0x10, testBlocks-1, 1), want: ok, data: block},
 		{name: "READ(16) beyond end", cdb: rw16(0x88, 0, testBlocks-1, 2), want: oob},
@@ -72,11 +69,11 @@ func TestBlockCommands(t *testing.T) {
 		{name: "VERIFY(10) BYTCHK=0", cdb: rw10(0x2f, 0, 10, 2), out: nil, want: ok},
 		{name: "VERIFY(16) BYTCHK=3", cdb: rw16(0x8f, 0x06, 20, 1), out: block, want: ok},
 		{name: "VERIFY(16) beyond end", cdb: rw16(0x8f, 0, testBlocks, 1), want: oob},
-		{name: "COMPARE AND WRITE", cdb: func() []byte { c := rw16(0x89, 0, 10, 0); c[13] = 2; return c }(), out: cawData, want: ok},
+		{name: "COMPARE AND WRITE", cdb: caw, out: cawData, want: ok},
 		{name: "after COMPARE AND WRITE", cdb: rw10(0x28, 0, 10, 2), want: ok, data: fill(2*blockSize, 0x33)},
-		{name: "COMPARE AND WRITE miscompare", cdb: func() []byte { c := rw16(0x89, 0, 10, 0); c[13] = 2; return c }(), out: badCAW, want: miscompare},
+		{name: "COMPARE AND WRITE miscompare", cdb: caw, out: badCAW, want: miscompare},
 		{name: "COMPARE AND WRITE of 0 (256) blocks with data", cdb: rw16(0x89, 0, 0, 0), out: cawData, want: invalidCDB},
-		{name: "COMPARE AND WRITE short data", cdb: func() []byte { c := rw16(0x89, 0, 10, 0); c[13] = 2; return c }(), out: two, want: invalidCDB},
+		{name: "COMPARE AND WRITE short data", cdb: caw, out: two, want: invalidCDB},
 		{name: "unchanged after miscompare", cdb: rw10(0x28, 0, 10, 2), want: ok, data: fill(2*blockSize, 0x33)},
 		{name: "ORWRITE", cdb: rw16(0x8b, 0, 10, 1), out: fill(blockSize, 0x44), want: ok},
 		{name: "after ORWRITE", cdb: rw10(0x28, 0, 10, 1), want: ok, data: fill(blockSize, 0x77)},

@@ -3,7 +3,6 @@ package iscsi
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,25 +15,29 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-func sha256File(t *testing.T, path string) [32]byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(b)
-}
-
 // TestQemuImgRoundTrip copies a random image onto a LUN with QEMU's iSCSI
 // driver and back again.
 func TestQemuImgRoundTrip(t *testing.T) {
 	need(t, "qemu-img")
-	const size = 64 << 20
 	// No ACL: QEMU's URL form logs in with its default initiator name.
-	cfg := oneDisk(size)
+	cfg := oneDisk(64 << 20)
 	cfg.Targets[0].ACL = nil
 	ts := startServer(t, cfg)
-	src := filepath.Join(t.TempDir(), "src.raw")
+	data := qemuImgRoundTrip(t, ts, 64<<20)
+	// The backing file holds the same bytes.
+	if got, err := os.ReadFile(filepath.Join(ts.dir, "disk0.img")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("backing image differs from what was written (%v)", err)
+	}
+}
+
+// qemuImgRoundTrip copies size random bytes onto LUN 0 of testTarget with
+// QEMU's iSCSI driver (qemu-img convert) and back, fails the test unless
+// they read back the same, and returns them: the caller looks for them in
+// the LUN's backing store.
+func qemuImgRoundTrip(t *testing.T, ts *testServer, size int) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
 	data := make([]byte, size)
 	rand.Read(data)
 	if err := os.WriteFile(src, data, 0o644); err != nil {
@@ -42,15 +45,12 @@ func TestQemuImgRoundTrip(t *testing.T) {
 	}
 	url := ts.url("", testTarget, 0)
 	mustRun(t, 2*time.Minute, nil, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, url)
-	back := filepath.Join(t.TempDir(), "back.raw")
+	back := filepath.Join(dir, "back.raw")
 	mustRun(t, 2*time.Minute, nil, "qemu-img", "convert", "-f", "raw", "-O", "raw", url, back)
-	if sha256File(t, back) != sha256.Sum256(data) {
-		t.Fatalf("%s read back differs from what was written", url)
+	if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%s read back differs from what was written (%v)", url, err)
 	}
-	// The backing file holds the same bytes.
-	if sha256File(t, filepath.Join(ts.dir, "disk0.img")) != sha256.Sum256(data) {
-		t.Fatal("backing image differs from what was written")
-	}
+	return data
 }
 
 // TestConcurrentWriters runs two QEMU initiators writing disjoint halves of

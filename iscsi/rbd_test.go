@@ -4,7 +4,6 @@ package iscsi
 
 import (
 	"bytes"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,21 +62,8 @@ func TestQemuImgRoundTripRBD(t *testing.T) {
 	const size = 64 << 20
 	cfg, tc, _ := rbdDisk(t, size)
 	ts := startServer(t, cfg)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	data := make([]byte, size)
-	rand.Read(data)
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	url := ts.url("", testTarget, 0)
-	mustRun(t, 2*time.Minute, nil, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, url)
-	back := filepath.Join(dir, "back.raw")
-	mustRun(t, 2*time.Minute, nil, "qemu-img", "convert", "-f", "raw", "-O", "raw", url, back)
-	if got, _ := os.ReadFile(back); !bytes.Equal(got, data) {
-		t.Fatalf("%s read back differs from what was written", url)
-	}
-	export := filepath.Join(dir, "export.raw")
+	data := qemuImgRoundTrip(t, ts, size)
+	export := filepath.Join(t.TempDir(), "export.raw")
 	tc.MustRbd(t, "export", "--no-progress", "rbd/lun", export)
 	if got, _ := os.ReadFile(export); !bytes.Equal(got, data) {
 		t.Fatal("rbd export of the LUN's image differs from what was written through iSCSI")

@@ -19,6 +19,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -126,25 +127,7 @@ func TestDHCPAbuse(t *testing.T) {
 	const fixedMAC, fixedIP, secret = "52:54:00:00:00:01", "198.18.0.11", "dhcp-chap-secret-7f3a9c21"
 	l := newNetnsLab(t, fixedMAC)
 	dir := t.TempDir()
-	ipxe := filepath.Join(dir, "ipxe")
-	os.MkdirAll(ipxe, 0o755)
-	for _, f := range []string{"undionly.kpxe", "ipxe.efi"} {
-		os.WriteFile(filepath.Join(ipxe, f), []byte("loader"), 0o644)
-	}
-	path := writeInventory(t, dir, fmt.Sprintf(`
-[server]
-address = "198.18.0.1"
-data_dir = "data"
-[dhcp]
-interface = "veth0"
-listen = "0.0.0.0:67"
-subnet = "198.18.0.0/24"
-range = ["198.18.0.100", "198.18.0.119"]
-router = "198.18.0.1"
-lease_time = "1h"
-[tftp]
-listen = "198.18.0.1:69"
-ipxe_dir = %q
+	path := dhcpInventory(t, dir, "range = [\"198.18.0.100\", \"198.18.0.119\"]\nrouter = \"198.18.0.1\"", fmt.Sprintf(`listen = "198.18.0.1:69"
 [http]
 listen = "0.0.0.0:8080"
 [iscsi]
@@ -156,97 +139,38 @@ mac = %q
 ip = %q
 root = { image = "roots/node1.img", size = "16MiB" }
 chap = { user = "node1", secret = %q }
-`, ipxe, testBase, fixedMAC, fixedIP, secret))
+`, testBase, fixedMAC, fixedIP, secret), "undionly.kpxe", "ipxe.efi")
 	// http on every address of the server's namespace: the test reads
 	// /metrics and forces collections from 127.0.0.1 inside it.
 	n := startNetsan(t, path, l.Server, "http://127.0.0.1:8080", "--log-level", "debug")
 	base := n.baseline()
 
-	sock := udpIn(t, l.client, 68)
-	server := &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 67}
-	send := func(b []byte) {
-		if _, err := sock.WriteTo(b, server); err != nil {
-			t.Fatalf("send: %v", err)
-		}
-	}
-	// Every OFFER (to the storm, or to a mutant that still parsed) is taken
-	// with a REQUEST, so the pool is leased dry.
-	sock.SetReadBuffer(4 << 20)
-	offers, acks := map[string]string{}, map[string]string{} // ip → mac
-	reader := make(chan struct{})
-	var other int
-	go func() {
-		defer close(reader)
-		buf := make([]byte, 1500)
-		for {
-			sock.SetReadDeadline(time.Now().Add(3 * time.Second))
-			nr, _, err := sock.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			m, err := dhcpv4.FromBytes(buf[:nr])
-			if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
-				continue
-			}
-			switch m.MessageType() {
-			case dhcpv4.MessageTypeOffer:
-				offers[m.YourIPAddr.String()] = m.ClientHWAddr.String()
-				if req, err := dhcpv4.NewRequestFromOffer(m, dhcpv4.WithBroadcast(true)); err == nil {
-					sock.WriteTo(req.ToBytes(), server)
-				}
-			case dhcpv4.MessageTypeAck:
-				acks[m.YourIPAddr.String()] = m.ClientHWAddr.String()
-			default:
-				other++
-			}
-		}
-	}()
+	c := newDHCPClient(t, l.client)
 	cases := malformed(t)
 	for range 5 {
 		for _, b := range cases {
-			send(b)
+			c.send(b)
 		}
 	}
-	// Random mutations of a valid PXE DISCOVER: a fuzzer on the wire.
-	pxe, _ := dhcpv4.NewDiscovery(randomMAC(), dhcpv4.WithBroadcast(true),
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
-		dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 0}))
 	const mutants = 1000
-	for i := range mutants {
-		b := pxe.ToBytes()
-		for range 1 + i%8 {
-			k, _ := rand.Int(rand.Reader, big.NewInt(int64(len(b))))
-			v := make([]byte, 1)
-			rand.Read(v)
-			b[k.Int64()] = v[0]
-		}
-		if i%10 == 0 {
-			b = b[:240+i%(len(b)-240)]
-		}
-		send(b)
-		if i%100 == 99 {
-			time.Sleep(20 * time.Millisecond) // let the server's socket drain
-		}
-	}
+	c.sendMutants(mutants)
 	if !n.alive() {
 		t.Fatal("netsan died of malformed datagrams")
 	}
 
 	// The storm: 2,000 DISCOVERs from random MACs.
 	const storm, pool = 2000, 20
-
 	for i := range storm {
 		d, err := dhcpv4.NewDiscovery(randomMAC(), dhcpv4.WithBroadcast(true))
 		if err != nil {
 			t.Fatal(err)
 		}
-		send(d.ToBytes())
+		c.send(d.ToBytes())
 		if i%50 == 49 {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	<-reader
-	sock.Close()
+	offers, acks, other := c.close()
 	t.Logf("storm of %d DISCOVERs: the test saw %d addresses offered, %d acknowledged, %d other replies", storm, len(offers), len(acks), other)
 	for ip := range offers {
 		if !inPool(ip) {
@@ -275,22 +199,8 @@ chap = { user = "node1", secret = %q }
 	t.Logf("%d pool addresses leased, %d DISCOVERs refused as pool exhausted", inUse, exhausted)
 
 	// A fixed host is still served, with everything it must be told.
-	script := filepath.Join(dir, "udhcpc.sh")
-	envf := filepath.Join(dir, "udhcpc.env")
-	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && env > "+envf+"\nexit 0\n"), 0o755)
-	out, err := run(60*time.Second, nil, "ip", "netns", "exec", l.client, "busybox", "udhcpc", "-f", "-q", "-n",
-		"-t", "5", "-T", "2", "-A", "1", "-i", "eth0", "-s", script, "-O", "175", "-O", "203", "-O", "17",
+	vars := udhcpcEnv(t, l.client, "-O", "175", "-O", "203", "-O", "17",
 		"-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", "-x", "0x4d:69505845") // iPXE: gets 175
-	env, _ := os.ReadFile(envf)
-	if err != nil || len(env) == 0 {
-		t.Fatalf("udhcpc for %s after the storm: %v\n%s", fixedMAC, err, out)
-	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(env), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			vars[k] = v
-		}
-	}
 	if vars["ip"] != fixedIP || !strings.Contains(vars["rootpath"], testBase+":node1") || vars["opt203"] == "" {
 		t.Fatalf("fixed host after the storm: ip %q rootpath %q", vars["ip"], vars["rootpath"])
 	}
@@ -305,6 +215,142 @@ chap = { user = "node1", secret = %q }
 	assertNoSecret(t, log, secret)
 	t.Logf("%d malformed kinds ×5, %d mutants, %d-DISCOVER storm; fixed host got %s; base {%v}, after {%v}; %d log bytes without the secret",
 		len(cases), mutants, storm, vars["ip"], base, after, len(log))
+}
+
+// dhcpInventory writes the inventory of a netsan serving DHCP on veth0 of
+// a newNetnsLab: [dhcp] on 198.18.0.0/24 with hour-long leases and the
+// keys in dhcpKeys (the range), then [tftp] with an ipxe_dir holding
+// loaders, continued by rest.
+func dhcpInventory(t *testing.T, dir, dhcpKeys, rest string, loaders ...string) string {
+	t.Helper()
+	files := map[string]string{}
+	for _, l := range loaders {
+		files["ipxe/"+l] = "loader"
+	}
+	inventorytest.WriteFiles(t, dir, files)
+	return writeInventory(t, dir, fmt.Sprintf(`
+[server]
+address = "198.18.0.1"
+data_dir = "data"
+[dhcp]
+interface = "veth0"
+listen = "0.0.0.0:67"
+subnet = "198.18.0.0/24"
+lease_time = "1h"
+%s
+[tftp]
+ipxe_dir = %q
+`, dhcpKeys, filepath.Join(dir, "ipxe"))+rest)
+}
+
+// dhcpClient sends datagrams to netsan's DHCP port from port 68 in a
+// namespace and takes every OFFER it gets with a REQUEST, so that a storm
+// leases the pool dry, counting what comes back.
+type dhcpClient struct {
+	t      *testing.T
+	sock   *net.UDPConn
+	server *net.UDPAddr
+	done   chan struct{}
+	offers map[string]string // ip → mac
+	acks   map[string]string
+	other  int
+}
+
+func newDHCPClient(t *testing.T, ns string) *dhcpClient {
+	c := &dhcpClient{t: t, sock: udpIn(t, ns, 68), server: &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 67},
+		done: make(chan struct{}), offers: map[string]string{}, acks: map[string]string{}}
+	c.sock.SetReadBuffer(4 << 20)
+	go c.read()
+	return c
+}
+
+func (c *dhcpClient) send(b []byte) {
+	c.t.Helper()
+	if _, err := c.sock.WriteTo(b, c.server); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// read counts the replies until none has come for 3 s.
+func (c *dhcpClient) read() {
+	defer close(c.done)
+	buf := make([]byte, 1500)
+	for {
+		c.sock.SetReadDeadline(time.Now().Add(3 * time.Second))
+		nr, _, err := c.sock.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		m, err := dhcpv4.FromBytes(buf[:nr])
+		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
+			continue
+		}
+		switch m.MessageType() {
+		case dhcpv4.MessageTypeOffer:
+			c.offers[m.YourIPAddr.String()] = m.ClientHWAddr.String()
+			if req, err := dhcpv4.NewRequestFromOffer(m, dhcpv4.WithBroadcast(true)); err == nil {
+				c.sock.WriteTo(req.ToBytes(), c.server)
+			}
+		case dhcpv4.MessageTypeAck:
+			c.acks[m.YourIPAddr.String()] = m.ClientHWAddr.String()
+		default:
+			c.other++
+		}
+	}
+}
+
+// close waits for the replies to stop and returns what came: the addresses
+// offered and acknowledged (to which MAC) and how many other replies.
+func (c *dhcpClient) close() (offers, acks map[string]string, other int) {
+	<-c.done
+	c.sock.Close()
+	return c.offers, c.acks, c.other
+}
+
+// sendMutants sends n random mutations of a valid PXE DISCOVER, some cut
+// short: a fuzzer on the wire.
+func (c *dhcpClient) sendMutants(n int) {
+	pxe, _ := dhcpv4.NewDiscovery(randomMAC(), dhcpv4.WithBroadcast(true),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 0}))
+	for i := range n {
+		b := pxe.ToBytes()
+		for range 1 + i%8 {
+			k, _ := rand.Int(rand.Reader, big.NewInt(int64(len(b))))
+			v := make([]byte, 1)
+			rand.Read(v)
+			b[k.Int64()] = v[0]
+		}
+		if i%10 == 0 {
+			b = b[:240+i%(len(b)-240)]
+		}
+		c.send(b)
+		if i%100 == 99 {
+			time.Sleep(20 * time.Millisecond) // let the server's socket drain
+		}
+	}
+}
+
+// udhcpcEnv has busybox udhcpc in ns lease an address on eth0 with the
+// extra args, and returns the variables its script was given.
+func udhcpcEnv(t *testing.T, ns string, args ...string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	script, envf := filepath.Join(dir, "udhcpc.sh"), filepath.Join(dir, "udhcpc.env")
+	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && env > "+envf+"\nexit 0\n"), 0o755)
+	out, err := run(60*time.Second, nil, "ip", append([]string{"netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n",
+		"-t", "5", "-T", "2", "-A", "1", "-i", "eth0", "-s", script}, args...)...)
+	env, _ := os.ReadFile(envf)
+	if err != nil || len(env) == 0 {
+		t.Fatalf("udhcpc in %s: %v\n%s", ns, err, out)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars
 }
 
 // assertNoSecret fails if secret appears in log as text, hex or base64.

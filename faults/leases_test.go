@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -66,29 +64,13 @@ func TestLeasesSurviveKill9(t *testing.T) {
 	netsantest.NeedTools(t, "curl")
 	const rounds = 20
 	l := newNetnsLab(t, "52:54:00:00:00:99")
-	dir := t.TempDir()
-	ipxe := filepath.Join(dir, "ipxe")
-	os.MkdirAll(ipxe, 0o755)
-	os.WriteFile(filepath.Join(ipxe, "undionly.kpxe"), []byte("loader"), 0o644)
-	path := writeInventory(t, dir, fmt.Sprintf(`
-[server]
-address = "198.18.0.1"
-data_dir = "data"
-[dhcp]
-interface = "veth0"
-listen = "0.0.0.0:67"
-subnet = "198.18.0.0/24"
-range = ["198.18.0.100", "198.18.0.129"]
-lease_time = "1h"
-[tftp]
-enabled = false
-ipxe_dir = %q
+	path := dhcpInventory(t, t.TempDir(), `range = ["198.18.0.100", "198.18.0.129"]`, fmt.Sprintf(`enabled = false
 [http]
 listen = "198.18.0.1:8080"
 [iscsi]
 enabled = false
 base_iqn = %q
-`, ipxe, testBase))
+`, testBase), "undionly.kpxe")
 	n := startNetsan(t, path, l.Server, "")
 	sock := udpIn(t, l.client, 68)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))

@@ -21,26 +21,13 @@ func newBridgeLab(t *testing.T) *netnsLab {
 	return l
 }
 
-// lease has busybox udhcpc in ns take an address from netsan and put it
+// lease has busybox udhcpc in ns take an address from netsan and puts it
 // on eth0; it returns the address.
 func (l *netnsLab) lease(ns string) string {
 	l.t.Helper()
-	script := filepath.Join(l.t.TempDir(), "udhcpc.sh")
-	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && ip addr add \"$ip/$mask\" dev \"$interface\"\nexit 0\n"), 0o755)
-	out, err := run(60*time.Second, nil, "ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n",
-		"-t", "5", "-T", "2", "-A", "1", "-i", "eth0", "-s", script)
-	if err != nil {
-		l.t.Fatalf("udhcpc in %s: %v\n%s", ns, err, out)
-	}
-	addrs, _ := run(10*time.Second, nil, "ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "eth0")
-	f := strings.Fields(addrs)
-	for i := range f {
-		if f[i] == "inet" && i+1 < len(f) {
-			return strings.Split(f[i+1], "/")[0]
-		}
-	}
-	l.t.Fatalf("udhcpc in %s bound no address:\n%s\n%s", ns, out, addrs)
-	return ""
+	vars := udhcpcEnv(l.t, ns)
+	l.IP(ns, "addr", "add", vars["ip"]+"/"+vars["mask"], "dev", "eth0")
+	return vars["ip"]
 }
 
 // TestPiSecretOnlyToItsPi: a SAN-booting Pi's generated cmdline.txt

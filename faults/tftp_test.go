@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -111,25 +111,18 @@ func TestTFTPRequestStorm(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "tftp")
 	ipxe := filepath.Join(dir, "ipxe")
-	for _, d := range []string{root, ipxe} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := map[string][]byte{}
-	write := func(dir, name string, size int) {
+	files, tree := map[string][]byte{}, map[string]string{} // by base name, by path under dir
+	add := func(path string, size int) {
 		b := make([]byte, size)
 		rand.Read(b)
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files[name] = b
+		files[filepath.Base(path)], tree[path] = b, string(b)
 	}
-	write(root, "big.bin", 1<<20)
-	write(ipxe, "undionly.kpxe", 70_000)
+	add("tftp/big.bin", 1<<20)
+	add("ipxe/undionly.kpxe", 70_000)
 	for i := range 40 {
-		write(root, fmt.Sprintf("f%02d.bin", i), 100+i*97)
+		add(fmt.Sprintf("tftp/f%02d.bin", i), 100+i*97)
 	}
+	inventorytest.WriteFiles(t, dir, tree)
 	httpPort, tftpPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "udp")
 	path := writeInventory(t, dir, fmt.Sprintf(`
 [server]
@@ -158,31 +151,103 @@ boot = "menu"
 
 	// 1,100 requests that are never acknowledged.
 	const hold, bound = 1100, 1024
-	var socks []net.PacketConn
-	t.Cleanup(func() {
-		for _, c := range socks {
-			c.Close()
-		}
+	held := holdTransfers(t, server, "big.bin", hold)
+	u := n.usage()
+	m := n.mustMetrics()
+	t.Logf("%d unacknowledged requests: %d DATA, %d busy, %d other; active gauge %v; {%v}",
+		hold, held.data, held.busy, held.other, m["netsan_tftp_transfers_active"], u)
+	if held.data > bound || held.data+held.busy != hold || held.busy == 0 {
+		t.Fatalf("bound of %d transfers: %d DATA, %d busy, %d unanswered", bound, held.data, held.busy, held.other)
+	}
+	if m["netsan_tftp_transfers_active"] > bound {
+		t.Fatalf("%v transfers active, bound %d", m["netsan_tftp_transfers_active"], bound)
+	}
+	held.release()
+
+	// The abandoned transfers time out by themselves (pin/tftp: 5 tries of 5 s).
+	netsantest.WaitFor(t, "abandoned transfers to end", 90*time.Second, func() bool {
+		m, err := n.metrics()
+		return err == nil && m["netsan_tftp_transfers_active"] == 0
 	})
-	srv, _ := net.ResolveUDPAddr("udp", server)
-	for range hold {
+
+	// 300 well-behaved clients, 100 names between them, all at once.
+	cases := []tftpCase{
+		{"big.bin", files["big.bin"]}, {"undionly.kpxe", files["undionly.kpxe"]},
+		{"boot/52-54-00-00-00-01.ipxe", []byte("#!ipxe")},
+		{"../../etc/passwd", nil}, {"/etc/passwd", nil}, {"boot/../../x", nil},
+	}
+	for i := range 40 {
+		name := fmt.Sprintf("f%02d.bin", i)
+		cases = append(cases, tftpCase{name, files[name]})
+	}
+	for i := len(cases); i < 100; i++ {
+		cases = append(cases, tftpCase{fmt.Sprintf("missing-%02d.bin", i), nil})
+	}
+	const clients = 300
+	var wg sync.WaitGroup
+	var ok, refused, bad atomic.Int32
+	for i := range clients {
+		wg.Go(func() {
+			c := cases[i%len(cases)]
+			switch err := c.check(server); {
+			case err != nil:
+				t.Error(err)
+				bad.Add(1)
+			case c.want == nil:
+				refused.Add(1)
+			default:
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d concurrent clients: %d transfers complete and correct, %d refused as they should be, %d wrong",
+		clients, ok.Load(), refused.Load(), bad.Load())
+
+	after := n.settle(base, 45*time.Second)
+	t.Logf("base {%v}; after {%v}", base, after)
+	out, err := run(30*time.Second, nil, "curl", "-sS", "--max-time", "20", "-o", "-", fmt.Sprintf("tftp://%s/f07.bin", server))
+	if err != nil || out != string(files["f07.bin"]) {
+		t.Fatalf("curl tftp:// after the storm: %v (%d bytes)", err, len(out))
+	}
+	if !n.alive() {
+		t.Fatal("netsan exited")
+	}
+}
+
+// heldTransfers are clients that asked for a file and never acknowledge
+// its first block, and what each was answered.
+type heldTransfers struct {
+	socks             []net.PacketConn
+	data, busy, other int32
+}
+
+// holdTransfers has n clients ask server for name at once. Like a real
+// client, each repeats its RRQ while unanswered (a burst of them overflows
+// the server socket's receive buffer), up to 20 times, until it gets DATA,
+// which it never acknowledges, or a "busy" ERROR.
+func holdTransfers(t *testing.T, server, name string, n int) *heldTransfers {
+	t.Helper()
+	h := &heldTransfers{}
+	t.Cleanup(h.release)
+	srv, err := net.ResolveUDPAddr("udp", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		socks = append(socks, c)
+		h.socks = append(h.socks, c)
 	}
-	// Like a real client, each repeats its RRQ while unanswered: a burst of
-	// 1,100 datagrams overflows the server socket's receive buffer.
 	var data, busy, other atomic.Int32
 	var wg sync.WaitGroup
-	for _, c := range socks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for _, c := range h.socks {
+		wg.Go(func() {
 			buf := make([]byte, 1024)
 			for range 20 {
-				if _, err := c.WriteTo(rrq("big.bin"), srv); err != nil {
+				if _, err := c.WriteTo(rrq(name), srv); err != nil {
 					break
 				}
 				c.SetReadDeadline(time.Now().Add(time.Second))
@@ -201,87 +266,50 @@ boot = "menu"
 				break
 			}
 			other.Add(1)
-		}()
+		})
 	}
 	wg.Wait()
-	held := n.usage()
-	m := n.mustMetrics()
-	t.Logf("%d unacknowledged requests: %d DATA, %d busy, %d other; active gauge %v; {%v}",
-		hold, data.Load(), busy.Load(), other.Load(), m["netsan_tftp_transfers_active"], held)
-	if data.Load() > bound || data.Load()+busy.Load() != hold || busy.Load() == 0 {
-		t.Fatalf("bound of %d transfers: %d DATA, %d busy, %d unanswered", bound, data.Load(), busy.Load(), other.Load())
-	}
-	if m["netsan_tftp_transfers_active"] > bound {
-		t.Fatalf("%v transfers active, bound %d", m["netsan_tftp_transfers_active"], bound)
-	}
-	for _, c := range socks {
+	h.data, h.busy, h.other = data.Load(), busy.Load(), other.Load()
+	return h
+}
+
+// release closes the clients' sockets: the server's transfers to them are
+// abandoned.
+func (h *heldTransfers) release() {
+	for _, c := range h.socks {
 		c.Close()
 	}
+	h.socks = nil
+}
 
-	// The abandoned transfers time out by themselves (pin/tftp: 5 tries of 5 s).
-	netsantest.WaitFor(t, "abandoned transfers to end", 90*time.Second, func() bool {
-		m, err := n.metrics()
-		return err == nil && m["netsan_tftp_transfers_active"] == 0
-	})
+// tftpCase is a name a well-behaved client asks for and what it must get:
+// the file's bytes, a script starting with want ("#!ipxe") for a name
+// under boot/, or, want nil, an ERROR packet: any for a name that leaves
+// the root, File not found (code 1) for any other.
+type tftpCase struct {
+	name string
+	want []byte
+}
 
-	// 300 well-behaved clients, 100 names between them, all at once.
-	names := []string{"big.bin", "undionly.kpxe", "boot/52-54-00-00-00-01.ipxe", "../../etc/passwd", "/etc/passwd", "boot/../../x"}
-	for i := range 40 {
-		names = append(names, fmt.Sprintf("f%02d.bin", i))
+// check fetches c.name from server and says how the answer is wrong.
+func (c tftpCase) check(server string) error {
+	got, err := tftpGet(server, c.name)
+	var te *tftpError
+	switch {
+	case c.want == nil && (strings.Contains(c.name, "..") || strings.HasPrefix(c.name, "/")):
+		if !errors.As(err, &te) {
+			return fmt.Errorf("%s: %v, want an ERROR packet", c.name, err)
+		}
+	case c.want == nil:
+		if !errors.As(err, &te) || te.code != 1 {
+			return fmt.Errorf("%s: %v, want File not found", c.name, err)
+		}
+	case strings.HasPrefix(c.name, "boot/"):
+		if err != nil || !bytes.HasPrefix(got, c.want) {
+			return fmt.Errorf("%s: %v %q", c.name, err, got)
+		}
+	case err != nil || !bytes.Equal(got, c.want):
+		return fmt.Errorf("%s: %v, %d of %d bytes", c.name, err, len(got), len(c.want))
 	}
-	for i := len(names); i < 100; i++ {
-		names = append(names, fmt.Sprintf("missing-%02d.bin", i))
-	}
-	const clients = 300
-	var bad atomic.Int32
-	var ok, refused atomic.Int32
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			name := names[i%len(names)]
-			got, err := tftpGet(server, name)
-			want, exists := files[filepath.Base(name)]
-			var te *tftpError
-			switch {
-			case strings.Contains(name, "..") || strings.HasPrefix(name, "/"):
-				if !errors.As(err, &te) {
-					t.Errorf("%s: %v, want an ERROR packet", name, err)
-					bad.Add(1)
-				}
-				refused.Add(1)
-			case name == "boot/52-54-00-00-00-01.ipxe":
-				if err != nil || !strings.HasPrefix(string(got), "#!ipxe") {
-					t.Errorf("%s: %v %q", name, err, got)
-					bad.Add(1)
-				}
-				ok.Add(1)
-			case exists && !strings.Contains(name, "/"):
-				if err != nil || !bytes.Equal(got, want) {
-					t.Errorf("%s: %v, %d of %d bytes", name, err, len(got), len(want))
-					bad.Add(1)
-				}
-				ok.Add(1)
-			default:
-				if !errors.As(err, &te) || te.code != 1 {
-					t.Errorf("%s: %v, want File not found", name, err)
-					bad.Add(1)
-				}
-				refused.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	t.Logf("%d concurrent clients: %d transfers complete and correct, %d refused as they should be, %d wrong",
-		clients, ok.Load(), refused.Load(), bad.Load())
-
-	after := n.settle(base, 45*time.Second)
-	t.Logf("base {%v}; after {%v}", base, after)
-	out, err := run(30*time.Second, nil, "curl", "-sS", "--max-time", "20", "-o", "-", fmt.Sprintf("tftp://%s/f07.bin", server))
-	if err != nil || out != string(files["f07.bin"]) {
-		t.Fatalf("curl tftp:// after the storm: %v (%d bytes)", err, len(out))
-	}
-	if !n.alive() {
-		t.Fatal("netsan exited")
-	}
+	return nil
 }

@@ -28,11 +28,7 @@ func normalLogin(initiator, target string, extra ...login.KV) []login.KV {
 // afterLogin is one logged-in connection of a protocol-abuse case.
 func (l *iscsiLab) afterLogin(t *testing.T, i byte, extra ...login.KV) *iscsitest.Initiator {
 	t.Helper()
-	in, err := iscsitest.Dial(l.portal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close() })
+	in := l.dial(t)
 	if _, err := in.Login([6]byte{0x80, 0, 0, 0x77, 0, i}, 0, normalLogin(l.initiator, l.target, extra...)...); err != nil {
 		t.Fatal(err)
 	}
@@ -254,77 +250,22 @@ initiator = %q
 chap = { user = %q, secret = %q }
 `, chapInitiator, chapUser, chapSecret))
 	base := l.baseline()
-
-	dial := func(t *testing.T) *iscsitest.Initiator {
-		t.Helper()
-		in, err := iscsitest.Dial(l.portal)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { in.Close() })
-		return in
-	}
-	// refused: one Login Response with status want (class<<8 | detail),
-	// then the target closes the connection.
-	refused := func(t *testing.T, in *iscsitest.Initiator, want uint16) {
-		t.Helper()
-		seen, err := in.UntilClosed()
-		if err != nil {
-			t.Fatalf("want a Login Response %#04x and close; got %s and %v", want, iscsitest.Describe(seen), err)
-		}
-		if len(seen) != 1 || seen[0].Opcode != pdu.OpLoginResponse || iscsitest.LoginStatus(seen[0]) != want {
-			t.Fatalf("want a Login Response %#04x and close; got %s", want, iscsitest.Describe(seen))
-		}
-	}
-	// dropped: the target closes the connection without a word.
-	dropped := func(t *testing.T, in *iscsitest.Initiator) {
-		t.Helper()
-		seen, err := in.UntilClosed()
-		if err != nil || len(seen) > 0 {
-			t.Fatalf("want the connection closed with nothing sent; got %s and %v", iscsitest.Describe(seen), err)
-		}
-	}
-	// truncate sends h with data but stops keep bytes into the encoded
-	// PDU, then half-closes: the target sees EOF mid-PDU.
-	truncate := func(t *testing.T, in *iscsitest.Initiator, h pdu.Header, data []byte, keep int) {
-		t.Helper()
-		if err := in.SendTruncated(h, data, keep); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// firstLogin is the first Login Request of a new session.
-	firstLogin := func(in *iscsitest.Initiator, isid [6]byte, initiator string) (pdu.Header, []byte) {
-		in.NextITT()
-		return in.LoginRequest(isid, 0, normalLogin(initiator, l.target)...)
-	}
 	marker := bytes.Repeat([]byte{0x5a}, 512)
-	tur := func(in *iscsitest.Initiator) pdu.Header {
-		return pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: in.NextITT(),
-			CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
-	}
-	// immediateWrite is WRITE(10) of len(data) bytes at lba, all of them
-	// immediate data.
-	immediateWrite := func(in *iscsitest.Initiator, lba uint32, data []byte) pdu.Header {
-		h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.NextITT(),
-			ExpectedDataTransferLength: uint32(len(data)), CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
-		copy(h.CDB[:], iscsitest.Write10(lba, uint16(len(data)/512)))
-		return h
-	}
 
 	cases := []struct {
 		name string
 		run  func(t *testing.T)
 	}{
 		{"SCSI Command before login", func(t *testing.T) {
-			in := dial(t)
+			in := l.dial(t)
 			if err := in.Send(tur(in), nil); err != nil {
 				t.Fatal(err)
 			}
 			refused(t, in, 0x020b) // invalid request during login
 		}},
 		{"login naming a TSIH that does not exist", func(t *testing.T) {
-			in := dial(t)
-			h, data := firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 1}, l.initiator)
+			in := l.dial(t)
+			h, data := l.firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 1}, l.initiator)
 			h.TSIH = 0x4242
 			if err := in.Send(h, data); err != nil {
 				t.Fatal(err)
@@ -332,15 +273,15 @@ chap = { user = %q, secret = %q }
 			refused(t, in, 0x020a) // session does not exist
 		}},
 		{"initiator outside the ACL", func(t *testing.T) {
-			in := dial(t)
-			if err := in.Send(firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 2}, testBase+":intruder")); err != nil {
+			in := l.dial(t)
+			if err := in.Send(l.firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 2}, testBase+":intruder")); err != nil {
 				t.Fatal(err)
 			}
 			refused(t, in, 0x0202) // authorization failure
 		}},
 		{"wrong CHAP", func(t *testing.T) {
 			// The right secret logs in: the refusals below are CHAP's.
-			in := dial(t)
+			in := l.dial(t)
 			if _, err := in.LoginCHAP([6]byte{0x80, 0, 0, 0x60, 0, 3}, chapInitiator, chapTarget, chapUser, chapSecret, sessionKeys()...); err != nil {
 				t.Fatalf("right CHAP secret: %v", err)
 			}
@@ -354,7 +295,7 @@ chap = { user = %q, secret = %q }
 				{chapUser, chapSecret[:len(chapSecret)-1] + "2"}, // a typo
 				{"db2", chapSecret}, // a user the target does not know
 			} {
-				in := dial(t)
+				in := l.dial(t)
 				_, err := in.LoginCHAP([6]byte{0x80, 0, 0, 0x60, 1, byte(i)}, chapInitiator, chapTarget, cred[0], cred[1], sessionKeys()...)
 				var le *iscsitest.LoginError
 				if !errors.As(err, &le) || le.Class != 2 || le.Detail != 1 {
@@ -364,8 +305,8 @@ chap = { user = %q, secret = %q }
 			}
 		}},
 		{"half a BHS then EOF, before login", func(t *testing.T) {
-			in := dial(t)
-			h, data := firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 4}, l.initiator)
+			in := l.dial(t)
+			h, data := l.firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 4}, l.initiator)
 			truncate(t, in, h, data, pdu.BHSLength/2)
 			dropped(t, in)
 		}},
@@ -375,8 +316,8 @@ chap = { user = %q, secret = %q }
 			dropped(t, in)
 		}},
 		{"DataSegmentLength beyond the bytes sent, before login", func(t *testing.T) {
-			in := dial(t)
-			h, data := firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 5}, l.initiator)
+			in := l.dial(t)
+			h, data := l.firstLogin(in, [6]byte{0x80, 0, 0, 0x60, 0, 5}, l.initiator)
 			truncate(t, in, h, data, pdu.BHSLength+len(data)/2)
 			dropped(t, in)
 		}},
@@ -462,4 +403,67 @@ chap = { user = %q, secret = %q }
 		})
 		l.afterAbuse(fmt.Sprintf("%s ×%d", c.name, rounds), base)
 	}
+}
+
+// dial connects a raw initiator to the lab's portal, closed when t ends.
+func (l *iscsiLab) dial(t *testing.T) *iscsitest.Initiator {
+	t.Helper()
+	in, err := iscsitest.Dial(l.portal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
+}
+
+// firstLogin is the first Login Request of a new session of initiator.
+func (l *iscsiLab) firstLogin(in *iscsitest.Initiator, isid [6]byte, initiator string) (pdu.Header, []byte) {
+	in.NextITT()
+	return in.LoginRequest(isid, 0, normalLogin(initiator, l.target)...)
+}
+
+// refused: one Login Response with status want (class<<8 | detail), then
+// the target closes the connection.
+func refused(t *testing.T, in *iscsitest.Initiator, want uint16) {
+	t.Helper()
+	seen, err := in.UntilClosed()
+	if err != nil {
+		t.Fatalf("want a Login Response %#04x and close; got %s and %v", want, iscsitest.Describe(seen), err)
+	}
+	if len(seen) != 1 || seen[0].Opcode != pdu.OpLoginResponse || iscsitest.LoginStatus(seen[0]) != want {
+		t.Fatalf("want a Login Response %#04x and close; got %s", want, iscsitest.Describe(seen))
+	}
+}
+
+// dropped: the target closes the connection without a word.
+func dropped(t *testing.T, in *iscsitest.Initiator) {
+	t.Helper()
+	seen, err := in.UntilClosed()
+	if err != nil || len(seen) > 0 {
+		t.Fatalf("want the connection closed with nothing sent; got %s and %v", iscsitest.Describe(seen), err)
+	}
+}
+
+// truncate sends h with data but stops keep bytes into the encoded PDU,
+// then half-closes: the target sees EOF mid-PDU.
+func truncate(t *testing.T, in *iscsitest.Initiator, h pdu.Header, data []byte, keep int) {
+	t.Helper()
+	if err := in.SendTruncated(h, data, keep); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tur is the header of a TEST UNIT READY with the next task tag.
+func tur(in *iscsitest.Initiator) pdu.Header {
+	return pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal, InitiatorTaskTag: in.NextITT(),
+		CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
+}
+
+// immediateWrite is the header of a WRITE(10) of len(data) bytes at lba,
+// all of them immediate data.
+func immediateWrite(in *iscsitest.Initiator, lba uint32, data []byte) pdu.Header {
+	h := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite | 1, InitiatorTaskTag: in.NextITT(),
+		ExpectedDataTransferLength: uint32(len(data)), CmdSN: in.CmdSN, ExpStatSN: in.ExpStatSN}
+	copy(h.CDB[:], iscsitest.Write10(lba, uint16(len(data)/512)))
+	return h
 }

@@ -59,13 +59,6 @@ func rw10(op byte, flags byte, lba uint32, n uint16) []byte {
 	return c
 }
 
-func rw12(op byte, flags byte, lba uint32, n uint32) []byte {
-	c := cdb(op, flags)
-	binary.BigEndian.PutUint32(c[2:], lba)
-	binary.BigEndian.PutUint32(c[6:], n)
-	return c
-}
-
 func rw16(op byte, flags byte, lba uint64, n uint32) []byte {
 	c := cdb(op, flags)
 	binary.BigEndian.PutUint64(c[2:], lba)

@@ -51,7 +51,7 @@ func TestBlockCommands(t *testing.T) {
 		{name: "READ(10)", cdb: rw10(0x28, 0, 10, 2), want: ok, data: two},
 		{name: "READ(6)", cdb: cdb(0x08, 0, 0, 10, 1), want: ok, data: fill(blockSize, 0x11)},
 		{name: "WRITE(6) 0 = 256 blocks, short data", cdb: cdb(0x0a, 0, 0, 100, 0), out: block, want: ok},
-		{name: "READ(12)", cdb: rw12(0xa8, 0, 100, 1), want: ok, data: block},
+		{name: "READ(12)", cdb: cdb(0xa8, 0, 0, 0, 0, 100, 0, 0, 0, 1), want: ok, data: block},
 		{name: "WRITE(16) FUA", cdb: rw16(0x8a, 0x08, testBlocks-1, 1), out: block, want: ok},
 		{name: "READ(16) last block", cdb: rw16(0x88, 0x10, testBlocks-1, 1), want: ok, data: block},
 		{name: "READ(16) beyond end", cdb: rw16(0x88, 0, testBlocks-1, 2), want: oob},

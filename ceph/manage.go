@@ -163,6 +163,21 @@ func (c *Cluster) Remove(n Name) error {
 	return nil
 }
 
+// Rename gives image n the name to in its pool. An image open elsewhere
+// (a LUN the target serves) may be renamed, unlike removed: the open image
+// follows it, so a host root is replaced by renaming the old one away,
+// cloning the new one, and removing the old once the target let it go.
+func (c *Cluster) Rename(n Name, to string) error {
+	io, err := c.ioctx(n.Pool)
+	if err != nil {
+		return err
+	}
+	if err := rbd.GetImage(io, n.Image).Rename(to); err != nil {
+		return fmt.Errorf("rbd %s: rename to %s: %w", n, to, errnoOf(err))
+	}
+	return nil
+}
+
 // errnoOf makes a go-ceph error match the syscall.Errno it carries as well
 // (ENOENT, EEXIST, EBUSY…), so callers test one error whatever store they
 // use: errors.Is(err, os.ErrExist) for an image that is already there.

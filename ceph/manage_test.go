@@ -113,5 +113,28 @@ func TestClones(t *testing.T) {
 	if err := c.Remove(Name{"rbd", "node2"}); !errors.Is(err, syscall.EBUSY) {
 		t.Errorf("Remove of an open image: %v, want EBUSY", err)
 	}
+	// An open image can be renamed away, and its user writes on; once
+	// closed it can be removed.
+	if err := c.Rename(Name{"rbd", "node2"}, "node2.old"); err != nil {
+		t.Fatalf("Rename of an open image: %v", err)
+	}
+	if _, err := busy.WriteAt(mine, 2<<20); err != nil {
+		t.Errorf("write to an image renamed while open: %v", err)
+	}
+	if ok, err := c.Exists(Name{"rbd", "node2"}); ok || err != nil {
+		t.Errorf("node2 after its rename: exists %v, %v", ok, err)
+	}
+	if err := c.Rename(Name{"rbd", "node4"}, "node2.old"); !errors.Is(err, os.ErrExist) {
+		t.Errorf("Rename onto an existing name: %v, want EEXIST", err)
+	}
 	busy.Close()
+	old := open(t, c, "node2.old", true)
+	got := make([]byte, len(mine))
+	if _, err := old.ReadAt(got, 2<<20); err != nil || !bytes.Equal(got, mine) {
+		t.Errorf("node2.old at 2 MiB: %q… %v, want what was written through the renamed image", got[:16], err)
+	}
+	old.Close()
+	if err := c.Remove(Name{"rbd", "node2.old"}); err != nil {
+		t.Errorf("Remove of a renamed image once closed: %v", err)
+	}
 }

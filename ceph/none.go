@@ -38,3 +38,6 @@ func (*Cluster) Clone(golden, root Name, size int64) error { return ErrNotBuilt 
 
 // Remove returns ErrNotBuilt.
 func (*Cluster) Remove(Name) error { return ErrNotBuilt }
+
+// Rename returns ErrNotBuilt.
+func (*Cluster) Rename(Name, string) error { return ErrNotBuilt }

@@ -18,6 +18,8 @@ type Cluster interface {
 	// Clone makes root a copy-on-write clone of golden, grown to size.
 	Clone(golden, root ceph.Name, size int64) error
 	Remove(ceph.Name) error
+	// Rename renames an image within its pool, open or not.
+	Rename(n ceph.Name, to string) error
 }
 
 // rbdName parses an inventory rbd value (pool/image after Load), refusing

@@ -4,6 +4,7 @@ package images
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/netsan/netsan/ceph/cephtest"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/inventory/inventorytest"
+	"github.com/netsan/netsan/iscsi/backstore"
 )
 
 // rbdLab starts a cluster with golden image rbd/base (16 MiB, a pattern
@@ -189,6 +191,59 @@ luns = [ { lun = 0, rbd = "db", size = "64MiB" } ]
 	if got := strings.Join(live.calls, ";"); !strings.Contains(got, "reopen "+iqn) {
 		t.Errorf("reset asked the target %q, want a reopen last", got)
 	}
+
+	// A server holds the root open, as the target does: the reset renames
+	// it away, clones anew, and removes the old one once the server
+	// reopened the root.
+	server := &openRoot{c: c, n: node1}
+	if err := server.Reopen(t.Context(), iqn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.s.Close() })
+	if _, err := server.s.WriteAt(host1, 3*mib); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ResetRoot(t.Context(), inv, c, h, server, false, nil); err != nil {
+		t.Fatalf("reset of a root the server holds open: %v", err)
+	}
+	got := make([]byte, len(goldenBlock))
+	if _, err := server.s.ReadAt(got, 3*mib); err != nil || !bytes.Equal(got, goldenBlock) {
+		t.Errorf("the server reads %q… %v after the reset, want the golden image's", got[:16], err)
+	}
+	if out := tc.MustRbd(t, "ls", "rbd"); strings.Contains(out, "replaced") {
+		t.Errorf("rbd ls after the reset:\n%s\nwant no old root left", out)
+	}
+	// Without a server to reopen it, the old root stays, and the reset
+	// says so; the root is a fresh clone all the same.
+	if _, err := ResetRoot(t.Context(), inv, c, h, nil, false, nil); err == nil || !strings.Contains(err.Error(), "is still open") {
+		t.Errorf("reset while an unknown user holds the root: %v", err)
+	}
+	if info, err := c.Stat(node1); err != nil || info.Parent != parent || info.Used != 0 {
+		t.Errorf("node1 after reset: %+v %v, want a fresh clone", info, err)
+	}
+}
+
+// openRoot is a server that holds a root open, as the iSCSI target does,
+// and reopens it as the target does (the new image first, then the old
+// one closed).
+type openRoot struct {
+	c *ceph.Cluster
+	n ceph.Name
+	s backstore.Store
+}
+
+func (o *openRoot) Sessions(context.Context, string) ([]string, error) { return nil, nil }
+func (o *openRoot) Logout(context.Context, string) error               { return nil }
+func (o *openRoot) Reopen(context.Context, string) error {
+	s, err := o.c.OpenImage(o.n, false)
+	if err != nil {
+		return err
+	}
+	if o.s != nil {
+		o.s.Close()
+	}
+	o.s = s
+	return nil
 }
 
 // TestEnsureRBDRefuses: what Ensure cannot make is an error naming the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -67,46 +68,26 @@ func CloneRoot(ctx context.Context, inv *inventory.Inventory, cl Cluster, h *inv
 	if err != nil {
 		return 0, err
 	}
-	m, err := cloneRoot(ctx, cl, img, r, progress, false)
+	m, err := cloneRoot(ctx, cl, img, r, progress)
 	if err != nil {
 		return 0, fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	return m, nil
 }
 
-// cloneRoot makes r from golden image img, replacing an existing r when
-// replace is set. A file root is replaced atomically; an RBD root is
-// removed first (Ceph has no rename over an image), so a failed clone
-// leaves none, which the next clone or serve makes.
-func cloneRoot(ctx context.Context, cl Cluster, img *inventory.Image, r *inventory.Root, progress func(done, total int64), replace bool) (Method, error) {
+// cloneRoot makes r, which must not exist, from golden image img.
+func cloneRoot(ctx context.Context, cl Cluster, img *inventory.Image, r *inventory.Root, progress func(done, total int64)) (Method, error) {
 	if r.RBD == "" {
-		return clone(ctx, img.Path, r.Image, r.Size.Bytes, progress, replace)
+		return Clone(ctx, img.Path, r.Image, r.Size.Bytes, progress)
 	}
-	root, err := rbdName(cl, r.RBD)
+	golden, root, err := rbdClone(cl, img, r)
 	if err != nil {
 		return 0, err
 	}
-	golden, err := ceph.ParseName(img.RBD, "")
-	if err != nil {
-		return 0, err
-	}
-	if replace {
-		if err := cl.Remove(root); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, err
-		}
-	} else if ok, err := cl.Exists(root); err != nil {
+	if ok, err := cl.Exists(root); err != nil {
 		return 0, err
 	} else if ok {
 		return 0, fmt.Errorf("rbd %s: %w", root, os.ErrExist)
-	}
-	if r.Size.Bytes > 0 {
-		gi, err := cl.Stat(golden)
-		if err != nil {
-			return 0, fmt.Errorf("golden image %s: %w", img.Name, err)
-		}
-		if r.Size.Bytes < gi.Size {
-			return 0, fmt.Errorf("clone rbd %s: size %d is smaller than golden image %s's %d bytes", root, r.Size.Bytes, img.Name, gi.Size)
-		}
 	}
 	if err := cl.Clone(golden, root, r.Size.Bytes); err != nil {
 		return 0, err
@@ -114,11 +95,64 @@ func cloneRoot(ctx context.Context, cl Cluster, img *inventory.Image, r *invento
 	return RBDClone, nil
 }
 
+// rbdClone names the golden image and the root of an RBD clone, and
+// refuses a root size below the golden image's, as for files: it would cut
+// the disk.
+func rbdClone(cl Cluster, img *inventory.Image, r *inventory.Root) (golden, root ceph.Name, err error) {
+	if root, err = rbdName(cl, r.RBD); err != nil {
+		return golden, root, err
+	}
+	if golden, err = ceph.ParseName(img.RBD, ""); err != nil {
+		return golden, root, err
+	}
+	if r.Size.Bytes > 0 {
+		gi, err := cl.Stat(golden)
+		if err != nil {
+			return golden, root, fmt.Errorf("golden image %s: %w", img.Name, err)
+		}
+		if r.Size.Bytes < gi.Size {
+			return golden, root, fmt.Errorf("clone rbd %s: size %d is smaller than golden image %s's %d bytes", root, r.Size.Bytes, img.Name, gi.Size)
+		}
+	}
+	return golden, root, nil
+}
+
+// replaceRBD makes RBD root r a fresh clone of golden image img. The old
+// root, which the target may hold open (Ceph removes no open image), is
+// renamed away first and returned, to be removed once the target let it
+// go; a clone that fails renames it back.
+func replaceRBD(cl Cluster, img *inventory.Image, r *inventory.Root) (old *ceph.Name, err error) {
+	golden, root, err := rbdClone(cl, img, r)
+	if err != nil {
+		return nil, err
+	}
+	stale := ceph.Name{Pool: root.Pool, Image: fmt.Sprintf("%s.replaced-%d", root.Image, time.Now().UnixNano())}
+	switch err := cl.Rename(root, stale.Image); {
+	case errors.Is(err, os.ErrNotExist):
+		old = nil
+	case err != nil:
+		return nil, err
+	default:
+		old = &stale
+	}
+	if err := cl.Clone(golden, root, r.Size.Bytes); err != nil {
+		if old != nil {
+			if rerr := cl.Rename(stale, root.Image); rerr != nil {
+				return nil, fmt.Errorf("%w; the old root is left as rbd %s: %w", err, stale, rerr)
+			}
+		}
+		return nil, err
+	}
+	return old, nil
+}
+
 // ResetRoot replaces host h's root with a fresh clone of its golden image.
 // While the host's root target has sessions it is refused with a
 // *BusyError, unless force, which logs them out first. A file root is
 // replaced atomically: until the rename it is intact, after it the new one
-// is complete. live may be nil when no server runs.
+// is complete. An RBD root is renamed away, cloned anew, and the old one
+// removed once the target reopened the root. live may be nil when no
+// server runs.
 func ResetRoot(ctx context.Context, inv *inventory.Inventory, cl Cluster, h *inventory.Host, live LiveTarget, force bool, progress func(done, total int64)) (Method, error) {
 	img, r, err := source(inv, h)
 	if err != nil {
@@ -139,13 +173,24 @@ func ResetRoot(ctx context.Context, inv *inventory.Inventory, cl Cluster, h *inv
 			}
 		}
 	}
-	m, err := cloneRoot(ctx, cl, img, r, progress, true)
+	m := RBDClone
+	var old *ceph.Name
+	if r.RBD == "" {
+		m, err = clone(ctx, img.Path, r.Image, r.Size.Bytes, progress, true)
+	} else {
+		old, err = replaceRBD(cl, img, r)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	if live != nil {
 		if err := live.Reopen(ctx, iqn); err != nil {
 			return m, fmt.Errorf("host %s: root reset, but the target did not reopen it: %w", h.Name, err)
+		}
+	}
+	if old != nil {
+		if err := cl.Remove(*old); err != nil {
+			return m, fmt.Errorf("host %s: root reset; the old one, renamed rbd %s, is still open (no server to reopen the root?) and stays: %w", h.Name, *old, err)
 		}
 	}
 	return m, nil
@@ -184,7 +229,7 @@ func Ensure(ctx context.Context, inv *inventory.Inventory, cl Cluster, log *zap.
 				return err
 			}
 			hl.Info("root missing: cloning from golden image")
-			m, err := cloneRoot(ctx, cl, img, r, LogProgress(hl), false)
+			m, err := cloneRoot(ctx, cl, img, r, LogProgress(hl))
 			if err == nil {
 				hl.Info("root cloned", zap.Stringer("method", m))
 			}

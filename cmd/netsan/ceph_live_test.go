@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,14 @@ import (
 func cephInventory(dir, conf, body string) string {
 	return fmt.Sprintf("[server]\naddress = \"127.0.0.1\"\ndata_dir = \"data\"\n[dhcp]\nenabled = false\n[tftp]\nenabled = false\n"+
 		"[ceph]\nconf = %q\n", conf) + body
+}
+
+// baseImage is the [[image]] stanza of golden image rbd/base.
+const baseImage = "[[image]]\nname = \"base\"\nrbd  = \"rbd/base\"\n"
+
+// rbdHost is the [[host]] stanza of host nodeN with root.
+func rbdHost(n int, root string) string {
+	return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nroot = %s\n", n, n, root)
 }
 
 // runNetsan runs a netsan command in this process and returns its exit
@@ -136,27 +145,8 @@ func TestCephImages(t *testing.T) {
 		t.Errorf("import onto an existing rbd image: exit %d\n%s", code, out)
 	}
 
-	hosts := `
-[[image]]
-name = "base"
-rbd  = "rbd/base"
-[[host]]
-name = "node1"
-mac = "52:54:00:00:00:01"
-root = { rbd = "node1", from = "base", size = "96MiB" }
-[[host]]
-name = "node2"
-mac = "52:54:00:00:00:02"
-root = { rbd = "rbd/node2", from = "base" }
-`
-	gone := `[[image]]
-name = "gone"
-rbd  = "gone"
-[[host]]
-name = "node3"
-mac = "52:54:00:00:00:03"
-root = { rbd = "node3", from = "gone" }
-`
+	hosts := baseImage + rbdHost(1, `{ rbd = "node1", from = "base", size = "96MiB" }`) + rbdHost(2, `{ rbd = "rbd/node2", from = "base" }`)
+	gone := "[[image]]\nname = \"gone\"\nrbd  = \"gone\"\n" + rbdHost(3, `{ rbd = "node3", from = "gone" }`)
 	writeFile(t, path, cephInventory(dir, tc.Conf, iscsiOff+hosts+gone))
 	code, out = runNetsan("check", "-c", path)
 	want := at(t, path, `root = { rbd = "node3"`) + `: host node3: root rbd:rbd/node3 is missing and must be cloned from golden image "gone", but rbd rbd/gone does not exist`
@@ -210,7 +200,7 @@ root = { rbd = "node3", from = "gone" }
 	if out := tc.MustRbd(t, "info", "rbd/node2"); !strings.Contains(out, "parent: rbd/base@"+ceph.GoldenSnap) {
 		t.Errorf("rbd info rbd/node2 after serve started:\n%s", out)
 	}
-	node4 := "[[host]]\nname = \"node4\"\nmac = \"52:54:00:00:00:04\"\nroot = { rbd = \"node4\", from = \"base\" }\n"
+	node4 := rbdHost(4, `{ rbd = "node4", from = "base" }`)
 	writeFile(t, path, cephInventory(dir, tc.Conf, iscsiOff+httpOn+hosts+node4))
 	netsantest.WaitFor(t, "node4's root cloned by a reload", 30*time.Second, func() bool {
 		ok, err := c.Exists(ceph.Name{Pool: "rbd", Image: "node4"})
@@ -243,5 +233,115 @@ root = { rbd = "node3", from = "gone" }
 	}
 	if got, want := list(), "node1 root base rbd:rbd/node1 96.0MiB 0B "+parent; !strings.Contains(got, want) {
 		t.Errorf("image list after reset:\n%s\nwant %q", got, want)
+	}
+}
+
+// TestCephServeISCSI: netsan built with Ceph serves a root that is a Ceph
+// clone of a golden RBD image over iSCSI: libiscsi's tools see the target
+// and its LUN, and QEMU's iSCSI driver reads the golden image's bytes from
+// it; a data LUN created empty is written and read back; image reset
+// --force with the host logged in gives it a fresh clone the target serves.
+func TestCephServeISCSI(t *testing.T) {
+	for _, tool := range []string{"qemu-img", "qemu-io", "iscsi-inq", "iscsi-ls"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	tc := cephtest.Start(t, cephtest.Options{})
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	block := bytes.Repeat([]byte("netsan golden image\n"), 200)
+	writeDisk(t, raw, 32<<20, block, 1<<20, 17<<20)
+	tc.MustRbd(t, "import", "--no-progress", raw, "rbd/base")
+
+	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
+	path := filepath.Join(dir, "netsan.toml")
+	const base = "iqn.2026-11.example.test"
+	writeFile(t, path, cephInventory(dir, tc.Conf, fmt.Sprintf(`[http]
+listen = "127.0.0.1:%d"
+[iscsi]
+listen = ["127.0.0.1:%d"]
+base_iqn = %q
+[[target]]
+name = "data"
+luns = [ { lun = 0, rbd = "db", size = "16MiB" }, { lun = 1, rbd = "base", read_only = true } ]
+`, httpPort, iscsiPort, base)+baseImage+rbdHost(1, `{ rbd = "node1", from = "base", size = "48MiB" }`)))
+	log := netsantest.NewLog(t, "netsan")
+	netsantest.Start(t, exec.Command(netsantest.Binary(t), "serve", "-c", path, "--log-format", "json"), log)
+
+	const iqn = base + ":node1"
+	url := func(target string, lun int) string {
+		return fmt.Sprintf("iscsi://127.0.0.1:%d/%s/%d", iscsiPort, target, lun)
+	}
+	netsantest.WaitFor(t, "iSCSI up", 60*time.Second, func() bool { return exec.Command("iscsi-inq", "-i", iqn, url(iqn, 0)).Run() == nil })
+	out, err := exec.Command("iscsi-inq", "-i", iqn, url(iqn, 0)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "DIRECT_ACCESS") {
+		t.Errorf("iscsi-inq: %v\n%s", err, out)
+	}
+	out, err = exec.Command("iscsi-ls", "-s", "-i", iqn, fmt.Sprintf("iscsi://127.0.0.1:%d", iscsiPort)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Target:"+iqn+" ") || !strings.Contains(string(out), "Lun:0") {
+		t.Errorf("iscsi-ls:\n%s%v\nwant %s with its LUN 0", out, err, iqn)
+	}
+
+	// The root reads as the golden image, grown with zeros.
+	readRoot := func() []byte {
+		t.Helper()
+		back := filepath.Join(dir, "back.raw")
+		if out, err := exec.Command("qemu-img", "convert", "--image-opts", "-O", "raw",
+			fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=0,initiator-name=%s", iscsiPort, iqn, iqn), back).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img convert from %s: %v\n%s", url(iqn, 0), err, out)
+		}
+		b, err := os.ReadFile(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	golden, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(golden, make([]byte, 16<<20)...)
+	if got := readRoot(); !bytes.Equal(got, want) {
+		t.Fatalf("root read over iSCSI (%d bytes) is not the golden image's %d bytes and 16 MiB of zeros", len(got), len(golden))
+	}
+	if out := tc.MustRbd(t, "info", "rbd/node1"); !strings.Contains(out, "parent: rbd/base@"+ceph.GoldenSnap) {
+		t.Errorf("rbd info rbd/node1:\n%s", out)
+	}
+
+	// The data LUN, created empty, takes writes; the golden image served
+	// read-only refuses them.
+	data := base + ":data"
+	opts := func(target string, lun int) string {
+		return fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=%d,initiator-name=%s", iscsiPort, target, lun, iqn)
+	}
+	qio := func(target string, lun int, cmd string) (string, error) {
+		out, err := exec.Command("qemu-io", "--image-opts", opts(target, lun), "-c", cmd).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := qio(data, 0, "write -P 0x77 1M 64k"); err != nil || !strings.Contains(out, "wrote 65536/65536") {
+		t.Errorf("write to the data LUN: %v\n%s", err, out)
+	}
+	if out, err := qio(data, 0, "read -P 0x77 1M 64k"); err != nil || strings.Contains(out, "Pattern verification failed") {
+		t.Errorf("read back from the data LUN: %v\n%s", err, out)
+	}
+	if out, err := qio(data, 1, "write -P 0x66 1M 4k"); err == nil && strings.Contains(out, "wrote 4096/4096") {
+		t.Errorf("a write to the golden image (read-only LUN) succeeded:\n%s", out)
+	}
+
+	// A live session dirties the root; reset is refused, then --force logs
+	// it out and the target serves the fresh clone.
+	liveWrite(t, opts(iqn, 0), "write -P 0x11 17M 64k")
+	if code, out := runNetsan("image", "reset", "-c", path, "node1"); code == 0 || !strings.Contains(out, "live session") {
+		t.Fatalf("reset with a live session: exit %d\n%s", code, out)
+	}
+	if code, out := runNetsan("image", "reset", "-c", path, "--force", "node1"); code != 0 || !strings.Contains(out, "node1: reset rbd:rbd/node1 from base (rbd clone)") {
+		t.Fatalf("reset --force: exit %d\n%s", code, out)
+	}
+	if got := readRoot(); !bytes.Equal(got, want) {
+		t.Errorf("root read over iSCSI after reset is not the golden image")
+	}
+	if out := tc.MustRbd(t, "ls", "rbd"); strings.Contains(out, "replaced") || !strings.Contains(out, "node1") {
+		t.Errorf("rbd ls rbd after reset:\n%s\nwant node1, and the old root removed", out)
 	}
 }

@@ -101,7 +101,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
 		return err
 	}
-	if sup.services, err = buildServices(inv, log, reg); err != nil {
+	if sup.services, err = buildServices(inv, cluster, log, reg); err != nil {
 		return err
 	}
 	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),

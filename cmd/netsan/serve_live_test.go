@@ -170,21 +170,7 @@ root = { image = "roots/node1.img", from = "golden" }
 	// A live session that dirties the root: qemu-io writes, then waits for
 	// more commands on its stdin.
 	opts := fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=0,initiator-name=%s", iscsiPort, iqn, iqn)
-	qio := exec.Command("qemu-io", "--image-opts", opts)
-	stdin, err := qio.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qout netsantest.LogBuffer
-	qio.Stdout, qio.Stderr = &qout, &qout
-	if err := qio.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); _ = qio.Process.Kill(); _ = qio.Wait() })
-	if _, err := io.WriteString(stdin, "write -f -P 0x11 0 64k\n"); err != nil {
-		t.Fatal(err)
-	}
-	netsantest.WaitFor(t, "qemu-io's write", 20*time.Second, func() bool { return strings.Contains(qout.String(), "wrote 65536/65536") })
+	liveWrite(t, opts, "write -f -P 0x11 0 64k")
 	root := filepath.Join(dir, "data/roots/node1.img")
 	if b, _ := os.ReadFile(root); len(b) < 1 || b[0] != 0x11 {
 		t.Fatal("the write did not reach the root image")
@@ -212,6 +198,28 @@ root = { image = "roots/node1.img", from = "golden" }
 	if err != nil || strings.Contains(string(out), "Pattern verification failed") {
 		t.Fatalf("read after reset: %v\n%s", err, out)
 	}
+}
+
+// liveWrite runs qemu-io on the LUN opts names, has it write (cmd, 64 KiB)
+// and leaves it logged in, waiting for more commands, until the test ends:
+// a live session.
+func liveWrite(t *testing.T, opts, cmd string) {
+	t.Helper()
+	qio := exec.Command("qemu-io", "--image-opts", opts)
+	stdin, err := qio.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qout netsantest.LogBuffer
+	qio.Stdout, qio.Stderr = &qout, &qout
+	if err := qio.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); _ = qio.Process.Kill(); _ = qio.Wait() })
+	if _, err := io.WriteString(stdin, cmd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	netsantest.WaitFor(t, "qemu-io's write", 20*time.Second, func() bool { return strings.Contains(qout.String(), "wrote 65536/65536") })
 }
 
 // TestServeLogsSignals: the real binary logs which signal arrived, at INFO:

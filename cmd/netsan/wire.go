@@ -15,10 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/iscsi"
+	"github.com/netsan/netsan/iscsi/backstore"
 	"github.com/netsan/netsan/neigh"
 	"github.com/netsan/netsan/tftpd"
 )
@@ -32,8 +34,9 @@ func newRegistry() *prometheus.Registry {
 }
 
 // buildServices makes one service per section the inventory enables and
-// registers their metrics in reg.
-func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Registry) ([]namedService, error) {
+// registers their metrics in reg. cluster, nil without [ceph], opens the
+// LUNs that are RBD images.
+func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, reg *prometheus.Registry) ([]namedService, error) {
 	var (
 		out     []namedService
 		status  httpd.StatusSource
@@ -69,7 +72,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 		}
 	}
 	if inv.ISCSI.On() {
-		cfg := iscsiConfig(inv)
+		cfg := iscsiConfig(inv, cluster)
 		if err := makeImageDirs(cfg); err != nil {
 			return nil, err
 		}
@@ -79,7 +82,7 @@ func buildServices(inv *inventory.Inventory, log *zap.Logger, reg *prometheus.Re
 		}
 		status.Sessions = func() []httpd.Session { return sessions(i.Sessions()) }
 		control = httpd.ControlSource{LogoutTarget: i.LogoutTarget, ReopenTarget: i.ReopenTarget}
-		if err := add("iscsi", iscsiService{i}, i); err != nil {
+		if err := add("iscsi", iscsiService{i, cluster}, i); err != nil {
 			return nil, err
 		}
 	}
@@ -119,7 +122,7 @@ func makeImageDirs(cfg iscsi.Config) error {
 	dirs := []string{cfg.StateDir}
 	for _, t := range cfg.Targets {
 		for _, l := range t.LUNs {
-			if l.Size > 0 && !strings.HasPrefix(l.Path, "/dev/") {
+			if _, rbd := ceph.ParseBacking(l.Path); l.Size > 0 && !rbd && !strings.HasPrefix(l.Path, "/dev/") {
 				dirs = append(dirs, filepath.Dir(l.Path))
 			}
 		}
@@ -134,10 +137,13 @@ func makeImageDirs(cfg iscsi.Config) error {
 
 // iscsiService gives the iSCSI target, which knows no inventory, the face
 // of the other services.
-type iscsiService struct{ *iscsi.Server }
+type iscsiService struct {
+	*iscsi.Server
+	cluster *ceph.Cluster
+}
 
 func (s iscsiService) Reload(inv *inventory.Inventory) error {
-	return s.Server.Reload(iscsiConfig(inv))
+	return s.Server.Reload(iscsiConfig(inv, s.cluster))
 }
 
 // leases lists the bound, unexpired leases: /status shows who has an address,
@@ -172,12 +178,15 @@ func sessions(ss []iscsi.SessionInfo) []httpd.Session {
 // iscsiConfig is the iSCSI target's view of the inventory: each host with a
 // root gets target base_iqn:name with its root as LUN 0, admitting only that
 // host's initiator (and its CHAP); each [[target]] keeps its LUNs and ACLs.
-func iscsiConfig(inv *inventory.Inventory) iscsi.Config {
+// A LUN's path is its backing: a file, a device, or "rbd:pool/image", which
+// is opened through cluster.
+func iscsiConfig(inv *inventory.Inventory, cluster *ceph.Cluster) iscsi.Config {
 	cfg := iscsi.Config{
 		Listen:        inv.ISCSI.Listen,
 		DiscoveryCHAP: chap(inv.ISCSI.DiscoveryCHAP),
 		MaxSessions:   inv.ISCSI.MaxSessions,
 		StateDir:      filepath.Join(inv.Server.DataDir, "iscsi"),
+		OpenStore:     openStore(cluster),
 	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
@@ -186,7 +195,7 @@ func iscsiConfig(inv *inventory.Inventory) iscsi.Config {
 		}
 		cfg.Targets = append(cfg.Targets, iscsi.Target{
 			IQN:  inv.TargetIQN(h),
-			LUNs: []iscsi.LUN{{Number: 0, Path: h.Root.Path(), Size: h.Root.Size.Bytes}},
+			LUNs: []iscsi.LUN{{Number: 0, Path: h.Root.Backing(), Size: h.Root.Size.Bytes}},
 			ACL:  []iscsi.ACL{{Initiator: inv.InitiatorIQN(h), CHAP: chap(h.CHAP)}},
 		})
 	}
@@ -194,7 +203,7 @@ func iscsiConfig(inv *inventory.Inventory) iscsi.Config {
 		t := &inv.Targets[i]
 		it := iscsi.Target{IQN: inv.DataTargetIQN(t)}
 		for _, l := range t.LUNs {
-			it.LUNs = append(it.LUNs, iscsi.LUN{Number: uint64(l.LUN), Path: l.Path(), Size: l.Size.Bytes, ReadOnly: l.ReadOnly})
+			it.LUNs = append(it.LUNs, iscsi.LUN{Number: uint64(l.LUN), Path: l.Backing(), Size: l.Size.Bytes, ReadOnly: l.ReadOnly})
 		}
 		for _, a := range t.ACL {
 			acl := iscsi.ACL{Initiator: a.Initiator, WriteProtect: a.WriteProtect, CHAP: chap(a.CHAP)}
@@ -210,6 +219,21 @@ func iscsiConfig(inv *inventory.Inventory) iscsi.Config {
 		cfg.Targets = append(cfg.Targets, it)
 	}
 	return cfg
+}
+
+// openStore opens a LUN's backing: an RBD image through cluster (which
+// serve made before anything, and Ensure then), else the file or device.
+func openStore(cluster *ceph.Cluster) func(iscsi.LUN) (backstore.Store, error) {
+	return func(l iscsi.LUN) (backstore.Store, error) {
+		n, ok := ceph.ParseBacking(l.Path)
+		switch {
+		case !ok:
+			return backstore.Open(l.Path, l.Size, l.ReadOnly)
+		case cluster == nil:
+			return nil, fmt.Errorf("%s: no Ceph cluster connected ([ceph])", l.Path)
+		}
+		return cluster.OpenImage(n, l.ReadOnly)
+	}
 }
 
 func chap(c *inventory.CHAP) *iscsi.CHAP {

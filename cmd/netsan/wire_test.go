@@ -12,7 +12,7 @@ func TestISCSIConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := iscsiConfig(inv)
+	cfg := iscsiConfig(inv, nil)
 	byIQN := map[string]iscsi.Target{}
 	for _, tg := range cfg.Targets {
 		byIQN[tg.IQN] = tg

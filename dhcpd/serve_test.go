@@ -14,7 +14,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/netsantest"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -153,16 +152,8 @@ func TestServeInProcess(t *testing.T) {
 // consistency) and returns every sample as name{label=value,…} → value.
 func gather(t *testing.T, s *Server) map[string]float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(s); err != nil {
-		t.Fatal(err)
-	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]float64{}
-	for _, f := range fams {
+	for _, f := range netsantest.Gather(t, s) {
 		for _, m := range f.GetMetric() {
 			var ls []string
 			for _, l := range m.GetLabel() {

@@ -23,7 +23,7 @@ import (
 	"github.com/netsan/netsan/netsantest"
 )
 
-const ipxeDir = "/usr/lib/ipxe"
+const ipxeDir = inventorytest.IPXEDir
 
 // hosts is a PC booting from SAN and one from its disk.
 func hosts(t testing.TB) string { return inventorytest.Hosts(t, "node1", "desk1") }
@@ -37,13 +37,10 @@ type fixture struct {
 // not nil, sets the Server's fields before Serve.
 func start(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
-		t.Skip("Debian package ipxe not installed")
-	}
 	netsantest.NeedTools(t, "curl")
-	dir := inventorytest.BootTree(t)
-	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
-	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts(t)), log)
+	inv, dir := inventorytest.InstalledBootFiles(t, hosts(t))
+	fx := &fixture{dir: dir, root: inv.TFTP.Root}
+	srv, err := New(inv, log)
 	if err != nil {
 		t.Fatal(err)
 	}

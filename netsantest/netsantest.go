@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // The binary is built once per test process and shared by its tests; only
@@ -238,4 +241,19 @@ func FetchAll(t testing.TB, n int, want []byte, fetch func(local string) error) 
 	}
 	t.Logf("%d of %d clients got the %d-byte file whole", ok, n, len(want))
 	return ok
+}
+
+// Gather registers c in a fresh pedantic registry, which checks the
+// collector's consistency, and returns what it gathers.
+func Gather(t testing.TB, c prometheus.Collector) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
 }

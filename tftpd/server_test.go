@@ -25,7 +25,7 @@ import (
 	"github.com/netsan/netsan/netsantest"
 )
 
-const ipxeDir = "/usr/lib/ipxe"
+const ipxeDir = inventorytest.IPXEDir
 
 type fixture struct {
 	dir, root string
@@ -54,12 +54,9 @@ func startWith(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 // newFixture is startWith without the Serve.
 func newFixture(t testing.TB, log *zap.Logger, setup func(*Server)) *fixture {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
-		t.Skip("Debian package ipxe not installed")
-	}
-	dir := inventorytest.BootTree(t)
-	fx := &fixture{dir: dir, root: filepath.Join(dir, "tftp")}
-	srv, err := New(inventorytest.BootFiles(t, dir, ipxeDir, hosts(t)), log)
+	inv, dir := inventorytest.InstalledBootFiles(t, hosts(t))
+	fx := &fixture{dir: dir, root: inv.TFTP.Root}
+	srv, err := New(inv, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,16 +342,8 @@ func settled(t testing.TB, c prometheus.Collector, name string, labels map[strin
 // counter sums the samples of a counter (or gauge) family whose labels include want.
 func counter(t testing.TB, c prometheus.Collector, name string, want map[string]string) float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var sum float64
-	for _, mf := range mfs {
+	for _, mf := range netsantest.Gather(t, c) {
 		if mf.GetName() != name {
 			continue
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netsan/netsan/inventory"
 )
 
 // fleet is the machines the tests of the boot services know, by name:
@@ -75,4 +77,19 @@ func BootTree(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// IPXEDir is where Debian's ipxe package puts its loaders.
+const IPXEDir = "/usr/lib/ipxe"
+
+// InstalledBootFiles is BootFiles over a new BootTree, its directory, and
+// the loaders of Debian's ipxe package; it skips t when they are not
+// installed.
+func InstalledBootFiles(t testing.TB, hosts string) (*inventory.Inventory, string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(IPXEDir, "undionly.kpxe")); err != nil {
+		t.Skip("Debian package ipxe not installed")
+	}
+	dir := BootTree(t)
+	return BootFiles(t, dir, IPXEDir, hosts), dir
 }

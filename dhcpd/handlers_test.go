@@ -87,12 +87,18 @@ var (
 	ipxe175  = dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optIPXE), []byte{19, 1, 1}))
 )
 
-func newExchange(t testing.TB, inv *inventory.Inventory) *exchange {
+func mustConfig(t testing.TB, inv *inventory.Inventory) *config {
 	t.Helper()
 	c, err := newConfig(inv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func newExchange(t testing.TB, inv *inventory.Inventory) *exchange {
+	t.Helper()
+	c := mustConfig(t, inv)
 	ls, err := openLeaseStore(inv.Server.DataDir)
 	if err != nil {
 		t.Fatal(err)
@@ -208,11 +214,8 @@ func TestBoot(t *testing.T) {
 func TestScriptURL(t *testing.T) {
 	inv := testInventory(t, inventory.ModeAuthoritative)
 	inv.TFTP.Listen = "0.0.0.0:6969"
-	c, err := newConfig(inv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// HTTP is off in a hand-built inventory (On needs Load), so TFTP, with its port.
+	c := mustConfig(t, inv)
+	// No [http]: the script comes over TFTP, with its port.
 	if got, want := c.scriptURL(macDesk1), "tftp://198.18.0.1:6969/boot/52-54-00-00-00-03.ipxe"; got != want {
 		t.Errorf("script URL %q, want %q", got, want)
 	}
@@ -564,10 +567,7 @@ func TestProxyMode(t *testing.T) {
 func TestReplyDest(t *testing.T) {
 	inv := testInventory(t, inventory.ModeAuthoritative)
 	inv.DHCP.Listen = "0.0.0.0:10067"
-	c, err := newConfig(inv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConfig(t, inv)
 	peer := &net.UDPAddr{IP: net.IPv4(198, 18, 0, 50), Port: 10068}
 	ack := func() *dhcpv4.DHCPv4 {
 		return request(t, macStray, dhcpv4.MessageTypeAck)

@@ -185,6 +185,9 @@ func TestCephImages(t *testing.T) {
 	if got, want := list(), "node1 root base rbd:rbd/node1 96.0MiB 0B "+parent; !strings.Contains(got, want) {
 		t.Errorf("image list after cloning:\n%s\nwant %q", got, want)
 	}
+	if code, out := runNetsan("hosts", "-c", path); code != 0 || !strings.Contains(strings.Join(strings.Fields(out), " "), "iqn.2026-11.example.test:node1 rbd:rbd/node1 - -") {
+		t.Errorf("hosts: exit %d\n%s\nwant node1's root as rbd:rbd/node1", code, out)
+	}
 
 	// serve: connects, clones node2 at start, node4 on a reload, and
 	// refuses a reload that changes [ceph].

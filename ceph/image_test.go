@@ -27,6 +27,15 @@ func connect(t *testing.T) (*cephtest.Cluster, *Cluster) {
 	return tc, c
 }
 
+// newImage starts a cluster with one new image of size (rbd's units) in
+// pool rbd, open for writing.
+func newImage(t *testing.T, name, size string) (*cephtest.Cluster, *Cluster, backstore.Store) {
+	t.Helper()
+	tc, c := connect(t)
+	tc.MustRbd(t, "create", "--size", size, "rbd/"+name)
+	return tc, c, open(t, c, name, false)
+}
+
 func open(t *testing.T, c *Cluster, name string, readOnly bool) backstore.Store {
 	t.Helper()
 	s, err := c.OpenImage(Name{Pool: "rbd", Image: name}, readOnly)
@@ -40,9 +49,7 @@ func open(t *testing.T, c *Cluster, name string, readOnly bool) backstore.Store 
 // aio), reads it back, discards part of it, and reopens the image to see
 // that everything acknowledged is there.
 func TestImageIO(t *testing.T) {
-	tc, c := connect(t)
-	tc.MustRbd(t, "create", "--size", "64M", "rbd/io")
-	s := open(t, c, "io", false)
+	_, c, s := newImage(t, "io", "64M")
 	if got := s.Size(); got != 64<<20 {
 		t.Fatalf("Size = %d, want %d", got, 64<<20)
 	}
@@ -110,9 +117,7 @@ func TestImageIO(t *testing.T) {
 // RBD object or librbd's discard granularity, reads back as zeros (LBPRZ),
 // and GET LBA STATUS's view follows.
 func TestUnmapPartial(t *testing.T) {
-	tc, c := connect(t)
-	tc.MustRbd(t, "create", "--size", "16M", "rbd/partial")
-	s := open(t, c, "partial", false)
+	_, _, s := newImage(t, "partial", "16M")
 	defer s.Close()
 	data := bytes.Repeat([]byte{0xa5}, 64<<10)
 	if _, err := s.WriteAt(data, 0); err != nil {

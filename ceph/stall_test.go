@@ -18,9 +18,7 @@ func TestOSDStall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 20 s stall")
 	}
-	tc, c := connect(t)
-	tc.MustRbd(t, "create", "--size", "64M", "rbd/stall")
-	s := open(t, c, "stall", false)
+	tc, _, s := newImage(t, "stall", "64M")
 	defer s.Close()
 
 	const writers, block = 8, 4096
@@ -101,9 +99,7 @@ func TestClusterAway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("an OpTimeout-long outage")
 	}
-	tc, c := connect(t)
-	tc.MustRbd(t, "create", "--size", "16M", "rbd/away")
-	s := open(t, c, "away", false)
+	tc, _, s := newImage(t, "away", "16M")
 	defer s.Close()
 	buf := bytes.Repeat([]byte{1}, 4096)
 	if _, err := s.WriteAt(buf, 0); err != nil {

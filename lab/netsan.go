@@ -89,11 +89,8 @@ base_iqn = %s
 	if inv.Ceph != "" {
 		fmt.Fprintf(&b, "\n[ceph]\nconf = %s\n", q(inv.Ceph))
 	}
-	switch {
-	case inv.GoldenRBD != "":
-		fmt.Fprintf(&b, "\n[[image]]\nname = \"golden\"\nrbd = %s\n", q(inv.GoldenRBD))
-	case inv.Golden != "":
-		fmt.Fprintf(&b, "\n[[image]]\nname = \"golden\"\npath = %s\n", q(inv.Golden))
+	if golden := backingTOML("path", inv.Golden, inv.GoldenRBD); golden != "" {
+		fmt.Fprintf(&b, "\n[[image]]\nname = \"golden\"\n%s\n", golden)
 	}
 	for _, h := range inv.Hosts {
 		boot := h.Boot
@@ -104,12 +101,9 @@ base_iqn = %s
 		if h.Initiator != "" {
 			fmt.Fprintf(&b, "initiator = %s\n", q(h.Initiator))
 		}
-		switch {
-		case h.RBD != "":
-			fmt.Fprintf(&b, "root = { rbd = %s, from = \"golden\" }\n", q(h.RBD))
-		case h.Image != "":
-			fmt.Fprintf(&b, "root = { image = %s", q(h.Image))
-			if inv.Golden != "" {
+		if root := backingTOML("image", h.Image, h.RBD); root != "" {
+			fmt.Fprintf(&b, "root = { %s", root)
+			if inv.Golden != "" || inv.GoldenRBD != "" {
 				b.WriteString(`, from = "golden"`)
 			}
 			b.WriteString(" }\n")
@@ -119,17 +113,24 @@ base_iqn = %s
 		}
 	}
 	for _, t := range inv.Targets {
-		backing := "image = " + q(t.Image)
-		if t.RBD != "" {
-			backing = "rbd = " + q(t.RBD)
-		}
-		fmt.Fprintf(&b, "\n[[target]]\nname = %s\nluns = [ { lun = 0, %s, size = %s } ]\n", q(t.Name), backing, q(t.Size))
+		fmt.Fprintf(&b, "\n[[target]]\nname = %s\nluns = [ { lun = 0, %s, size = %s } ]\n", q(t.Name), backingTOML("image", t.Image, t.RBD), q(t.Size))
 		fmt.Fprintf(&b, "[[target.acl]]\ninitiator = %s\n", q(t.Initiator))
 		if t.CHAP != nil {
 			fmt.Fprintf(&b, "chap = %s\n", chapTOML(t.CHAP))
 		}
 	}
 	return b.String()
+}
+
+// backingTOML is `rbd = "…"` when rbd is set, else `key = "path"`, else "".
+func backingTOML(key, path, rbd string) string {
+	switch {
+	case rbd != "":
+		return "rbd = " + strconv.Quote(rbd)
+	case path != "":
+		return key + " = " + strconv.Quote(path)
+	}
+	return ""
 }
 
 func chapTOML(c *CHAP) string {

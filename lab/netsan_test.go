@@ -52,3 +52,25 @@ func TestInventoryTOMLLoads(t *testing.T) {
 		t.Errorf("discovery_chap = %+v", got.ISCSI.DiscoveryCHAP)
 	}
 }
+
+// With Ceph, the golden image, the roots netsan clones from it and the data
+// LUNs are RBD images.
+func TestInventoryTOMLCeph(t *testing.T) {
+	inv := Inventory{DataDir: t.TempDir(), BaseIQN: "iqn.2026-11.example.lab", Ceph: "/etc/ceph/ceph.conf", GoldenRBD: "rbd/golden",
+		Hosts:   []NetsanHost{{Host: Host{Name: "node1", MAC: "52:54:00:4e:53:01", IP: "198.18.0.11"}, RBD: "rbd/node1"}},
+		Targets: []DataTarget{{Name: "data", RBD: "rbd/d", Size: "64MiB", Initiator: "iqn.2026-11.example.lab:store1"}},
+	}
+	got, ps := inventory.Parse("lab.toml", []byte(inv.TOML()))
+	if got == nil {
+		t.Fatalf("refused: %v\n%s", ps, inv.TOML())
+	}
+	if g := got.ImageByName("golden"); g == nil || g.RBD != "rbd/golden" {
+		t.Errorf("golden = %+v", g)
+	}
+	if h := got.HostByName("node1"); h.Root == nil || h.Root.Backing() != "rbd:rbd/node1" || h.Root.From != "golden" {
+		t.Errorf("node1 root = %+v, want rbd/node1 cloned from golden", h.Root)
+	}
+	if l := got.Targets[0].LUNs[0]; l.Backing() != "rbd:rbd/d" || l.Size.Bytes != 64<<20 {
+		t.Errorf("data LUN = %+v", l)
+	}
+}

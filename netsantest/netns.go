@@ -8,14 +8,23 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+// TB is what the namespace builder needs of its user. A testing.TB is
+// one; a program that builds a lab (bench/dhcp) supplies its own, whose
+// Fatalf and Skipf run the cleanups and end it.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+}
+
 // NeedTools skips t when a program it drives is not installed.
-func NeedTools(t testing.TB, tools ...string) {
+func NeedTools(t TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -25,7 +34,7 @@ func NeedTools(t testing.TB, tools ...string) {
 }
 
 // IP runs ip(8) with args and fails t, with its output, when it fails.
-func IP(t testing.TB, args ...string) {
+func IP(t TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -33,7 +42,7 @@ func IP(t testing.TB, args ...string) {
 }
 
 // Netns makes network namespace name with its lo up, deleted when t ends.
-func Netns(t testing.TB, name string) string {
+func Netns(t TB, name string) string {
 	t.Helper()
 	IP(t, "netns", "add", name)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
@@ -45,7 +54,7 @@ func Netns(t testing.TB, name string) string {
 // set): a veth whose other end, peer, goes into namespace peerNS, into its
 // bridge when bridge is set. Both ends are up when it returns, eth0 with
 // its carrier: packets sent before the kernel sees it are dropped.
-func Machine(t testing.TB, ns, mac, cidr, peerNS, peer, bridge string) string {
+func Machine(t TB, ns, mac, cidr, peerNS, peer, bridge string) string {
 	t.Helper()
 	Netns(t, ns)
 	IP(t, "-n", ns, "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", peer, "netns", peerNS)
@@ -68,7 +77,7 @@ func Machine(t testing.TB, ns, mac, cidr, peerNS, peer, bridge string) string {
 // random id so that runs side by side do not collide; each is deleted when
 // the test ends.
 type Lab struct {
-	t      testing.TB
+	t      TB
 	prefix string
 	ID     string
 	Server string // the server's namespace, <prefix>-<id>-s
@@ -77,10 +86,10 @@ type Lab struct {
 
 // NewLab skips t unless it runs as root with ip(8) and tools installed,
 // and makes the server's namespace.
-func NewLab(t testing.TB, prefix string, tools ...string) *Lab {
+func NewLab(t TB, prefix string, tools ...string) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
+		t.Skipf("network namespaces need root")
 	}
 	NeedTools(t, append([]string{"ip"}, tools...)...)
 	b := make([]byte, 3)
@@ -120,8 +129,8 @@ func (l *Lab) Attach(role, mac, cidr string) string {
 	return Machine(l.t, l.Name(role), mac, cidr, l.Server, peer, "br0")
 }
 
-// Cable makes namespace Name(role), a machine whose eth0 has mac and cidr,
-// cabled straight to the server's veth0, which gets serverCIDR.
+// Cable makes namespace Name(role), a machine whose eth0 has mac (and cidr
+// when set), cabled straight to the server's veth0, which gets serverCIDR.
 func (l *Lab) Cable(role, mac, cidr, serverCIDR string) string {
 	l.t.Helper()
 	ns := Machine(l.t, l.Name(role), mac, cidr, l.Server, "veth0", "")
@@ -132,7 +141,7 @@ func (l *Lab) Cable(role, mac, cidr, serverCIDR string) string {
 // InNetns runs f on a thread inside namespace ns. Sockets f opens stay in
 // ns whichever thread uses them later. The thread is never reused: it
 // exits with its locked goroutine.
-func InNetns(t testing.TB, ns string, f func()) {
+func InNetns(t TB, ns string, f func()) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {

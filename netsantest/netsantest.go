@@ -172,7 +172,7 @@ func (p *Process) Kill(t testing.TB) {
 }
 
 // WaitFor polls cond every 50 ms until it holds, for at most within.
-func WaitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
+func WaitFor(t TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,7 +15,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -28,9 +25,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/netsantest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sys/unix"
 )
 
 var (
@@ -95,43 +92,47 @@ type result struct {
 	elapsed  time.Duration
 }
 
-// lab is a server namespace and a client namespace joined by a veth.
+// lab is a server namespace and a client namespace joined by a veth: the
+// server's veth0 at 198.18.0.1/20, the client's eth0.
 type lab struct {
-	srv, cli string
-	dir      string
-	procs    []*exec.Cmd
+	*netsantest.Lab
+	prog  *program
+	cli   string
+	dir   string
+	procs []*exec.Cmd
 }
 
-func run(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+// program is the netsantest.TB of this program: a failure runs the
+// cleanups registered so far and ends it.
+type program struct{ cleanups []func() }
+
+func (p *program) Helper()          {}
+func (p *program) Cleanup(f func()) { p.cleanups = append(p.cleanups, f) }
+
+func (p *program) Fatalf(format string, args ...any) {
+	p.close()
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
+
+func (p *program) Skipf(format string, args ...any) { p.Fatalf(format, args...) }
+
+// close runs the cleanups, the last registered first.
+func (p *program) close() {
+	for i := len(p.cleanups) - 1; i >= 0; i-- {
+		p.cleanups[i]()
 	}
-	return nil
+	p.cleanups = nil
 }
 
 func newLab() (*lab, error) {
-	b := make([]byte, 3)
-	rand.Read(b)
-	id := hex.EncodeToString(b)
 	dir, err := os.MkdirTemp("", "bench-dhcp-")
 	if err != nil {
 		return nil, err
 	}
-	l := &lab{srv: "benchdhcp-" + id + "-s", cli: "benchdhcp-" + id + "-c", dir: dir}
-	for _, c := range [][]string{
-		{"ip", "netns", "add", l.srv},
-		{"ip", "netns", "add", l.cli},
-		{"ip", "-n", l.cli, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.srv},
-		{"ip", "-n", l.srv, "addr", "add", "198.18.0.1/20", "dev", "eth0"},
-		{"ip", "-n", l.srv, "link", "set", "eth0", "up"},
-		{"ip", "-n", l.srv, "link", "set", "lo", "up"},
-		{"ip", "-n", l.cli, "link", "set", "eth0", "up"},
-	} {
-		if err := run(c...); err != nil {
-			l.close()
-			return nil, err
-		}
-	}
+	p := &program{}
+	l := &lab{Lab: netsantest.NewLab(p, "benchdhcp"), prog: p, dir: dir}
+	l.cli = l.Cable("c", "02:00:5e:10:00:01", "", "198.18.0.1/20")
 	return l, nil
 }
 
@@ -152,8 +153,7 @@ func (l *lab) close() {
 			fmt.Fprintf(os.Stderr, "== %s\n%s\n", filepath.Base(f), b)
 		}
 	}
-	exec.Command("ip", "netns", "del", l.srv).Run()
-	exec.Command("ip", "netns", "del", l.cli).Run()
+	l.prog.close()
 	os.RemoveAll(l.dir)
 }
 
@@ -165,7 +165,7 @@ func (l *lab) start(name string, args ...string) error {
 	if syscalls {
 		args = append([]string{"strace", "-f", "-c", "-o", filepath.Join(l.dir, name+".strace")}, args...)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.srv}, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.Server}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -209,7 +209,7 @@ func runOne(server string, clients, inflight int) (result, error) {
 address  = "198.18.0.1"
 data_dir = %q
 [dhcp]
-interface = "eth0"
+interface = "veth0"
 subnet    = "198.18.0.0/20"
 range     = [%q, %q]
 router    = "198.18.0.1"
@@ -228,7 +228,7 @@ lease_time = "1h"
 	case "dnsmasq":
 		os.MkdirAll(data, 0o755)
 		if err := l.start(server, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--user=root",
-			"--interface=eth0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
+			"--interface=veth0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
 			"--dhcp-range="+poolFirst+","+poolLast+",255.255.240.0,1h", "--dhcp-option=3,198.18.0.1",
 			"--dhcp-lease-max=10000",
 			"--dhcp-leasefile="+filepath.Join(data, "dnsmasq.leases"), "--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"),
@@ -239,17 +239,17 @@ lease_time = "1h"
 			return result{}, err
 		}
 	}
-	res, err := storm(l.cli, clients, inflight)
+	res, err := storm(l.prog, l.cli, clients, inflight)
 	res.server = server
 	return res, err
 }
 
 // storm runs the clients from one socket in the client namespace; a reader
 // hands each reply to the DORA waiting for its transaction ID.
-func storm(ns string, clients, inflight int) (result, error) {
+func storm(p *program, ns string, clients, inflight int) (result, error) {
 	var conn *net.UDPConn
 	var err error
-	inNetns(ns, func() {
+	netsantest.InNetns(p, ns, func() {
 		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: dhcpv4.ClientPort})
 	})
 	if err != nil {
@@ -378,25 +378,6 @@ func storm(ns string, clients, inflight int) (result, error) {
 		res.p99 = ok[(len(ok)*99)/100]
 	}
 	return res, nil
-}
-
-// inNetns runs f on a thread inside ns: sockets it opens stay in ns.
-func inNetns(ns string, f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		target, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			panic(err)
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err)
-		}
-		f()
-	}()
-	<-done
 }
 
 // serveNetsan is the server process: netsan's dhcpd exactly as cmd/netsan

@@ -26,11 +26,19 @@ type TB interface {
 // NeedTools skips t when a program it drives is not installed.
 func NeedTools(t TB, tools ...string) {
 	t.Helper()
+	if err := Installed(tools...); err != nil {
+		t.Skipf("%v", err)
+	}
+}
+
+// Installed says which of tools, the first, is not on PATH; nil when all are.
+func Installed(tools ...string) error {
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			return fmt.Errorf("%s not installed", tool)
 		}
 	}
+	return nil
 }
 
 // IP runs ip(8) with args and fails t, with its output, when it fails.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/netsan/netsan/iscsi"
 	"github.com/netsan/netsan/iscsi/backstore"
+	"github.com/netsan/netsan/netsantest"
 )
 
 const (
@@ -98,10 +99,8 @@ func fileLUNs(dir string, size int64) (*luns, error) {
 }
 
 func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
-	for _, tool := range []string{"iscsi-perf", "qemu-img", "tgtd", "tgtadm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not installed", tool)
-		}
+	if err := netsantest.Installed("iscsi-perf", "qemu-img", "tgtd", "tgtadm"); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "netsan-bench-iscsi-")
 	if err != nil {

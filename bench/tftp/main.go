@@ -31,6 +31,7 @@ import (
 
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/netsantest"
 	"github.com/netsan/netsan/tftpd"
 )
 
@@ -127,10 +128,8 @@ func (g *cpuGroup) add(pid int) error {
 func (g *cpuGroup) remove() { os.Remove(g.dir) }
 
 func run(ctx context.Context, size int64, clients, runs int, only, clientCPU string) error {
-	for _, tool := range []string{"curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not installed", tool)
-		}
+	if err := netsantest.Installed("curl"); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "netsan-bench-tftp-")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -28,7 +29,11 @@ func suggestedStanza(t *testing.T, cfg, mac string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := r.Resolve(bootmenu.Client{IP: netip.MustParseAddr("198.18.0.50")}, "boot/"+strings.ReplaceAll(mac, ":", "-")+".ipxe")
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := r.Resolve(bootmenu.Client{IP: netip.MustParseAddr("198.18.0.50")}, bootmenu.ScriptName(hw))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,6 +166,9 @@ func (r *Resolver) Reload(inv *inventory.Inventory) error {
 	return nil
 }
 
+// Inventory is the inventory the resolver answers from now.
+func (r *Resolver) Inventory() *inventory.Inventory { return r.state.Load().inv }
+
 // SetMACFinder sets how the client of a file with a secret is told apart
 // from other machines. Until it is set, such files are refused to everyone.
 func (r *Resolver) SetMACFinder(f MACFinder) { r.finder.Store(&finder{f}) }

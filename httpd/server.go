@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"path"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +43,6 @@ type Server struct {
 
 	log      *zap.Logger
 	resolver *bootmenu.Resolver
-	inv      atomic.Pointer[inventory.Inventory]
 	metrics  *metrics
 }
 
@@ -55,18 +53,16 @@ func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
-	s := &Server{log: log, resolver: r, metrics: newMetrics()}
-	s.inv.Store(inv)
-	return s, nil
+	return &Server{log: log, resolver: r, metrics: newMetrics()}, nil
 }
 
 // Reload serves inv from now on; requests in flight finish with what they
 // opened. A changed http.listen takes effect at the next start.
 func (s *Server) Reload(inv *inventory.Inventory) error {
+	old := s.resolver.Inventory()
 	if err := s.resolver.Reload(inv); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	old := s.inv.Swap(inv)
 	if old.HTTP.Listen != inv.HTTP.Listen && s.Listener == nil {
 		s.log.Warn("http.listen changed; the new address is used after a restart",
 			zap.String("old", old.HTTP.Listen), zap.String("new", inv.HTTP.Listen))
@@ -82,7 +78,7 @@ func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f)
 func (s *Server) Serve(ctx context.Context) error {
 	ln := s.Listener
 	if ln == nil {
-		addr := s.inv.Load().HTTP.Listen
+		addr := s.resolver.Inventory().HTTP.Listen
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("http: listen %s: %w", addr, err)

@@ -69,7 +69,7 @@ type Status struct {
 }
 
 func (s *Server) snapshot() Status {
-	inv := s.inv.Load()
+	inv := s.resolver.Inventory()
 	st := Status{Server: inv.Server.Address.String(), Time: time.Now().UTC(),
 		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}}
 	if s.Status.Leases != nil {

@@ -39,7 +39,6 @@ type Server struct {
 
 	log      *zap.Logger
 	resolver *bootmenu.Resolver
-	inv      atomic.Pointer[inventory.Inventory]
 	metrics  *metrics
 	active   atomic.Int64 // transfers running
 	stopping atomic.Bool  // Serve's context is done: running transfers are cut
@@ -53,18 +52,16 @@ func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tftp: %w", err)
 	}
-	s := &Server{log: log, resolver: r, metrics: newMetrics()}
-	s.inv.Store(inv)
-	return s, nil
+	return &Server{log: log, resolver: r, metrics: newMetrics()}, nil
 }
 
 // Reload serves inv from now on. Transfers already running finish with the
 // file they opened. A changed tftp.listen takes effect at the next start.
 func (s *Server) Reload(inv *inventory.Inventory) error {
+	old := s.resolver.Inventory()
 	if err := s.resolver.Reload(inv); err != nil {
 		return fmt.Errorf("tftp: %w", err)
 	}
-	old := s.inv.Swap(inv)
 	if old.TFTP.Listen != inv.TFTP.Listen && s.Conn == nil {
 		s.log.Warn("tftp.listen changed; the new address is used after a restart",
 			zap.String("old", old.TFTP.Listen), zap.String("new", inv.TFTP.Listen))
@@ -83,7 +80,7 @@ func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f)
 func (s *Server) Serve(ctx context.Context) error {
 	conn := s.Conn
 	if conn == nil {
-		c, err := Listen(s.inv.Load().TFTP.Listen)
+		c, err := Listen(s.resolver.Inventory().TFTP.Listen)
 		if err != nil {
 			return err
 		}
@@ -113,7 +110,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // serving says what Serve answers on and from.
 func (s *Server) serving(conn net.PacketConn) []zap.Field {
-	inv := s.inv.Load()
+	inv := s.resolver.Inventory()
 	return []zap.Field{zap.Stringer("addr", conn.LocalAddr()), zap.String("root", inv.TFTP.Root), zap.String("ipxe_dir", inv.TFTP.IPXEDir)}
 }
 

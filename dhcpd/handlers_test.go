@@ -21,7 +21,7 @@ import (
 
 var (
 	macNode1 = mustMAC("52:54:00:00:00:01") // san, CHAP (mutual)
-	macDesk1 = mustMAC("52:54:00:00:00:03") // local, no CHAP
+	macNode2 = mustMAC("52:54:00:00:00:07") // local with a root, no CHAP
 	macPi    = mustMAC("dc:a6:32:00:00:01") // Pi by prefix, in the inventory
 	macPiSer = mustMAC("02:00:00:00:00:24") // Pi by serial only
 	macStray = mustMAC("52:54:00:99:99:99") // unknown
@@ -63,7 +63,7 @@ ipxe_dir = %q
 
 [iscsi]
 base_iqn = "iqn.2026-11.example.lab"
-`, mode, ipxeDir)+inventorytest.Hosts(t, "node1", "desk1", "pi1", "pi4"))
+`, mode, ipxeDir)+inventorytest.Hosts(t, "node1", "node2", "pi1", "pi4"))
 	inv.HostByName("node1").CHAP = &inventory.CHAP{User: "node1", Secret: "node1-secret-123", MutualSecret: "target-secret-456"}
 	return inv
 }
@@ -216,7 +216,7 @@ func TestScriptURL(t *testing.T) {
 	inv.TFTP.Listen = "0.0.0.0:6969"
 	c := mustConfig(t, inv)
 	// No [http]: the script comes over TFTP, with its port.
-	if got, want := c.scriptURL(macDesk1), "tftp://198.18.0.1:6969/boot/52-54-00-00-00-03.ipxe"; got != want {
+	if got, want := c.scriptURL(macNode2), "tftp://198.18.0.1:6969/boot/52-54-00-00-00-07.ipxe"; got != want {
 		t.Errorf("script URL %q, want %q", got, want)
 	}
 }
@@ -242,7 +242,7 @@ func TestSAN(t *testing.T) {
 	const (
 		rootPath1 = "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1"
 		iqn1      = "iqn.2026-11.example.lab:node1"
-		iqnDesk1  = "iqn.2026-11.example.lab:desk1"
+		iqn2      = "iqn.2026-11.example.lab:node2"
 	)
 	type want struct {
 		iqn      string // option 203, "" = absent
@@ -262,7 +262,7 @@ func TestSAN(t *testing.T) {
 		{"ipxe san host in proxy mode: no no-pxedhcp", inventory.ModeProxy, macNode1, KindIPXE, want{iqn1, rootPath1, map[byte]string{
 			optIPXEKeepSAN: "\x01", optIPXEUsername: "node1", optIPXEPassword: "node1-secret-123",
 			optIPXERUsername: "iqn.2026-11.example.lab:node1", optIPXERPassword: "target-secret-456"}}},
-		{"ipxe local host: 203 only, no root-path, no keep-san, no chap", inventory.ModeAuthoritative, macDesk1, KindIPXE, want{iqnDesk1, "", map[byte]string{
+		{"ipxe local host: 203 only, no root-path, no keep-san, no chap", inventory.ModeAuthoritative, macNode2, KindIPXE, want{iqn2, "", map[byte]string{
 			optIPXENoPXEDHCP: "\x01"}}},
 		{"pxe firmware: 203 and root-path, no 175", inventory.ModeAuthoritative, macNode1, KindPXE, want{iqn1, rootPath1, nil}},
 		{"unknown ipxe client: no iSCSI identity", inventory.ModeAuthoritative, macStray, KindIPXE, want{"", "", map[byte]string{
@@ -406,7 +406,7 @@ func TestAddress(t *testing.T) {
 		{"request outside the subnet or pool is refused", false, []step{
 			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("192.0.2.7")}, "nak", ""},
 			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.50")}, "nak", ""},
-			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.13")}, "nak", ""},
+			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.17")}, "nak", ""},
 		}},
 		{"client that chose another server frees its offer", false, []step{
 			{macStray, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.100"},
@@ -444,7 +444,7 @@ func TestAddress(t *testing.T) {
 		{"static-only: unknown clients get nothing, hosts their address", true, []step{
 			{macStray, dhcpv4.MessageTypeDiscover, nil, "ignore", ""},
 			{macStray, dhcpv4.MessageTypeRequest, []dhcpv4.Modifier{reqIP("198.18.0.100")}, "nak", ""},
-			{macDesk1, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.13"},
+			{macNode2, dhcpv4.MessageTypeDiscover, nil, "offer", "198.18.0.17"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

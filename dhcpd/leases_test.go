@@ -18,7 +18,7 @@ func TestLeaseStorePersists(t *testing.T) {
 	}
 	a, b := netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("198.18.0.101")
 	s.bind(a, macStray, "", now.Add(time.Hour))
-	s.decline(b, macDesk1, now.Add(time.Hour))
+	s.decline(b, macNode2, now.Add(time.Hour))
 	if err := s.sync(); err != nil {
 		t.Fatal(err)
 	}

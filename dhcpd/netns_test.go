@@ -241,7 +241,7 @@ subnet    = "198.18.0.0/24"
 range     = ["198.18.0.100", "198.18.0.110"]
 router    = "198.18.0.1"
 dns       = ["198.18.0.1"]
-` + inventorytest.Hosts(t, "node1", "desk1", "pi1")
+` + inventorytest.Hosts(t, "node1", "node2", "pi1")
 }
 
 // TestUdhcpcBootClients: busybox udhcpc posing as PXE BIOS, UEFI, iPXE and a
@@ -259,9 +259,9 @@ func TestUdhcpcBootClients(t *testing.T) {
 			"ip": "198.18.0.11", "siaddr": "198.18.0.1", "boot_file": "undionly.kpxe",
 			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",
 			"opt203":   hex.EncodeToString([]byte("iqn.2026-11.example.lab:node1")), "opt43": ""}},
-		{"pxe-uefi", "52:54:00:00:00:03", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, map[string]string{
-			"ip": "198.18.0.13", "siaddr": "198.18.0.1", "boot_file": "ipxe.efi", "rootpath": "",
-			"opt203": hex.EncodeToString([]byte("iqn.2026-11.example.lab:desk1"))}},
+		{"pxe-uefi", "52:54:00:00:00:07", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, map[string]string{
+			"ip": "198.18.0.17", "siaddr": "198.18.0.1", "boot_file": "ipxe.efi", "rootpath": "",
+			"opt203": hex.EncodeToString([]byte("iqn.2026-11.example.lab:node2"))}},
 		{"ipxe", "52:54:00:00:00:01", []string{"-V", pxeVC, "-x", "0x5d:0000", "-x", "0x4d:69505845"}, map[string]string{
 			"ip": "198.18.0.11", "siaddr": "198.18.0.1", "boot_file": "http://198.18.0.1:8080/boot/52-54-00-00-00-01.ipxe",
 			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",

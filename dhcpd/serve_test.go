@@ -92,7 +92,7 @@ func TestServeInProcess(t *testing.T) {
 	}
 
 	// Who holds an address: the lease, else the host it is fixed for.
-	for ip, want := range map[string]string{"198.18.0.11": "52:54:00:00:00:01", "198.18.0.13": "52:54:00:00:00:03", "198.18.0.100": ""} {
+	for ip, want := range map[string]string{"198.18.0.11": "52:54:00:00:00:01", "198.18.0.17": "52:54:00:00:00:07", "198.18.0.100": ""} {
 		mac, err := s.MACOf(netip.MustParseAddr(ip))
 		if want == "" && err == nil || want != "" && (err != nil || mac.String() != want) {
 			t.Errorf("MACOf(%s) = %s, %v; want %q", ip, mac, err, want)

@@ -12,7 +12,7 @@ import (
 
 // fleet is the machines the tests of the boot services know, by name:
 // PCs that boot from SAN (node1; uefi1 with its own EFI loader), from
-// their disk (desk1), through a menu (lab1 with a root, bare1 without) or
+// their disk (desk1; node2, which has a root all the same), through a menu (lab1 with a root, bare1 without) or
 // to a shell (dev1); Raspberry Pis known by their prefix that boot from SAN
 // with CHAP (pi1) or mutual CHAP (pi2) or from their SD card (pi3); and
 // pi4, a Pi known by its serial alone (its MAC is not Raspberry Pi's).
@@ -23,6 +23,7 @@ var fleet = []struct {
 	{"node1", "52:54:00:00:00:01", "198.18.0.11", []string{`root = { image = "roots/node1.img", size = "1GiB" }`}},
 	{"uefi1", "52:54:00:00:00:02", "198.18.0.12", []string{`efi_filename = '\EFI\debian\grubx64.efi'`, `root = { image = "roots/uefi1.img", size = "1GiB" }`}},
 	{"desk1", "52:54:00:00:00:03", "198.18.0.13", []string{`boot = "local"`}},
+	{"node2", "52:54:00:00:00:07", "198.18.0.17", []string{`boot = "local"`, `root = { image = "roots/node2.img", size = "1GiB" }`}},
 	{"lab1", "52:54:00:00:00:04", "198.18.0.14", []string{`boot = "menu"`, `root = { image = "roots/lab1.img", size = "1GiB" }`, `efi_filename = '\EFI\redhat\grub.efi'`}},
 	{"dev1", "52:54:00:00:00:05", "198.18.0.15", []string{`boot = "shell"`}},
 	{"bare1", "52:54:00:00:00:06", "198.18.0.16", []string{`boot = "menu"`}},
@@ -33,7 +34,8 @@ var fleet = []struct {
 }
 
 // Hosts is the [[host]] tables of the named machines of the test fleet
-// (node1, uefi1, desk1, lab1, dev1, bare1, pi1 to pi4), in the order named.
+// (node1, node2, uefi1, desk1, lab1, dev1, bare1, pi1 to pi4), in the
+// order named.
 func Hosts(t testing.TB, names ...string) string {
 	t.Helper()
 	var b strings.Builder

@@ -28,7 +28,7 @@ boot = "local"
 
 // TestFleet: the whole fleet is one valid inventory, each host as named.
 func TestFleet(t *testing.T) {
-	names := []string{"node1", "uefi1", "desk1", "lab1", "dev1", "bare1", "pi1", "pi2", "pi3", "pi4"}
+	names := []string{"node1", "node2", "uefi1", "desk1", "lab1", "dev1", "bare1", "pi1", "pi2", "pi3", "pi4"}
 	inv := BootFiles(t, t.TempDir(), "/usr/lib/ipxe", Hosts(t, names...))
 	if len(inv.Hosts) != len(names) {
 		t.Fatalf("%d hosts, want %d", len(inv.Hosts), len(names))

@@ -56,6 +56,13 @@ func Connect(cfg Config, timeout time.Duration) (*Cluster, error) {
 		"client_mount_timeout": secs,
 		"rados_mon_op_timeout": secs,
 		"rados_osd_op_timeout": strconv.Itoa(int(OpTimeout.Seconds())),
+		// No librbd write-back cache: once the initiator's first flush
+		// turns it on, a write would be acknowledged from this process's
+		// memory, and a crash of netsan (or the failover to another
+		// gateway) would lose it. A file LUN's page cache survives a
+		// crash of netsan; librbd's cache does not. (ceph-iscsi's gateways
+		// turn it off for the same reason.)
+		"rbd_cache": "false",
 	} {
 		if err := conn.SetConfigOption(k, v); err != nil {
 			conn.Shutdown()

@@ -184,3 +184,19 @@ func writeFile(t *testing.T, name, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoWriteBackCache: netsan's client runs without librbd's write-back
+// cache, so a write is on the OSDs when WriteAt returns and a crash of
+// netsan loses no acknowledged write. (Whether a cached write reaches the
+// OSDs within the time another client takes to look is a race, so the
+// setting itself is what is checked.)
+func TestNoWriteBackCache(t *testing.T) {
+	_, c := connect(t)
+	v, err := c.conn.GetConfigOption("rbd_cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != "false" {
+		t.Fatalf("rbd_cache = %s, want false", v)
+	}
+}

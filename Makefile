@@ -23,7 +23,7 @@ CEPH_PACKAGES := ceph-mon ceph-osd ceph-common librbd-dev librados-dev
 # go-ceph needs cgo, and the tag pacific for Debian 12's librbd (16.2).
 CEPH_TAGS := ceph,pacific
 
-.PHONY: all build build-ceph demo test deps deps-ceph vet staticcheck unit unit-ceph e2e fuzz fuzz-short bench clean
+.PHONY: all build build-ceph demo test deps deps-ceph deps-bench vet staticcheck unit unit-ceph e2e fuzz fuzz-short bench clean
 
 all: build
 
@@ -95,7 +95,13 @@ fuzz:
 		done; \
 	done
 
-bench: deps build
+# bench/rbd also needs the cluster's packages and tgt's rbd backing store.
+deps-bench: deps-ceph
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		dpkg -s tgt-rbd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tgt-rbd >/dev/null; \
+	else echo "make deps-bench: not root or no apt-get; assuming tgt-rbd is installed"; fi
+
+bench: deps deps-bench build
 	@for b in bench/*/run.sh; do [ -x $$b ] && { echo "== $$b"; $$b || exit 1; }; done; true
 
 clean:

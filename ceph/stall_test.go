@@ -74,9 +74,11 @@ func TestOSDStall(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	close(stop)
 	wg.Wait()
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	// An OSD woken from a stop can take a while to serve again (ops it held
+	// time out on the client after OpTimeout): what must hold is that once
+	// it answers, nothing acknowledged is missing.
+	answers := retrying(t, 2*time.Minute)
+	answers("flush", func() error { return s.Sync() })
 	t.Logf("%d writes acknowledged before the stall, %d in all (%d blocks), %d failed", before, writes, len(acked), failed)
 	// Writes go on after the stall: more than were in flight at SIGSTOP.
 	if writes <= before+writers {
@@ -84,9 +86,7 @@ func TestOSDStall(t *testing.T) {
 	}
 	got := make([]byte, block)
 	for off, want := range acked {
-		if _, err := s.ReadAt(got, off); err != nil {
-			t.Fatal(err)
-		}
+		answers("read back", func() error { _, err := s.ReadAt(got, off); return err })
 		if !bytes.Equal(got, want) {
 			t.Fatalf("block at %d: writer %d seq %d, acknowledged writer %d seq %d",
 				off, binary.BigEndian.Uint64(got), binary.BigEndian.Uint64(got[8:]),
@@ -140,5 +140,26 @@ func TestClusterAway(t *testing.T) {
 	got := make([]byte, 4096)
 	if _, err := s.ReadAt(got, 8192); err != nil || !bytes.Equal(got, buf) {
 		t.Fatalf("read after the OSD came back: %v", err)
+	}
+}
+
+// retrying returns a function that runs op until it succeeds, a second
+// apart, all its calls together bounded by within; it fails t on the last
+// error when the time is up.
+func retrying(t *testing.T, within time.Duration) func(what string, op func() error) {
+	deadline := time.Now().Add(within)
+	return func(what string, op func() error) {
+		t.Helper()
+		for {
+			err := op()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v (the cluster did not answer within %s)", what, err, within)
+			}
+			t.Logf("%s: %v; trying again", what, err)
+			time.Sleep(time.Second)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/netsan/netsan/iscsi/backstore"
 )
 
 // ErrNotBuilt is what a netsan built without Ceph support returns where it
@@ -62,6 +64,20 @@ func ParseBacking(s string) (Name, bool) {
 	}
 	n, err := ParseName(rest, "")
 	return n, err == nil
+}
+
+// OpenBacking opens a LUN's backing store: an RBD image ("rbd:pool/image")
+// through c, else the file or block device at path (backstore.Open). A nil c
+// opens files and devices and refuses RBD images.
+func OpenBacking(c *Cluster, path string, size int64, readOnly bool) (backstore.Store, error) {
+	n, ok := ParseBacking(path)
+	switch {
+	case !ok:
+		return backstore.Open(path, size, readOnly)
+	case c == nil:
+		return nil, fmt.Errorf("%s: no Ceph cluster connected ([ceph])", path)
+	}
+	return c.OpenImage(n, readOnly)
 }
 
 // ParseName reads "pool/image", or "image" in defaultPool. RBD namespaces

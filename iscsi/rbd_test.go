@@ -31,12 +31,10 @@ func rbdDisk(t *testing.T, size int64) (Config, *cephtest.Cluster, *ceph.Cluster
 	cfg := oneDisk(0)
 	cfg.Targets[0].ACL = nil
 	cfg.Targets[0].LUNs[0].Path = "/" + ceph.BackingPrefix + "rbd/lun"
+	// startServer puts relative paths in its own directory: the leading
+	// "/" keeps this one as written, and is taken off again here.
 	cfg.OpenStore = func(l LUN) (backstore.Store, error) {
-		n, ok := ceph.ParseBacking(strings.TrimPrefix(l.Path, "/"))
-		if !ok {
-			return openFile(l)
-		}
-		return c.OpenImage(n, l.ReadOnly)
+		return ceph.OpenBacking(c, strings.TrimPrefix(l.Path, "/"), l.Size, l.ReadOnly)
 	}
 	return cfg, tc, c
 }

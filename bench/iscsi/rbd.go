@@ -46,11 +46,7 @@ func rbdLUNs(dir string, size int64) (*luns, error) {
 	}
 	l.netsan = iscsi.LUN{Number: 0, Path: ceph.BackingPrefix + tc.Pool + "/netsan"}
 	l.openStore = func(lun iscsi.LUN) (backstore.Store, error) {
-		n, ok := ceph.ParseBacking(lun.Path)
-		if !ok {
-			return nil, fmt.Errorf("not an rbd backing: %s", lun.Path)
-		}
-		return c.OpenImage(n, lun.ReadOnly)
+		return ceph.OpenBacking(c, lun.Path, lun.Size, lun.ReadOnly)
 	}
 	l.tgt = []string{"--bstype", "rbd", "-b", tc.Pool + "/tgt", "--bsopts", "conf=" + tc.Conf}
 	l.ceiling = func(w workload) (float64, float64, error) {

@@ -225,14 +225,7 @@ func iscsiConfig(inv *inventory.Inventory, cluster *ceph.Cluster) iscsi.Config {
 // serve made before anything, and Ensure then), else the file or device.
 func openStore(cluster *ceph.Cluster) func(iscsi.LUN) (backstore.Store, error) {
 	return func(l iscsi.LUN) (backstore.Store, error) {
-		n, ok := ceph.ParseBacking(l.Path)
-		switch {
-		case !ok:
-			return backstore.Open(l.Path, l.Size, l.ReadOnly)
-		case cluster == nil:
-			return nil, fmt.Errorf("%s: no Ceph cluster connected ([ceph])", l.Path)
-		}
-		return cluster.OpenImage(n, l.ReadOnly)
+		return ceph.OpenBacking(cluster, l.Path, l.Size, l.ReadOnly)
 	}
 }
 

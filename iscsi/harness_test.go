@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -51,7 +52,7 @@ func startServerLog(t *testing.T, cfg Config, log *zap.Logger, tune ...func(*Ser
 	for i := range cfg.Targets {
 		for j := range cfg.Targets[i].LUNs {
 			l := &cfg.Targets[i].LUNs[j]
-			if !filepath.IsAbs(l.Path) {
+			if _, rbd := ceph.ParseBacking(l.Path); !rbd && !filepath.IsAbs(l.Path) {
 				l.Path = filepath.Join(dir, l.Path)
 			}
 		}

@@ -30,11 +30,9 @@ func rbdDisk(t *testing.T, size int64) (Config, *cephtest.Cluster, *ceph.Cluster
 	tc.MustRbd(t, "create", "--size", fmt.Sprintf("%dB", size), "rbd/lun")
 	cfg := oneDisk(0)
 	cfg.Targets[0].ACL = nil
-	cfg.Targets[0].LUNs[0].Path = "/" + ceph.BackingPrefix + "rbd/lun"
-	// startServer puts relative paths in its own directory: the leading
-	// "/" keeps this one as written, and is taken off again here.
+	cfg.Targets[0].LUNs[0].Path = ceph.BackingPrefix + "rbd/lun"
 	cfg.OpenStore = func(l LUN) (backstore.Store, error) {
-		return ceph.OpenBacking(c, strings.TrimPrefix(l.Path, "/"), l.Size, l.ReadOnly)
+		return ceph.OpenBacking(c, l.Path, l.Size, l.ReadOnly)
 	}
 	return cfg, tc, c
 }

@@ -75,6 +75,7 @@ func (v *validator) useCeph(path, what string) {
 
 // backing checks that exactly one of a root's or LUN's backings is given.
 func (v *validator) backing(path, what, image, device, rbd string) {
+	v.shared(path, what, rbd)
 	n := 0
 	for _, s := range []string{image, device, rbd} {
 		if s != "" {

@@ -9,7 +9,7 @@ import (
 // changes nothing. Each service is handed the whole new inventory and works
 // out for itself what concerns it.
 type Changes struct {
-	Server, DHCP, TFTP, HTTP, ISCSI, Ceph, Images bool
+	Server, DHCP, TFTP, HTTP, ISCSI, Ceph, Cluster, Images bool
 
 	HostsAdded, HostsRemoved, HostsChanged       []string
 	TargetsAdded, TargetsRemoved, TargetsChanged []string
@@ -18,13 +18,14 @@ type Changes struct {
 // Diff compares two inventories.
 func Diff(old, new *Inventory) Changes {
 	c := Changes{
-		Server: !reflect.DeepEqual(old.Server, new.Server),
-		DHCP:   !reflect.DeepEqual(old.DHCP, new.DHCP),
-		TFTP:   !reflect.DeepEqual(old.TFTP, new.TFTP),
-		HTTP:   !reflect.DeepEqual(old.HTTP, new.HTTP),
-		ISCSI:  !reflect.DeepEqual(old.ISCSI, new.ISCSI),
-		Ceph:   !reflect.DeepEqual(old.Ceph, new.Ceph),
-		Images: !reflect.DeepEqual(old.Images, new.Images),
+		Server:  !reflect.DeepEqual(old.Server, new.Server),
+		DHCP:    !reflect.DeepEqual(old.DHCP, new.DHCP),
+		TFTP:    !reflect.DeepEqual(old.TFTP, new.TFTP),
+		HTTP:    !reflect.DeepEqual(old.HTTP, new.HTTP),
+		ISCSI:   !reflect.DeepEqual(old.ISCSI, new.ISCSI),
+		Ceph:    !reflect.DeepEqual(old.Ceph, new.Ceph),
+		Cluster: !reflect.DeepEqual(old.Cluster, new.Cluster),
+		Images:  !reflect.DeepEqual(old.Images, new.Images),
 	}
 	c.HostsAdded, c.HostsRemoved, c.HostsChanged = diffNamed(old.Hosts, new.Hosts, func(h Host) string { return h.Name })
 	c.TargetsAdded, c.TargetsRemoved, c.TargetsChanged = diffNamed(old.Targets, new.Targets, func(t Target) string { return t.Name })
@@ -68,7 +69,7 @@ func (c Changes) Targets() bool {
 
 // Empty reports whether nothing changed.
 func (c Changes) Empty() bool {
-	return !c.Server && !c.DHCP && !c.TFTP && !c.HTTP && !c.ISCSI && !c.Ceph && !c.Images && !c.Hosts() && !c.Targets()
+	return !c.Server && !c.DHCP && !c.TFTP && !c.HTTP && !c.ISCSI && !c.Ceph && !c.Cluster && !c.Images && !c.Hosts() && !c.Targets()
 }
 
 // String is a one-line summary for the log, e.g.
@@ -79,7 +80,7 @@ func (c Changes) String() string {
 	for _, s := range []struct {
 		on   bool
 		name string
-	}{{c.Server, "server"}, {c.DHCP, "dhcp"}, {c.TFTP, "tftp"}, {c.HTTP, "http"}, {c.ISCSI, "iscsi"}, {c.Ceph, "ceph"}, {c.Images, "images"}} {
+	}{{c.Server, "server"}, {c.DHCP, "dhcp"}, {c.TFTP, "tftp"}, {c.HTTP, "http"}, {c.ISCSI, "iscsi"}, {c.Ceph, "ceph"}, {c.Cluster, "cluster"}, {c.Images, "images"}} {
 		if s.on {
 			secs = append(secs, s.name)
 		}

@@ -130,6 +130,9 @@ func Parse(file string, data []byte) (*Inventory, Problems) {
 	if md.IsDefined("ceph") {
 		v.useCeph("ceph", "[ceph]")
 	}
+	if md.IsDefined("cluster") {
+		v.useCeph("cluster", "[cluster]")
+	}
 	v.validate()
 	sort.SliceStable(v.problems, func(i, j int) bool {
 		a, b := v.problems[i].Pos, v.problems[j].Pos
@@ -252,6 +255,7 @@ func (v *validator) defaults() {
 		inv.ISCSI.MaxSessions = 256
 	}
 	v.cephDefaults()
+	v.clusterDefaults()
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
 		if h.Boot == "" {
@@ -304,6 +308,7 @@ func (v *validator) validate() {
 		v.errorf("iscsi.max_sessions", "max_sessions must be positive")
 	}
 	v.chap("iscsi.discovery_chap", inv.ISCSI.DiscoveryCHAP)
+	v.cluster()
 	v.images()
 	v.hosts()
 	v.targets()
@@ -442,6 +447,7 @@ func (v *validator) images() {
 		}
 		img.Path = v.dataPath(p+".path", img.Path)
 		img.RBD = v.rbd(p+".rbd", img.RBD)
+		v.shared(p+".path", fmt.Sprintf("image %q", img.Name), img.RBD)
 		if b := backing(img.Path, img.RBD); b != "" {
 			if v.golden == nil {
 				v.golden = map[string]string{}

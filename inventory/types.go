@@ -19,6 +19,7 @@ type Inventory struct {
 	HTTP    HTTP     `toml:"http"`
 	ISCSI   ISCSI    `toml:"iscsi"`
 	Ceph    *Ceph    `toml:"ceph"`
+	Cluster *Cluster `toml:"cluster"`
 	Images  []Image  `toml:"image"`
 	Hosts   []Host   `toml:"host"`
 	Targets []Target `toml:"target"`

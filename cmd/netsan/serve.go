@@ -38,13 +38,22 @@ type namedService struct {
 const reloadDebounce = 300 * time.Millisecond
 
 // supervisor runs the services of one inventory and reloads them together.
+// They run in terms: a single box has one, from start to stop; a gateway of
+// a [cluster] has one each time it leads, and none while it stands by.
 type supervisor struct {
-	path     string
-	log      *zap.Logger
-	services []namedService
+	path string
+	log  *zap.Logger
+	// build makes a term's services from the inventory being served.
+	build func(*inventory.Inventory) ([]namedService, error)
+	// lead calls term whenever this netsan may serve, until ctx ends: nil
+	// calls it at once (a single box); a gateway's elector calls it each
+	// time the gateway becomes leader, cancelling its context when it stops
+	// leading.
+	lead func(ctx context.Context, term func(context.Context) error) error
 
-	mu      sync.Mutex // serialises reloads
-	current *inventory.Inventory
+	mu       sync.Mutex // serialises reloads and the start of a term
+	current  *inventory.Inventory
+	services []namedService // the current term's; nil while standing by
 	// cluster is the Ceph connection made at start, nil without [ceph]; a
 	// reload cannot change it.
 	cluster *ceph.Cluster
@@ -92,17 +101,18 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if cluster != nil {
 		log.Info("connected to ceph", zap.String("conf", inv.Ceph.Conf), zap.String("id", inv.Ceph.ID))
 	}
-	// Roots cloned from golden images must exist before the target opens them.
-	if err := images.Ensure(ctx, inv, rbdCluster(cluster), log); err != nil {
-		return err
-	}
 	sup := &supervisor{path: path, log: log, current: inv, cluster: cluster}
 	reg := newRegistry()
 	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
 		return err
 	}
-	if sup.services, err = buildServices(inv, cluster, log, reg); err != nil {
-		return err
+	sup.build = func(inv *inventory.Inventory) ([]namedService, error) {
+		// Roots cloned from golden images must exist before the target
+		// opens them.
+		if err := images.Ensure(ctx, inv, rbdCluster(cluster), log); err != nil {
+			return nil, err
+		}
+		return buildServices(inv, cluster, log, reg)
 	}
 	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),
 		zap.Int("hosts", len(inv.Hosts)), zap.Int("targets", len(inv.Targets)))
@@ -116,7 +126,33 @@ func cmdServe(args []string, stderr io.Writer) error {
 // (hup) and on edits of the inventory file.
 func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, ns := range s.services {
+	g.Go(func() error {
+		if s.lead == nil {
+			return s.term(ctx)
+		}
+		return s.lead(ctx, s.term)
+	})
+	g.Go(func() error { return s.watch(ctx, hup) })
+	return g.Wait()
+}
+
+// term builds the services from the inventory being served and runs them
+// until ctx ends or one fails, which stops the others.
+func (s *supervisor) term(ctx context.Context) error {
+	s.mu.Lock()
+	services, err := s.build(s.current)
+	s.services = services
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		s.mu.Lock()
+		s.services = nil
+		s.mu.Unlock()
+	}()
+	g, ctx := errgroup.WithContext(ctx)
+	for _, ns := range services {
 		g.Go(func() error {
 			err := ns.svc.Serve(ctx)
 			if err != nil && ctx.Err() == nil {
@@ -125,7 +161,6 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		})
 	}
-	g.Go(func() error { return s.watch(ctx, hup) })
 	return g.Wait()
 }
 
@@ -204,6 +239,12 @@ func (s *supervisor) reload(ctx context.Context) error {
 		s.log.Error("reload refused: [ceph] changed; restart netsan to connect to the cluster it names", zap.String("at", inv.Problemf("ceph", "").Where()))
 		s.log.Warn("still serving the previous inventory")
 		return errors.New("[ceph] changed: needs a restart")
+	}
+	if s.services == nil {
+		// Standing by: the next term builds from it.
+		s.current = inv
+		s.log.Info("reloaded while standing by", zap.String("changes", changes.String()))
+		return nil
 	}
 	// A new host's root is cloned before the target is told about it, or
 	// the target would create it empty.

@@ -88,7 +88,7 @@ func startSupervisor(t *testing.T) (path string, rec *recorder, sup *supervisor,
 	}
 	core, logs := observer.New(zap.InfoLevel)
 	rec = &recorder{served: make(chan struct{})}
-	sup = &supervisor{path: path, log: zap.New(core), services: []namedService{{"rec", rec}}, current: inv}
+	sup = &supervisor{path: path, log: zap.New(core), build: services(namedService{"rec", rec}), current: inv}
 	hup = make(chan os.Signal, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -188,13 +188,18 @@ func TestServiceFailureStopsAll(t *testing.T) {
 	writeFile(t, path, inv1)
 	inv, _, _ := inventory.Load(path)
 	rec := &recorder{served: make(chan struct{})}
-	sup := &supervisor{path: path, log: zap.NewNop(), current: inv, services: []namedService{
-		{"rec", rec}, {"broken", failing{}},
-	}}
+	sup := &supervisor{path: path, log: zap.NewNop(), current: inv, build: services(
+		namedService{"rec", rec}, namedService{"broken", failing{}},
+	)}
 	err := sup.run(context.Background(), make(chan os.Signal))
 	if err == nil || !strings.Contains(err.Error(), "broken: address already in use") {
 		t.Fatalf("run = %v", err)
 	}
+}
+
+// services builds every term from the same services.
+func services(ss ...namedService) func(*inventory.Inventory) ([]namedService, error) {
+	return func(*inventory.Inventory) ([]namedService, error) { return ss, nil }
 }
 
 type failing struct{}
@@ -250,5 +255,104 @@ func TestReloadLogsKeptRoots(t *testing.T) {
 	}
 	if _, err := os.Stat(root2); err != nil {
 		t.Errorf("node2's root: %v", err)
+	}
+}
+
+// TestTerms: a gateway serves only in its terms as leader. A reload while
+// it stands by changes what the next term builds and reaches no service;
+// each term builds its own services from the inventory of the moment, and
+// a reload during a term reaches that term's services.
+func TestTerms(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "netsan.toml")
+	writeFile(t, path, inv1)
+	inv, _, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := func(n int) string { return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nboot = \"local\"\n", n, n) }
+	core, logs := observer.New(zap.InfoLevel)
+	built := make(chan *recorder, 2)
+	sup := &supervisor{path: path, log: zap.New(core), current: inv}
+	sup.build = func(inv *inventory.Inventory) ([]namedService, error) {
+		r := &recorder{served: make(chan struct{}), reloads: []*inventory.Inventory{inv}}
+		built <- r
+		return []namedService{{"rec", r}}, nil
+	}
+	elected, stepDown := make(chan struct{}), make(chan struct{})
+	sup.lead = func(ctx context.Context, term func(context.Context) error) error {
+		for range 2 {
+			select {
+			case <-elected:
+			case <-ctx.Done():
+				return nil
+			}
+			tctx, cancel := context.WithCancel(ctx)
+			go func() {
+				defer cancel()
+				select {
+				case <-stepDown:
+				case <-tctx.Done():
+				}
+			}()
+			err := term(tctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		<-ctx.Done()
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.run(ctx, make(chan os.Signal)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// Standing by: a reload is taken in, and nothing is built.
+	writeFile(t, path, inv1+host(2))
+	if err := sup.reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessage("reloaded while standing by").Len() != 1 {
+		t.Errorf("no 'reloaded while standing by' log: %v", logs.All())
+	}
+	select {
+	case <-built:
+		t.Fatal("services built while standing by")
+	default:
+	}
+
+	// First term: built from the inventory reloaded while standing by.
+	elected <- struct{}{}
+	r1 := <-built
+	<-r1.served
+	if r1.last().HostByName("node2") == nil {
+		t.Error("the first term was not built from the inventory reloaded while standing by")
+	}
+	writeFile(t, path, inv1+host(2)+host(3))
+	if err := sup.reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r1.count() != 2 || r1.last().HostByName("node3") == nil {
+		t.Errorf("a reload during the term did not reach its services (%d inventories)", r1.count())
+	}
+
+	// Stepping down ends the term; the next one builds new services.
+	stepDown <- struct{}{}
+	netsantest.WaitFor(t, "the term to end", 10*time.Second, func() bool {
+		sup.mu.Lock()
+		defer sup.mu.Unlock()
+		return sup.services == nil
+	})
+	elected <- struct{}{}
+	r2 := <-built
+	<-r2.served
+	if r2 == r1 || r2.last().HostByName("node3") == nil {
+		t.Error("the second term did not build its own services from the current inventory")
 	}
 }

@@ -33,10 +33,13 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// buildServices makes one service per section the inventory enables and
-// registers their metrics in reg. cluster, nil without [ceph], opens the
-// LUNs that are RBD images.
-func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, reg *prometheus.Registry) ([]namedService, error) {
+// buildServices makes one service per section the inventory enables.
+// /metrics shows base (the process's own metrics) and the services'
+// metrics, which live in a registry of their own so that the next term's
+// services can register theirs. cluster, nil without [ceph], opens the LUNs
+// that are RBD images.
+func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer) ([]namedService, error) {
+	reg := prometheus.NewRegistry()
 	var (
 		out     []namedService
 		status  httpd.StatusSource
@@ -91,7 +94,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		if err != nil {
 			return nil, err
 		}
-		h.Gatherer, h.Status, h.Control = reg, status, control
+		h.Gatherer, h.Status, h.Control = prometheus.Gatherers{base, reg}, status, control
 		h.SetMACFinder(macs)
 		if err := add("http", h, h); err != nil {
 			return nil, err

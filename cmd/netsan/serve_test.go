@@ -269,7 +269,9 @@ func TestTerms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := func(n int) string { return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nboot = \"local\"\n", n, n) }
+	host := func(n int) string {
+		return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nboot = \"local\"\n", n, n)
+	}
 	core, logs := observer.New(zap.InfoLevel)
 	built := make(chan *recorder, 2)
 	sup := &supervisor{path: path, log: zap.New(core), current: inv}

@@ -287,3 +287,47 @@ func TestReload(t *testing.T) {
 		t.Errorf("after reload: %v\n%s", err, body)
 	}
 }
+
+// TestStatusGateways: a gateway's /status names the gateways, the leader
+// and one whose inventory differs; a single box's has no such section.
+func TestStatusGateways(t *testing.T) {
+	since := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	fx := start(t, zap.NewNop(), func(s *Server) {
+		s.Status.Cluster = func() *Cluster {
+			return &Cluster{Gateway: "gw2", Leader: "gw1", LeaderSince: since, Takeovers: 3, Renewals: 41, Gateways: []Gateway{
+				{Name: "gw1", Leader: true, Client: "198.18.0.2:0/1234", LastSeen: time.Now()},
+				{Name: "gw2", Client: "198.18.0.3:0/5678", LastSeen: time.Now(), InventoryDiffers: true},
+			}}
+		}
+	})
+	body, err := curl(t, "--fail", fx.base+"/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Cluster; c == nil || c.Leader != "gw1" || !c.LeaderSince.Equal(since) || c.Takeovers != 3 || len(c.Gateways) != 2 || !c.Gateways[1].InventoryDiffers {
+		t.Errorf("cluster in /status.json: %+v", st.Cluster)
+	}
+	page, err := curl(t, "--fail", "-H", "Accept: text/html", fx.base+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<h2>Gateways</h2>", "gw1 leads since 2026-11-30 10:00:00 UTC", "<td>gw1</td><td>leader</td>",
+		"<td>gw2</td><td>standby</td><td>198.18.0.3:0/5678</td>", "<b>differs</b>", "3 takeovers"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+
+	single := start(t, zap.NewNop(), nil)
+	body, err = curl(t, "--fail", single.base+"/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, `"cluster"`) {
+		t.Errorf("a single box's /status.json has a cluster: %s", body)
+	}
+}

@@ -16,6 +16,29 @@ import (
 type StatusSource struct {
 	Leases   func() []Lease
 	Sessions func() []Session
+	// Cluster is nil on a single box.
+	Cluster func() *Cluster
+}
+
+// Cluster is the gateways of a [cluster] as /status shows them.
+type Cluster struct {
+	Gateway     string    `json:"gateway"` // the one answering
+	Leader      string    `json:"leader"`
+	LeaderSince time.Time `json:"leader_since"`
+	Renewals    uint64    `json:"lease_renewals"`
+	Takeovers   uint64    `json:"takeovers"`
+	Gateways    []Gateway `json:"gateways"`
+}
+
+// Gateway is one gateway of a [cluster].
+type Gateway struct {
+	Name     string    `json:"name"`
+	Leader   bool      `json:"leader"`
+	Client   string    `json:"ceph_client"` // its Ceph client address, which fencing blocklists
+	LastSeen time.Time `json:"last_seen"`
+	// InventoryDiffers: its inventory file is not the one this gateway
+	// serves; after a failover it would serve another.
+	InventoryDiffers bool `json:"inventory_differs"`
 }
 
 // Lease is one DHCP lease as /status shows it.
@@ -63,6 +86,7 @@ type HostStatus struct {
 type Status struct {
 	Server   string       `json:"server"`
 	Time     time.Time    `json:"time"`
+	Cluster  *Cluster     `json:"cluster,omitempty"`
 	Hosts    []HostStatus `json:"hosts"`
 	Leases   []Lease      `json:"leases"`
 	Sessions []Session    `json:"sessions"`
@@ -77,6 +101,9 @@ func (s *Server) snapshot() Status {
 	}
 	if s.Status.Sessions != nil {
 		st.Sessions = append(st.Sessions, s.Status.Sessions()...)
+	}
+	if s.Status.Cluster != nil {
+		st.Cluster = s.Status.Cluster()
 	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
@@ -144,7 +171,12 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 </head><body>
 <h1>netsan {{.Server}}</h1>
 <p>{{.Time.Format "2006-01-02 15:04:05 MST"}} · <a href="/status?format=json">JSON</a> · <a href="/metrics">metrics</a></p>
-<h2>Hosts</h2>
+{{with .Cluster}}<h2>Gateways</h2>
+<p>{{.Leader}} leads since {{.LeaderSince.Format "2006-01-02 15:04:05 MST"}} · this page from {{.Gateway}} · {{.Takeovers}} takeovers · {{.Renewals}} lease renewals</p>
+<table><tr><th>gateway</th><th>role</th><th>Ceph client</th><th>last seen</th><th>inventory</th></tr>
+{{range .Gateways}}<tr><td>{{.Name}}</td><td>{{if .Leader}}leader{{else}}standby{{end}}</td><td>{{.Client}}</td><td>{{since .LastSeen}} ago</td><td>{{if .InventoryDiffers}}<b>differs</b>{{else}}same{{end}}</td></tr>
+{{end}}</table>
+{{end}}<h2>Hosts</h2>
 <table><tr><th>name</th><th>MAC</th><th>IP</th><th>boot</th><th>target</th><th>lease</th><th>sessions</th></tr>
 {{range .Hosts}}<tr><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Boot}}</td><td>{{.Target}}</td>
 <td>{{with .Lease}}{{.IP}}, {{until .Expires}} left{{end}}</td><td>{{len .Sessions}}</td></tr>

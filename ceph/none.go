@@ -41,3 +41,28 @@ func (*Cluster) Remove(Name) error { return ErrNotBuilt }
 
 // Rename returns ErrNotBuilt.
 func (*Cluster) Rename(Name, string) error { return ErrNotBuilt }
+
+// LockExclusive returns ErrNotBuilt.
+func (*Cluster) LockExclusive(oid, name, cookie string, lease time.Duration, renew bool) (bool, error) {
+	return false, ErrNotBuilt
+}
+
+// Unlock returns ErrNotBuilt.
+func (*Cluster) Unlock(oid, name, cookie string) error { return ErrNotBuilt }
+
+// LockHolder returns ErrNotBuilt.
+func (*Cluster) LockHolder(oid, name string) (cookie, addr string, err error) {
+	return "", "", ErrNotBuilt
+}
+
+// ClientAddr returns ErrNotBuilt.
+func (*Cluster) ClientAddr() (string, error) { return "", ErrNotBuilt }
+
+// Blocklist returns ErrNotBuilt.
+func (*Cluster) Blocklist(addr string) error { return ErrNotBuilt }
+
+// SetOmap returns ErrNotBuilt.
+func (*Cluster) SetOmap(oid string, pairs map[string][]byte) error { return ErrNotBuilt }
+
+// Omap returns ErrNotBuilt.
+func (*Cluster) Omap(oid string) (map[string][]byte, error) { return nil, ErrNotBuilt }

@@ -20,11 +20,19 @@ type served struct {
 	inv lab.Inventory
 	// roots maps host name to its root image's absolute path.
 	roots map[string]string
+	// netsan is the running netsan.
+	netsan *lab.Proc
 }
 
 // serve starts netsan in a new lab for hosts (boot = "san" hosts get a root
 // cloned from the golden image) and targets.
 func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, discovery *lab.CHAP) *served {
+	t.Helper()
+	return serveGolden(t, env.golden, hosts, targets, discovery)
+}
+
+// serveGolden is serve with golden as the golden image.
+func serveGolden(t *testing.T, golden string, hosts []lab.NetsanHost, targets []lab.DataTarget, discovery *lab.CHAP) *served {
 	t.Helper()
 	l := newLab(t)
 	data := filepath.Join(l.Dir, "data")
@@ -36,7 +44,7 @@ func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, disco
 		Targets:       targets,
 		DiscoveryCHAP: discovery,
 	}}
-	if err := lab.Clone(env.golden, filepath.Join(data, s.inv.Golden)); err != nil {
+	if err := lab.Clone(golden, filepath.Join(data, s.inv.Golden)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range s.inv.Hosts {
@@ -48,7 +56,7 @@ func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, disco
 		// The clone is made here rather than left to netsan's `from`, so the
 		// boot tests do not depend on it.
 		s.roots[h.Name] = filepath.Join(data, h.Image)
-		if err := lab.Clone(env.golden, s.roots[h.Name]); err != nil {
+		if err := lab.Clone(golden, s.roots[h.Name]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,6 +74,7 @@ func (s *served) start(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.netsan = p
 	t.Cleanup(func() {
 		// netsan recovers a panic in one connection and logs it; a boot
 		// that needed that is not a clean boot.

@@ -182,6 +182,15 @@ func (p *Proc) Err() error { <-p.done; return p.err }
 // Pid is the process id (ip netns exec execs argv, so it is argv's).
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
+// Signal sends sig to the process: a test's kill -9 (then wait on Done),
+// SIGSTOP or SIGTERM.
+func (p *Proc) Signal(sig os.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s: signal %v: %w", p.Name, sig, err)
+	}
+	return nil
+}
+
 // Stop asks the process to exit, waits up to grace, then kills it.
 func (p *Proc) Stop(grace time.Duration) error {
 	select {

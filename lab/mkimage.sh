@@ -3,13 +3,15 @@
 #
 #   lab/mkimage.sh [OUTPUT]        default OUTPUT: build/lab/golden.img
 #
-# The image is a 64 MiB MBR disk with one active FAT16 partition at 1 MiB that
-# boots both ways:
+# The image is a 96 MiB MBR disk. Its first partition, active FAT16 from 1 MiB
+# to 64 MiB, boots both ways:
 #   BIOS: syslinux's mbr.bin → ldlinux.sys (installed with mtools, no loop mount)
 #   UEFI: \EFI\BOOT\BOOTX64.EFI = syslinux.efi + ldlinux.e64
 # Both load the same Debian kernel (apt-get download + dpkg-deb -x, never
 # installed here) and a busybox initramfs whose /init (lab/guest/init) prints
-# a marker with its hostname and boot disk on the serial console.
+# a marker with its hostname and boot disk on the serial console. The second
+# partition, 64 MiB to 96 MiB, is an empty ext4 file system for the guest's
+# writer (netsan.mode=writer), which e2fsck on the host then checks.
 #
 # The result is cached: it is rebuilt only when this script, the guest files,
 # the kernel version or the host tools it copies change. Prints the image path.
@@ -167,12 +169,17 @@ LABEL netsan
   APPEND console=ttyS0,115200 loglevel=4 panic=-1 netsan.mode=san
 EOF
 
-disk_mib=64
+disk_mib=96
 part_start=2048                               # sectors: 1 MiB alignment
-part_sectors=$((disk_mib * 2048 - part_start))
+part_sectors=$((64 * 2048 - part_start))      # the boot partition ends at 64 MiB
+# The writer's partition: lab.WriterPartitionOffset and WriterPartitionSize.
+ext_start=$((64 * 2048))
+ext_sectors=$((disk_mib * 2048 - ext_start))
 img=$out.tmp
 rm -f "$img"
-truncate -s ${disk_mib}M "$img"
+# The boot partition first, on a file that ends with it (mkfs.fat warns
+# about a size mismatch otherwise).
+truncate -s $((ext_start * 512)) "$img"
 mkfs.fat -F 16 -n NETSANLAB -h $part_start --offset $part_start "$img" $((part_sectors / 2)) >/dev/null
 fat="$img@@$((part_start * 512))"
 export MTOOLS_SKIP_CHECK=1
@@ -186,7 +193,14 @@ mcopy -i "$fat" /usr/lib/syslinux/modules/efi64/ldlinux.e64 ::/EFI/BOOT/ldlinux.
 mcopy -i "$fat" "$work/syslinux.cfg" ::/EFI/BOOT/syslinux.cfg
 syslinux --offset $((part_start * 512)) --install "$img"
 
-# --- MBR: syslinux's boot code, then one active FAT16 (LBA) partition -------
+# --- the writer's partition: ext4 with 4 KiB blocks, the writer's block size.
+# Fixed UUID and hash seed: every clone of the golden image starts identical.
+truncate -s ${disk_mib}M "$img"
+mke2fs -q -t ext4 -b 4096 -L writer -U 4e455453-414e-4c41-4200-777269746572 \
+	-E offset=$((ext_start * 512)),hash_seed=4e455453-414e-4c41-4200-777269746572 \
+	"$img" $((ext_sectors / 8))
+
+# --- MBR: syslinux's boot code, one active FAT16 (LBA) partition, ext4 ------
 dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc 2>/dev/null
 # le32 N prints N as four little-endian octal escapes for printf.
 le32() { printf '\\%03o\\%03o\\%03o\\%03o' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)); }
@@ -195,6 +209,9 @@ printf '\116\123\114\102\000\000' | dd of="$img" bs=1 seek=440 conv=notrunc 2>/d
 # status 0x80, CHS "beyond 8 GiB" placeholders, type 0x0e, LBA start, count.
 printf "\\200\\376\\377\\377\\016\\376\\377\\377$(le32 $part_start)$(le32 $part_sectors)" |
 	dd of="$img" bs=1 seek=446 conv=notrunc 2>/dev/null
+# Then the writer's Linux (0x83) partition, not active.
+printf "\\000\\376\\377\\377\\203\\376\\377\\377$(le32 $ext_start)$(le32 $ext_sectors)" |
+	dd of="$img" bs=1 seek=462 conv=notrunc 2>/dev/null
 printf '\125\252' | dd of="$img" bs=1 seek=510 conv=notrunc 2>/dev/null
 
 mv "$img" "$out"

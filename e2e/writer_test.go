@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netsan/netsan/lab"
+)
+
+// The writer test's shape: netsan is killed once block killAt is
+// acknowledged and started again downFor later, and the writer writes
+// writerBlocks blocks in all.
+const (
+	writerBlocks = 120
+	killAt       = 30
+	downFor      = 4 * time.Second
+)
+
+// TestWriterTargetRestart: a diskless guest writes numbered blocks with
+// fsync through its boot session, which open-iscsi's iscsid has adopted;
+// netsan is killed with SIGKILL mid-writes and started again on the same
+// address a few seconds later, which is what a failover to another gateway
+// looks like to the initiator. The writer must only stall: no failed write,
+// no I/O error in the guest's kernel log, and afterwards the file system is
+// clean and every acknowledged block reads back.
+func TestWriterTargetRestart(t *testing.T) {
+	needNetsan(t)
+	golden := filepath.Join(t.TempDir(), "writer-golden.img")
+	if err := lab.WriterImage(env.golden, golden, writerBlocks); err != nil {
+		t.Fatal(err)
+	}
+	h := sanHost(t, 9)
+	s := serveGolden(t, golden, []lab.NetsanHost{h}, nil, nil)
+	ctx, cancel := testContext(t, bootTimeout+3*time.Minute)
+	defer cancel()
+	w, err := s.StartWriter(ctx, machine(h.Host, lab.BIOS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	line, err := w.WaitLine(ctx, lab.MarkerBoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMarker(t, line, h.Host, "bios")
+	for _, want := range []string{"phase=iscsid", "phase=start"} {
+		line, err := w.WaitLine(ctx, lab.MarkerWriter+" "+want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s after %v", line, w.Elapsed())
+	}
+	if err := w.WaitAck(ctx, killAt); err != nil {
+		t.Fatal(err)
+	}
+
+	killed := time.Now()
+	if err := s.netsan.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.netsan.Done()
+	t.Logf("netsan killed after block %d was acknowledged, %v after QEMU started", killAt, w.Elapsed())
+	select {
+	case <-time.After(downFor):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if s.netsan, err = s.StartNetsan(ctx, env.netsan, s.inv); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Since(killed)
+	t.Logf("netsan serving again %v after the kill", down.Round(100*time.Millisecond))
+
+	run, err := w.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// iscsid's own account: the adoption, then the reconnect.
+	for _, l := range strings.Split(w.Console(), "\n") {
+		if strings.HasPrefix(l, "iscsid: ") {
+			t.Logf("guest %s", strings.TrimSpace(l))
+		}
+	}
+	gap, after := run.Stall()
+	t.Logf("writer: %d blocks acknowledged, longest stall %v (before block %d); netsan was down %v",
+		len(run.Acks), gap.Round(10*time.Millisecond), after, down.Round(100*time.Millisecond))
+	for _, l := range run.ConnErrors() {
+		t.Logf("guest kernel: %s", l)
+	}
+	if run.Failed != "" {
+		t.Errorf("the writer saw a failure: %s", run.Failed)
+	}
+	if len(run.Acks) != writerBlocks {
+		t.Errorf("%d blocks acknowledged, want %d", len(run.Acks), writerBlocks)
+	}
+	if bad := run.IOErrors(); len(bad) > 0 {
+		t.Errorf("I/O errors in the guest's kernel log:\n%s", strings.Join(bad, "\n"))
+	}
+	// The kill must have been felt, or this tested nothing: the kernel saw
+	// its connection fail, and no write completed while netsan was down.
+	if len(run.ConnErrors()) == 0 {
+		t.Errorf("no iSCSI connection error in the guest's kernel log: the kill went unnoticed")
+	}
+	if gap < downFor {
+		t.Errorf("longest stall %v, shorter than the %v netsan was down", gap, downFor)
+	}
+
+	// Read back with netsan stopped, from the root image as it stored it.
+	if err := s.netsan.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	vctx, vcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer vcancel()
+	if err := lab.VerifyWriter(vctx, s.roots[h.Name], run.Acks); err != nil {
+		t.Error(err)
+	}
+}

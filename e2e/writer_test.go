@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -113,9 +114,14 @@ func TestWriterTargetRestart(t *testing.T) {
 	if err := s.netsan.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	root, err := os.Open(s.roots[h.Name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
 	vctx, vcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer vcancel()
-	if err := lab.VerifyWriter(vctx, s.roots[h.Name], run.Acks); err != nil {
+	if err := lab.VerifyWriter(vctx, root, run); err != nil {
 		t.Error(err)
 	}
 }

@@ -121,53 +121,90 @@ func TestCheckBlocks(t *testing.T) {
 }
 
 // VerifyWriter reads the file through the file system at the writer
-// partition's offset, with e2fsprogs, and catches a block that is not there.
+// partition's offset, with e2fsprogs, as a mount would find it (journal
+// replayed), and catches a block that is not there, a damaged file system
+// and a journal left full by a writer that said it unmounted.
 func TestVerifyWriter(t *testing.T) {
-	for _, tool := range []string{"mke2fs", "e2fsck", "debugfs"} {
+	for _, tool := range []string{"mke2fs", "e2fsck", "debugfs", "dumpe2fs"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skip(tool + " not installed (e2fsprogs)")
 		}
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
-	run := func(name string, args ...string) {
+	part := img + "?offset=" + strconv.Itoa(WriterPartitionOffset)
+	// run returns the tool's standard output (debugfs prints its banner on
+	// standard error).
+	run := func(name string, args ...string) string {
 		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		out, err := exec.Command(name, args...).Output()
+		if err != nil {
 			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 		}
+		return string(out)
+	}
+	file := func(name string, data []byte) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
 	run("truncate", "-s", strconv.Itoa(WriterPartitionOffset+WriterPartitionSize), img)
 	run("mke2fs", "-q", "-t", "ext4", "-b", "4096", "-E", "offset="+strconv.Itoa(WriterPartitionOffset), img, strconv.Itoa(WriterPartitionSize/4096))
-	src := filepath.Join(dir, "writer.dat")
+	// Blocks 0 to 4; block 2 is stale in its home location and right only
+	// in the journal (a committed transaction not yet checkpointed: what a
+	// guest that fsynced and then died leaves). Not zeros: debugfs would
+	// leave a hole.
 	var data []byte
 	for n := 0; n < 5; n++ {
-		data = append(data, WriterBlock(n)...)
+		b := WriterBlock(n)
+		if n == 2 {
+			b = WriterBlock(99)
+		}
+		data = append(data, b...)
 	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
+	run("debugfs", "-w", "-R", "write "+file("writer.dat", data)+" writer.dat", part)
+	physical := strings.Fields(run("debugfs", "-R", "blocks writer.dat", part))
+	if len(physical) < 3 {
+		t.Fatalf("debugfs blocks writer.dat: %q", physical)
 	}
-	run("debugfs", "-w", "-R", "write "+src+" writer.dat", img+"?offset="+strconv.Itoa(WriterPartitionOffset))
+	cmds := "jo\njw -b " + physical[2] + " " + file("block2", WriterBlock(2)) + "\njc\n"
+	run("debugfs", "-w", "-f", file("journal.cmd", []byte(cmds)), part)
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	acks := []Ack{{Block: 0}, {Block: 1}, {Block: 2}, {Block: 3}, {Block: 4}}
-	if err := VerifyWriter(ctx, img, acks); err != nil {
-		t.Errorf("VerifyWriter: %v", err)
-	}
-	if err := VerifyWriter(ctx, img, append(acks, Ack{Block: 5})); err == nil || !strings.Contains(err.Error(), "block 5: missing") {
-		t.Errorf("VerifyWriter with block 5 acknowledged but not written = %v", err)
-	}
-	// A file system e2fsck does not find clean fails, whatever the blocks.
-	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first group descriptor (block 1): zero its block bitmap location.
-	if _, err := f.WriteAt(make([]byte, 8), WriterPartitionOffset+4096); err != nil {
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	acks := []Ack{{Block: 0}, {Block: 1}, {Block: 2}, {Block: 3}, {Block: 4}}
+	if err := VerifyWriter(ctx, f, WriterRun{Acks: acks}); err != nil {
+		t.Errorf("VerifyWriter: %v", err)
+	}
+	if err := VerifyWriter(ctx, f, WriterRun{Acks: acks, Done: true}); err == nil || !strings.Contains(err.Error(), "journal") {
+		t.Errorf("VerifyWriter of a run that unmounted, journal not empty = %v", err)
+	}
+	if err := VerifyWriter(ctx, f, WriterRun{Acks: append(acks, Ack{Block: 5})}); err == nil || !strings.Contains(err.Error(), "block 5: missing") {
+		t.Errorf("VerifyWriter with block 5 acknowledged but not written = %v", err)
+	}
+	// The image itself was not touched: the journal is replayed on a copy.
+	if sb := run("dumpe2fs", "-h", part); !strings.Contains(sb, "needs_recovery") {
+		t.Errorf("VerifyWriter replayed the journal in the image itself")
+	}
+	// A file system e2fsck does not find clean fails, whatever the blocks:
+	// zero the first group descriptor's bitmap locations (block 1).
+	w, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	if err := VerifyWriter(ctx, img, acks); err == nil || !strings.Contains(err.Error(), "e2fsck") {
+	if _, err := w.WriteAt(make([]byte, 8), WriterPartitionOffset+4096); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := VerifyWriter(ctx, f, WriterRun{Acks: acks}); err == nil || !strings.Contains(err.Error(), "e2fsck") {
 		t.Errorf("VerifyWriter on a damaged file system = %v, want an e2fsck failure", err)
 	}
 }

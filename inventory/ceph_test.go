@@ -83,22 +83,30 @@ func TestBadCephInventories(t *testing.T) {
 		{"lun needs a backing", cephBase, "[[target]]\nname = \"d\"\nluns = [ { lun = 0 } ]\n", "needs an image, a device or an rbd", "luns ="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inv, ps := Parse("netsan.toml", []byte(tc.base+tc.src))
-			if inv != nil {
-				t.Fatalf("accepted; problems: %v", ps)
-			}
-			want := lineOf(tc.base+tc.src, len(tc.base), tc.at)
-			for _, p := range ps {
-				if strings.Contains(p.Message, tc.msg) {
-					if p.Pos.Line != want {
-						t.Errorf("%q at line %d, want %d", p.Message, p.Pos.Line, want)
-					}
-					return
-				}
-			}
-			t.Errorf("no problem containing %q; got %v", tc.msg, ps)
+			refused(t, tc.base, tc.src, tc.msg, tc.at)
 		})
 	}
+}
+
+// refused checks that Parse refuses base+src with a problem whose message
+// holds msg, on the first line of src holding at: the line a person has
+// to edit.
+func refused(t *testing.T, base, src, msg, at string) {
+	t.Helper()
+	inv, ps := Parse("netsan.toml", []byte(base+src))
+	if inv != nil {
+		t.Fatalf("accepted; problems: %v", ps)
+	}
+	want := lineOf(base+src, len(base), at)
+	for _, p := range ps {
+		if strings.Contains(p.Message, msg) {
+			if p.Pos.Line != want {
+				t.Errorf("%q at line %d, want %d", p.Message, p.Pos.Line, want)
+			}
+			return
+		}
+	}
+	t.Errorf("no problem containing %q; got %v", msg, ps)
 }
 
 // lineOf is the 1-based line of the first s in src at or after byte from.

@@ -195,41 +195,13 @@ func (s *scanner) keyval(table string) {
 func (s *scanner) value(path string) {
 	switch s.peek() {
 	case '{':
-		s.next()
-		for !s.eof() {
-			s.space(false)
-			if s.peek() == '}' {
-				s.next()
-				return
-			}
-			start := s.i
-			s.keyval(path)
-			s.space(false)
-			if s.peek() == ',' {
-				s.next()
-			} else if s.i == start {
-				s.next() // malformed; never loop in place
-			}
-		}
+		s.items('}', false, func(int) { s.keyval(path) })
 	case '[':
-		s.next()
-		for n := 0; !s.eof(); n++ {
-			s.space(true)
-			if s.peek() == ']' {
-				s.next()
-				return
-			}
+		s.items(']', true, func(n int) {
 			elem := path + "." + strconv.Itoa(n)
 			s.mark(elem, Pos{s.line, s.col})
-			start := s.i
 			s.value(elem)
-			s.space(true)
-			if s.peek() == ',' {
-				s.next()
-			} else if s.i == start {
-				s.next()
-			}
-		}
+		})
 	case '"', '\'':
 		s.str()
 	default:
@@ -239,6 +211,28 @@ func (s *scanner) value(path string) {
 				return
 			}
 			s.next()
+		}
+	}
+}
+
+// items consumes an inline table or an array from its opening bracket to
+// end: each item, read by item with its index, the commas between them,
+// and the space around them (newlines too where lines: in an array).
+func (s *scanner) items(end byte, lines bool, item func(n int)) {
+	s.next()
+	for n := 0; !s.eof(); n++ {
+		s.space(lines)
+		if s.peek() == end {
+			s.next()
+			return
+		}
+		start := s.i
+		item(n)
+		s.space(lines)
+		if s.peek() == ',' {
+			s.next()
+		} else if s.i == start {
+			s.next() // malformed; never loop in place
 		}
 	}
 }

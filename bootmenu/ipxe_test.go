@@ -30,8 +30,7 @@ func TestScriptsInIPXE(t *testing.T) {
 	if err != nil {
 		t.Skip("qemu-system-x86_64 not installed")
 	}
-	tt := newTestTree(t)
-	r := tt.resolver(t)
+	r := newTestTree(t).resolver(t)
 	sercon := filepath.Join(t.TempDir(), "sercon-port")
 	if err := os.WriteFile(sercon, []byte{0xf8, 0x03}, 0o644); err != nil { // COM1, 0x3f8
 		t.Fatal(err)

@@ -39,8 +39,7 @@ func readAll(t *testing.T, r *Resolver, c Client, name string) (string, *File) {
 var anyClient = Client{IP: netip.MustParseAddr("198.18.0.200")}
 
 func TestResolveFiles(t *testing.T) {
-	tt := newTestTree(t)
-	r := tt.resolver(t)
+	r := newTestTree(t).resolver(t)
 	for _, tc := range []struct {
 		client Client
 		name   string

@@ -188,8 +188,7 @@ func TestCheckIPXECatches(t *testing.T) {
 }
 
 func TestScripts(t *testing.T) {
-	tt := newTestTree(t)
-	r := tt.resolver(t)
+	r := newTestTree(t).resolver(t)
 	for _, tc := range []struct {
 		mac       string
 		kind      Kind

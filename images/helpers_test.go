@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
 	"github.com/netsan/netsan/inventory"
@@ -155,6 +156,20 @@ root = { image = "roots/node%02d.img", from = "golden", size = %q }
 	inv, ps, err := inventory.Load(path)
 	if err != nil {
 		t.Fatalf("inventory: %v %v", err, ps)
+	}
+	return inv
+}
+
+// provisioned is a fleet of n hosts whose roots of rootSize Ensure has
+// cloned from a 64 MiB golden image holding 8 MiB of data; seed picks the
+// data.
+func provisioned(t testing.TB, n int, rootSize string, seed uint64) *inventory.Inventory {
+	t.Helper()
+	dir := t.TempDir()
+	makeGolden(t, filepath.Join(dir, "golden", "g.img"), 64*mib, 8*mib, seed)
+	inv := fleet(t, dir, n, rootSize)
+	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
 	}
 	return inv
 }

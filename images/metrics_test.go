@@ -2,11 +2,9 @@ package images
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
 	"github.com/netsan/netsan/inventory"
@@ -35,12 +33,7 @@ func gauges(t *testing.T, reg *prometheus.Registry) map[string]map[string]float6
 }
 
 func TestCollector(t *testing.T) {
-	dir := t.TempDir()
-	makeGolden(t, filepath.Join(dir, "golden", "g.img"), 64*mib, 8*mib, 8)
-	inv := fleet(t, dir, 2, "128MiB")
-	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
-		t.Fatal(err)
-	}
+	inv := provisioned(t, 2, "128MiB", 8)
 	if err := os.Remove(inv.Hosts[1].Root.Image); err != nil { // missing: left out
 		t.Fatal(err)
 	}

@@ -48,12 +48,7 @@ func marker(b []byte) string {
 }
 
 func TestResetRefusedWhileSessionLive(t *testing.T) {
-	dir := t.TempDir()
-	makeGolden(t, filepath.Join(dir, "golden", "g.img"), 64*mib, 8*mib, 6)
-	inv := fleet(t, dir, 2, "64MiB")
-	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err != nil {
-		t.Fatal(err)
-	}
+	inv := provisioned(t, 2, "64MiB", 6)
 	h := &inv.Hosts[0]
 	root := h.Root.Image
 	f, err := os.OpenFile(root, os.O_WRONLY, 0)

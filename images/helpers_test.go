@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/netsantest"
 )
 
 const (
@@ -32,37 +33,22 @@ const (
 // generation is slow under -race.
 func makeGolden(t testing.TB, path string, size, data int64, seed uint64) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
 	const piece = 4 << 20
 	n := data / piece
 	stride := (size / n) &^ (mib - 1)
 	buf := make([]byte, piece)
 	_, _ = rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 1, 2, 3}).Read(buf)
-	for i := int64(0); i < n; i++ {
-		for b := 0; b < piece; b += 4096 {
-			binary.LittleEndian.PutUint64(buf[b:], uint64(i))
+	netsantest.Disk(t, path, size, func(w io.WriterAt) error {
+		for i := int64(0); i < n; i++ {
+			for b := 0; b < piece; b += 4096 {
+				binary.LittleEndian.PutUint64(buf[b:], uint64(i))
+			}
+			if _, err := w.WriteAt(buf, i*stride); err != nil {
+				return err
+			}
 		}
-		if _, err := f.WriteAt(buf, i*stride); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A disk: the MBR boot signature Recognize looks for.
-	if _, err := f.WriteAt([]byte{0x55, 0xaa}, 510); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
+		return nil
+	})
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/netsan/netsan/netsantest"
 )
 
 // imageLab writes an inventory with an 8 MiB golden disk image holding 1 MiB of
@@ -22,9 +25,6 @@ func imageLab(t *testing.T, extra string) (cfg, dataDir string) {
 	dir := t.TempDir()
 	dataDir = filepath.Join(dir, "data")
 	golden := filepath.Join(dataDir, "golden", "base.img")
-	if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	data := make([]byte, 1<<20)
 	_, _ = rand.Read(data)
 	writeDisk(t, golden, 8<<20, data, 4<<20)
@@ -57,26 +57,19 @@ root = { image = "roots/node2.img", from = "base", size = "16MiB" }
 	return cfg, dataDir
 }
 
-// writeDisk writes a sparse raw disk image of size bytes at path: the MBR
-// boot signature import looks for, and data at each offset given.
+// writeDisk writes a sparse raw disk image of size bytes at path, making
+// its directory: data at each offset given, and the MBR boot signature
+// import looks for.
 func writeDisk(t *testing.T, path string, size int64, data []byte, at ...int64) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{0x55, 0xaa}, 510); err != nil {
-		t.Fatal(err)
-	}
-	for _, off := range at {
-		if _, err := f.WriteAt(data, off); err != nil {
-			t.Fatal(err)
+	netsantest.Disk(t, path, size, func(w io.WriterAt) error {
+		for _, off := range at {
+			if _, err := w.WriteAt(data, off); err != nil {
+				return err
+			}
 		}
-	}
+		return nil
+	})
 }
 
 func runImage(args ...string) (stdout, stderr string, err error) {

@@ -112,7 +112,12 @@ func (l *Lab) Tap(ctx context.Context) (string, error) {
 
 // Command returns argv run inside the namespace.
 func (l *Lab) Command(ctx context.Context, argv ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.Name}, argv...)...)
+	return l.commandIn(ctx, l.Name, argv...)
+}
+
+// commandIn returns argv run inside namespace ns.
+func (l *Lab) commandIn(ctx context.Context, ns string, argv ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...)
 }
 
 // Run runs argv inside the namespace and returns its combined output.
@@ -146,12 +151,18 @@ type Proc struct {
 // Start runs argv inside the namespace with output to Dir/name.log. The lab
 // owns it: Close stops it if it is still running.
 func (l *Lab) Start(name string, argv ...string) (*Proc, error) {
+	return l.StartIn(l.Name, name, argv...)
+}
+
+// StartIn is Start inside namespace ns (a Client's or a Gateway's); the log
+// is appended to, so a process started again under the same name adds to it.
+func (l *Lab) StartIn(ns, name string, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(l.Dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.Name}, argv...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group, so a terminal's ^C reaches the lab's cleanup
 	// first rather than every child at once; and killed if this process
@@ -199,6 +210,8 @@ func (p *Proc) Stop(grace time.Duration) error {
 	default:
 	}
 	_ = p.cmd.Process.Signal(p.stop)
+	// A process a test froze (SIGSTOP) takes the signal once it runs.
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -272,11 +285,21 @@ func run(ctx context.Context, name string, args ...string) error {
 // not share the server's stack. It returns the namespace's name; Close
 // deletes it.
 func (l *Lab) Client(ctx context.Context, mac string) (string, error) {
+	return l.Attach(ctx, "", mac, "")
+}
+
+// Attach makes a machine as Client does, named <lab>-<role> (<lab>-c<n>
+// when role is ""), its eth0 with the address cidr when that is set: a
+// gateway, or the Ceph cluster the gateways share.
+func (l *Lab) Attach(ctx context.Context, role, mac, cidr string) (string, error) {
 	l.mu.Lock()
 	l.taps++
 	n := strconv.Itoa(l.taps)
 	l.mu.Unlock()
-	ns := l.Name + "-c" + n
+	if role == "" {
+		role = "c" + n
+	}
+	ns := l.Name + "-" + role
 	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
 		return "", err
 	}
@@ -287,6 +310,9 @@ func (l *Lab) Client(ctx context.Context, mac string) (string, error) {
 		{"-n", ns, "link", "set", "eth0", "address", mac},
 		{"-n", ns, "link", "set", "lo", "up"},
 		{"-n", ns, "link", "set", "eth0", "up"},
+	}
+	if cidr != "" {
+		steps = append(steps, []string{"-n", ns, "addr", "add", cidr, "dev", "eth0"})
 	}
 	for _, s := range steps {
 		if err := run(ctx, "ip", s...); err != nil {

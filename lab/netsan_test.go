@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/netsan/netsan/inventory"
 )
@@ -72,5 +73,28 @@ func TestInventoryTOMLCeph(t *testing.T) {
 	}
 	if l := got.Targets[0].LUNs[0]; l.Backing() != "rbd:rbd/d" || l.Size.Bytes != 64<<20 {
 		t.Errorf("data LUN = %+v", l)
+	}
+}
+
+// A gateways' inventory: [cluster] on the gateways' eth0, where DHCP
+// serves too, every backing in Ceph, and ServerIP the floating address.
+func TestInventoryTOMLCluster(t *testing.T) {
+	inv := Inventory{DataDir: t.TempDir(), BaseIQN: "iqn.2026-11.example.lab", Ceph: "/etc/ceph/ceph.conf", GoldenRBD: "rbd/golden",
+		Hosts:        []NetsanHost{{Host: Host{Name: "node1", MAC: "52:54:00:4e:53:01", IP: "198.18.0.11"}, RBD: "rbd/node1"}},
+		Targets:      []DataTarget{{Name: "probe", RBD: "rbd/probe", Size: "16MiB", Initiator: "iqn.2026-11.example.lab:probe"}},
+		ClusterLease: "3s",
+	}
+	got, ps := inventory.Parse("lab.toml", []byte(inv.TOML()))
+	if got == nil {
+		t.Fatalf("refused: %v\n%s", ps, inv.TOML())
+	}
+	if c := got.Cluster; c == nil || c.Interface != GatewayInterface || c.Lease.Duration != 3*time.Second {
+		t.Errorf("cluster = %+v, want %s with a 3s lease", c, GatewayInterface)
+	}
+	if got.DHCP.Interface != GatewayInterface {
+		t.Errorf("dhcp.interface = %q, want %q", got.DHCP.Interface, GatewayInterface)
+	}
+	if f := got.FloatingAddress().String(); f != Prefix {
+		t.Errorf("floating address %s, want %s", f, Prefix)
 	}
 }

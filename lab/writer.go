@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"regexp"
@@ -146,10 +147,21 @@ func (r WriterRun) ConnErrors() []string {
 // Stall returns the longest time between two consecutive acknowledgements
 // and the block acknowledged at its end: the longest the writer waited.
 func (r WriterRun) Stall() (gap time.Duration, block int) {
+	return r.StallIn(0, math.MaxInt)
+}
+
+// StallIn is Stall over the acknowledgements of blocks first to last: the
+// longest wait around one event, when first is the last block acknowledged
+// before it and last the first after the next.
+func (r WriterRun) StallIn(first, last int) (gap time.Duration, block int) {
 	block = -1
 	for i := 1; i < len(r.Acks); i++ {
-		if d := r.Acks[i].Up - r.Acks[i-1].Up; d > gap {
-			gap, block = d, r.Acks[i].Block
+		a, b := r.Acks[i-1], r.Acks[i]
+		if a.Block < first || b.Block > last {
+			continue
+		}
+		if d := b.Up - a.Up; d > gap {
+			gap, block = d, b.Block
 		}
 	}
 	return gap, block
@@ -174,6 +186,16 @@ func (l *Lab) StartWriter(ctx context.Context, m Machine) (*Writer, error) {
 func (w *Writer) WaitAck(ctx context.Context, n int) error {
 	_, err := w.WaitLine(ctx, MarkerWriter+" ack="+strconv.Itoa(n)+" up=")
 	return err
+}
+
+// Acked returns the highest block acknowledged on the console so far, -1
+// before the first.
+func (w *Writer) Acked() int {
+	r := ParseWriter(w.Console())
+	if len(r.Acks) == 0 {
+		return -1
+	}
+	return r.Acks[len(r.Acks)-1].Block
 }
 
 // Finish waits for the writer to finish and the guest to power off, and

@@ -81,6 +81,10 @@ func TestParseWriter(t *testing.T) {
 	if gap, block := r.Stall(); gap != 6500*time.Millisecond || block != 2 {
 		t.Errorf("stall = %v before block %d, want 6.5s before block 2", gap, block)
 	}
+	// Around an event after block 2: the stall before it is not counted.
+	if gap, block := r.StallIn(2, 3); gap != 250*time.Millisecond || block != 3 {
+		t.Errorf("stall in blocks 2-3 = %v before block %d, want 250ms before block 3", gap, block)
+	}
 	if len(r.Kmsg) != 3 || len(r.ConnErrors()) != 2 {
 		t.Errorf("kmsg = %q, conn errors %q", r.Kmsg, r.ConnErrors())
 	}

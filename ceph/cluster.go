@@ -4,8 +4,10 @@ package ceph
 
 import (
 	"fmt"
+	"os/signal"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -69,6 +71,11 @@ func Connect(cfg Config, timeout time.Duration) (*Cluster, error) {
 			return nil, fmt.Errorf("ceph: %s: %w", k, err)
 		}
 	}
+	// librados' threads write to sockets the cluster may have closed (a
+	// client that was stopped past its sessions' timeouts, or fenced);
+	// SIGPIPE's default action would kill netsan there instead of failing
+	// the write, which librados handles.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := conn.Connect(); err != nil {
 		conn.Shutdown()
 		return nil, fmt.Errorf("ceph: connecting as client.%s (%s): %w", cfg.ID, cfg.Conf, err)

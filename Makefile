@@ -74,11 +74,11 @@ unit:
 	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e$$)
 
 # Built with Ceph, against a single-node cluster each test starts
-# (ceph/cephtest): the ceph package whole, and elsewhere the tests named for
+# (ceph/cephtest): the ceph and cluster packages whole, and elsewhere the tests named for
 # RBD or Ceph (the rest of those packages ran in unit already).
 CEPH_PKGS := ./iscsi/ ./images/ ./cmd/netsan/
 unit-ceph:
-	$(GO) test -race -count=1 -timeout 15m -tags $(CEPH_TAGS) ./ceph/...
+	$(GO) test -race -count=1 -timeout 15m -tags $(CEPH_TAGS) ./ceph/... ./cluster/...
 	$(GO) test -race -count=1 -timeout 30m -tags $(CEPH_TAGS) -run 'RBD|Ceph' $(CEPH_PKGS)
 
 # Diskless guests boot from netsan in a namespace lab (BIOS, UEFI, two at once,

@@ -26,6 +26,18 @@ func load(path string, w io.Writer) (*inventory.Inventory, error) {
 	return inv, err
 }
 
+// loadCommand parses the arguments of command name, which takes the
+// common flags only, and loads the inventory they name, its problems to
+// stderr.
+func loadCommand(name string, args []string, stderr io.Writer) (*inventory.Inventory, error) {
+	var c commonFlags
+	fs := newFlagSet(name, stderr, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return load(configPath(c.config), stderr)
+}
+
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("check", stderr, &c)
@@ -52,12 +64,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdHosts(args []string, stdout, stderr io.Writer) error {
-	var c commonFlags
-	fs := newFlagSet("hosts", stderr, &c)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	inv, err := load(configPath(c.config), stderr)
+	inv, err := loadCommand("hosts", args, stderr)
 	if err != nil {
 		return err
 	}

@@ -95,12 +95,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func imageList(args []string, stdout, stderr io.Writer) error {
-	var c commonFlags
-	fs := newFlagSet("image list", stderr, &c)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	inv, err := load(configPath(c.config), stderr)
+	inv, err := loadCommand("image list", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -235,15 +230,20 @@ func sharing(path string, clone bool) string {
 // when one of the hosts named has an RBD root.
 type rootOp func(ctx context.Context, inv *inventory.Inventory, cl images.Cluster, h *inventory.Host, progress func(done, total int64)) (images.Method, error)
 
-// eachRoot runs op over the named hosts with a progress display per host and
-// reports every failure, not only the first. A root that is there already
-// when op would clone it is kept, and said so.
-func eachRoot(verb string, hosts []string, c commonFlags, stdout, stderr io.Writer, prepare func(*inventory.Inventory, *zap.Logger) (rootOp, error)) error {
+// eachRoot parses args with fs, flags and the hosts they name, and runs the
+// op prepare makes over those hosts with a progress display per host,
+// reporting every failure, not only the first. A root that is there
+// already when op would clone it is kept, and said so.
+func eachRoot(verb string, fs *flag.FlagSet, c *commonFlags, args []string, stdout, stderr io.Writer, prepare func(*inventory.Inventory, *zap.Logger) (rootOp, error)) error {
+	hosts, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
 	if len(hosts) == 0 {
 		fmt.Fprintf(stderr, "netsan image %s: name the hosts whose roots to %s\n", verb, verb)
 		return errUsage
 	}
-	inv, log, err := imageSetup(c, stderr)
+	inv, log, err := imageSetup(*c, stderr)
 	if err != nil {
 		return err
 	}
@@ -319,11 +319,7 @@ func pastTense(verb string) string {
 func imageClone(args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("image clone", stderr, &c)
-	hosts, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	return eachRoot("clone", hosts, c, stdout, stderr, func(*inventory.Inventory, *zap.Logger) (rootOp, error) {
+	return eachRoot("clone", fs, &c, args, stdout, stderr, func(*inventory.Inventory, *zap.Logger) (rootOp, error) {
 		return images.CloneRoot, nil
 	})
 }
@@ -333,11 +329,7 @@ func imageReset(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("image reset", stderr, &c)
 	force := fs.Bool("force", false, "log the host's iSCSI sessions out first instead of refusing")
 	server := fs.String("server", "", "base URL of the running netsan serve (default: from http.listen)")
-	hosts, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	return eachRoot("reset", hosts, c, stdout, stderr, func(inv *inventory.Inventory, log *zap.Logger) (rootOp, error) {
+	return eachRoot("reset", fs, &c, args, stdout, stderr, func(inv *inventory.Inventory, log *zap.Logger) (rootOp, error) {
 		live, err := liveTarget(inv, *server, *force, log)
 		if err != nil {
 			return nil, err

@@ -28,11 +28,6 @@ func cephInventory(dir, conf, body string) string {
 // baseImage is the [[image]] stanza of golden image rbd/base.
 const baseImage = "[[image]]\nname = \"base\"\nrbd  = \"rbd/base\"\n"
 
-// rbdHost is the [[host]] stanza of host nodeN with root.
-func rbdHost(n int, root string) string {
-	return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nroot = %s\n", n, n, root)
-}
-
 // runNetsan runs a netsan command in this process and returns its exit
 // status and output.
 func runNetsan(args ...string) (int, string) {
@@ -145,8 +140,8 @@ func TestCephImages(t *testing.T) {
 		t.Errorf("import onto an existing rbd image: exit %d\n%s", code, out)
 	}
 
-	hosts := baseImage + rbdHost(1, `{ rbd = "node1", from = "base", size = "96MiB" }`) + rbdHost(2, `{ rbd = "rbd/node2", from = "base" }`)
-	gone := "[[image]]\nname = \"gone\"\nrbd  = \"gone\"\n" + rbdHost(3, `{ rbd = "node3", from = "gone" }`)
+	hosts := baseImage + nodeHost(1, `{ rbd = "node1", from = "base", size = "96MiB" }`) + nodeHost(2, `{ rbd = "rbd/node2", from = "base" }`)
+	gone := "[[image]]\nname = \"gone\"\nrbd  = \"gone\"\n" + nodeHost(3, `{ rbd = "node3", from = "gone" }`)
 	writeFile(t, path, cephInventory(dir, tc.Conf, iscsiOff+hosts+gone))
 	code, out = runNetsan("check", "-c", path)
 	want := at(t, path, `root = { rbd = "node3"`) + `: host node3: root rbd:rbd/node3 is missing and must be cloned from golden image "gone", but rbd rbd/gone does not exist`
@@ -203,7 +198,7 @@ func TestCephImages(t *testing.T) {
 	if out := tc.MustRbd(t, "info", "rbd/node2"); !strings.Contains(out, "parent: rbd/base@"+ceph.GoldenSnap) {
 		t.Errorf("rbd info rbd/node2 after serve started:\n%s", out)
 	}
-	node4 := rbdHost(4, `{ rbd = "node4", from = "base" }`)
+	node4 := nodeHost(4, `{ rbd = "node4", from = "base" }`)
 	writeFile(t, path, cephInventory(dir, tc.Conf, iscsiOff+httpOn+hosts+node4))
 	netsantest.WaitFor(t, "node4's root cloned by a reload", 30*time.Second, func() bool {
 		ok, err := c.Exists(ceph.Name{Pool: "rbd", Image: "node4"})
@@ -268,7 +263,7 @@ base_iqn = %q
 [[target]]
 name = "data"
 luns = [ { lun = 0, rbd = "db", size = "16MiB" }, { lun = 1, rbd = "base", read_only = true } ]
-`, httpPort, iscsiPort, base)+baseImage+rbdHost(1, `{ rbd = "node1", from = "base", size = "48MiB" }`)))
+`, httpPort, iscsiPort, base)+baseImage+nodeHost(1, `{ rbd = "node1", from = "base", size = "48MiB" }`)))
 	log := netsantest.NewLog(t, "netsan")
 	netsantest.Start(t, exec.Command(netsantest.Binary(t), "serve", "-c", path, "--log-format", "json"), log)
 

@@ -36,21 +36,9 @@ data_dir = "data"
 
 [iscsi]
 base_iqn = "iqn.2026-11.example.lab"
-` + extra + `
-[[image]]
-name = "base"
-path = "golden/base.img"
-
-[[host]]
-name = "node1"
-mac  = "52:54:00:00:00:01"
-root = { image = "roots/node1.img", from = "base" }
-
-[[host]]
-name = "node2"
-mac  = "52:54:00:00:00:02"
-root = { image = "roots/node2.img", from = "base", size = "16MiB" }
-`
+` + extra + "[[image]]\nname = \"base\"\npath = \"golden/base.img\"\n" +
+		nodeHost(1, `{ image = "roots/node1.img", from = "base" }`) +
+		nodeHost(2, `{ image = "roots/node2.img", from = "base", size = "16MiB" }`)
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -337,12 +325,7 @@ func TestParseArgs(t *testing.T) {
 // TestImageCloneEveryHost: every host named is acted on, however many, and
 // an unknown or repeated name refuses the command before anything is done.
 func TestImageCloneEveryHost(t *testing.T) {
-	cfg, dataDir := imageLab(t, `
-[[host]]
-name = "node3"
-mac  = "52:54:00:00:00:03"
-root = { image = "roots/node3.img", from = "base" }
-`)
+	cfg, dataDir := imageLab(t, nodeHost(3, `{ image = "roots/node3.img", from = "base" }`))
 	golden := filepath.Join(dataDir, "golden", "base.img")
 	root := func(h string) string { return filepath.Join(dataDir, "roots", h+".img") }
 

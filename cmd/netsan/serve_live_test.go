@@ -41,11 +41,7 @@ base_iqn = "iqn.2026-11.example.test"
 [[image]]
 name = "golden"
 path = "golden/g.img"
-[[host]]
-name = "node1"
-mac = "52:54:00:00:00:01"
-root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
-`, netsantest.FreePort(t, "udp"), httpPort, iscsiPort)
+`, netsantest.FreePort(t, "udp"), httpPort, iscsiPort) + nodeHost(1, `{ image = "roots/node1.img", from = "golden", size = "16MiB" }`)
 	path := filepath.Join(dir, "netsan.toml")
 	writeFile(t, path, inv)
 
@@ -102,14 +98,14 @@ root = { image = "roots/node1.img", from = "golden", size = "16MiB" }
 	}
 
 	// Good edit: node2 appears in iSCSI and HTTP without a restart.
-	writeFile(t, path, inv+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nroot = { image = \"roots/node2.img\", size = \"16MiB\" }\n")
+	writeFile(t, path, inv+nodeHost(2, `{ image = "roots/node2.img", size = "16MiB" }`))
 	netsantest.WaitFor(t, "node2's script", 20*time.Second, func() bool { _, body := get("/boot/52-54-00-00-00-02.ipxe"); return strings.Contains(body, "node2") })
 	if err := inq("node2"); err != nil {
 		t.Fatalf("node2 inquiry after reload: %v", err)
 	}
 
 	// Broken edit: refused with its position, node2 still served.
-	writeFile(t, path, inv+"[[host]]\nname = \"node2\"\nmac = \"52:54:00:00:00:02\"\nroot = { image = \"roots/node2.img\", size = \"lots\" }\n")
+	writeFile(t, path, inv+nodeHost(2, `{ image = "roots/node2.img", size = "lots" }`))
 	netsantest.WaitFor(t, "the refusal", 20*time.Second, func() bool { return strings.Contains(log.String(), "reload refused") })
 	if !strings.Contains(log.String(), path+":22:37") {
 		t.Errorf("refusal does not name %s:22:37", path)
@@ -148,14 +144,8 @@ func TestImageResetLive(t *testing.T) {
 	httpPort, iscsiPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "tcp")
 	const iqn = "iqn.2026-11.example.test:node1"
 	path := filepath.Join(dir, "netsan.toml")
-	writeFile(t, path, inventorytest.Loopback("data", httpPort, iscsiPort, "iqn.2026-11.example.test")+`[[image]]
-name = "golden"
-path = "golden/g.img"
-[[host]]
-name = "node1"
-mac = "52:54:00:00:00:01"
-root = { image = "roots/node1.img", from = "golden" }
-`)
+	writeFile(t, path, inventorytest.Loopback("data", httpPort, iscsiPort, "iqn.2026-11.example.test")+
+		"[[image]]\nname = \"golden\"\npath = \"golden/g.img\"\n"+nodeHost(1, `{ image = "roots/node1.img", from = "golden" }`))
 	golden := bytes.Repeat([]byte{0x5a}, 1<<20)
 	if err := os.MkdirAll(filepath.Join(dir, "data/golden"), 0o755); err != nil {
 		t.Fatal(err)
@@ -270,6 +260,12 @@ func loopbackInventory(t *testing.T, body string) string {
 	path := filepath.Join(t.TempDir(), "netsan.toml")
 	writeFile(t, path, "[server]\naddress = \"127.0.0.1\"\ndata_dir = \"data\"\n"+body)
 	return path
+}
+
+// nodeHost is the [[host]] stanza of host nodeN, MAC 52:54:00:00:00:NN,
+// with root.
+func nodeHost(n int, root string) string {
+	return fmt.Sprintf("[[host]]\nname = \"node%d\"\nmac = \"52:54:00:00:00:%02x\"\nroot = %s\n", n, n, root)
 }
 
 // TestServeWarnsIPXEDir: serve names a missing ipxe_dir and the loaders it

@@ -8,7 +8,7 @@ import (
 
 // Ceph is the [ceph] section: the cluster that holds RBD images.
 type Ceph struct {
-	Conf string `toml:"conf"` // default /etc/ceph/ceph.conf
+	Conf string `toml:"conf"` // default /etc/ceph/ceph.conf; relative to the inventory's directory
 	ID   string `toml:"id"`   // client id, default "admin"
 	Pool string `toml:"pool"` // pool of an rbd name that names none, default "rbd"
 }

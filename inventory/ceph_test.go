@@ -54,6 +54,20 @@ initiator = "iqn.2026-11.example.lab:node1"
 	}
 }
 
+// TestCephConfRelative: a relative [ceph] conf is the inventory's
+// neighbour, as data_dir and tftp.root are, not a file in whatever
+// directory netsan was started from.
+func TestCephConfRelative(t *testing.T) {
+	src := strings.Replace(cephBase, `conf = "/etc/ceph/ceph.conf"`, `conf = "ceph/lab.conf"`, 1)
+	inv, ps := Parse("/etc/netsan/netsan.toml", []byte(src))
+	if inv == nil {
+		t.Fatalf("rejected: %v", ps)
+	}
+	if got, want := inv.Ceph.Conf, "/etc/netsan/ceph/lab.conf"; got != want {
+		t.Errorf("ceph conf = %q, want %q (beside the inventory)", got, want)
+	}
+}
+
 func TestNoCephUse(t *testing.T) {
 	inv, ps := Parse("netsan.toml", []byte(base))
 	if inv == nil {

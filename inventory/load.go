@@ -255,6 +255,9 @@ func (v *validator) defaults() {
 		inv.ISCSI.MaxSessions = 256
 	}
 	v.cephDefaults()
+	if inv.Ceph != nil {
+		inv.Ceph.Conf = abs(inv.Ceph.Conf)
+	}
 	v.clusterDefaults()
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]

@@ -70,7 +70,7 @@ func FuzzLeaseFile(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, LeaseFile), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s, err := openLeaseStore(dir)
+		s, err := openLeaseTable(dir, nil)
 		if err != nil {
 			return
 		}
@@ -79,7 +79,7 @@ func FuzzLeaseFile(f *testing.F) {
 		if err := s.sync(); err != nil {
 			t.Fatal(err)
 		}
-		r, err := openLeaseStore(dir)
+		r, err := openLeaseTable(dir, nil)
 		if err != nil {
 			t.Fatalf("reloading what the store wrote: %v", err)
 		}

@@ -81,7 +81,7 @@ var chain = []handler{
 // exchange is one request's context through the chain.
 type exchange struct {
 	cfg    *config
-	leases *leaseStore
+	leases *leaseTable
 	now    time.Time
 	// pxePort: the request came to the proxyDHCP boot-server port (4011).
 	pxePort bool

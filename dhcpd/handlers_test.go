@@ -99,7 +99,7 @@ func mustConfig(t testing.TB, inv *inventory.Inventory) *config {
 func newExchange(t testing.TB, inv *inventory.Inventory) *exchange {
 	t.Helper()
 	c := mustConfig(t, inv)
-	ls, err := openLeaseStore(inv.Server.DataDir)
+	ls, err := openLeaseTable(inv.Server.DataDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

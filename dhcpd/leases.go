@@ -52,6 +52,20 @@ type Lease struct {
 
 func (l *Lease) activeAt(now time.Time) bool { return now.Before(l.Expires) }
 
+// LeaseStore keeps the lease table where a restart of netsan, or another
+// gateway taking over, finds it. The server keeps the table in memory,
+// loads it once at start, and hands Save the leases that changed: one write
+// per change, not the whole table, so a store can keep a record per address.
+// Save is never called concurrently.
+type LeaseStore interface {
+	// Load returns every lease saved.
+	Load() ([]Lease, error)
+	// Save stores leases, each replacing the saved lease of its address, and
+	// returns only once they are durable: the ACK that depends on them is
+	// sent after it.
+	Save(leases []Lease) error
+}
+
 // leaseFileV1 is the on-disk layout; the version lets a later layout be read
 // beside this one.
 type leaseFileV1 struct {
@@ -59,64 +73,119 @@ type leaseFileV1 struct {
 	Leases  []Lease `json:"leases"`
 }
 
+// leaseFile is the default LeaseStore: the whole table in one JSON file,
+// replaced atomically and synced on every Save.
+type leaseFile struct {
+	path  string
+	saved map[netip.Addr]Lease // what the file holds
+}
+
+func openLeaseFile(dir string) (*leaseFile, error) {
+	if dir == "" {
+		return nil, errors.New("server.data_dir is not set")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &leaseFile{path: filepath.Join(dir, LeaseFile), saved: map[netip.Addr]Lease{}}, nil
+}
+
+func (f *leaseFile) Load() ([]Lease, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var v leaseFileV1
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.path, err)
+	}
+	if v.Version != 1 {
+		return nil, fmt.Errorf("%s: unknown version %d", f.path, v.Version)
+	}
+	for _, l := range v.Leases {
+		f.saved[l.IP] = l
+	}
+	return v.Leases, nil
+}
+
+func (f *leaseFile) Save(leases []Lease) error {
+	for _, l := range leases {
+		f.saved[l.IP] = l
+	}
+	v := leaseFileV1{Version: 1, Leases: make([]Lease, 0, len(f.saved))}
+	for _, l := range f.saved {
+		v.Leases = append(v.Leases, l)
+	}
+	sortLeases(v.Leases)
+	b, err := json.MarshalIndent(v, "", "\t")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(f.path, append(b, '\n'), 0o644)
+}
+
+func sortLeases(ls []Lease) {
+	sort.Slice(ls, func(i, j int) bool { return ls[i].IP.Less(ls[j].IP) })
+}
+
 type offer struct {
 	ip    netip.Addr
 	until time.Time
 }
 
-// leaseStore holds every binding by address. Expired bindings are kept so a
+// leaseTable holds every binding by address. Expired bindings are kept so a
 // returning client gets its old address back; they are free for others.
-// Every change that an ACK depends on is written to disk (sync) before the
-// ACK leaves, so a kill -9 never forgets an address it handed out.
-type leaseStore struct {
-	path string
+// Every change that an ACK depends on is saved to the store before the ACK
+// leaves, so a kill -9 (or a failover) never forgets an address handed out.
+type leaseTable struct {
+	store LeaseStore
 
 	mu      sync.Mutex
 	byIP    map[netip.Addr]*Lease
 	byMAC   map[string]*Lease     // bound leases only (active or expired)
 	offers  map[string]offer      // mac → reserved address, memory only
 	offered map[netip.Addr]string // the same, by address
-	changes uint64                // bumped on every change that must reach disk
+	dirty   map[netip.Addr]bool   // addresses whose lease changed since the last save
+	changes uint64                // bumped on every change that must be saved
 
-	wmu     sync.Mutex // serialises writers; a writer persists every change made before it snapshots
+	wmu     sync.Mutex // serialises writers; a writer saves every change made before it snapshots
 	written uint64
 }
 
-func openLeaseStore(dir string) (*leaseStore, error) {
-	s := &leaseStore{
-		path:    filepath.Join(dir, LeaseFile),
+// openLeaseTable loads the table from store, or from the file in dir when
+// store is nil.
+func openLeaseTable(dir string, store LeaseStore) (*leaseTable, error) {
+	if store == nil {
+		f, err := openLeaseFile(dir)
+		if err != nil {
+			return nil, fmt.Errorf("lease store: %w", err)
+		}
+		store = f
+	}
+	s := &leaseTable{
+		store:   store,
 		byIP:    map[netip.Addr]*Lease{},
 		byMAC:   map[string]*Lease{},
 		offers:  map[string]offer{},
 		offered: map[netip.Addr]string{},
+		dirty:   map[netip.Addr]bool{},
 	}
-	if dir == "" {
-		return nil, errors.New("lease store: server.data_dir is not set")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lease store: %w", err)
-	}
-	b, err := os.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
+	leases, err := store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("lease store: %w", err)
 	}
-	var f leaseFileV1
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("lease store %s: %w", s.path, err)
-	}
-	if f.Version != 1 {
-		return nil, fmt.Errorf("lease store %s: unknown version %d", s.path, f.Version)
-	}
-	for i := range f.Leases {
-		l := f.Leases[i]
+	for i := range leases {
+		l := leases[i]
 		if !l.IP.Is4() {
 			continue
 		}
 		s.byIP[l.IP] = &l
-		if l.State == StateBound && l.MAC != "" {
+		// A client that moved left its old binding expired at the zero
+		// time: whatever the order of loading, its latest one is its own.
+		if old := s.byMAC[l.MAC]; l.State == StateBound && l.MAC != "" && (old == nil || l.Expires.After(old.Expires)) {
 			s.byMAC[l.MAC] = &l
 		}
 	}
@@ -124,7 +193,7 @@ func openLeaseStore(dir string) (*leaseStore, error) {
 }
 
 // byHW returns the client's bound lease (possibly expired), or nil.
-func (s *leaseStore) byHW(mac net.HardwareAddr) *Lease {
+func (s *leaseTable) byHW(mac net.HardwareAddr) *Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l := s.byMAC[mac.String()]; l != nil {
@@ -137,7 +206,7 @@ func (s *leaseStore) byHW(mac net.HardwareAddr) *Lease {
 // usable reports whether ip may be given to mac now: nobody else holds an
 // active binding, it is not quarantined, and no other client has an open offer.
 // Called with mu held.
-func (s *leaseStore) usable(ip netip.Addr, mac string, now time.Time) bool {
+func (s *leaseTable) usable(ip netip.Addr, mac string, now time.Time) bool {
 	if l := s.byIP[ip]; l != nil && l.activeAt(now) && (l.State != StateBound || l.MAC != mac) {
 		return false
 	}
@@ -148,7 +217,7 @@ func (s *leaseStore) usable(ip netip.Addr, mac string, now time.Time) bool {
 }
 
 // Usable is usable with the lock taken.
-func (s *leaseStore) Usable(ip netip.Addr, mac net.HardwareAddr, now time.Time) bool {
+func (s *leaseTable) Usable(ip netip.Addr, mac net.HardwareAddr, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.usable(ip, mac.String(), now)
@@ -157,7 +226,7 @@ func (s *leaseStore) Usable(ip netip.Addr, mac net.HardwareAddr, now time.Time) 
 // allocate picks a pool address for mac: its current or previous binding,
 // then the address it asks for, then the lowest free one. reserved are
 // addresses never handed out dynamically (inventory hosts, the server).
-func (s *leaseStore) allocate(p pool, mac net.HardwareAddr, want netip.Addr, reserved func(netip.Addr) bool, now time.Time) (netip.Addr, bool) {
+func (s *leaseTable) allocate(p pool, mac net.HardwareAddr, want netip.Addr, reserved func(netip.Addr) bool, now time.Time) (netip.Addr, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := mac.String()
@@ -198,7 +267,7 @@ func (s *leaseStore) allocate(p pool, mac net.HardwareAddr, want netip.Addr, res
 }
 
 // dropOffer forgets the address reserved for mac (it chose another server).
-func (s *leaseStore) dropOffer(mac net.HardwareAddr) {
+func (s *leaseTable) dropOffer(mac net.HardwareAddr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unoffer(mac.String())
@@ -208,7 +277,7 @@ func (s *leaseStore) dropOffer(mac net.HardwareAddr) {
 // DISCOVERs from made-up MACs cannot grow memory without bound.
 const maxOffers = 4096
 
-func (s *leaseStore) pruneOffers(now time.Time) {
+func (s *leaseTable) pruneOffers(now time.Time) {
 	for m, o := range s.offers {
 		if !now.Before(o.until) {
 			s.unoffer(m)
@@ -217,7 +286,7 @@ func (s *leaseStore) pruneOffers(now time.Time) {
 }
 
 // unoffer drops mac's reservation. Called with mu held.
-func (s *leaseStore) unoffer(mac string) {
+func (s *leaseTable) unoffer(mac string) {
 	if o, ok := s.offers[mac]; ok {
 		if s.offered[o.ip] == mac {
 			delete(s.offered, o.ip)
@@ -227,13 +296,13 @@ func (s *leaseStore) unoffer(mac string) {
 }
 
 // bind records ip as mac's until expires. The caller must sync before it ACKs.
-func (s *leaseStore) bind(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
+func (s *leaseTable) bind(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bindLocked(ip, mac, host, expires)
 }
 
-func (s *leaseStore) bindLocked(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
+func (s *leaseTable) bindLocked(ip netip.Addr, mac net.HardwareAddr, host string, expires time.Time) {
 	m := mac.String()
 	s.unoffer(m)
 	if old := s.byMAC[m]; old != nil && old.IP != ip {
@@ -241,6 +310,7 @@ func (s *leaseStore) bindLocked(ip netip.Addr, mac net.HardwareAddr, host string
 		// its old address is free at once.
 		old.Expires = time.Time{}
 		delete(s.byMAC, m)
+		s.changed(old.IP)
 	}
 	if prev := s.byIP[ip]; prev != nil && prev.MAC != m && s.byMAC[prev.MAC] == prev {
 		// The address's previous (expired) holder no longer has a claim to it.
@@ -249,12 +319,18 @@ func (s *leaseStore) bindLocked(ip netip.Addr, mac net.HardwareAddr, host string
 	l := &Lease{IP: ip, MAC: m, Host: host, State: StateBound, Expires: expires}
 	s.byIP[ip] = l
 	s.byMAC[m] = l
+	s.changed(ip)
+}
+
+// changed marks ip's lease for the next sync. Called with mu held.
+func (s *leaseTable) changed(ip netip.Addr) {
+	s.dirty[ip] = true
 	s.changes++
 }
 
 // claim binds ip to mac if it is still usable by mac, in one step, so two
 // clients racing for one address cannot both be ACKed.
-func (s *leaseStore) claim(ip netip.Addr, mac net.HardwareAddr, host string, expires, now time.Time) bool {
+func (s *leaseTable) claim(ip netip.Addr, mac net.HardwareAddr, host string, expires, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.usable(ip, mac.String(), now) {
@@ -265,7 +341,7 @@ func (s *leaseStore) claim(ip netip.Addr, mac net.HardwareAddr, host string, exp
 }
 
 // release ends mac's binding of ip (DHCPRELEASE). It reports whether there was one.
-func (s *leaseStore) release(ip netip.Addr, mac net.HardwareAddr, now time.Time) bool {
+func (s *leaseTable) release(ip netip.Addr, mac net.HardwareAddr, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.byIP[ip]
@@ -273,12 +349,12 @@ func (s *leaseStore) release(ip netip.Addr, mac net.HardwareAddr, now time.Time)
 		return false
 	}
 	l.Expires = now // kept, expired, so the client gets it back next time if free
-	s.changes++
+	s.changed(ip)
 	return true
 }
 
 // decline quarantines ip (DHCPDECLINE: another host answers ARP for it).
-func (s *leaseStore) decline(ip netip.Addr, mac net.HardwareAddr, until time.Time) {
+func (s *leaseTable) decline(ip netip.Addr, mac net.HardwareAddr, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := mac.String()
@@ -287,12 +363,12 @@ func (s *leaseStore) decline(ip netip.Addr, mac net.HardwareAddr, until time.Tim
 	}
 	s.unoffer(m)
 	s.byIP[ip] = &Lease{IP: ip, State: StateDeclined, Expires: until}
-	s.changes++
+	s.changed(ip)
 }
 
 // holder returns the lease that holds ip now, bound or declined, and
 // whether there is one.
-func (s *leaseStore) holder(ip netip.Addr, now time.Time) (Lease, bool) {
+func (s *leaseTable) holder(ip netip.Addr, now time.Time) (Lease, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l := s.byIP[ip]; l != nil && l.activeAt(now) {
@@ -308,7 +384,7 @@ func (l Lease) heldFrom(mac net.HardwareAddr) bool {
 }
 
 // active counts the bound leases not yet expired.
-func (s *leaseStore) active(now time.Time) int {
+func (s *leaseTable) active(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -321,21 +397,21 @@ func (s *leaseStore) active(now time.Time) int {
 }
 
 // list returns every lease, ordered by address.
-func (s *leaseStore) list() []Lease {
+func (s *leaseTable) list() []Lease {
 	s.mu.Lock()
 	out := make([]Lease, 0, len(s.byIP))
 	for _, l := range s.byIP {
 		out = append(out, *l)
 	}
 	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].IP.Less(out[j].IP) })
+	sortLeases(out)
 	return out
 }
 
 // sync makes every change made so far durable. Concurrent callers share
-// one write: whoever holds wmu writes all changes up to its snapshot, and a
-// caller whose change is already written returns at once (group commit).
-func (s *leaseStore) sync() error {
+// one save: whoever holds wmu saves all changes up to its snapshot, and a
+// caller whose change is already saved returns at once (group commit).
+func (s *leaseTable) sync() error {
 	s.mu.Lock()
 	want := s.changes
 	s.mu.Unlock()
@@ -347,17 +423,20 @@ func (s *leaseStore) sync() error {
 	}
 	s.mu.Lock()
 	gen := s.changes
-	f := leaseFileV1{Version: 1, Leases: make([]Lease, 0, len(s.byIP))}
-	for _, l := range s.byIP {
-		f.Leases = append(f.Leases, *l)
+	changed := make([]Lease, 0, len(s.dirty))
+	for ip := range s.dirty {
+		changed = append(changed, *s.byIP[ip])
 	}
+	clear(s.dirty)
 	s.mu.Unlock()
-	sort.Slice(f.Leases, func(i, j int) bool { return f.Leases[i].IP.Less(f.Leases[j].IP) })
-	b, err := json.MarshalIndent(f, "", "\t")
-	if err != nil {
-		return fmt.Errorf("lease store: %w", err)
-	}
-	if err := atomicfile.WriteFile(s.path, append(b, '\n'), 0o644); err != nil {
+	sortLeases(changed)
+	if err := s.store.Save(changed); err != nil {
+		// Saved by the next sync, with whatever changed meanwhile.
+		s.mu.Lock()
+		for _, l := range changed {
+			s.dirty[l.IP] = true
+		}
+		s.mu.Unlock()
 		return fmt.Errorf("lease store: %w", err)
 	}
 	s.written = gen

@@ -35,7 +35,7 @@ const workersPerSocket = 16
 type Server struct {
 	log     *zap.Logger
 	cfg     atomic.Pointer[config]
-	leases  *leaseStore
+	leases  *leaseTable
 	metrics *metrics
 
 	mu    sync.Mutex
@@ -49,17 +49,36 @@ type socket struct {
 	pxe bool
 }
 
-// New builds a server for inv and loads the lease file from server.data_dir.
-// It opens no socket: Listen (or Serve) does.
-func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
+// Option is a setting of New beyond the inventory.
+type Option func(*options)
+
+type options struct {
+	leases LeaseStore
+}
+
+// WithLeaseStore keeps the leases in store instead of the file
+// server.data_dir/leases.json: gateways that take over from one another
+// share a store in Ceph. A nil store is the file.
+func WithLeaseStore(store LeaseStore) Option {
+	return func(o *options) { o.leases = store }
+}
+
+// New builds a server for inv and loads the leases: from server.data_dir's
+// lease file, or the store an option gives. It opens no socket: Listen (or
+// Serve) does.
+func New(inv *inventory.Inventory, log *zap.Logger, opts ...Option) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
 	c, err := newConfig(inv)
 	if err != nil {
 		return nil, err
 	}
-	ls, err := openLeaseStore(inv.Server.DataDir)
+	ls, err := openLeaseTable(inv.Server.DataDir, o.leases)
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
 	}
@@ -177,7 +196,7 @@ func (s *Server) Listen() error {
 }
 
 // Serve answers requests until ctx is cancelled, then waits for requests in
-// flight and writes the lease file.
+// flight and saves the leases.
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
@@ -201,7 +220,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	})
 	err := g.Wait()
 	if serr := s.leases.sync(); serr != nil {
-		s.log.Error("lease file", zap.Error(serr))
+		s.log.Error("lease store", zap.Error(serr))
 	}
 	if ctx.Err() != nil {
 		s.log.Info("stopped", append(s.serving(socks), zap.Int("leases", s.leases.active(time.Now())))...)
@@ -261,8 +280,8 @@ func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 	resp, x := s.decide(c, req, so.pxe, time.Now())
 	if x.persist {
 		if err := s.leases.sync(); err != nil {
-			// Never ACK what is not on disk: a restart would forget it.
-			s.log.Error("lease file: reply withheld", zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
+			// Never ACK what is not saved: a restart would forget it.
+			s.log.Error("lease store: reply withheld", zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
 			return
 		}
 	}

@@ -66,6 +66,52 @@ type LeaseStore interface {
 	Save(leases []Lease) error
 }
 
+// Records is a store of records by key, each saved on its own and durable
+// when Save returns: a RADOS object's omap (ceph.Cluster.Records) is one.
+type Records interface {
+	Load() (map[string][]byte, error)
+	Save(records map[string][]byte) error
+}
+
+// LeaseRecords keeps leases in r, one record per address: the address is
+// the key, the lease in JSON the value. A change writes one small record,
+// whatever the size of the table.
+func LeaseRecords(r Records) LeaseStore { return leaseRecords{r} }
+
+type leaseRecords struct{ r Records }
+
+func (s leaseRecords) Load() ([]Lease, error) {
+	recs, err := s.r.Load()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Lease, 0, len(recs))
+	for k, v := range recs {
+		var l Lease
+		if err := json.Unmarshal(v, &l); err != nil {
+			return nil, fmt.Errorf("lease record %s: %w", k, err)
+		}
+		if l.IP.String() != k {
+			return nil, fmt.Errorf("lease record %s: holds address %s", k, l.IP)
+		}
+		out = append(out, l)
+	}
+	sortLeases(out)
+	return out, nil
+}
+
+func (s leaseRecords) Save(leases []Lease) error {
+	recs := make(map[string][]byte, len(leases))
+	for _, l := range leases {
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		recs[l.IP.String()] = b
+	}
+	return s.r.Save(recs)
+}
+
 // leaseFileV1 is the on-disk layout; the version lets a later layout be read
 // beside this one.
 type leaseFileV1 struct {

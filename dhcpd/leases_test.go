@@ -1,6 +1,8 @@
 package dhcpd
 
 import (
+	"encoding/json"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -72,37 +74,28 @@ func TestSyncWritesOnlyWhenChanged(t *testing.T) {
 	}
 }
 
-// savedLeases is a LeaseStore in memory that records each Save.
-type savedLeases struct {
-	leases map[netip.Addr]Lease
-	saves  [][]Lease
+// records is Records in memory that keeps each Save.
+type records struct {
+	recs  map[string][]byte
+	saves []map[string][]byte
 }
 
-func (m *savedLeases) Load() ([]Lease, error) {
-	out := make([]Lease, 0, len(m.leases))
-	for _, l := range m.leases {
-		out = append(out, l)
-	}
-	sortLeases(out) // as the file is: the moved client's old address last
-	return out, nil
-}
+func (m *records) Load() (map[string][]byte, error) { return maps.Clone(m.recs), nil }
 
-func (m *savedLeases) Save(ls []Lease) error {
-	m.saves = append(m.saves, ls)
-	for _, l := range ls {
-		m.leases[l.IP] = l
-	}
+func (m *records) Save(recs map[string][]byte) error {
+	m.saves = append(m.saves, recs)
+	maps.Copy(m.recs, recs)
 	return nil
 }
 
-// TestSyncSavesOnlyChanges: a store is handed the leases that changed since
-// the last save, not the table (a store in Ceph writes one key per lease),
-// including the old address of a client that moved; a table loaded from it
-// again knows the client by its new address.
+// TestSyncSavesOnlyChanges: records are written for the leases that
+// changed since the last save, not the table (a store in Ceph writes one
+// key per lease), including the old address of a client that moved; a
+// table loaded from them again knows the client by its new address.
 func TestSyncSavesOnlyChanges(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	st := &savedLeases{leases: map[netip.Addr]Lease{}}
-	s, err := openLeaseTable("", st)
+	rec := &records{recs: map[string][]byte{}}
+	s, err := openLeaseTable("", LeaseRecords(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,18 +112,26 @@ func TestSyncSavesOnlyChanges(t *testing.T) {
 	if err := s.sync(); err != nil { // nothing changed: no save
 		t.Fatal(err)
 	}
-	if len(st.saves) != 2 || len(st.saves[0]) != 2 || len(st.saves[1]) != 2 ||
-		st.saves[1][0].IP != c || st.saves[1][1].IP != a || !st.saves[1][1].Expires.IsZero() {
-		t.Fatalf("saves %+v, want [a b] then [c, a expired]", st.saves)
+	if len(rec.saves) != 2 || len(rec.saves[0]) != 2 || len(rec.saves[1]) != 2 || rec.saves[1][c.String()] == nil {
+		t.Fatalf("saves %q, want [a b] then [c a]", rec.saves)
 	}
-	r, err := openLeaseTable("", st)
+	var old Lease
+	if err := json.Unmarshal(rec.saves[1][a.String()], &old); err != nil || old.IP != a || !old.Expires.IsZero() {
+		t.Fatalf("record of the address the client left: %+v, %v; want it expired", old, err)
+	}
+	r, err := openLeaseTable("", LeaseRecords(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l := r.byHW(macStray); l == nil || l.IP != c {
 		t.Errorf("reloaded binding of the moved client: %+v, want %s", l, c)
 	}
-	if !r.Usable(a, macNode2, now) {
-		t.Error("the moved client's old address is still held after reload")
+	if !r.Usable(a, macNode2, now) || r.Usable(b, macNode2, now) {
+		t.Error("reloaded table: the moved client's old address is held, or another's is free")
+	}
+
+	rec.recs["198.18.0.102"] = rec.recs[b.String()]
+	if _, err := openLeaseTable("", LeaseRecords(rec)); err == nil || !strings.Contains(err.Error(), "198.18.0.102") {
+		t.Errorf("a record under another address than its lease's: err %v", err)
 	}
 }

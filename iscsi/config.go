@@ -1,6 +1,9 @@
 package iscsi
 
-import "github.com/netsan/netsan/iscsi/backstore"
+import (
+	"github.com/netsan/netsan/iscsi/backstore"
+	"github.com/netsan/netsan/iscsi/scsi"
+)
 
 // Config is the iSCSI target's whole view of the inventory: portals, targets,
 // LUNs, ACLs and CHAP. The iscsi package knows nothing of hosts or MACs;
@@ -13,9 +16,14 @@ type Config struct {
 	// MaxSessions bounds concurrent sessions over all targets (0 = 256).
 	MaxSessions int
 	// StateDir holds state that must survive a restart (persistent
-	// reservations), one file per LUN.
+	// reservations), one file per LUN, unless Reservations is set.
 	StateDir string
-	Targets  []Target
+	// Reservations keeps the LUs' persistent reservations, each under
+	// "<target IQN>-lun<N>"; nil keeps them in files in StateDir (while
+	// APTPL is set), or in memory only without StateDir. Gateways that take
+	// over from one another share a store in Ceph.
+	Reservations scsi.ReservationStore
+	Targets      []Target
 	// OpenStore opens the backing store of a LUN; nil opens its Path as a
 	// file or block device (backstore.Open). cmd/netsan sets it to open
 	// "rbd:pool/image" paths in Ceph. A LUN whose configuration a reload

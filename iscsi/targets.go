@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
-	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -196,16 +194,17 @@ func (ts *targetSet) openLU(cfg Config, iqn string, l LUN) (*scsi.LogicalUnit, e
 	}
 	// Identifiers derive from target and LUN so that they survive restarts.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d", iqn, l.Number))
-	var prFile string
-	if cfg.StateDir != "" {
-		prFile = filepath.Join(cfg.StateDir, fmt.Sprintf("pr-%s-lun%d", safeName(iqn), l.Number))
+	prs := cfg.Reservations
+	if prs == nil && cfg.StateDir != "" {
+		prs = scsi.ReservationFiles{Dir: cfg.StateDir}
 	}
 	lu, err := scsi.NewLogicalUnit(scsi.LUConfig{
 		Store:        store,
 		ReadOnly:     l.ReadOnly,
 		SerialNumber: hex.EncodeToString(sum[:8]),
 		DeviceID:     binary.BigEndian.Uint64(sum[8:]),
-		PRFile:       prFile,
+		Reservations: prs,
+		Name:         fmt.Sprintf("%s-lun%d", iqn, l.Number),
 		AbortTasks:   ts.abort,
 		Log:          ts.log.Named("scsi").With(zap.String("iqn", iqn), zap.Uint64("lun", l.Number)),
 	})
@@ -218,16 +217,6 @@ func (ts *targetSet) openLU(cfg Config, iqn string, l LUN) (*scsi.LogicalUnit, e
 
 // openFile is the store of a LUN whose Path is a file or a block device.
 func openFile(l LUN) (backstore.Store, error) { return backstore.Open(l.Path, l.Size, l.ReadOnly) }
-
-// safeName keeps an IQN usable as a file name.
-func safeName(iqn string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == 0 {
-			return '_'
-		}
-		return r
-	}, iqn)
-}
 
 func validate(cfg Config) error {
 	seen := map[string]bool{}

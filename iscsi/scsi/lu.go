@@ -39,9 +39,12 @@ type LUConfig struct {
 	SerialNumber string
 	// DeviceID is the unique identifier behind the NAA designator of VPD 83h.
 	DeviceID uint64
-	// PRFile holds the persistent reservation state when APTPL is set; ""
-	// keeps it in memory only.
-	PRFile string
+	// Reservations keeps the persistent reservation state under Name; nil
+	// keeps it in memory only (and refuses APTPL: PTPL_C is 0).
+	Reservations ReservationStore
+	// Name is the LU's name in Reservations, the same wherever the LU is
+	// opened again (iscsi: "<target IQN>-lun<N>").
+	Name string
 	// AbortTasks, when set, aborts every task of the given I_T nexuses on
 	// lu, as a PERSISTENT RESERVE OUT with PREEMPT AND ABORT requires of
 	// the transport (SPC-4 5.13.11.2.6; TAS is 0, so they end without a
@@ -88,7 +91,7 @@ type nexusState struct {
 }
 
 // NewLogicalUnit builds a logical unit and reloads its persistent
-// reservations from cfg.PRFile.
+// reservations from cfg.Reservations.
 func NewLogicalUnit(cfg LUConfig) (*LogicalUnit, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("scsi: logical unit without a store")
@@ -111,8 +114,8 @@ func NewLogicalUnit(cfg LUConfig) (*LogicalUnit, error) {
 	lu.mapper, _ = cfg.Store.(backstore.Mapper)
 	lu.wce.Store(true)
 	lu.ranges.init()
-	if cfg.PRFile != "" {
-		if err := lu.pr.load(cfg.PRFile); err != nil {
+	if cfg.Reservations != nil {
+		if err := lu.pr.load(cfg.Reservations, cfg.Name); err != nil {
 			return nil, fmt.Errorf("scsi: persistent reservations: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -36,25 +37,95 @@ const (
 	prInReadFullStatus    = 0x3
 )
 
-// registrant is one registered I_T nexus and its reservation key.
-type registrant struct {
+// Registration is one registered I_T nexus and its reservation key.
+type Registration struct {
 	Nexus Nexus
 	Key   uint64
 }
 
-// prState is the persistent reservation state of a LU (SPC-4 5.13),
-// guarded by LogicalUnit.mu. Its exported fields are what PRFile holds.
-type prState struct {
+// PRState is the persistent reservation state of a LU (SPC-4 5.13), as a
+// ReservationStore keeps it.
+type PRState struct {
 	Generation uint32
-	Regs       []registrant
+	Regs       []Registration
 	// Type is the reservation type, 0 when there is no reservation.
 	Type byte
 	// Holder is the reservation holder; for all-registrants types every
 	// registrant holds it and Holder is unused.
 	Holder Nexus
-	APTPL  bool
+	// APTPL is the last APTPL bit an initiator registered with.
+	APTPL bool
+}
 
-	file string // "": not persisted
+// ReservationStore keeps the persistent reservation state of logical
+// units, each under a name its user derives from the LU (iscsi: target IQN
+// and LUN), so that a LU opened again under the same name continues it.
+type ReservationStore interface {
+	// Load returns the state saved under name; ok is false when there is none.
+	Load(name string) (s PRState, ok bool, err error)
+	// Save records s as the state of name, durably, before it returns: the
+	// status of the command that changed it is sent after. The LU calls it
+	// on every change, APTPL set or not; the store decides what outlives
+	// what (ReservationFiles keeps only what APTPL asks for).
+	Save(name string, s PRState) error
+}
+
+// ReservationFiles is a ReservationStore of one machine: a file per LU in
+// Dir, "pr-<name>", present only while APTPL is set. SPC-4 5.13.5: the
+// state persists through a power loss only when the initiator asked for it.
+type ReservationFiles struct {
+	Dir string
+}
+
+func (f ReservationFiles) path(name string) string {
+	return filepath.Join(f.Dir, "pr-"+strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 {
+			return '_'
+		}
+		return r
+	}, name))
+}
+
+// Load reads the state Save wrote; a missing file is no state.
+func (f ReservationFiles) Load(name string) (PRState, bool, error) {
+	file := f.path(name)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return PRState{}, false, nil
+	}
+	if err != nil {
+		return PRState{}, false, err
+	}
+	var s PRState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return PRState{}, false, fmt.Errorf("%s: %w", file, err)
+	}
+	return s, true, nil
+}
+
+// Save writes the state to its file, replacing it atomically, when APTPL
+// asks for persistence, and removes the file otherwise.
+func (f ReservationFiles) Save(name string, s PRState) error {
+	file := f.path(name)
+	if !s.APTPL {
+		if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(file, b, 0o600)
+}
+
+// prState is a LU's reservation state, guarded by LogicalUnit.mu, and the
+// store that keeps it.
+type prState struct {
+	PRState
+	store ReservationStore // nil: memory only
+	name  string
 }
 
 func (p *prState) find(n Nexus) int {
@@ -97,47 +168,28 @@ func (p *prState) conflict(n Nexus, c class) bool {
 	}
 }
 
-// load reads the state saved by save; a missing file is no state.
-func (p *prState) load(file string) error {
-	p.file = file
-	b, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+// load reads the state saved under name in store.
+func (p *prState) load(store ReservationStore, name string) error {
+	p.store, p.name = store, name
+	s, ok, err := store.Load(name)
+	if err != nil || !ok {
 		return err
-	}
-	var s prState
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
 	}
 	switch s.Type {
 	case 0, prWriteExclusive, prExclusiveAccess, prWriteExclusiveRO, prExclusiveAccessRO, prWriteExclusiveAR, prExclusiveAccessAR:
 	default:
-		return fmt.Errorf("%s: reservation type %d", file, s.Type)
+		return fmt.Errorf("%s: reservation type %d", name, s.Type)
 	}
-	s.file = file
-	*p = s
+	p.PRState = s
 	return nil
 }
 
-// save writes the state to its file when APTPL asks for persistence, and
-// removes the file otherwise (SPC-4 5.13.5), replacing it atomically.
+// save hands the state to the store after every change.
 func (p *prState) save() error {
-	if p.file == "" {
+	if p.store == nil {
 		return nil
 	}
-	if !p.APTPL {
-		if err := os.Remove(p.file); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(p.file, b, 0o600)
+	return p.store.Save(p.name, p.PRState)
 }
 
 // prIn is PERSISTENT RESERVE IN (SPC-4 6.15).
@@ -174,8 +226,8 @@ func prIn(lu *LogicalUnit, cmd *Command) Response {
 		if !p.APTPL {
 			data[3] &^= 0x01
 		}
-		if p.file == "" {
-			data[2] &^= 0x01 // PTPL_C: no state file
+		if p.store == nil {
+			data[2] &^= 0x01 // PTPL_C: nowhere to keep the state
 		}
 		return good(data, alloc)
 	case prInReadFullStatus:
@@ -235,7 +287,7 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 	if allTgPt {
 		return lu.fail(badParam(20, 2))
 	}
-	if aptpl && lu.pr.file == "" && (sa == prOutRegister || sa == prOutRegisterIgnore) {
+	if aptpl && lu.pr.store == nil && (sa == prOutRegister || sa == prOutRegisterIgnore) {
 		return lu.fail(badParam(20, 0)) // nowhere to persist to
 	}
 	switch sa {
@@ -280,7 +332,7 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 		case me < 0 && saKey == 0:
 			return Response{Status: StatusGood}
 		case me < 0:
-			pr.Regs = append(pr.Regs, registrant{Nexus: n, Key: saKey})
+			pr.Regs = append(pr.Regs, Registration{Nexus: n, Key: saKey})
 		case saKey == 0:
 			lu.unregisterLocked(me)
 		default:
@@ -325,7 +377,7 @@ func prOut(lu *LogicalUnit, cmd *Command) Response {
 		return lu.fail(badCDB(1, 4))
 	}
 	if err := pr.save(); err != nil {
-		lu.log.Error("saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
+		lu.log.Error("saving persistent reservations", zap.String("pr", pr.name), zap.Error(err))
 		return lu.fail(senseInternalFailure)
 	}
 	// Only a PREEMPT AND ABORT that succeeded aborts (SPC-4 5.13.11.2.6).
@@ -375,7 +427,7 @@ func (lu *LogicalUnit) releaseLocked(by Nexus) {
 // when it fails.
 func (lu *LogicalUnit) preemptLocked(n Nexus, saKey uint64, typ byte) (removed []Nexus, r Response, ok bool) {
 	pr := &lu.pr
-	removeKey := func(match func(registrant) bool) int {
+	removeKey := func(match func(Registration) bool) int {
 		kept := pr.Regs[:0]
 		before := len(removed)
 		for _, reg := range pr.Regs {
@@ -391,16 +443,16 @@ func (lu *LogicalUnit) preemptLocked(n Nexus, saKey uint64, typ byte) (removed [
 	}
 	switch {
 	case pr.Type != 0 && allRegistrants(pr.Type) && saKey == 0:
-		removeKey(func(registrant) bool { return true })
+		removeKey(func(Registration) bool { return true })
 		pr.Type, pr.Holder = typ, n
 	case pr.Type != 0 && !allRegistrants(pr.Type) && pr.regKey(pr.Holder) == saKey:
-		removeKey(func(r registrant) bool { return r.Key == saKey })
+		removeKey(func(r Registration) bool { return r.Key == saKey })
 		pr.Type, pr.Holder = typ, n
 	default:
 		if saKey == 0 {
 			return nil, lu.fail(badParam(8, 7)), false
 		}
-		if removeKey(func(r registrant) bool { return r.Key == saKey }) == 0 {
+		if removeKey(func(r Registration) bool { return r.Key == saKey }) == 0 {
 			return nil, Response{Status: StatusReservationConflict}, false
 		}
 		if pr.Type != 0 && allRegistrants(pr.Type) && len(pr.Regs) == 0 {
@@ -438,7 +490,7 @@ func registerAndMove(lu *LogicalUnit, cmd *Command, plen uint32) Response {
 	if !ok {
 		return lu.fail(badParam(24, 7))
 	}
-	if aptpl && lu.pr.file == "" {
+	if aptpl && lu.pr.store == nil {
 		return lu.fail(badParam(17, 0))
 	}
 	lu.mu.Lock()
@@ -457,7 +509,7 @@ func registerAndMove(lu *LogicalUnit, cmd *Command, plen uint32) Response {
 	if i := pr.find(dest); i >= 0 {
 		pr.Regs[i].Key = saKey
 	} else {
-		pr.Regs = append(pr.Regs, registrant{Nexus: dest, Key: saKey})
+		pr.Regs = append(pr.Regs, Registration{Nexus: dest, Key: saKey})
 	}
 	pr.Holder = dest
 	if unreg {
@@ -466,7 +518,7 @@ func registerAndMove(lu *LogicalUnit, cmd *Command, plen uint32) Response {
 	pr.APTPL = aptpl
 	pr.Generation++
 	if err := pr.save(); err != nil {
-		lu.log.Error("saving persistent reservations", zap.String("file", pr.file), zap.Error(err))
+		lu.log.Error("saving persistent reservations", zap.String("pr", pr.name), zap.Error(err))
 		return lu.fail(senseInternalFailure)
 	}
 	return Response{Status: StatusGood}

@@ -148,13 +148,13 @@ func TestPersistentReservationServiceActions(t *testing.T) {
 
 func TestPersistentReservationsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	img, prFile := filepath.Join(dir, "lu.img"), filepath.Join(dir, "lu.pr")
+	img := filepath.Join(dir, "lu.img")
 	open := func() *LogicalUnit {
 		s, err := backstore.Open(img, testBlocks*blockSize, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		lu, err := NewLogicalUnit(LUConfig{Store: s, PRFile: prFile, SerialNumber: "x"})
+		lu, err := NewLogicalUnit(LUConfig{Store: s, Reservations: ReservationFiles{Dir: dir}, Name: "lu", SerialNumber: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 // Package ceph makes a Ceph cluster netsan's storage: RBD images as the
 // block stores behind iSCSI LUNs, read and written through librbd's
-// asynchronous API.
+// asynchronous API, and RADOS objects for the state that gateways taking
+// over from one another share (DHCP leases, persistent reservations).
 //
 // Everything that needs librados and librbd (cgo) is behind the build tag
 // "ceph" (with "pacific" for Debian 12's librbd: `make build-ceph`). A netsan
@@ -28,6 +29,10 @@ type Config struct {
 	// Pool is the pool of an image name that names none.
 	Pool string
 }
+
+// ObjectPrefix begins the name of every RADOS object netsan keeps state in
+// (DHCP leases, persistent reservations), in the [ceph] pool.
+const ObjectPrefix = "netsan."
 
 // GoldenSnap is the snapshot of a golden image that host roots are cloned
 // from; netsan makes and protects it on the first clone.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/netsan/netsan/iscsi/backstore"
+	"github.com/netsan/netsan/iscsi/scsi"
 )
 
 // Built reports whether this netsan can reach a Ceph cluster.
@@ -66,3 +67,18 @@ func (*Cluster) SetOmap(oid string, pairs map[string][]byte) error { return ErrN
 
 // Omap returns ErrNotBuilt.
 func (*Cluster) Omap(oid string) (map[string][]byte, error) { return nil, ErrNotBuilt }
+
+// Records is the omap of a RADOS object; without Ceph support there is none.
+type Records struct{}
+
+// Records returns ErrNotBuilt.
+func (*Cluster) Records(string) (*Records, error) { return nil, ErrNotBuilt }
+
+// Load returns ErrNotBuilt.
+func (*Records) Load() (map[string][]byte, error) { return nil, ErrNotBuilt }
+
+// Save returns ErrNotBuilt.
+func (*Records) Save(map[string][]byte) error { return ErrNotBuilt }
+
+// ReservationStore returns ErrNotBuilt.
+func (*Cluster) ReservationStore() (scsi.ReservationStore, error) { return nil, ErrNotBuilt }

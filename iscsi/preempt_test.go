@@ -16,6 +16,15 @@ func registrationsPreempted(status byte, sense []byte) bool {
 	return status == 0x02 && len(sense) >= 14 && sense[2]&0x0f == 0x06 && sense[12] == 0x2a && sense[13] == 0x05
 }
 
+// prOut sends PERSISTENT RESERVE OUT with service action sa, type typ and
+// the basic parameter list (no APTPL), and fails the test unless it is GOOD.
+func (ri *rawInit) prOut(sa, typ byte, key, saKey uint64) {
+	ri.t.Helper()
+	if res := ri.command(0, iscsitest.PROut(sa, typ), iscsitest.PROutParams(key, saKey, false), 0); res.Status != 0 {
+		ri.t.Fatalf("PERSISTENT RESERVE OUT %#x type %#x key %#x service action key %#x: status %#x sense %x", sa, typ, key, saKey, res.Status, res.Sense)
+	}
+}
+
 // TestPreemptAndAbort: session B holds a Write Exclusive reservation and
 // has a 64 KiB WRITE waiting for its Data-Out (R2T outstanding) when A
 // preempts B's key. With PREEMPT AND ABORT (SPC-4 5.13.11.2.6) B's WRITE
@@ -53,17 +62,9 @@ func TestPreemptAndAbort(t *testing.T) {
 			if res := a.command(0, iscsitest.Write10(lba, n/512), orig, 0); res.Status != 0 {
 				t.Fatalf("A's first write: status %#x sense %x", res.Status, res.Sense)
 			}
-			for _, s := range []struct {
-				ri  *rawInit
-				key uint64
-			}{{a, keyA}, {b, keyB}} {
-				if res := s.ri.command(0, iscsitest.PROut(iscsitest.PROutRegister, 0), iscsitest.PROutParams(0, s.key, false), 0); res.Status != 0 {
-					t.Fatalf("REGISTER %#x: status %#x sense %x", s.key, res.Status, res.Sense)
-				}
-			}
-			if res := b.command(0, iscsitest.PROut(iscsitest.PROutReserve, iscsitest.PRWriteExclusive), iscsitest.PROutParams(keyB, 0, false), 0); res.Status != 0 {
-				t.Fatalf("B's RESERVE: status %#x sense %x", res.Status, res.Sense)
-			}
+			a.prOut(iscsitest.PROutRegister, 0, 0, keyA)
+			b.prOut(iscsitest.PROutRegister, 0, 0, keyB)
+			b.prOut(iscsitest.PROutReserve, iscsitest.PRWriteExclusive, keyB, 0)
 
 			// B's WRITE, no immediate data: the target asks for it with an R2T.
 			w := pdu.Header{Opcode: pdu.OpSCSICommand, Flags: pdu.FlagFinal | pdu.FlagWrite, InitiatorTaskTag: b.NextITT(),

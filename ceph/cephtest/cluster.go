@@ -56,7 +56,7 @@ type Options struct {
 
 // Tools are the commands a cluster needs: Debian's ceph-mon, ceph-osd and
 // ceph-common, which make deps-ceph installs.
-var Tools = []string{"ceph-mon", "ceph-osd", "monmaptool", "ceph", "rbd"}
+var Tools = []string{"ceph-mon", "ceph-osd", "monmaptool", "ceph", "rbd", "rados"}
 
 // Installed reports whether the Ceph daemons and tools are on the PATH, and
 // which one is missing if not.
@@ -233,6 +233,12 @@ func (c *Cluster) Rbd(args ...string) (string, error) {
 // Ceph runs the ceph command against the cluster and returns its output.
 func (c *Cluster) Ceph(args ...string) (string, error) {
 	return c.run(append([]string{"ceph", "-c", c.Conf}, args...)...)
+}
+
+// Rados runs the rados command against the cluster's pool and returns its
+// output: a client of its own, apart from the process under test.
+func (c *Cluster) Rados(args ...string) (string, error) {
+	return c.run(append([]string{"rados", "-c", c.Conf, "-p", c.Pool}, args...)...)
 }
 
 // MustRbd is Rbd failing t on an error.

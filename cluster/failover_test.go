@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -162,11 +161,6 @@ type gateway struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	// The gateways and the Ceph daemons die with the thread that started
-	// them (Pdeathsig), and InNetns ends each thread it ran on: the test's
-	// goroutine keeps one thread to itself, which no InNetns can take and
-	// which ends with the test.
-	runtime.LockOSThread()
 	l := netsantest.NewLab(t, "clu")
 	l.Bridge("198.18.0.254/24")
 	cephNS := l.Attach("ceph", "02:00:5e:10:01:64", cephIP+"/24")

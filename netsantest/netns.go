@@ -147,24 +147,39 @@ func (l *Lab) Cable(role, mac, cidr, serverCIDR string) string {
 }
 
 // InNetns runs f on a thread inside namespace ns. Sockets f opens stay in
-// ns whichever thread uses them later. The thread is never reused: it
-// exits with its locked goroutine.
+// ns whichever thread uses them later. The thread is put back in its own
+// namespace and handed back to the runtime, not ended: a child process
+// started earlier from that thread with Pdeathsig (cephtest's daemons,
+// lab's netsan) would be killed when it ends, as the kernel sends that
+// signal when the parent thread exits, not the process. Only a thread
+// that cannot go back leaves with its goroutine.
 func InNetns(t TB, ns string, f func()) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // no Unlock: the thread leaves with this goroutine
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer home.Close()
 		fd, err := os.Open("/run/netns/" + ns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- err
 			return
 		}
 		defer fd.Close()
 		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- err
 			return
 		}
 		f()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 		done <- nil
 	}()
 	if err := <-done; err != nil {

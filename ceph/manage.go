@@ -10,13 +10,23 @@ import (
 	"github.com/ceph/go-ceph/rbd"
 )
 
-// Exists reports whether the image is there.
-func (c *Cluster) Exists(n Name) (bool, error) {
+// image opens image n, read-only or not.
+func (c *Cluster) image(n Name, readOnly bool) (*rbd.Image, error) {
 	io, err := c.ioctx(n.Pool)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	img, err := rbd.OpenImageReadOnly(io, n.Image, rbd.NoSnapshot)
+	open := rbd.OpenImage
+	if readOnly {
+		open = rbd.OpenImageReadOnly
+	}
+	img, err := open(io, n.Image, rbd.NoSnapshot)
+	return img, errnoOf(err)
+}
+
+// Exists reports whether the image is there.
+func (c *Cluster) Exists(n Name) (bool, error) {
+	img, err := c.image(n, true)
 	if errors.Is(err, rbd.ErrNotFound) {
 		return false, nil
 	}
@@ -30,13 +40,9 @@ func (c *Cluster) Exists(n Name) (bool, error) {
 // Used counts the objects the image itself holds, as `rbd du` does, so a
 // fresh clone uses nothing of its own.
 func (c *Cluster) Stat(n Name) (Info, error) {
-	io, err := c.ioctx(n.Pool)
+	img, err := c.image(n, true)
 	if err != nil {
-		return Info{}, err
-	}
-	img, err := rbd.OpenImageReadOnly(io, n.Image, rbd.NoSnapshot)
-	if err != nil {
-		return Info{}, fmt.Errorf("rbd %s: %w", n, errnoOf(err))
+		return Info{}, fmt.Errorf("rbd %s: %w", n, err)
 	}
 	defer img.Close()
 	size, err := img.GetSize()
@@ -100,7 +106,7 @@ func (c *Cluster) Clone(golden, root Name, size int64) error {
 	if err := rbd.CloneImage(gio, golden.Image, GoldenSnap, rio, root.Image, opts); err != nil {
 		return fmt.Errorf("rbd %s: clone of %s@%s: %w", root, golden, GoldenSnap, errnoOf(err))
 	}
-	img, err := rbd.OpenImage(rio, root.Image, rbd.NoSnapshot)
+	img, err := c.image(root, false)
 	if err != nil {
 		return fmt.Errorf("rbd %s: %w", root, err)
 	}
@@ -120,13 +126,9 @@ func (c *Cluster) Clone(golden, root Name, size int64) error {
 // protectGolden makes sure golden has the snapshot clones come from, and
 // that it is protected. Two gateways doing this at once both succeed.
 func (c *Cluster) protectGolden(golden Name) error {
-	io, err := c.ioctx(golden.Pool)
+	img, err := c.image(golden, false)
 	if err != nil {
-		return err
-	}
-	img, err := rbd.OpenImage(io, golden.Image, rbd.NoSnapshot)
-	if err != nil {
-		return fmt.Errorf("golden rbd %s: %w", golden, errnoOf(err))
+		return fmt.Errorf("golden rbd %s: %w", golden, err)
 	}
 	defer img.Close()
 	snap, err := img.CreateSnapshot(GoldenSnap)

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netsan/netsan/ceph"
+	"github.com/netsan/netsan/cluster"
+	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 )
@@ -65,6 +67,7 @@ type supervisor struct {
 func cmdServe(args []string, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("serve", stderr, &c)
+	gateway := fs.String("gateway", "", "this gateway's name in a [cluster] of gateways (default: the host name)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -92,27 +95,39 @@ func cmdServe(args []string, stderr io.Writer) error {
 	defer stop()
 	// One connection to the cluster for the life of the process: every RBD
 	// image is opened through it.
-	cluster, err := connectCeph(inv)
+	cc, err := connectCeph(inv)
 	if err != nil {
 		log.Error("ceph cluster unreachable", zap.String("conf", inv.Ceph.Conf), zap.String("id", inv.Ceph.ID), zap.Error(err))
 		return err
 	}
-	defer closeCeph(cluster)
-	if cluster != nil {
+	defer closeCeph(cc)
+	if cc != nil {
 		log.Info("connected to ceph", zap.String("conf", inv.Ceph.Conf), zap.String("id", inv.Ceph.ID))
 	}
-	sup := &supervisor{path: path, log: log, current: inv, cluster: cluster}
+	sup := &supervisor{path: path, log: log, current: inv, cluster: cc}
 	reg := newRegistry()
 	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
 		return err
 	}
+	var status func() *httpd.Cluster
+	if inv.Cluster != nil {
+		// A gateway serves only while it leads; the elector runs its terms.
+		el, err := newElector(inv, cc, *gateway, log)
+		if err != nil {
+			return err
+		}
+		if err := reg.Register(cluster.NewCollector(el)); err != nil {
+			return err
+		}
+		sup.lead, status = el.Run, clusterStatus(el)
+	}
 	sup.build = func(inv *inventory.Inventory) ([]namedService, error) {
 		// Roots cloned from golden images must exist before the target
 		// opens them.
-		if err := images.Ensure(ctx, inv, rbdCluster(cluster), log); err != nil {
+		if err := images.Ensure(ctx, inv, rbdCluster(cc), log); err != nil {
 			return nil, err
 		}
-		return buildServices(inv, cluster, log, reg)
+		return buildServices(inv, cc, log, reg, status)
 	}
 	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),
 		zap.Int("hosts", len(inv.Hosts)), zap.Int("targets", len(inv.Targets)))
@@ -245,6 +260,11 @@ func (s *supervisor) reload(ctx context.Context) error {
 		s.current = inv
 		s.log.Info("reloaded while standing by", zap.String("changes", changes.String()))
 		return nil
+	}
+	if changes.Cluster {
+		s.log.Error("reload refused: [cluster] changed; restart each gateway to take it up", zap.String("at", inv.Problemf("cluster", "").Where()))
+		s.log.Warn("still serving the previous inventory")
+		return errors.New("[cluster] changed: needs a restart")
 	}
 	// A new host's root is cloned before the target is told about it, or
 	// the target would create it empty.

@@ -37,12 +37,13 @@ func newRegistry() *prometheus.Registry {
 // /metrics shows base (the process's own metrics) and the services'
 // metrics, which live in a registry of their own so that the next term's
 // services can register theirs. cluster, nil without [ceph], opens the LUNs
-// that are RBD images.
-func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer) ([]namedService, error) {
+// that are RBD images; gateways, nil on a single box, is what /status shows
+// of a [cluster].
+func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer, gateways func() *httpd.Cluster) ([]namedService, error) {
 	reg := prometheus.NewRegistry()
 	var (
 		out     []namedService
-		status  httpd.StatusSource
+		status  = httpd.StatusSource{Cluster: gateways}
 		control httpd.ControlSource
 		macs    macFinder
 	)

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/ceph"
+	"github.com/netsan/netsan/cluster"
+	"github.com/netsan/netsan/httpd"
+	"github.com/netsan/netsan/inventory"
+)
+
+// newElector makes this gateway's elector for an inventory with [cluster]:
+// it leads through c, the Ceph connection serve made, under the name
+// gateway (default: the host name).
+func newElector(inv *inventory.Inventory, c *ceph.Cluster, gateway string, log *zap.Logger) (*cluster.Elector, error) {
+	if gateway == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--gateway not given and no host name: %w", err)
+		}
+		gateway = h
+	}
+	digest, err := inventoryDigest(inv.File)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.New(cluster.Config{
+		Gateway:   gateway,
+		Interface: inv.Cluster.Interface,
+		Address:   inv.FloatingAddress(),
+		Lease:     inv.Cluster.Lease.Duration,
+		Inventory: digest,
+	}, c, log.Named("cluster")), nil
+}
+
+// inventoryDigest names an inventory file's content, so that gateways can
+// tell that they serve the same one.
+func inventoryDigest(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// clusterStatus is the elector's view as /status shows it.
+func clusterStatus(e *cluster.Elector) func() *httpd.Cluster {
+	return func() *httpd.Cluster {
+		s := e.Status()
+		out := &httpd.Cluster{Gateway: s.Gateway, Leader: s.Leader, LeaderSince: s.Since,
+			Renewals: s.Renewals, Takeovers: s.Takeovers, Gateways: make([]httpd.Gateway, 0, len(s.Gateways))}
+		for _, g := range s.Gateways {
+			out.Gateways = append(out.Gateways, httpd.Gateway{Name: g.Name, Leader: g.Leader, Client: g.Client,
+				LastSeen: g.Seen, InventoryDiffers: g.Differs})
+		}
+		return out
+	}
+}

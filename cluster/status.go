@@ -136,3 +136,13 @@ func (e *Elector) refreshOnce() error {
 	}
 	return nil
 }
+
+// SetInventory records the digest of the inventory this gateway serves
+// after a reload, so that the others compare theirs with it; differences
+// are warned of again.
+func (e *Elector) SetInventory(digest string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cfg.Inventory = digest
+	clear(e.warned)
+}

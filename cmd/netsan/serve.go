@@ -52,6 +52,9 @@ type supervisor struct {
 	// time the gateway becomes leader, cancelling its context when it stops
 	// leading.
 	lead func(ctx context.Context, term func(context.Context) error) error
+	// loaded, if set, is told of every valid inventory a reload reads,
+	// changed or not.
+	loaded func(*inventory.Inventory)
 
 	mu       sync.Mutex // serialises reloads and the start of a term
 	current  *inventory.Inventory
@@ -120,6 +123,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 			return err
 		}
 		sup.lead, status = el.Run, clusterStatus(el)
+		sup.loaded = func(inv *inventory.Inventory) {
+			if d, err := inventoryDigest(inv.File); err == nil {
+				el.SetInventory(d)
+			}
+		}
 	}
 	sup.build = func(inv *inventory.Inventory) ([]namedService, error) {
 		// Roots cloned from golden images must exist before the target
@@ -243,6 +251,9 @@ func (s *supervisor) reload(ctx context.Context) error {
 	}
 	for _, p := range ps.Warnings() {
 		s.log.Warn(p.Message, zap.String("at", p.Where()))
+	}
+	if s.loaded != nil {
+		s.loaded(inv)
 	}
 	changes := inventory.Diff(s.current, inv)
 	if changes.Empty() {

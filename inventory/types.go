@@ -197,18 +197,31 @@ type ACL struct {
 	CHAP         *CHAP          `toml:"chap"`
 }
 
-// Addr is an IP address that remembers a parse failure for validation, so
-// that one run reports every bad value, not only the first.
-type Addr struct {
-	netip.Addr
+// text is what a value was written as and why it did not parse, kept for
+// validation, so that one run reports every bad value, not only the first.
+type text struct {
 	raw string
 	err error
 }
 
+// parseText keeps b in t, with the error parse finds in it, and returns
+// the value parse makes of it.
+func parseText[T any](t *text, b []byte, parse func(string) (T, error)) T {
+	t.raw = string(b)
+	v, err := parse(t.raw)
+	t.err = err
+	return v
+}
+
+// Addr is an IP address.
+type Addr struct {
+	netip.Addr
+	text
+}
+
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (a *Addr) UnmarshalText(b []byte) error {
-	a.raw = string(b)
-	a.Addr, a.err = netip.ParseAddr(a.raw)
+	a.Addr = parseText(&a.text, b, netip.ParseAddr)
 	return nil
 }
 
@@ -226,14 +239,12 @@ func (a Addr) String() string {
 // Prefix is an IP subnet such as 198.18.0.0/24.
 type Prefix struct {
 	netip.Prefix
-	raw string
-	err error
+	text
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (p *Prefix) UnmarshalText(b []byte) error {
-	p.raw = string(b)
-	p.Prefix, p.err = netip.ParsePrefix(p.raw)
+	p.Prefix = parseText(&p.text, b, netip.ParsePrefix)
 	if p.err == nil {
 		p.Prefix = p.Masked()
 	}
@@ -243,14 +254,12 @@ func (p *Prefix) UnmarshalText(b []byte) error {
 // MAC is a hardware address written as 52:54:00:00:00:01 (or with hyphens).
 type MAC struct {
 	net.HardwareAddr
-	raw string
-	err error
+	text
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (m *MAC) UnmarshalText(b []byte) error {
-	m.raw = string(b)
-	m.HardwareAddr, m.err = net.ParseMAC(m.raw)
+	m.HardwareAddr = parseText(&m.text, b, net.ParseMAC)
 	if m.err == nil && len(m.HardwareAddr) != 6 {
 		m.err = errNotEthernet
 	}
@@ -263,28 +272,24 @@ func (m MAC) Hyphens() string { return hyphenate(m.HardwareAddr) }
 // Size is a byte count written as "8GiB", "100G", "512MiB" or a plain integer.
 type Size struct {
 	Bytes int64
-	raw   string
-	err   error
+	text
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (s *Size) UnmarshalText(b []byte) error {
-	s.raw = string(b)
-	s.Bytes, s.err = ParseSize(s.raw)
+	s.Bytes = parseText(&s.text, b, ParseSize)
 	return nil
 }
 
 // Duration is a Go duration such as "1h" or "90s".
 type Duration struct {
 	time.Duration
-	raw string
-	err error
+	text
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
-	d.raw = string(b)
-	d.Duration, d.err = time.ParseDuration(d.raw)
+	d.Duration = parseText(&d.text, b, time.ParseDuration)
 	return nil
 }
 

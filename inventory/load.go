@@ -583,62 +583,70 @@ func (v *validator) targets() {
 		}
 		luns := map[int]bool{}
 		for j := range t.LUNs {
-			l := &t.LUNs[j]
-			lp := fmt.Sprintf("%s.luns.%d", p, j)
-			switch {
-			case l.LUN < 0 || l.LUN > 16383:
-				v.errorf(lp+".lun", "lun %d out of range 0-16383", l.LUN)
-			case luns[l.LUN]:
-				v.errorf(lp+".lun", "lun %d is defined twice in target %q", l.LUN, t.Name)
-			}
-			luns[l.LUN] = true
-			v.backing(lp, "lun", l.Image, l.Device, l.RBD)
-			l.Image = v.dataPath(lp+".image", l.Image)
-			l.RBD = v.rbd(lp+".rbd", l.RBD)
-			v.size(lp+".size", l.Size)
-			if path := l.Backing(); path != "" {
-				if other := v.roots[path]; other != "" {
-					v.errorf(lp, "%s is already used by %s", path, other)
-				}
-				// The target opens a read-only LUN read-only: only so may
-				// it serve a golden image, which clones depend on.
-				if img := v.golden[path]; img != "" && !l.ReadOnly {
-					v.errorf(lp, "%s is golden image %q, which is never written: make the lun read_only = true, or give it a clone", path, img)
-				}
-				v.roots[path] = "target " + t.Name
-			}
+			v.lun(fmt.Sprintf("%s.luns.%d", p, j), t, &t.LUNs[j], luns)
 		}
 		if len(t.ACL) == 0 {
 			v.warnf(p, "target %q has no acl: every initiator may log in", t.Name)
 		}
 		inits := map[string]bool{}
 		for j := range t.ACL {
-			a := &t.ACL[j]
-			ap := fmt.Sprintf("%s.acl.%d", p, j)
-			switch {
-			case a.Initiator == "":
-				v.errorf(ap, "acl needs an initiator")
-			case !iqnRE.MatchString(a.Initiator):
-				v.errorf(ap+".initiator", "initiator %q is not an iqn./eui./naa. name", a.Initiator)
-			case inits[a.Initiator]:
-				v.errorf(ap+".initiator", "initiator %q appears twice in target %q", a.Initiator, t.Name)
-			}
-			inits[a.Initiator] = true
-			seen := map[int]bool{}
-			for k, tl := range a.Map {
-				n, err := strconv.Atoi(k)
-				if err != nil || n < 0 || n > 16383 {
-					v.errorf(ap+".map."+k, "map key %q: an initiator LUN number 0-16383", k)
-				}
-				if !luns[tl] {
-					v.errorf(ap+".map."+k, "map %s = %d: target %q has no lun %d", k, tl, t.Name, tl)
-				}
-				if seen[tl] {
-					v.errorf(ap+".map."+k, "map: target lun %d is mapped twice", tl)
-				}
-				seen[tl] = true
-			}
-			v.chap(ap+".chap", a.CHAP)
+			v.acl(fmt.Sprintf("%s.acl.%d", p, j), t, &t.ACL[j], luns, inits)
 		}
 	}
+}
+
+// lun checks lun l of target t, at lp; luns holds the numbers of the
+// target's luns before it.
+func (v *validator) lun(lp string, t *Target, l *LUN, luns map[int]bool) {
+	switch {
+	case l.LUN < 0 || l.LUN > 16383:
+		v.errorf(lp+".lun", "lun %d out of range 0-16383", l.LUN)
+	case luns[l.LUN]:
+		v.errorf(lp+".lun", "lun %d is defined twice in target %q", l.LUN, t.Name)
+	}
+	luns[l.LUN] = true
+	v.backing(lp, "lun", l.Image, l.Device, l.RBD)
+	l.Image = v.dataPath(lp+".image", l.Image)
+	l.RBD = v.rbd(lp+".rbd", l.RBD)
+	v.size(lp+".size", l.Size)
+	if path := l.Backing(); path != "" {
+		if other := v.roots[path]; other != "" {
+			v.errorf(lp, "%s is already used by %s", path, other)
+		}
+		// The target opens a read-only LUN read-only: only so may
+		// it serve a golden image, which clones depend on.
+		if img := v.golden[path]; img != "" && !l.ReadOnly {
+			v.errorf(lp, "%s is golden image %q, which is never written: make the lun read_only = true, or give it a clone", path, img)
+		}
+		v.roots[path] = "target " + t.Name
+	}
+}
+
+// acl checks acl a of target t, at ap, against the target's luns; inits
+// holds the initiators of its acls before it.
+func (v *validator) acl(ap string, t *Target, a *ACL, luns map[int]bool, inits map[string]bool) {
+	switch {
+	case a.Initiator == "":
+		v.errorf(ap, "acl needs an initiator")
+	case !iqnRE.MatchString(a.Initiator):
+		v.errorf(ap+".initiator", "initiator %q is not an iqn./eui./naa. name", a.Initiator)
+	case inits[a.Initiator]:
+		v.errorf(ap+".initiator", "initiator %q appears twice in target %q", a.Initiator, t.Name)
+	}
+	inits[a.Initiator] = true
+	seen := map[int]bool{}
+	for k, tl := range a.Map {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 0 || n > 16383 {
+			v.errorf(ap+".map."+k, "map key %q: an initiator LUN number 0-16383", k)
+		}
+		if !luns[tl] {
+			v.errorf(ap+".map."+k, "map %s = %d: target %q has no lun %d", k, tl, t.Name, tl)
+		}
+		if seen[tl] {
+			v.errorf(ap+".map."+k, "map: target lun %d is mapped twice", tl)
+		}
+		seen[tl] = true
+	}
+	v.chap(ap+".chap", a.CHAP)
 }

@@ -3,7 +3,6 @@
 package iscsi
 
 import (
-	"context"
 	"encoding/binary"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/iscsi/backstore"
 	"github.com/netsan/netsan/iscsi/iscsitest"
+	"github.com/netsan/netsan/netsantest"
 )
 
 // TestCephReservationsFailover: on a gateway whose reservations are kept in
@@ -94,24 +94,6 @@ func serveGateway(t *testing.T, cfg Config, c *ceph.Cluster, log *zap.Logger) (a
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	stop = func() {
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Serve did not return 30 s after cancel")
-		}
-	}
-	t.Cleanup(func() {
-		if ctx.Err() == nil {
-			stop()
-		}
-	})
+	stop = netsantest.Serve(t, 30*time.Second, srv.Serve)
 	return srv.ListenAddrs()[0].String(), stop
 }

@@ -183,14 +183,15 @@ func WaitFor(t TB, what string, within time.Duration, cond func() bool) {
 	}
 }
 
-// Serve runs serve (a service's Serve method) until t's cleanup, which
-// cancels its context and fails t when serve then returns an error or does
-// not return within the given time.
-func Serve(t testing.TB, within time.Duration, serve func(context.Context) error) {
+// Serve runs serve (a service's Serve method) until stop, or else t's
+// cleanup, cancels its context; then it fails t when serve returns an
+// error or does not return within the given time. A test calls stop to
+// end the service before the test ends (a gateway that goes away).
+func Serve(t testing.TB, within time.Duration, serve func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -201,6 +202,8 @@ func Serve(t testing.TB, within time.Duration, serve func(context.Context) error
 			t.Errorf("Serve did not return %s after cancel", within)
 		}
 	})
+	t.Cleanup(stop)
+	return stop
 }
 
 // FetchAll has n clients fetch at once, each into a file of its own that

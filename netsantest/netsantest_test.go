@@ -101,6 +101,18 @@ func TestServe(t *testing.T) {
 	default:
 		t.Fatal("the subtest's cleanup did not wait for Serve to return")
 	}
+
+	// stop ends it before the test does; the cleanup then has nothing to do.
+	calls := 0
+	stop := Serve(t, 20*time.Second, func(ctx context.Context) error {
+		calls++
+		<-ctx.Done()
+		return nil
+	})
+	stop()
+	if calls != 1 {
+		t.Fatalf("serve ran %d times before stop returned, want 1", calls)
+	}
 }
 
 // TestLab: a machine on the bridge and one cabled straight to the server

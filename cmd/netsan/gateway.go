@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/ceph"
@@ -62,3 +63,34 @@ func clusterStatus(e *cluster.Elector) func() *httpd.Cluster {
 		return out
 	}
 }
+
+// gatewayProblems is what this machine lacks to be a gateway of the
+// inventory's [cluster]: the interface the floating address goes on, and
+// the address not configured there for good (the leader adds it itself,
+// for a lifetime it keeps renewing; a permanent one that the network
+// configuration adds on every gateway would answer from all of them).
+func gatewayProblems(inv *inventory.Inventory) inventory.Problems {
+	if inv.Cluster == nil {
+		return nil
+	}
+	link, err := netlink.LinkByName(inv.Cluster.Interface)
+	if err != nil {
+		return inventory.Problems{inv.Problemf("cluster.interface", "cluster.interface %s: no such interface on this machine", inv.Cluster.Interface)}
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return inventory.Problems{inv.Problemf("cluster.interface", "cluster.interface %s: %v", inv.Cluster.Interface, err)}
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(inv.Server.Address.AsSlice()) && a.ValidLft == permanentLft {
+			p := inv.Problemf("server.address", "server.address %s is configured on %s for good: the leading gateway adds it itself; take it out of this machine's network configuration", inv.Server.Address, inv.Cluster.Interface)
+			p.Warning = true
+			return inventory.Problems{p}
+		}
+	}
+	return nil
+}
+
+// permanentLft is the lifetime the kernel reports for an address added
+// without one (INFINITY_LIFE_TIME).
+const permanentLft = 0xffffffff

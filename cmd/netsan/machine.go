@@ -72,6 +72,7 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 			}
 		}
 	}
+	ps = append(ps, gatewayProblems(inv)...)
 	if inv.TFTP.On() {
 		if problem, missing := ipxeLoaders(inv.TFTP.IPXEDir); problem != "" {
 			add(true, "tftp.ipxe_dir", "ipxe_dir %s %s: no iPXE loader for %s", inv.TFTP.IPXEDir, problem, strings.Join(missing, ", "))

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/netsan/netsan/ceph"
+	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/iscsi/scsi"
 )
 
 // loadInventory is inventory.Load plus what only this binary knows: whether
@@ -61,4 +63,26 @@ func closeCeph(c *ceph.Cluster) {
 	if c != nil {
 		c.Close()
 	}
+}
+
+// sharedState is where the gateways of a [cluster] keep what the next
+// leader continues, in the [ceph] pool: the DHCP leases (netsan.leases)
+// and the persistent reservations (netsan.pr.<target IQN>-lun<N>). Without
+// [cluster] both are nil: the files in data_dir, as on a single box.
+func sharedState(inv *inventory.Inventory, c *ceph.Cluster) (dhcpd.LeaseStore, scsi.ReservationStore, error) {
+	if inv.Cluster == nil {
+		return nil, nil, nil
+	}
+	if c == nil {
+		return nil, nil, errors.New("[cluster]: no Ceph cluster connected ([ceph])")
+	}
+	recs, err := c.Records("leases")
+	if err != nil {
+		return nil, nil, fmt.Errorf("[cluster]: DHCP leases: %w", err)
+	}
+	prs, err := c.ReservationStore()
+	if err != nil {
+		return nil, nil, fmt.Errorf("[cluster]: persistent reservations: %w", err)
+	}
+	return dhcpd.LeaseRecords(recs), prs, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/iscsi"
 	"github.com/netsan/netsan/iscsi/backstore"
+	"github.com/netsan/netsan/iscsi/scsi"
 	"github.com/netsan/netsan/neigh"
 	"github.com/netsan/netsan/tftpd"
 )
@@ -54,8 +55,12 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		out = append(out, namedService{name, svc})
 		return nil
 	}
+	leaseStore, prs, err := sharedState(inv, cluster)
+	if err != nil {
+		return nil, err
+	}
 	if inv.DHCP.On() {
-		d, err := dhcpd.New(inv, log)
+		d, err := dhcpd.New(inv, log, dhcpd.WithLeaseStore(leaseStore))
 		if err != nil {
 			return nil, err
 		}
@@ -77,6 +82,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 	}
 	if inv.ISCSI.On() {
 		cfg := iscsiConfig(inv, cluster)
+		cfg.Reservations = prs
 		if err := makeImageDirs(cfg); err != nil {
 			return nil, err
 		}
@@ -86,7 +92,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		}
 		status.Sessions = func() []httpd.Session { return sessions(i.Sessions()) }
 		control = httpd.ControlSource{LogoutTarget: i.LogoutTarget, ReopenTarget: i.ReopenTarget}
-		if err := add("iscsi", iscsiService{i, cluster}, i); err != nil {
+		if err := add("iscsi", iscsiService{i, cluster, prs}, i); err != nil {
 			return nil, err
 		}
 	}
@@ -143,11 +149,14 @@ func makeImageDirs(cfg iscsi.Config) error {
 // of the other services.
 type iscsiService struct {
 	*iscsi.Server
-	cluster *ceph.Cluster
+	cluster      *ceph.Cluster
+	reservations scsi.ReservationStore // the one chosen at start
 }
 
 func (s iscsiService) Reload(inv *inventory.Inventory) error {
-	return s.Server.Reload(iscsiConfig(inv, s.cluster))
+	cfg := iscsiConfig(inv, s.cluster)
+	cfg.Reservations = s.reservations
+	return s.Server.Reload(cfg)
 }
 
 // leases lists the bound, unexpired leases: /status shows who has an address,

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/netsan/netsan/ceph"
@@ -289,5 +291,101 @@ luns = [ { lun = 0, rbd = "ro", size = "8MiB", read_only = true } ]
 	}
 	if err := Ensure(t.Context(), inv, nil, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), "no Ceph cluster connected") {
 		t.Errorf("Ensure without a cluster: %v", err)
+	}
+}
+
+// TestCollectorRBD: /metrics shows RBD golden images and roots with their
+// provisioned size and what they hold themselves (rbd du's figure): a
+// fresh clone holds nothing, a write into it one object; a missing root is
+// left out, as a missing file is.
+func TestCollectorRBD(t *testing.T) {
+	tc, c := rbdLab(t)
+	inv := rbdInventory(t, tc.Conf,
+		rbdHost(1, `{ rbd = "node1", from = "base", size = "32MiB" }`)+
+			rbdHost(2, `{ rbd = "node2", from = "base" }`))
+	if err := Ensure(t.Context(), inv, c, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ceph.Name{Pool: "rbd", Image: "node2"}); err != nil {
+		t.Fatal(err)
+	}
+	col := NewCollector(func() *inventory.Inventory { return inv })
+	col.Cluster = c
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(col)
+
+	// base has data in each of its four 4 MiB objects.
+	const object = 4 << 20
+	check := func(when string, rootUsed float64) {
+		t.Helper()
+		g := gauges(t, reg)
+		for key, want := range map[string][2]float64{
+			"golden/base/":    {16 << 20, 16 << 20},
+			"root/base/node1": {32 << 20, rootUsed},
+		} {
+			size, ok := g["netsan_image_size_bytes"][key]
+			used := g["netsan_image_allocated_bytes"][key]
+			if !ok || size != want[0] || used != want[1] {
+				t.Errorf("%s: %s size %v allocated %v (exported: %v), want %v", when, key, size, used, ok, want)
+			}
+		}
+		if _, ok := g["netsan_image_size_bytes"]["root/base/node2"]; ok {
+			t.Errorf("%s: the missing root node2 was exported", when)
+		}
+	}
+	check("fresh clone", 0)
+	writeRBD(t, c, ceph.Name{Pool: "rbd", Image: "node1"}, goldenBlock, 0, 1)
+	check("after a write into node1", object)
+}
+
+// TestCollectorRBDClusterAway: while the only OSD does not answer, a scrape
+// takes one operation timeout, not one per RBD image, and leaves them out;
+// once it answers again they are back.
+func TestCollectorRBDClusterAway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out an operation timeout")
+	}
+	tc, c := rbdLab(t)
+	var hosts string
+	for i := range 3 {
+		hosts += rbdHost(i, `{ rbd = "node`+fmt.Sprint(i)+`", from = "base" }`)
+	}
+	inv := rbdInventory(t, tc.Conf, hosts)
+	if err := Ensure(t.Context(), inv, c, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	col := NewCollector(func() *inventory.Inventory { return inv })
+	col.Cluster = c
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(col)
+	if n := len(gauges(t, reg)["netsan_image_size_bytes"]); n != 4 {
+		t.Fatalf("%d images exported, want 4", n)
+	}
+
+	if err := tc.OSD.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			tc.OSD.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	start := time.Now()
+	g := gauges(t, reg)
+	took := time.Since(start)
+	t.Logf("scrape with the OSD stopped: %s, %d images", took.Round(time.Millisecond), len(g["netsan_image_size_bytes"]))
+	if took > ceph.OpTimeout+ceph.OpTimeout/2 {
+		t.Errorf("a scrape with the OSD stopped took %s; one timeout is %s", took, ceph.OpTimeout)
+	}
+	resume()
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(gauges(t, reg)["netsan_image_size_bytes"]) != 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("the RBD images did not come back to /metrics within 2 minutes of the OSD's return")
+		}
+		time.Sleep(time.Second)
 	}
 }

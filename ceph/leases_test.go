@@ -173,7 +173,7 @@ func TestLeasesInRADOS(t *testing.T) {
 	ns := l.Attach("a", macA, "")
 	script, events := l.udhcpcScript("a")
 	osd := l.ceph.OSD.Process
-	if err := osd.Signal(syscall.SIGSTOP); err != nil {
+	if err := l.ceph.FreezeOSD(); err != nil {
 		t.Fatal(err)
 	}
 	client := netsantest.Start(t, exec.Command("ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-i", "eth0", "-T", "1", "-A", "1", "-s", script),

@@ -61,7 +61,7 @@ func TestOSDStall(t *testing.T) {
 	}
 	osd := tc.OSD.Process
 	time.Sleep(2 * time.Second)
-	if err := osd.Signal(syscall.SIGSTOP); err != nil {
+	if err := tc.FreezeOSD(); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -109,7 +109,7 @@ func TestClusterAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	osd := tc.OSD.Process
-	if err := osd.Signal(syscall.SIGSTOP); err != nil {
+	if err := tc.FreezeOSD(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

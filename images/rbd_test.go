@@ -362,7 +362,7 @@ func TestCollectorRBDClusterAway(t *testing.T) {
 		t.Fatalf("%d images exported, want 4", n)
 	}
 
-	if err := tc.OSD.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := tc.FreezeOSD(); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false

@@ -96,7 +96,7 @@ func TestOSDStallRBD(t *testing.T) {
 	}()
 	time.Sleep(2 * time.Second)
 	osd := tc.OSD.Process
-	if err := osd.Signal(syscall.SIGSTOP); err != nil {
+	if err := tc.FreezeOSD(); err != nil {
 		t.Fatal(err)
 	}
 	// Another session, on the file LUN, during the stall: a write and a

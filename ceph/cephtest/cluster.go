@@ -326,3 +326,49 @@ func uuid() (string, error) {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
 }
+
+// FreezeOSD stops the OSD (SIGSTOP) and returns once every thread of it
+// has stopped: kill(2) returns before the threads of a busy process do,
+// and one already running may finish an operation meanwhile, which a test
+// of what happens while the OSD is away would count as served by it.
+func (c *Cluster) FreezeOSD() error {
+	p := c.OSD.Process
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	tasks := fmt.Sprintf("/proc/%d/task", p.Pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		running, err := runningThreads(tasks)
+		switch {
+		case err != nil:
+			return err
+		case running == 0:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("osd: %d threads still running 10 s after SIGSTOP", running)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// runningThreads counts the threads under /proc/PID/task that are not
+// stopped (state T).
+func runningThreads(tasks string) (int, error) {
+	ds, err := os.ReadDir(tasks)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range ds {
+		b, err := os.ReadFile(filepath.Join(tasks, d.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		// "pid (comm) S ...": the state follows the last ')'.
+		if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -132,17 +132,29 @@ func (r WriterRun) IOErrors() []string {
 	return bad
 }
 
-// ConnErrors returns the kernel log lines in which the iSCSI connection
-// failed: each is a target the initiator lost and had to log in to again.
+// ConnErrors returns the kernel log lines, from the first acknowledged
+// block on, in which the iSCSI connection failed: each is a target the
+// initiator lost while the writer wrote and had to log in to again. Those
+// before it are not counted: iscsid adopting the boot session may break
+// the connection once.
 func (r WriterRun) ConnErrors() []string {
 	var lines []string
 	for _, l := range r.Kmsg {
-		if strings.Contains(l, "detected conn error") {
-			lines = append(lines, l)
+		if !strings.Contains(l, "detected conn error") {
+			continue
 		}
+		if m := kmsgTime.FindStringSubmatch(l); m != nil && len(r.Acks) > 0 {
+			if at, _ := strconv.ParseFloat(m[1], 64); time.Duration(at*float64(time.Second)) < r.Acks[0].Up {
+				continue
+			}
+		}
+		lines = append(lines, l)
 	}
 	return lines
 }
+
+// kmsgTime is a kernel log line's time stamp, seconds since boot.
+var kmsgTime = regexp.MustCompile(`^\[\s*(\d+\.\d+)\]`)
 
 // Stall returns the longest time between two consecutive acknowledgements
 // and the block acknowledged at its end: the longest the writer waited.

@@ -70,6 +70,8 @@ func TestParseWriter(t *testing.T) {
 		"[   31.1] sd 2:0:0:0: [sda] tag#3 timing out command\r\n" +
 		"NETSAN-LAB-WRITER ack=2 up=36.75\r\n" +
 		"NETSAN-LAB-WRITER ack=3 up=37.00\r\n" +
+		// iscsid adopting the boot session, before the first block.
+		"NETSAN-LAB-WRITER kmsg [   25.0] connection1:0: detected conn error (1020)\r\n" +
 		"NETSAN-LAB-WRITER kmsg [   31.0] connection1:0: detected conn error (1020)\r\n" +
 		"NETSAN-LAB-WRITER kmsg [   36.5] connection1:0: detected conn error (1020)\r\n" +
 		"NETSAN-LAB-WRITER kmsg [   37.5] I/O error, dev sda, sector 131200 op 0x1:(WRITE)\r\n" +
@@ -85,7 +87,7 @@ func TestParseWriter(t *testing.T) {
 	if gap, block := r.StallIn(2, 3); gap != 250*time.Millisecond || block != 3 {
 		t.Errorf("stall in blocks 2-3 = %v before block %d, want 250ms before block 3", gap, block)
 	}
-	if len(r.Kmsg) != 3 || len(r.ConnErrors()) != 2 {
+	if len(r.Kmsg) != 4 || len(r.ConnErrors()) != 2 {
 		t.Errorf("kmsg = %q, conn errors %q", r.Kmsg, r.ConnErrors())
 	}
 	if bad := r.IOErrors(); len(bad) != 1 || !strings.Contains(bad[0], "sector 131200") {

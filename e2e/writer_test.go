@@ -38,26 +38,8 @@ func TestWriterTargetRestart(t *testing.T) {
 	s := serveGolden(t, golden, []lab.NetsanHost{h}, nil, nil)
 	ctx, cancel := testContext(t, bootTimeout+3*time.Minute)
 	defer cancel()
-	w, err := s.StartWriter(ctx, machine(h.Host, lab.BIOS))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := startWriter(t, ctx, s.Lab, h.Host, killAt)
 	defer w.Stop()
-	line, err := w.WaitLine(ctx, lab.MarkerBoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkMarker(t, line, h.Host, "bios")
-	for _, want := range []string{"phase=iscsid", "phase=start"} {
-		line, err := w.WaitLine(ctx, lab.MarkerWriter+" "+want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s after %v", line, w.Elapsed())
-	}
-	if err := w.WaitAck(ctx, killAt); err != nil {
-		t.Fatal(err)
-	}
 
 	killed := time.Now()
 	if err := s.netsan.Signal(syscall.SIGKILL); err != nil {
@@ -70,42 +52,18 @@ func TestWriterTargetRestart(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	}
+	var err error
 	if s.netsan, err = s.StartNetsan(ctx, env.netsan, s.inv); err != nil {
 		t.Fatal(err)
 	}
 	down := time.Since(killed)
 	t.Logf("netsan serving again %v after the kill", down.Round(100*time.Millisecond))
 
-	run, err := w.Finish(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// iscsid's own account: the adoption, then the reconnect.
-	for _, l := range strings.Split(w.Console(), "\n") {
-		if strings.HasPrefix(l, "iscsid: ") {
-			t.Logf("guest %s", strings.TrimSpace(l))
-		}
-	}
+	run := finishWriter(t, ctx, w, writerBlocks, 1)
 	gap, after := run.Stall()
-	t.Logf("writer: %d blocks acknowledged, longest stall %v (before block %d); netsan was down %v",
-		len(run.Acks), gap.Round(10*time.Millisecond), after, down.Round(100*time.Millisecond))
-	for _, l := range run.ConnErrors() {
-		t.Logf("guest kernel: %s", l)
-	}
-	if run.Failed != "" {
-		t.Errorf("the writer saw a failure: %s", run.Failed)
-	}
-	if len(run.Acks) != writerBlocks {
-		t.Errorf("%d blocks acknowledged, want %d", len(run.Acks), writerBlocks)
-	}
-	if bad := run.IOErrors(); len(bad) > 0 {
-		t.Errorf("I/O errors in the guest's kernel log:\n%s", strings.Join(bad, "\n"))
-	}
-	// The kill must have been felt, or this tested nothing: the kernel saw
-	// its connection fail, and no write completed while netsan was down.
-	if len(run.ConnErrors()) == 0 {
-		t.Errorf("no iSCSI connection error in the guest's kernel log: the kill went unnoticed")
-	}
+	t.Logf("writer: longest stall %v (before block %d); netsan was down %v",
+		gap.Round(10*time.Millisecond), after, down.Round(100*time.Millisecond))
+	// No write completed while netsan was down.
 	if gap < downFor {
 		t.Errorf("longest stall %v, shorter than the %v netsan was down", gap, downFor)
 	}
@@ -114,14 +72,85 @@ func TestWriterTargetRestart(t *testing.T) {
 	if err := s.netsan.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.Open(s.roots[h.Name])
+	verifyWriter(t, s.roots[h.Name], run)
+}
+
+// startWriter boots h, whose root was made with lab.WriterImage, from l and
+// waits until its writer has acknowledged block n.
+func startWriter(t *testing.T, ctx context.Context, l *lab.Lab, h lab.Host, n int) *lab.Writer {
+	t.Helper()
+	w, err := l.StartWriter(ctx, machine(h, lab.BIOS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := w.WaitLine(ctx, lab.MarkerBoot)
+	if err != nil {
+		w.Stop()
+		t.Fatal(err)
+	}
+	checkMarker(t, line, h, "bios")
+	for _, want := range []string{"phase=iscsid", "phase=start"} {
+		line, err := w.WaitLine(ctx, lab.MarkerWriter+" "+want)
+		if err != nil {
+			w.Stop()
+			t.Fatal(err)
+		}
+		t.Logf("%s after %v", line, w.Elapsed())
+	}
+	if err := w.WaitAck(ctx, n); err != nil {
+		w.Stop()
+		t.Fatal(err)
+	}
+	return w
+}
+
+// finishWriter waits for the writer to finish and checks its run: every
+// block acknowledged, no failed write, no I/O error in the guest's kernel
+// log, and at least failures iSCSI connection errors there: each target
+// failure must have been felt, or it tested nothing.
+func finishWriter(t *testing.T, ctx context.Context, w *lab.Writer, blocks, failures int) lab.WriterRun {
+	t.Helper()
+	run, err := w.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// iscsid's own account: the adoption, then the reconnects.
+	for _, l := range strings.Split(w.Console(), "\n") {
+		if strings.HasPrefix(l, "iscsid: ") {
+			t.Logf("guest %s", strings.TrimSpace(l))
+		}
+	}
+	for _, l := range run.ConnErrors() {
+		t.Logf("guest kernel: %s", l)
+	}
+	t.Logf("writer: %d blocks acknowledged", len(run.Acks))
+	if run.Failed != "" {
+		t.Errorf("the writer saw a failure: %s", run.Failed)
+	}
+	if len(run.Acks) != blocks {
+		t.Errorf("%d blocks acknowledged, want %d", len(run.Acks), blocks)
+	}
+	if bad := run.IOErrors(); len(bad) > 0 {
+		t.Errorf("I/O errors in the guest's kernel log:\n%s", strings.Join(bad, "\n"))
+	}
+	if n := len(run.ConnErrors()); n < failures {
+		t.Errorf("%d iSCSI connection errors in the guest's kernel log, want one for each of %d target failures: one went unnoticed", n, failures)
+	}
+	return run
+}
+
+// verifyWriter checks the writer's run against its root image, read once
+// nothing serves it.
+func verifyWriter(t *testing.T, image string, run lab.WriterRun) {
+	t.Helper()
+	root, err := os.Open(image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	vctx, vcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer vcancel()
-	if err := lab.VerifyWriter(vctx, root, run); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := lab.VerifyWriter(ctx, root, run); err != nil {
 		t.Error(err)
 	}
 }

@@ -195,8 +195,12 @@ func (v *validator) unknownKey(k toml.Key) {
 	if len(found) == 0 {
 		found = append(found, Pos{})
 	}
+	msg := fmt.Sprintf("unknown key %q", want)
+	if near := suggestKey(want); near != "" {
+		msg += "; did you mean " + near + "?"
+	}
 	for _, p := range found {
-		v.problems = append(v.problems, Problem{File: v.file, Pos: p, Message: fmt.Sprintf("unknown key %q", want)})
+		v.problems = append(v.problems, Problem{File: v.file, Pos: p, Message: msg})
 	}
 }
 

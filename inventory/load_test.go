@@ -131,9 +131,9 @@ func TestBadInventories(t *testing.T) {
 		msg  string
 		warn bool
 	}{
-		{"typo in host key", "[[host]]\nname = \"n1\"\nmac = \"52:54:00:00:00:01\"\nboto = \"san\"\n", 19, 1, `unknown key "host.boto"`, false},
-		{"typo in section", "[dhcp2]\nx = 1\n", 16, 1, `unknown key "dhcp2"`, false},
-		{"typo in inline table", "[[host]]\nname = \"n1\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"r.img\", sise = \"1G\" }\n", 19, 27, `unknown key "host.root.sise"`, false},
+		{"typo in host key", "[[host]]\nname = \"n1\"\nmac = \"52:54:00:00:00:01\"\nboto = \"san\"\n", 19, 1, `unknown key "host.boto"; did you mean boot?`, false},
+		{"typo in section", "[dhcp2]\nx = 1\n", 16, 1, `unknown key "dhcp2"; did you mean dhcp?`, false},
+		{"typo in inline table", "[[host]]\nname = \"n1\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"r.img\", sise = \"1G\" }\n", 19, 27, `unknown key "host.root.sise"; did you mean size?`, false},
 		{"bad mac", "[[host]]\nname = \"n1\"\nmac = \"52:54:00:00:00\"\nboot = \"local\"\n", 18, 1, `mac "52:54:00:00:00"`, false},
 		{"duplicate mac", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"local\"\n[[host]]\nname = \"b\"\nmac = \"52:54:00:00:00:01\"\nboot = \"local\"\n", 22, 1, "already used by host a", false},
 		{"duplicate name", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"local\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:02\"\nboot = \"local\"\n", 21, 1, `host name "a" is already used`, false},
@@ -280,5 +280,30 @@ func TestDiff(t *testing.T) {
 	}
 	if !Diff(old, old).Empty() {
 		t.Error("Diff(old, old) not empty")
+	}
+}
+
+// TestUnknownKeySuggestion: an unknown key is answered with the nearest
+// key valid at its place, when one is near enough to be a typo, and with
+// none otherwise.
+func TestUnknownKeySuggestion(t *testing.T) {
+	for _, tc := range []struct{ key, src, want string }{
+		{"dhcp.lease_tme", "[dhcp]\nlease_tme = \"2h\"\n", `unknown key "dhcp.lease_tme"; did you mean lease_time?`},
+		{"iscsi.base_ign", "[iscsi]\nbase_ign = \"x\"\n", `unknown key "iscsi.base_ign"; did you mean base_iqn?`},
+		{"host.chap.secert", "[[host]]\nchap = { secert = \"x\" }\n", `unknown key "host.chap.secert"; did you mean secret?`},
+		{"target.acl.initator", "[[target]]\n[[target.acl]]\ninitator = \"x\"\n", `unknown key "target.acl.initator"; did you mean initiator?`},
+		{"dhcp.frobnicate", "[dhcp]\nfrobnicate = 1\n", `unknown key "dhcp.frobnicate"`},
+		{"ip at the top", "ip = \"x\"\n", `unknown key "ip"`},
+	} {
+		_, ps := Parse("netsan.toml", []byte(tc.src))
+		var got []string
+		for _, p := range ps {
+			if strings.HasPrefix(p.Message, "unknown key") {
+				got = append(got, p.Message)
+			}
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: unknown-key problems %q, want exactly %q", tc.key, got, tc.want)
+		}
 	}
 }

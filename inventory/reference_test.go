@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"encoding"
 	"maps"
 	"os"
 	"path/filepath"
@@ -19,38 +18,6 @@ import (
 const reference = "../docs/inventory.md"
 
 var referenceRow = regexp.MustCompile("(?m)^\\| `([a-z0-9_.]+)` \\|")
-
-var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
-
-// acceptedKeys is every key the decoder fills in a value of type t, as the
-// dotted path a person reads ("host.root.size"), from the toml tags. Each
-// is true for a key that holds a value, false for a table (a section, an
-// inline table, an array of tables) whose keys are listed too.
-func acceptedKeys(t reflect.Type, prefix string, keys map[string]bool) {
-	for f := range t.Fields() {
-		name := f.Tag.Get("toml")
-		if !f.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		key := prefix + name
-		ft := f.Type
-		if ft.Kind() == reflect.Pointer { // an optional table or value
-			ft = ft.Elem()
-		}
-		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && !isText(ft.Elem()) {
-			ft = ft.Elem() // [[x]]: each element a table of the same keys
-		}
-		if ft.Kind() == reflect.Struct && !isText(ft) {
-			keys[key] = false
-			acceptedKeys(ft, key+".", keys)
-			continue
-		}
-		keys[key] = true
-	}
-}
-
-// isText: the decoder gives a TOML string to the type's UnmarshalText.
-func isText(t reflect.Type) bool { return reflect.PointerTo(t).Implements(textUnmarshaler) }
 
 // The reference documents every key the parser accepts, and no key it
 // refuses: a new field without a row here fails, as does a row for a key

@@ -78,8 +78,8 @@ func cmdImage(args []string, stdout, stderr io.Writer) error {
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, errUsage
+		if err := parse(fs, args); err != nil {
+			return nil, err
 		}
 		rest := fs.Args()
 		// flag consumes a "--" that ends the flags: the rest is positional.

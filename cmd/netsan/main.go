@@ -78,10 +78,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "netsan: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+	var help helpRequest
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &help):
+		help.fs.SetOutput(stdout)
+		help.fs.Usage()
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	case errors.Is(err, errInvalid):
 		return 1
@@ -112,18 +117,76 @@ type commonFlags struct {
 	logLevel  string
 }
 
+// commandHelp is what `netsan COMMAND -h` prints above the flags: the
+// arguments COMMAND takes and what it does.
+var commandHelp = map[string]struct{ args, doc string }{
+	"serve": {"[-c FILE] [--gateway NAME]", `Runs every service the inventory enables: DHCP, TFTP, HTTP and the iSCSI
+target. SIGHUP or an edit of FILE reloads it (a reload that does not
+validate changes nothing); SIGTERM or SIGINT stops gracefully.`},
+	"check": {"[-c FILE] [--offline]", `Validates the inventory and prints each problem as FILE:LINE:COL: message.
+Unless --offline it also looks at this machine: golden images a missing
+root is cloned from, devices and images the target opens, iPXE loaders.
+Exit status 0 when valid, 1 when not.`},
+	"hosts": {"[-c FILE]", `Lists the hosts: name, MAC, IP, boot mode, target IQN, root image, its
+size and what it allocates.`},
+	"image list": {"[-c FILE]", `Lists golden images, host roots and orphaned roots (kept after their host
+left the inventory): size, allocated, clone source, shared or copied.`},
+	"image clone": {"[-c FILE] HOST…", `Makes each named host's missing root from its golden image (root.from):
+a reflink where the file system has them, else a sparse copy. A root that
+is there already is kept, and said so.`},
+	"image reset": {"[-c FILE] [--force] HOST…", `Replaces each named host's root with a fresh clone of its golden image.
+Refused while the host has an iSCSI session, unless --force, which logs
+it out first.`},
+	"image import": {"[-c FILE] FILE NAME", `Copies a raw disk image (MBR or GPT) or a qcow2 image in as golden image
+NAME (data_dir/golden/NAME.img, or with [ceph] the RBD image POOL/NAME)
+and prints its [[image]] stanza.`},
+}
+
 func newFlagSet(name string, stderr io.Writer, c *commonFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("netsan "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		h := commandHelp[name]
+		fmt.Fprintf(fs.Output(), "usage: netsan %s %s\n\n", name, h.args)
+		if h.doc != "" {
+			fmt.Fprintf(fs.Output(), "%s\n\n", h.doc)
+		}
+		fmt.Fprintln(fs.Output(), "flags:")
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.config, "c", "", "inventory file (default ./netsan.toml, then /etc/netsan/netsan.toml)")
 	fs.StringVar(&c.logFormat, "log-format", "", "log format: console or json (default: console on a terminal, else json)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+// helpRequest is -h: run prints the command's usage on stdout, exit 0.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (helpRequest) Error() string        { return "help requested" }
+func (helpRequest) Is(target error) bool { return target == flag.ErrHelp }
+
+// parse runs fs.Parse. flag would print the usage itself, on the flag
+// set's output (stderr), for -h as for a mistake: here -h becomes a
+// helpRequest, and a mistake prints the usage after flag's message.
+func parse(fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return helpRequest{fs}
+	case err != nil:
+		fs.Usage()
 		return errUsage
+	}
+	return nil
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))

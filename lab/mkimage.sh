@@ -37,7 +37,7 @@ need() {
 		}
 	done
 }
-need apt-get apt-cache dpkg-deb busybox iscsistart iscsiadm iscsid mke2fs e2fsck syslinux mcopy mmd mkfs.fat cpio gzip ldd flock sha256sum
+need apt-get apt-cache dpkg-deb busybox iscsistart iscsiadm iscsid mke2fs e2fsck blkid syslinux mcopy mmd mkfs.fat cpio gzip ldd flock sha256sum
 
 # One builder at a time (tests may run in parallel).
 exec 9>"$work/.lock"
@@ -59,7 +59,7 @@ efidir=/usr/lib/SYSLINUX.EFI/efi64
 	exit 2
 }
 
-bins="/usr/bin/busybox /usr/sbin/iscsistart /usr/sbin/iscsiadm /usr/sbin/iscsid /usr/sbin/mke2fs /usr/sbin/e2fsck"
+bins="/usr/bin/busybox /usr/sbin/iscsistart /usr/sbin/iscsiadm /usr/sbin/iscsid /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkid"
 stamp=$(cat "$0" "$here/guest/init" "$here/guest/udhcpc.script" $bins "$mbr" $efidir/syslinux.efi |
 	sha256sum | cut -c1-16)-$kver
 if [ -r "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -84,9 +84,10 @@ fi
 # --- initramfs: two archives ---------------------------------------------
 # initrd.img has what a SAN boot needs (busybox, iscsistart, NIC and iSCSI
 # modules); data.img adds the installed host's tools (iscsid, iscsiadm,
-# e2fsprogs, ext4). The SAN boot loads only the first: UEFI firmware reads
-# files over iSCSI slowly, so every megabyte counts. syslinux concatenates
-# both for the data mode, and the kernel unpacks them in order.
+# e2fsprogs, blkid, ext4, and virtio_blk for its own disk). The SAN boot
+# loads only the first: UEFI firmware reads files over iSCSI slowly, so
+# every megabyte counts. syslinux concatenates both for the data mode, and
+# the kernel unpacks them in order.
 base=$work/initramfs
 data=$work/initramfs-data
 rm -rf "$base" "$data" "$work/initramfs-all"
@@ -110,7 +111,7 @@ copy_elf() {
 	done
 }
 copy_elf "$base" /usr/sbin/iscsistart /sbin/iscsistart
-for b in iscsiadm iscsid mke2fs e2fsck; do
+for b in iscsiadm iscsid mke2fs e2fsck blkid; do
 	copy_elf "$data" "/usr/sbin/$b" "/sbin/$b"
 done
 [ -r /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$data/etc/"
@@ -145,7 +146,7 @@ copy_modules() {
 	done
 }
 copy_modules "$base" "virtio_pci virtio_net e1000 crc32c_generic iscsi_tcp iscsi_ibft sd_mod"
-copy_modules "$data" "ext4"
+copy_modules "$data" "ext4 virtio_blk"
 busybox depmod -b "$base" "$kver"
 # data.img carries the modules.dep of both archives together.
 mkdir -p "$work/initramfs-all"

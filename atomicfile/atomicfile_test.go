@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -43,5 +44,39 @@ func TestWriteFileFailureKeepsOld(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), ".*.tmp*")); len(left) != 0 {
 		t.Fatalf("temp files left behind: %v", left)
+	}
+}
+
+// TestReplaceKeepsModeAndOwner: a replaced file keeps its permission bits,
+// owner and group (as root: a file owned by another user), not those a
+// new file of the process would get.
+func TestReplaceKeepsModeAndOwner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "netsan.toml")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 4242, 4343
+		if err := os.Chown(path, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Replace(path, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if got, _ := os.ReadFile(path); string(got) != "new" || fi.Mode().Perm() != 0o640 || int(st.Uid) != uid || int(st.Gid) != gid {
+		t.Errorf("after Replace: %q, mode %v, owner %d:%d; want \"new\", 0640, %d:%d", got, fi.Mode().Perm(), st.Uid, st.Gid, uid, gid)
+	}
+	if err := Replace(filepath.Join(filepath.Dir(path), "missing"), []byte("x")); err == nil {
+		t.Error("Replace of a missing file succeeded")
 	}
 }

@@ -95,11 +95,13 @@ type ScriptData struct {
 	EFIFilename   string // sanboot --filename on UEFI; "" for the default \EFI\BOOT\BOOTX64.EFI
 	MenuDefault   string // label of the menu's default item
 	MenuTimeoutMS int
-	// For an unknown MAC, the [[host]] stanza the menu suggests, which
-	// check accepts as it is: a name no host or target has, a fixed
-	// address free outside the pool ("" without a DHCP subnet: the host
-	// then gets a pool address), and the golden image its root is cloned
-	// from ("" where none is on disk: the stanza asks for the menu, no root).
+	// For an unknown MAC, the [[host]] stanza the menu suggests
+	// (Resolver.Suggest), one line each, which check accepts as it is.
+	Stanza []string
+	// The same stanza's name, fixed address ("" without a DHCP subnet:
+	// the host then gets a pool address) and golden image ("" where none
+	// is on disk: the stanza asks for the menu, no root), for templates
+	// that write the stanza their own way.
 	SuggestedName string
 	SuggestedIP   string
 	SuggestedFrom string
@@ -113,15 +115,19 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 		if c.IP.IsValid() {
 			ip = c.IP.String()
 		}
+		s := st.suggest([]net.HardwareAddr{mac})[0]
 		d := ScriptData{
 			MAC:           strings.ReplaceAll(mac.String(), ":", "-"),
 			MACColons:     mac.String(),
 			IP:            ip,
-			SuggestedName: word(st.freeName(fmt.Sprintf("host-%02x%02x%02x", mac[3], mac[4], mac[5]))),
-			SuggestedFrom: word(st.goldenOnDisk()),
+			SuggestedName: word(s.Name),
+			SuggestedIP:   word(s.IP),
 		}
-		if a := st.inv.FreeAddr(); a.IsValid() {
-			d.SuggestedIP = a.String()
+		if s.Root != nil {
+			d.SuggestedFrom = word(s.Root.From)
+		}
+		for _, l := range strings.Split(strings.TrimSuffix(s.String(), "\n"), "\n") {
+			d.Stanza = append(d.Stanza, menuText(l))
 		}
 		b, err := st.tmpl.render(tmplUnknown, d)
 		if err != nil {
@@ -168,25 +174,17 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 	return generated(KindScript, b).forHost(h), nil
 }
 
-// freeName is base, or base-2, base-3 …: the first that no host or target
-// is called and no host's root (roots/NAME.img) uses.
-func (st *state) freeName(base string) string {
-	taken := map[string]bool{}
-	for i := range st.inv.Hosts {
-		h := &st.inv.Hosts[i]
-		taken[h.Name] = true
-		if h.Root != nil {
-			taken[strings.TrimSuffix(filepath.Base(h.Root.Image), ".img")] = true
-		}
-	}
-	for i := range st.inv.Targets {
-		taken[st.inv.Targets[i].Name] = true
-	}
-	name := base
-	for n := 2; taken[name]; n++ {
-		name = fmt.Sprintf("%s-%d", base, n)
-	}
-	return name
+// Suggest is the [[host]] stanza for each machine of macs that check
+// accepts with all of them added (inventory.Suggest), its root cloned
+// from the first golden image on disk: what the unknown-host menu and
+// /status show for a machine that asked to boot but is not in the
+// inventory.
+func (r *Resolver) Suggest(macs []net.HardwareAddr) []inventory.HostStanza {
+	return r.state.Load().suggest(macs)
+}
+
+func (st *state) suggest(macs []net.HardwareAddr) []inventory.HostStanza {
+	return st.inv.Suggest(macs, st.goldenOnDisk())
 }
 
 // goldenOnDisk names the first golden image whose file is there to clone a
@@ -209,15 +207,27 @@ func (st *state) goldenOnDisk() string {
 // would start comments or chain commands. Such characters become '_'.
 // Inventory validation already keeps them out of names and IQNs; this is
 // the second fence, for whatever a template override prints.
-func word(s string) string {
+func word(s string) string { return strings.Map(wordRune, s) }
+
+func wordRune(r rune) rune {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return r
+	case strings.ContainsRune(`.-_:/\@+=,[]`, r):
+		return r
+	}
+	return '_'
+}
+
+// menuText keeps a line of text shown in an iPXE menu from changing the
+// script, as word does for values, but keeps the spaces, quotes and braces
+// of a TOML line.
+func menuText(s string) string {
 	return strings.Map(func(r rune) rune {
-		switch {
-		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
-			return r
-		case strings.ContainsRune(`.-_:/\@+=,[]`, r):
+		if strings.ContainsRune(` "{}`, r) {
 			return r
 		}
-		return '_'
+		return wordRune(r)
 	}, s)
 }
 

@@ -140,17 +140,14 @@ func ParseSize(s string) (int64, error) {
 // broadcast address, netsan's own, the router's or a DNS server's, outside
 // the dynamic range and no host's. It is invalid when no IPv4 subnet is set
 // or none is free.
-func (inv *Inventory) FreeAddr() netip.Addr {
+func (inv *Inventory) FreeAddr() netip.Addr { return inv.freeAddr(inv.takenAddrs()) }
+
+// freeAddr is the first address of the DHCP subnet not in taken, not the
+// network or broadcast address and outside the dynamic range.
+func (inv *Inventory) freeAddr(taken map[netip.Addr]bool) netip.Addr {
 	subnet := inv.DHCP.Subnet.Masked()
 	if !subnet.IsValid() || !subnet.Addr().Is4() {
 		return netip.Addr{}
-	}
-	taken := map[netip.Addr]bool{inv.Server.Address.Addr: true, inv.DHCP.Router.Addr: true}
-	for _, a := range inv.DHCP.DNS {
-		taken[a.Addr] = true
-	}
-	for i := range inv.Hosts {
-		taken[inv.Hosts[i].IP.Addr] = true
 	}
 	// Bounded: a /8 is not walked to its end when everything before is taken.
 	for a, n := subnet.Addr().Next(), 0; n < 1<<16 && subnet.Contains(a.Next()); a, n = a.Next(), n+1 {

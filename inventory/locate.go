@@ -16,10 +16,20 @@ type Pos struct{ Line, Col int }
 // parsed; it never reports syntax errors itself.
 type positions map[string]Pos
 
-func locate(src string) positions {
+func locate(src string) positions { return scan(src).pos }
+
+// scan walks a document that parsed, for locate and for the edits of
+// edit.go.
+func scan(src string) *scanner {
 	s := &scanner{src: src, line: 1, col: 1, pos: positions{}, arrays: map[string]int{}}
 	s.document()
-	return s.pos
+	return s
+}
+
+// header is a table header as written: [x] or [[x]].
+type header struct {
+	path string // indexed, as in positions: "host.2", "host.2.chap"
+	off  int    // byte offset of its first '['
 }
 
 type scanner struct {
@@ -29,6 +39,8 @@ type scanner struct {
 	pos       positions
 	// arrays counts [[tables]] by their indexed path, e.g. "target.0.acl" → 2.
 	arrays map[string]int
+	// headers are the table headers in file order.
+	headers []header
 }
 
 func (s *scanner) eof() bool { return s.i >= len(s.src) }
@@ -80,6 +92,7 @@ func (s *scanner) document() {
 		}
 		at := Pos{s.line, s.col}
 		if s.peek() == '[' {
+			off := s.i
 			s.next()
 			array := s.peek() == '['
 			if array {
@@ -94,6 +107,7 @@ func (s *scanner) document() {
 				table += "." + strconv.Itoa(n)
 			}
 			s.mark(table, at)
+			s.headers = append(s.headers, header{table, off})
 			s.skipLine()
 			continue
 		}

@@ -19,8 +19,26 @@ import (
 // serve and a reload all refuse it the same way.
 func loadInventory(path string) (*inventory.Inventory, inventory.Problems, error) {
 	inv, ps, err := inventory.Load(path)
-	if err != nil || ceph.Built || !inv.UsesCeph() {
+	if err != nil {
 		return inv, ps, err
+	}
+	return cephBuilt(inv, ps)
+}
+
+// parseInventory is loadInventory of data, the content path is about to
+// have (an edit, checked before it is written).
+func parseInventory(path string, data []byte) (*inventory.Inventory, inventory.Problems, error) {
+	inv, ps := inventory.Parse(path, data)
+	if inv == nil {
+		return nil, ps, &inventory.InvalidError{Problems: ps}
+	}
+	return cephBuilt(inv, ps)
+}
+
+// cephBuilt refuses inv when it asks for Ceph and this netsan has none.
+func cephBuilt(inv *inventory.Inventory, ps inventory.Problems) (*inventory.Inventory, inventory.Problems, error) {
+	if ceph.Built || !inv.UsesCeph() {
+		return inv, ps, nil
 	}
 	p := *inv.CephUse()
 	p.Message += ": " + ceph.ErrNotBuilt.Error()

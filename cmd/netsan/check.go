@@ -16,14 +16,38 @@ var errInvalid = errors.New("invalid inventory")
 // load reads the inventory and prints every problem to w, errors and warnings
 // alike, as FILE:LINE:COL: message.
 func load(path string, w io.Writer) (*inventory.Inventory, error) {
-	inv, ps, err := loadInventory(path)
+	return report(w)(loadInventory(path))
+}
+
+// report returns a func that prints every problem of an inventory to w,
+// errors and warnings alike, as FILE:LINE:COL: message, and makes an
+// invalid one errInvalid.
+func report(w io.Writer) func(*inventory.Inventory, inventory.Problems, error) (*inventory.Inventory, error) {
+	return func(inv *inventory.Inventory, ps inventory.Problems, err error) (*inventory.Inventory, error) {
+		for _, p := range ps {
+			fmt.Fprintln(w, p)
+		}
+		if errors.As(err, new(*inventory.InvalidError)) {
+			return nil, errInvalid
+		}
+		return inv, err
+	}
+}
+
+// checkMachine prints what check finds on this machine for inv (unless
+// offline) to w, and makes an error among it errInvalid.
+func checkMachine(inv *inventory.Inventory, offline bool, w io.Writer) error {
+	if offline {
+		return nil
+	}
+	ps := machineProblems(inv)
 	for _, p := range ps {
 		fmt.Fprintln(w, p)
 	}
-	if errors.As(err, new(*inventory.InvalidError)) {
-		return nil, errInvalid
+	if len(ps.Errors()) > 0 {
+		return errInvalid
 	}
-	return inv, err
+	return nil
 }
 
 // loadCommand parses the arguments of command name, which takes the
@@ -50,20 +74,24 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !*offline {
-		ps := machineProblems(inv)
-		for _, p := range ps {
-			fmt.Fprintln(stdout, p)
-		}
-		if len(ps.Errors()) > 0 {
-			return errInvalid
-		}
+	if err := checkMachine(inv, *offline, stdout); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "%s: OK (hosts: %d, targets: %d, images: %d)\n", path, len(inv.Hosts), len(inv.Targets), len(inv.Images))
 	return nil
 }
 
 func cmdHosts(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "add":
+			return hostsAdd(args[1:], stdout, stderr)
+		case "rm", "remove":
+			return hostsRemove(args[1:], stdout, stderr)
+		case "list", "ls":
+			args = args[1:]
+		}
+	}
 	inv, err := loadCommand("hosts", args, stderr)
 	if err != nil {
 		return err

@@ -39,6 +39,9 @@ commands:
                              machine can serve it (golden images, devices, iPXE
                              loaders); exit 1 when invalid
   hosts   -c FILE            list hosts: MAC, IP, boot mode, target, root image
+  hosts   add NAME --mac MAC [--ip IP] [--boot MODE] [--from IMAGE] [--size SIZE]
+          rm NAME [--delete-root]
+                             add or remove a [[host]], the rest of the file kept as it is
   image   list|clone HOST…|reset [--force] HOST…|import FILE NAME
                              golden images and host roots
   version                    print version and commit
@@ -128,7 +131,19 @@ Unless --offline it also looks at this machine: golden images a missing
 root is cloned from, devices and images the target opens, iPXE loaders.
 Exit status 0 when valid, 1 when not.`},
 	"hosts": {"[-c FILE]", `Lists the hosts: name, MAC, IP, boot mode, target IQN, root image, its
-size and what it allocates.`},
+size and what it allocates. To change them (netsan hosts add -h and so on):
+
+  hosts add NAME --mac MAC [--ip IP] [--boot MODE] [--from IMAGE] [--size SIZE] [--serial S]
+  hosts rm NAME [--delete-root]`},
+	"hosts add": {"NAME --mac MAC [--ip IP] [--boot MODE] [--from IMAGE] [--size SIZE] [--serial S] [-c FILE]", `Adds a [[host]] after the last one in FILE; every other byte of the file
+(comments, order, spacing) stays as it is. IP defaults to the first free
+address of dhcp.subnet outside the pool. The result is checked as check
+checks it, and nothing is written when it would not pass; it is written
+atomically, so a running serve reloads it.`},
+	"hosts rm": {"NAME [--delete-root] [-c FILE]", `Removes the [[host]] named NAME from FILE, with the comment lines directly
+above it (no blank line between); every other byte of the file stays as it
+is. Checked and written as hosts add does. Its root image stays on disk
+unless --delete-root.`},
 	"image list": {"[-c FILE]", `Lists golden images, host roots and orphaned roots (kept after their host
 left the inventory): size, allocated, clone source, shared or copied.`},
 	"image clone": {"[-c FILE] HOST…", `Makes each named host's missing root from its golden image (root.from):

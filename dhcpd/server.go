@@ -37,6 +37,7 @@ type Server struct {
 	cfg     atomic.Pointer[config]
 	leases  *leaseTable
 	metrics *metrics
+	unknown unknowns // machines that asked to boot, not in the inventory
 
 	mu    sync.Mutex
 	socks []*socket // opened by Listen
@@ -302,7 +303,7 @@ func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 }
 
 // decide runs the handler chain for one request. It touches the lease store
-// but neither the disk nor the network.
+// and the table of unknown machines but neither the disk nor the network.
 func (s *Server) decide(c *config, req *dhcpv4.DHCPv4, pxePort bool, now time.Time) (*dhcpv4.DHCPv4, *exchange) {
 	x := &exchange{cfg: c, leases: s.leases, now: now, pxePort: pxePort, kind: KindOther}
 	resp, err := dhcpv4.NewReplyFromRequest(req)
@@ -316,6 +317,7 @@ func (s *Server) decide(c *config, req *dhcpv4.DHCPv4, pxePort bool, now time.Ti
 		}
 	}
 	x.finish(req, resp)
+	s.unknown.note(x, req)
 	return resp, x
 }
 

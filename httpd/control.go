@@ -72,15 +72,16 @@ func (s *Server) loopbackOnly(w http.ResponseWriter, r *http.Request) bool {
 // `netsan image reset` does: the sessions of a target from GET
 // /status.json, then POST /iscsi/logout and /iscsi/reopen. A refused
 // connection means no server runs: no sessions, nothing to log out or
-// reopen.
+// reopen. `netsan hosts seen` reads /status.json through it too.
 type ControlClient struct {
 	// Base is the server's base URL, such as http://127.0.0.1:8080.
 	Base string
 	HTTP *http.Client
 }
 
-// Sessions lists the iSCSI sessions logged in to target iqn.
-func (c *ControlClient) Sessions(ctx context.Context, iqn string) ([]Session, error) {
+// Status is the server's /status.json. A server that does not run is an
+// error that wraps syscall.ECONNREFUSED.
+func (c *ControlClient) Status(ctx context.Context) (*Status, error) {
 	u := c.Base + "/status.json"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -88,9 +89,6 @@ func (c *ControlClient) Sessions(ctx context.Context, iqn string) ([]Session, er
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.HTTP.Do(req)
-	if notRunning(err) {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +99,18 @@ func (c *ControlClient) Sessions(ctx context.Context, iqn string) ([]Session, er
 	var st Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return &st, nil
+}
+
+// Sessions lists the iSCSI sessions logged in to target iqn.
+func (c *ControlClient) Sessions(ctx context.Context, iqn string) ([]Session, error) {
+	st, err := c.Status(ctx)
+	if notRunning(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	var out []Session
 	for _, s := range st.Sessions {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,6 +259,16 @@ func TestMetricsAndStatus(t *testing.T) {
 	}
 }
 
+// status is the fixture's /status.json, as ControlClient reads it.
+func (fx *fixture) status(t testing.TB) *Status {
+	t.Helper()
+	st, err := (&ControlClient{Base: fx.base, HTTP: &http.Client{Timeout: 10 * time.Second}}).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // 50 clients fetch a 16 MiB file at once; each gets it whole.
 func TestManyClients(t *testing.T) {
 	fx := start(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), nil)
@@ -300,14 +311,7 @@ func TestStatusGateways(t *testing.T) {
 			}}
 		}
 	})
-	body, err := curl(t, "--fail", fx.base+"/status.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st Status
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
-		t.Fatal(err)
-	}
+	st := fx.status(t)
 	if c := st.Cluster; c == nil || c.Leader != "gw1" || !c.LeaderSince.Equal(since) || c.Takeovers != 3 || len(c.Gateways) != 2 || !c.Gateways[1].InventoryDiffers {
 		t.Errorf("cluster in /status.json: %+v", st.Cluster)
 	}
@@ -323,11 +327,49 @@ func TestStatusGateways(t *testing.T) {
 	}
 
 	single := start(t, zap.NewNop(), nil)
-	body, err = curl(t, "--fail", single.base+"/status.json")
+	body, err := curl(t, "--fail", single.base+"/status.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(body, `"cluster"`) {
 		t.Errorf("a single box's /status.json has a cluster: %s", body)
+	}
+}
+
+// TestStatusSeen: /status.json and the page list the machines seen that
+// are not in the inventory, each with its own [[host]]: names and the
+// stanza's TOML; without any, "seen" is an empty list.
+func TestStatusSeen(t *testing.T) {
+	first := time.Now().Add(-time.Hour)
+	fx := start(t, zap.NewNop(), func(s *Server) {
+		s.Status.Seen = func() []Seen {
+			return []Seen{
+				{MAC: "02:00:00:ab:cd:ef", Kind: "pxe", Arch: "EFI x86-64", VendorClass: "PXEClient:Arch:00007:UNDI:003016", FirstSeen: first, LastSeen: time.Now(), IP: "198.18.0.100"},
+				{MAC: "04:00:00:ab:cd:ef", Kind: "ipxe", Arch: "Intel x86PC", FirstSeen: first, LastSeen: first},
+			}
+		}
+	})
+	st := fx.status(t)
+	want := []string{
+		"[[host]]\nname = \"host-abcdef\"\nmac  = \"02:00:00:ab:cd:ef\"\nboot = \"menu\"\n",
+		"[[host]]\nname = \"host-abcdef-2\"\nmac  = \"04:00:00:ab:cd:ef\"\nboot = \"menu\"\n",
+	}
+	if len(st.Seen) != 2 || st.Seen[0].Stanza != want[0] || st.Seen[1].Stanza != want[1] || st.Seen[0].Host.Name != "host-abcdef" ||
+		st.Seen[0].IP != "198.18.0.100" || st.Seen[0].VendorClass != "PXEClient:Arch:00007:UNDI:003016" || !st.Seen[0].FirstSeen.Equal(first) {
+		t.Errorf("seen in /status.json: %+v", st.Seen)
+	}
+	page, err := curl(t, "--fail", "-H", "Accept: text/html", fx.base+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"<h2>Machines seen, not in the inventory</h2>", "<td>02:00:00:ab:cd:ef</td><td>pxe</td><td>EFI x86-64</td>",
+		"<pre>[[host]]\nname = &#34;host-abcdef&#34;\nmac  = &#34;02:00:00:ab:cd:ef&#34;"} {
+		if !strings.Contains(page, w) {
+			t.Errorf("status page lacks %q:\n%s", w, page)
+		}
+	}
+	body, err := curl(t, "--fail", start(t, zap.NewNop(), nil).base+"/status.json")
+	if err != nil || !strings.Contains(body, `"seen": []`) {
+		t.Errorf("/status.json without machines seen: %v\n%s", err, body)
 	}
 }

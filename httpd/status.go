@@ -3,12 +3,15 @@ package httpd
 import (
 	"encoding/json"
 	"html/template"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/netsan/netsan/inventory"
 )
 
 // StatusSource is where /status reads the state of the other services.
@@ -18,6 +21,25 @@ type StatusSource struct {
 	Sessions func() []Session
 	// Cluster is nil on a single box.
 	Cluster func() *Cluster
+	// Seen lists the machines that asked to boot and are not in the
+	// inventory; /status adds the [[host]] for each.
+	Seen func() []Seen
+}
+
+// Seen is a machine that asked to boot but is not in the inventory, as
+// /status shows it, with the [[host]] that would let it boot.
+type Seen struct {
+	MAC         string    `json:"mac"`
+	Kind        string    `json:"kind"` // pxe, ipxe or pi
+	Arch        string    `json:"arch"`
+	VendorClass string    `json:"vendor_class"`
+	FirstSeen   time.Time `json:"first_seen"`
+	LastSeen    time.Time `json:"last_seen"`
+	IP          string    `json:"ip"` // the address leased to it; "" when none
+	// Host is the [[host]] that check accepts for it, with those of every
+	// other machine seen added too (bootmenu's Suggest); Stanza is its TOML.
+	Host   inventory.HostStanza `json:"host"`
+	Stanza string               `json:"stanza"`
 }
 
 // Cluster is the gateways of a [cluster] as /status shows them.
@@ -90,12 +112,13 @@ type Status struct {
 	Hosts    []HostStatus `json:"hosts"`
 	Leases   []Lease      `json:"leases"`
 	Sessions []Session    `json:"sessions"`
+	Seen     []Seen       `json:"seen"`
 }
 
 func (s *Server) snapshot() Status {
 	inv := s.resolver.Inventory()
 	st := Status{Server: inv.Server.Address.String(), Time: time.Now().UTC(),
-		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}}
+		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}, Seen: []Seen{}}
 	if s.Status.Leases != nil {
 		st.Leases = append(st.Leases, s.Status.Leases()...)
 	}
@@ -104,6 +127,9 @@ func (s *Server) snapshot() Status {
 	}
 	if s.Status.Cluster != nil {
 		st.Cluster = s.Status.Cluster()
+	}
+	if s.Status.Seen != nil {
+		st.Seen = s.seen(s.Status.Seen())
 	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
@@ -129,6 +155,22 @@ func (s *Server) snapshot() Status {
 		st.Hosts = append(st.Hosts, hs)
 	}
 	return st
+}
+
+// seen gives each machine seen its [[host]].
+func (s *Server) seen(ms []Seen) []Seen {
+	out := make([]Seen, 0, len(ms))
+	var macs []net.HardwareAddr
+	for _, m := range ms {
+		if mac, err := net.ParseMAC(m.MAC); err == nil {
+			out = append(out, m)
+			macs = append(macs, mac)
+		}
+	}
+	for i, h := range s.resolver.Suggest(macs) {
+		out[i].Host, out[i].Stanza = h, h.String()
+	}
+	return out
 }
 
 // wantsJSON: ?format=json, /status.json, or an Accept that prefers JSON to HTML.
@@ -181,7 +223,11 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 {{range .Hosts}}<tr><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Boot}}</td><td>{{.Target}}</td>
 <td>{{with .Lease}}{{.IP}}, {{until .Expires}} left{{end}}</td><td>{{len .Sessions}}</td></tr>
 {{end}}</table>
-<h2>Leases</h2>
+{{with .Seen}}<h2>Machines seen, not in the inventory</h2>
+<table><tr><th>MAC</th><th>kind</th><th>arch</th><th>vendor class</th><th>first seen</th><th>last seen</th><th>IP</th><th>to let it boot, add</th></tr>
+{{range .}}<tr><td>{{.MAC}}</td><td>{{.Kind}}</td><td>{{.Arch}}</td><td>{{.VendorClass}}</td><td>{{since .FirstSeen}} ago</td><td>{{since .LastSeen}} ago</td><td>{{.IP}}</td><td><pre>{{.Stanza}}</pre></td></tr>
+{{end}}</table>
+{{end}}<h2>Leases</h2>
 <table><tr><th>MAC</th><th>IP</th><th>host</th><th>expires in</th></tr>
 {{range .Leases}}<tr><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Host}}</td><td>{{until .Expires}}</td></tr>
 {{end}}</table>

@@ -1,6 +1,7 @@
 package inventory_test
 
 import (
+	"net"
 	"strings"
 	"testing"
 
@@ -101,5 +102,38 @@ func TestHostStanza(t *testing.T) {
 	}
 	if _, err := toml.Decode(odd.String(), &doc); err != nil || len(doc.Host) != 1 || doc.Host[0].Name != odd.Name || doc.Host[0].Serial != "9ffefdef" {
 		t.Errorf("%q read back as %+v, %v", odd.String(), doc, err)
+	}
+}
+
+// TestSuggest: the stanzas suggested for several machines pass check
+// together: names that no host has and that differ (host- and the MAC's
+// last three bytes, then -2), fixed addresses free outside the pool and
+// different, a root from the golden image named.
+func TestSuggest(t *testing.T) {
+	inv, ps := inventory.Parse("netsan.toml", []byte(handWritten))
+	if inv == nil {
+		t.Fatal(ps)
+	}
+	macs := []net.HardwareAddr{{2, 0, 0, 0xab, 0xcd, 0xef}, {4, 0, 0, 0xab, 0xcd, 0xef}, {2, 0, 0, 0, 0, 1}}
+	got := inv.Suggest(macs, "base")
+	src := handWritten
+	for _, s := range got {
+		src = string(inventory.AddHost([]byte(src), s))
+	}
+	want := []string{
+		"[[host]]\nname = \"host-abcdef\"\nmac  = \"02:00:00:ab:cd:ef\"\nip   = \"198.18.0.102\"\nboot = \"san\"\nroot = { image = \"roots/host-abcdef.img\", from = \"base\" }\n",
+		"[[host]]\nname = \"host-abcdef-2\"\nmac  = \"04:00:00:ab:cd:ef\"\nip   = \"198.18.0.103\"\nboot = \"san\"\nroot = { image = \"roots/host-abcdef-2.img\", from = \"base\" }\n",
+		"[[host]]\nname = \"host-000001\"\nmac  = \"02:00:00:00:00:01\"\nip   = \"198.18.0.104\"\nboot = \"san\"\nroot = { image = \"roots/host-000001.img\", from = \"base\" }\n",
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("stanza %d:\n%s\nwant\n%s", i, got[i], want[i])
+		}
+	}
+	if next, ps := inventory.Parse("netsan.toml", []byte(src)); next == nil || len(next.Hosts) != 5 || len(ps) != 0 {
+		t.Errorf("the inventory with every stanza suggested: %v", ps)
+	}
+	if got := inv.Suggest(macs[:1], ""); got[0].Root != nil || got[0].Boot != "menu" {
+		t.Errorf("without a golden image: %+v", got[0])
 	}
 }

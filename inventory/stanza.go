@@ -13,20 +13,20 @@ import (
 // machine that asked to boot but is not in the inventory. Empty fields are
 // left out.
 type HostStanza struct {
-	Name   string
-	MAC    string
-	IP     string
-	Boot   string
-	Root   *RootStanza
-	Serial string
+	Name   string      `json:"name"`
+	MAC    string      `json:"mac"`
+	IP     string      `json:"ip,omitempty"`
+	Boot   string      `json:"boot,omitempty"`
+	Root   *RootStanza `json:"root,omitempty"`
+	Serial string      `json:"serial,omitempty"`
 }
 
 // RootStanza is a host's root = { … } inline table.
 type RootStanza struct {
-	Image string // under data_dir: "roots/NAME.img"
-	RBD   string // or, instead, an RBD image: "pool/NAME"
-	From  string // golden image
-	Size  string // "8GiB"
+	Image string `json:"image,omitempty"` // under data_dir: "roots/NAME.img"
+	RBD   string `json:"rbd,omitempty"`   // or, instead, an RBD image: "pool/NAME"
+	From  string `json:"from,omitempty"`  // golden image
+	Size  string `json:"size,omitempty"`  // "8GiB"
 }
 
 // String is the stanza as TOML, one key a line, ending in a newline.

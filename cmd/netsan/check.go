@@ -88,6 +88,8 @@ func cmdHosts(args []string, stdout, stderr io.Writer) error {
 			return hostsAdd(args[1:], stdout, stderr)
 		case "rm", "remove":
 			return hostsRemove(args[1:], stdout, stderr)
+		case "seen":
+			return hostsSeen(args[1:], stdout, stderr)
 		case "list", "ls":
 			args = args[1:]
 		}

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/netsan/netsan/atomicfile"
+	"github.com/netsan/netsan/dhcpd"
+	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -150,4 +157,93 @@ func editInventory(path string, offline bool, stderr io.Writer, edit func(*inven
 		return nil, err
 	}
 	return next, nil
+}
+
+// hostsSeen runs `netsan hosts seen`: the machines the running server saw
+// ask to boot that are not in the inventory, and the [[host]] of each.
+func hostsSeen(args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("hosts seen", stderr, &c)
+	server := fs.String("server", "", "base URL of the running netsan serve (default: from http.listen)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	inv, err := load(configPath(c.config), stderr)
+	if err != nil {
+		return err
+	}
+	cl, err := controlClient(inv, *server, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if cl == nil {
+		return fmt.Errorf("http is off in %s: netsan hosts seen asks the running serve over HTTP (or name it with --server URL)", inv.File)
+	}
+	st, err := cl.Status(context.Background())
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("no netsan serve answers at %s: %w", cl.Base, err)
+	}
+	if err != nil {
+		return err
+	}
+	if len(st.Seen) == 0 {
+		fmt.Fprintf(stdout, "no machine that is not in the inventory has asked %s to boot\n", cl.Base)
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAC\tKIND\tARCH\tVENDOR CLASS\tFIRST SEEN\tLAST SEEN\tIP")
+	for _, m := range st.Seen {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.MAC, m.Kind, m.Arch, or(m.VendorClass, "-"),
+			m.FirstSeen.Local().Format(time.DateTime), m.LastSeen.Local().Format(time.DateTime), or(m.IP, "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nTo let one boot, add it (each passes check, all of them together too):\n")
+	for _, m := range st.Seen {
+		fmt.Fprintf(stdout, "\n%s\n%s", addCommand(m.Host), m.Stanza)
+	}
+	return nil
+}
+
+// addCommand is the `netsan hosts add` that appends h.
+func addCommand(h inventory.HostStanza) string {
+	cmd := []string{"netsan hosts add", h.Name, "--mac", h.MAC}
+	for _, f := range []struct{ flag, value string }{{"--ip", h.IP}, {"--boot", h.Boot}, {"--serial", h.Serial}} {
+		if f.value != "" {
+			cmd = append(cmd, f.flag, f.value)
+		}
+	}
+	if r := h.Root; r != nil {
+		for _, f := range []struct{ flag, value string }{{"--from", r.From}, {"--size", r.Size}} {
+			if f.value != "" {
+				cmd = append(cmd, f.flag, f.value)
+			}
+		}
+	}
+	return strings.Join(cmd, " ")
+}
+
+func or(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
+}
+
+// seenMachines is dhcpd's table of the machines that asked to boot and are
+// not in the inventory, as /status shows them.
+func seenMachines(d *dhcpd.Server) func() []httpd.Seen {
+	return func() []httpd.Seen {
+		us := d.Unknown()
+		out := make([]httpd.Seen, len(us))
+		for i, u := range us {
+			out[i] = httpd.Seen{MAC: u.MAC.String(), Kind: string(u.Kind), Arch: u.Arch.String(), VendorClass: u.VendorClass,
+				FirstSeen: u.FirstSeen, LastSeen: u.LastSeen}
+			if u.IP.IsValid() {
+				out[i].IP = u.IP.String()
+			}
+		}
+		return out
+	}
 }

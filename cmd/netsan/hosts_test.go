@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
@@ -192,6 +196,84 @@ func TestHostsAddLive(t *testing.T) {
 	if !strings.Contains(log.String(), "inventory changed: reloading") {
 		t.Errorf("serve did not log the reloads:\n%s", log)
 	}
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+}
+
+// TestHostsSeenLive: a PXE client that is not in the inventory asks a
+// running serve for an address; hosts seen lists it (MAC, kind,
+// architecture, vendor class, the address leased) with the hosts add
+// command that lets it boot; that command, run as printed, adds it, and
+// it is no longer unknown.
+func TestHostsSeenLive(t *testing.T) {
+	bin := netsantest.Binary(t)
+	httpPort, dhcpPort := netsantest.FreePort(t, "tcp"), netsantest.FreePort(t, "udp")
+	path := loopbackInventory(t, fmt.Sprintf(`[dhcp]
+listen = "127.0.0.1:%d"
+subnet = "127.0.0.0/24"
+range  = ["127.0.0.100", "127.0.0.199"]
+[http]
+listen = "127.0.0.1:%d"
+[iscsi]
+enabled = false
+base_iqn = "iqn.2026-11.example.test"
+`, dhcpPort, httpPort))
+	log := netsantest.NewLog(t, "netsan")
+	p := netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), log)
+	seen := func() string {
+		out, err := exec.Command(bin, "hosts", "seen", "-c", path).CombinedOutput()
+		if err != nil {
+			return err.Error() + ": " + string(out)
+		}
+		return string(out)
+	}
+	netsantest.WaitFor(t, "serve up", 20*time.Second, func() bool { return strings.HasPrefix(seen(), "no machine") })
+
+	// DISCOVER and REQUEST of a UEFI PXE client, unicast to the server's
+	// socket (the replies go to the broadcast address, unheard here).
+	conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: dhcpPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mac := net.HardwareAddr{0x02, 0, 0, 0xab, 0xcd, 0xef}
+	pxe := []dhcpv4.Modifier{
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00007:UNDI:003016")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)),
+	}
+	disc, err := dhcpv4.NewDiscovery(mac, pxe...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := dhcpv4.NewDiscovery(mac, append(pxe, dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(127, 0, 0, 1))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(127, 0, 0, 100))))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*dhcpv4.DHCPv4{disc, req} {
+		if _, err := conn.Write(m.ToBytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out string
+	netsantest.WaitFor(t, "the PC in hosts seen", 20*time.Second, func() bool { out = seen(); return strings.Contains(out, "127.0.0.100") })
+	t.Logf("netsan hosts seen:\n%s", out)
+	for _, want := range []string{
+		"02:00:00:ab:cd:ef  pxe   EFI x86-64  PXEClient:Arch:00007:UNDI:003016",
+		"netsan hosts add host-abcdef --mac 02:00:00:ab:cd:ef --ip 127.0.0.2 --boot menu\n[[host]]\nname = \"host-abcdef\"\nmac  = \"02:00:00:ab:cd:ef\"\nip   = \"127.0.0.2\"\nboot = \"menu\"\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("hosts seen lacks %q:\n%s", want, out)
+		}
+	}
+	add := strings.Fields("hosts add host-abcdef --mac 02:00:00:ab:cd:ef --ip 127.0.0.2 --boot menu")
+	if out, err := exec.Command(bin, append(add, "-c", path)...).CombinedOutput(); err != nil {
+		t.Fatalf("the command hosts seen printed: %v\n%s", err, out)
+	}
+	netsantest.WaitFor(t, "the PC known", 20*time.Second, func() bool { return strings.HasPrefix(seen(), "no machine") })
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

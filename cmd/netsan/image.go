@@ -344,12 +344,24 @@ func imageReset(args []string, stdout, stderr io.Writer) error {
 // http.listen on the loopback. With HTTP off nothing can be asked, so a
 // reset needs --force, the operator's word that the hosts are down.
 func liveTarget(inv *inventory.Inventory, server string, force bool, log *zap.Logger) (images.LiveTarget, error) {
+	c, err := controlClient(inv, server, 2*time.Minute)
+	switch {
+	case err != nil:
+		return nil, err
+	case c == nil && !force:
+		return nil, errors.New("http is off, so netsan cannot ask a running server for the hosts' sessions; make sure they are off and use --force")
+	case c == nil:
+		log.Warn("http is off: not checking for sessions")
+		return nil, nil
+	}
+	return controlTarget{c}, nil
+}
+
+// controlClient talks to the running server at --server, else at
+// http.listen on the loopback; nil when neither names one (HTTP off).
+func controlClient(inv *inventory.Inventory, server string, timeout time.Duration) (*httpd.ControlClient, error) {
 	if server == "" {
 		if !inv.HTTP.On() {
-			if !force {
-				return nil, errors.New("http is off, so netsan cannot ask a running server for the hosts' sessions; make sure they are off and use --force")
-			}
-			log.Warn("http is off: not checking for sessions")
 			return nil, nil
 		}
 		server = "http://" + loopback(inv.HTTP.Listen)
@@ -358,7 +370,7 @@ func liveTarget(inv *inventory.Inventory, server string, force bool, log *zap.Lo
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("--server %q: want a URL such as http://127.0.0.1:8080", server)
 	}
-	return controlTarget{&httpd.ControlClient{Base: strings.TrimSuffix(server, "/"), HTTP: &http.Client{Timeout: 2 * time.Minute}}}, nil
+	return &httpd.ControlClient{Base: strings.TrimSuffix(server, "/"), HTTP: &http.Client{Timeout: timeout}}, nil
 }
 
 // controlTarget is images.LiveTarget over the running server's control

@@ -42,6 +42,7 @@ commands:
   hosts   add NAME --mac MAC [--ip IP] [--boot MODE] [--from IMAGE] [--size SIZE]
           rm NAME [--delete-root]
                              add or remove a [[host]], the rest of the file kept as it is
+  hosts   seen               machines that asked to boot and are not in the inventory
   image   list|clone HOST…|reset [--force] HOST…|import FILE NAME
                              golden images and host roots
   version                    print version and commit
@@ -134,7 +135,8 @@ Exit status 0 when valid, 1 when not.`},
 size and what it allocates. To change them (netsan hosts add -h and so on):
 
   hosts add NAME --mac MAC [--ip IP] [--boot MODE] [--from IMAGE] [--size SIZE] [--serial S]
-  hosts rm NAME [--delete-root]`},
+  hosts rm NAME [--delete-root]
+  hosts seen`},
 	"hosts add": {"NAME --mac MAC [--ip IP] [--boot MODE] [--from IMAGE] [--size SIZE] [--serial S] [-c FILE]", `Adds a [[host]] after the last one in FILE; every other byte of the file
 (comments, order, spacing) stays as it is. IP defaults to the first free
 address of dhcp.subnet outside the pool. The result is checked as check
@@ -144,6 +146,12 @@ atomically, so a running serve reloads it.`},
 above it (no blank line between); every other byte of the file stays as it
 is. Checked and written as hosts add does. Its root image stays on disk
 unless --delete-root.`},
+	"hosts seen": {"[-c FILE] [--server URL]", `Lists the machines that asked the running serve to boot (PXE, iPXE,
+Raspberry Pi) and are not in the inventory: MAC, kind, architecture,
+vendor class, first and last seen, the address leased to it. For each, the
+[[host]] that would let it boot, and the hosts add command that adds it:
+each passes check, and all of them together too. The server keeps the 256
+seen last, in memory.`},
 	"image list": {"[-c FILE]", `Lists golden images, host roots and orphaned roots (kept after their host
 left the inventory): size, allocated, clone source, shared or copied.`},
 	"image clone": {"[-c FILE] HOST…", `Makes each named host's missing root from its golden image (root.from):

@@ -65,6 +65,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 			return nil, err
 		}
 		status.Leases = func() []httpd.Lease { return leases(d.Leases()) }
+		status.Seen = seenMachines(d)
 		macs.dhcp = d
 		if err := add("dhcp", d, d); err != nil {
 			return nil, err

@@ -223,7 +223,7 @@ func TestCephImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if code, out := runNetsan("image", "reset", "-c", path, "node1"); code != 0 || !strings.Contains(out, "node1: reset rbd:rbd/node1 from base (rbd clone)") {
+	if code, out := runNetsan("image", "reset", "--yes", "-c", path, "node1"); code != 0 || !strings.Contains(out, "node1: reset rbd:rbd/node1 from base (rbd clone)") {
 		t.Fatalf("image reset: exit %d\n%s", code, out)
 	}
 	if got := readRBD(t, c, "node1", 17<<20, len(block)); !bytes.Equal(got, block) {
@@ -330,10 +330,10 @@ luns = [ { lun = 0, rbd = "db", size = "16MiB" }, { lun = 1, rbd = "base", read_
 	// A live session dirties the root; reset is refused, then --force logs
 	// it out and the target serves the fresh clone.
 	liveWrite(t, opts(iqn, 0), "write -P 0x11 17M 64k")
-	if code, out := runNetsan("image", "reset", "-c", path, "node1"); code == 0 || !strings.Contains(out, "live session") {
+	if code, out := runNetsan("image", "reset", "--yes", "-c", path, "node1"); code == 0 || !strings.Contains(out, "live session") {
 		t.Fatalf("reset with a live session: exit %d\n%s", code, out)
 	}
-	if code, out := runNetsan("image", "reset", "-c", path, "--force", "node1"); code != 0 || !strings.Contains(out, "node1: reset rbd:rbd/node1 from base (rbd clone)") {
+	if code, out := runNetsan("image", "reset", "--yes", "-c", path, "--force", "node1"); code != 0 || !strings.Contains(out, "node1: reset rbd:rbd/node1 from base (rbd clone)") {
 		t.Fatalf("reset --force: exit %d\n%s", code, out)
 	}
 	if got := readRoot(); !bytes.Equal(got, want) {

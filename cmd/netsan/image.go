@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -33,9 +34,13 @@ commands:
   list   [-c FILE]                      golden images, host roots and orphaned roots (kept after
                                         their host left the inventory): size, allocated, source, shared;
                                         for RBD images the used bytes (as rbd du) and a clone's parent
-  clone  [-c FILE] HOST…                clone missing roots from their golden image (root.from)
-  reset  [-c FILE] [--force] HOST…      replace roots with fresh clones; refused while the host
-                                        has an iSCSI session unless --force, which logs it out
+  clone  [-c FILE] HOST…|--all          clone missing roots from their golden image (root.from);
+                                        --all: every host's; a root that exists is kept
+  reset  [-c FILE] [--force] [--yes] HOST…
+                                        replace roots with fresh clones, after asking on the
+                                        terminal (--yes: without asking; needed without a terminal);
+                                        refused while the host has an iSCSI session unless --force,
+                                        which logs it out
   import [-c FILE] FILE NAME            copy a raw disk image (MBR or GPT) or a qcow2 image in as
                                         golden image NAME (data_dir/golden/NAME.img, or with [ceph]
                                         the RBD image POOL/NAME) and print its [[image]] stanza;
@@ -230,16 +235,23 @@ func sharing(path string, clone bool) string {
 // when one of the hosts named has an RBD root.
 type rootOp func(ctx context.Context, inv *inventory.Inventory, cl images.Cluster, h *inventory.Host, progress func(done, total int64)) (images.Method, error)
 
-// eachRoot parses args with fs, flags and the hosts they name, and runs the
-// op prepare makes over those hosts with a progress display per host,
-// reporting every failure, not only the first. A root that is there
-// already when op would clone it is kept, and said so.
-func eachRoot(verb string, fs *flag.FlagSet, c *commonFlags, args []string, stdout, stderr io.Writer, prepare func(*inventory.Inventory, *zap.Logger) (rootOp, error)) error {
+// eachRoot parses args with fs, flags and the hosts they name (with
+// --all, where all is not nil, every host whose root is cloned from a
+// golden image), and runs the op prepare makes for those hosts over each,
+// with a progress display per host, reporting every failure, not only the
+// first. A root that is there already when op would clone it is kept, and
+// said so.
+func eachRoot(verb string, fs *flag.FlagSet, c *commonFlags, all *bool, args []string, stdout, stderr io.Writer, prepare func(*inventory.Inventory, []*inventory.Host, *zap.Logger) (rootOp, error)) error {
 	hosts, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(hosts) == 0 {
+	every := all != nil && *all
+	switch {
+	case every && len(hosts) > 0:
+		fmt.Fprintf(stderr, "netsan image %s: name hosts or --all, not both\n", verb)
+		return errUsage
+	case !every && len(hosts) == 0:
 		fmt.Fprintf(stderr, "netsan image %s: name the hosts whose roots to %s\n", verb, verb)
 		return errUsage
 	}
@@ -248,11 +260,21 @@ func eachRoot(verb string, fs *flag.FlagSet, c *commonFlags, args []string, stdo
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	op, err := prepare(inv, log)
-	if err != nil {
+	var targets []*inventory.Host
+	if every {
+		for i := range inv.Hosts {
+			if h := &inv.Hosts[i]; h.Root != nil && h.Root.From != "" {
+				targets = append(targets, h)
+			}
+		}
+		if len(targets) == 0 {
+			fmt.Fprintf(stdout, "no host in %s has a root cloned from a golden image (root.from)\n", inv.File)
+			return nil
+		}
+	} else if targets, err = namedHosts(inv, hosts); err != nil {
 		return err
 	}
-	targets, err := namedHosts(inv, hosts)
+	op, err := prepare(inv, targets, log)
 	if err != nil {
 		return err
 	}
@@ -319,7 +341,8 @@ func pastTense(verb string) string {
 func imageClone(args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("image clone", stderr, &c)
-	return eachRoot("clone", fs, &c, args, stdout, stderr, func(*inventory.Inventory, *zap.Logger) (rootOp, error) {
+	all := fs.Bool("all", false, "every host whose root is cloned from a golden image (root.from)")
+	return eachRoot("clone", fs, &c, all, args, stdout, stderr, func(*inventory.Inventory, []*inventory.Host, *zap.Logger) (rootOp, error) {
 		return images.CloneRoot, nil
 	})
 }
@@ -329,15 +352,47 @@ func imageReset(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("image reset", stderr, &c)
 	force := fs.Bool("force", false, "log the host's iSCSI sessions out first instead of refusing")
 	server := fs.String("server", "", "base URL of the running netsan serve (default: from http.listen)")
-	return eachRoot("reset", fs, &c, args, stdout, stderr, func(inv *inventory.Inventory, log *zap.Logger) (rootOp, error) {
+	yes := fs.Bool("yes", false, "do not ask: for scripts (without a terminal, reset refuses to go on without it)")
+	return eachRoot("reset", fs, &c, nil, args, stdout, stderr, func(inv *inventory.Inventory, hosts []*inventory.Host, log *zap.Logger) (rootOp, error) {
 		live, err := liveTarget(inv, *server, *force, log)
 		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(hosts))
+		for i, h := range hosts {
+			names[i] = h.Name
+		}
+		q := fmt.Sprintf("Replace the root of %s with a fresh clone? What was written to it is lost.", strings.Join(names, ", "))
+		if err := confirm(os.Stdin, stderr, *yes, q); err != nil {
 			return nil, err
 		}
 		return func(ctx context.Context, inv *inventory.Inventory, cl images.Cluster, h *inventory.Host, progress func(done, total int64)) (images.Method, error) {
 			return images.ResetRoot(ctx, inv, cl, h, live, *force, progress)
 		}, nil
 	})
+}
+
+// confirm asks question on the terminal, in and w, and is nil when the
+// answer is yes, or at once with yes set. Without a terminal to ask on it
+// refuses, so that a script does not destroy data by accident: --yes says
+// it means to.
+func confirm(in *os.File, w io.Writer, yes bool, question string) error {
+	if yes {
+		return nil
+	}
+	if !term.IsTerminal(int(in.Fd())) {
+		return errors.New("not confirmed: stdin is not a terminal to ask on; add --yes to go on without asking; nothing done")
+	}
+	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		return errors.New("not confirmed: stderr is not a terminal to ask on; add --yes to go on without asking; nothing done")
+	}
+	fmt.Fprintf(w, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return errors.New("not confirmed; nothing done")
 }
 
 // liveTarget finds the running server's control endpoints: --server, else

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -212,7 +213,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	_, _, err := runImage("reset", "-c", cfg, "--server", srv.URL, "node1")
+	_, _, err := runImage("reset", "--yes", "-c", cfg, "--server", srv.URL, "node1")
 	if err == nil || !strings.Contains(err.Error(), "1 live session") || !strings.Contains(err.Error(), "198.18.0.11:40001") {
 		t.Fatalf("reset with a live session: %v", err)
 	}
@@ -223,7 +224,7 @@ func TestImageResetWithSessions(t *testing.T) {
 		t.Errorf("refused reset asked the server %q", fake.calls)
 	}
 
-	out, _, err := runImage("reset", "-c", cfg, "--server", srv.URL, "--force", "node1")
+	out, _, err := runImage("reset", "--yes", "-c", cfg, "--server", srv.URL, "--force", "node1")
 	if err != nil {
 		t.Fatalf("reset --force: %v", err)
 	}
@@ -243,7 +244,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	closed := "http://" + ln.Addr().String()
 	ln.Close()
 	dirty()
-	if _, _, err := runImage("reset", "-c", cfg, "--server", closed, "node1"); err != nil {
+	if _, _, err := runImage("reset", "--yes", "-c", cfg, "--server", closed, "node1"); err != nil {
 		t.Errorf("reset with no server running: %v", err)
 	}
 	if !sameFile(t, golden, root) {
@@ -262,7 +263,7 @@ func TestImageResetWithSessions(t *testing.T) {
 	defer old.Close()
 	fake.sessions = []map[string]string{{"initiator": "i", "target": "iqn.2026-11.example.lab:node1"}}
 	dirty()
-	if _, _, err := runImage("reset", "-c", cfg, "--server", old.URL, "--force", "node1"); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, _, err := runImage("reset", "--yes", "-c", cfg, "--server", old.URL, "--force", "node1"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("reset --force against a server without /iscsi/logout: %v", err)
 	}
 	if sameFile(t, golden, root) {
@@ -275,10 +276,10 @@ func TestImageResetHTTPOff(t *testing.T) {
 	if _, _, err := runImage("clone", "-c", cfg, "node1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := runImage("reset", "-c", cfg, "node1"); err == nil || !strings.Contains(err.Error(), "http is off") {
+	if _, _, err := runImage("reset", "--yes", "-c", cfg, "node1"); err == nil || !strings.Contains(err.Error(), "http is off") {
 		t.Errorf("reset with http off and no --force: %v", err)
 	}
-	if _, _, err := runImage("reset", "-c", cfg, "--force", "node1"); err != nil {
+	if _, _, err := runImage("reset", "--yes", "-c", cfg, "--force", "node1"); err != nil {
 		t.Errorf("reset --force with http off: %v", err)
 	}
 }
@@ -360,7 +361,7 @@ func TestImageCloneEveryHost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, errOut, err = runImage("reset", "node1", "node2", "node3", "--force", "-c", cfg)
+	out, errOut, err = runImage("reset", "--yes", "node1", "node2", "node3", "--force", "-c", cfg)
 	if err != nil {
 		t.Fatalf("reset of three hosts: %v\n%s", err, errOut)
 	}
@@ -424,5 +425,86 @@ func TestImageListOrphans(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "roots", "node2.img")); err != nil {
 		t.Errorf("node2's root: %v", err)
+	}
+}
+
+// TestImageCloneAll: clone --all clones every host whose root has a golden
+// image and no other; run again it keeps every root, says so, and
+// succeeds. Hosts named beside --all are a usage error.
+func TestImageCloneAll(t *testing.T) {
+	cfg, dataDir := imageLab(t, nodeHost(3, `{ image = "roots/node3.img", size = "1MiB" }`))
+	golden := filepath.Join(dataDir, "golden", "base.img")
+	root := func(h string) string { return filepath.Join(dataDir, "roots", h+".img") }
+	out, errOut, err := runImage("clone", "--all", "-c", cfg)
+	if err != nil {
+		t.Fatalf("clone --all: %v\n%s", err, errOut)
+	}
+	for _, h := range []string{"node1", "node2"} {
+		if !strings.Contains(out, h+": cloned") || !sameFile(t, golden, root(h)) {
+			t.Errorf("clone --all: %s not cloned:\n%s", h, out)
+		}
+	}
+	if _, err := os.Stat(root("node3")); err == nil || strings.Contains(out, "node3") {
+		t.Errorf("clone --all touched node3, whose root has no golden image:\n%s", out)
+	}
+	if err := os.WriteFile(root("node1"), []byte("written by node1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = runImage("clone", "--all", "-c", cfg)
+	if err != nil {
+		t.Fatalf("clone --all again: %v\n%s", err, errOut)
+	}
+	for _, h := range []string{"node1", "node2"} {
+		if !strings.Contains(out, h+": "+root(h)+" exists; kept (netsan image reset "+h+" replaces it)") {
+			t.Errorf("clone --all again does not say %s's root is kept:\n%s", h, out)
+		}
+	}
+	if b, _ := os.ReadFile(root("node1")); string(b) != "written by node1" {
+		t.Errorf("clone --all again replaced node1's root")
+	}
+	if code, _, errs := runNetsanIn("image", "clone", "--all", "node1", "-c", cfg); code != 2 || !strings.Contains(errs, "name hosts or --all, not both") {
+		t.Errorf("clone --all node1: exit %d\n%s", code, errs)
+	}
+}
+
+// TestImageResetConfirm: image reset asks on a terminal and goes on only
+// on yes; without a terminal it refuses, saying so, unless --yes.
+func TestImageResetConfirm(t *testing.T) {
+	netsantest.NeedTools(t, "script")
+	bin := netsantest.Binary(t)
+	cfg, dataDir := imageLab(t, "")
+	golden, root := filepath.Join(dataDir, "golden", "base.img"), filepath.Join(dataDir, "roots", "node1.img")
+	if _, _, err := runImage("clone", "-c", cfg, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	dirty := []byte("written by node1")
+	if err := os.WriteFile(root, dirty, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kept := func() bool { b, _ := os.ReadFile(root); return bytes.Equal(b, dirty) }
+
+	// No terminal (stdin /dev/null): refused, nothing done.
+	out, err := exec.Command(bin, "image", "reset", "--force", "-c", cfg, "node1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "stdin is not a terminal") || !strings.Contains(string(out), "--yes") || !kept() {
+		t.Errorf("reset without a terminal: %v\n%s", err, out)
+	}
+	// On a terminal (script(1) gives it one), the answer decides.
+	for _, answer := range []string{"n", "y"} {
+		c := exec.Command("script", "-qec", bin+" image reset --force -c "+cfg+" node1", "/dev/null")
+		c.Stdin = strings.NewReader(answer + "\n")
+		out, err := c.CombinedOutput()
+		if !strings.Contains(string(out), "Replace the root of node1 with a fresh clone? What was written to it is lost. [y/N]") {
+			t.Errorf("reset on a terminal did not ask:\n%s", out)
+		}
+		switch answer {
+		case "n":
+			if err == nil || !strings.Contains(string(out), "not confirmed; nothing done") || !kept() {
+				t.Errorf("reset answered no: %v\n%s", err, out)
+			}
+		case "y":
+			if err != nil || !strings.Contains(string(out), "node1: reset") || !sameFile(t, golden, root) {
+				t.Errorf("reset answered yes: %v\n%s", err, out)
+			}
+		}
 	}
 }

@@ -43,7 +43,7 @@ commands:
           rm NAME [--delete-root]
                              add or remove a [[host]], the rest of the file kept as it is
   hosts   seen               machines that asked to boot and are not in the inventory
-  image   list|clone HOST…|reset [--force] HOST…|import FILE NAME
+  image   list|clone HOST…|--all|reset [--force] [--yes] HOST…|import FILE NAME
                              golden images and host roots
   version                    print version and commit
 
@@ -154,12 +154,14 @@ each passes check, and all of them together too. The server keeps the 256
 seen last, in memory.`},
 	"image list": {"[-c FILE]", `Lists golden images, host roots and orphaned roots (kept after their host
 left the inventory): size, allocated, clone source, shared or copied.`},
-	"image clone": {"[-c FILE] HOST…", `Makes each named host's missing root from its golden image (root.from):
-a reflink where the file system has them, else a sparse copy. A root that
-is there already is kept, and said so.`},
-	"image reset": {"[-c FILE] [--force] HOST…", `Replaces each named host's root with a fresh clone of its golden image.
-Refused while the host has an iSCSI session, unless --force, which logs
-it out first.`},
+	"image clone": {"[-c FILE] HOST…|--all", `Makes each named host's missing root (with --all, every host's whose root
+has a golden image, root.from) from its golden image: a reflink where the
+file system has them, else a sparse copy. A root that is there already is
+kept, and said so: running it again does nothing more.`},
+	"image reset": {"[-c FILE] [--force] [--yes] HOST…", `Replaces each named host's root with a fresh clone of its golden image,
+after asking on the terminal; --yes goes on without asking, and without a
+terminal to ask on nothing is done unless it is given. Refused while the
+host has an iSCSI session, unless --force, which logs it out first.`},
 	"image import": {"[-c FILE] FILE NAME", `Copies a raw disk image (MBR or GPT) or a qcow2 image in as golden image
 NAME (data_dir/golden/NAME.img, or with [ceph] the RBD image POOL/NAME)
 and prints its [[image]] stanza.`},

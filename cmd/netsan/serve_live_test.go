@@ -168,7 +168,7 @@ func TestImageResetLive(t *testing.T) {
 
 	reset := func(args ...string) (int, string) {
 		var out bytes.Buffer
-		code := run(append([]string{"image", "reset", "-c", path}, args...), &out, &out)
+		code := run(append([]string{"image", "reset", "--yes", "-c", path}, args...), &out, &out)
 		return code, out.String()
 	}
 	if code, out := reset("node1"); code == 0 || !strings.Contains(out, "127.0.0.1:") {

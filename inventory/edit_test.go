@@ -137,3 +137,27 @@ func TestSuggest(t *testing.T) {
 		t.Errorf("without a golden image: %+v", got[0])
 	}
 }
+
+// TestNewRoot: a new host's root is a file under data_dir/roots, or, from
+// an RBD golden image, an RBD image in that image's pool; a size alone is
+// an empty root; neither is no root.
+func TestNewRoot(t *testing.T) {
+	inv, ps := inventory.Parse("netsan.toml", []byte(handWritten+"[ceph]\n[[image]]\nname = \"cephbase\"\nrbd = \"golden/base\"\n"))
+	if inv == nil {
+		t.Fatal(ps)
+	}
+	for _, tc := range []struct {
+		from, size string
+		want       *inventory.RootStanza
+	}{
+		{"base", "", &inventory.RootStanza{Image: "roots/n.img", From: "base"}},
+		{"cephbase", "32GiB", &inventory.RootStanza{RBD: "golden/n", From: "cephbase", Size: "32GiB"}},
+		{"", "1GiB", &inventory.RootStanza{Image: "roots/n.img", Size: "1GiB"}},
+		{"", "", nil},
+	} {
+		got := inv.NewRoot("n", tc.from, tc.size)
+		if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+			t.Errorf("NewRoot(n, %q, %q) = %+v, want %+v", tc.from, tc.size, got, tc.want)
+		}
+	}
+}

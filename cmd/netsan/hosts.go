@@ -104,8 +104,10 @@ func hostsRemove(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "removed host %s from %s\n", name, inv.File)
 	switch {
 	case root == nil:
+	case !*deleteRoot && root.Image != "":
+		fmt.Fprintf(stdout, "its root %s is kept (netsan image list shows it as orphaned)\n", root.Image)
 	case !*deleteRoot:
-		fmt.Fprintf(stdout, "its root %s is kept (netsan image list shows it as orphaned)\n", root.Backing())
+		fmt.Fprintf(stdout, "its root %s is kept\n", root.Backing())
 	default:
 		if err := os.Remove(root.Image); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("host %s removed, but its root: %w", name, err)

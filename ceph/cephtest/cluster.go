@@ -154,6 +154,10 @@ mon data = %[3]s/mon
 osd data = %[3]s/osd
 osd objectstore = memstore
 memstore device bytes = %[4]d
+# A PG's read lease is 0.8 of the heartbeat grace (16 s by default). The
+# fault tests stop the only OSD for 20-40 s: past its lease, a PG woken
+# with no peer to renew it from stayed laggy, holding ops for minutes.
+osd heartbeat grace = 120
 `, fsid, mon, c.Dir, o.StoreBytes)), 0o644); err != nil {
 		return nil, err
 	}

@@ -150,6 +150,22 @@ func (g *Gateway) HasAddress(ctx context.Context) (bool, error) {
 	return strings.Contains(out, " "+ServerIP+"/"), nil
 }
 
+// WaitAddressGone waits until ServerIP is no longer on the gateway's
+// interface, polling for at most timeout.
+func (g *Gateway) WaitAddressGone(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		has, err := g.HasAddress(ctx)
+		if err != nil || !has {
+			return err
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s: %s still on %s after %s", g.Name, ServerIP, GatewayInterface, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Log returns what the gateway's netsan has logged so far, over all its
 // starts.
 func (g *Gateway) Log() string {

@@ -56,35 +56,51 @@ func serveRBD(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, di
 	bin := netsanCeph(t)
 	l := newLab(t)
 	c := cephtest.Start(t, cephtest.Options{NetNS: l.Name})
-	if _, err := c.Rbd("import", "--no-progress", env.golden, "rbd/golden"); err != nil {
+	s := &servedRBD{ceph: c, served: &served{Lab: l, roots: map[string]string{},
+		inv: rbdInventory(t, l, c, env.golden, hosts, targets, discovery)}}
+	s.start(t, bin)
+	return s
+}
+
+// rbdInventory imports golden into c as rbd/golden and returns the
+// inventory of hosts, whose roots netsan clones from it (rbd/<name> for
+// boot = "san" hosts), and targets.
+func rbdInventory(t *testing.T, l *lab.Lab, c *cephtest.Cluster, golden string, hosts []lab.NetsanHost, targets []lab.DataTarget, discovery *lab.CHAP) lab.Inventory {
+	t.Helper()
+	if _, err := c.Rbd("import", "--no-progress", golden, "rbd/golden"); err != nil {
 		t.Fatal(err)
 	}
-	s := &servedRBD{ceph: c, served: &served{Lab: l, roots: map[string]string{}, inv: lab.Inventory{
+	inv := lab.Inventory{
 		DataDir:       filepath.Join(l.Dir, "data"),
 		BaseIQN:       baseIQN,
 		Ceph:          c.Conf,
 		GoldenRBD:     "rbd/golden",
-		Hosts:         hosts,
+		Hosts:         append([]lab.NetsanHost(nil), hosts...),
 		Targets:       targets,
 		DiscoveryCHAP: discovery,
-	}}}
-	for i := range s.inv.Hosts {
-		if h := &s.inv.Hosts[i]; h.Boot == "" || h.Boot == "san" {
+	}
+	for i := range inv.Hosts {
+		if h := &inv.Hosts[i]; h.Boot == "" || h.Boot == "san" {
 			h.RBD = "rbd/" + h.Name
 		}
 	}
-	s.start(t, bin)
-	return s
+	return inv
+}
+
+// export copies an RBD image into a file in dir.
+func export(t *testing.T, c *cephtest.Cluster, dir, image string) string {
+	t.Helper()
+	file := filepath.Join(dir, strings.ReplaceAll(image, "/", "-")+".raw")
+	if _, err := c.Rbd("export", "--no-progress", image, file); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 // export copies an RBD image into a file in the lab's directory.
 func (s *servedRBD) export(t *testing.T, image string) string {
 	t.Helper()
-	file := filepath.Join(s.Dir, strings.ReplaceAll(image, "/", "-")+".raw")
-	if _, err := s.ceph.Rbd("export", "--no-progress", image, file); err != nil {
-		t.Fatal(err)
-	}
-	return file
+	return export(t, s.ceph, s.Dir, image)
 }
 
 // TestRBDBoot: a diskless BIOS guest boots from its root, which netsan made

@@ -135,6 +135,21 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// FormatSize writes n bytes the way people read sizes, in units ParseSize
+// takes back: 512B, 64.0KiB, 1.5GiB.
+func FormatSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
 // FreeAddr is the first address of the DHCP subnet that a new host can be
 // given as its fixed ip, one that validation accepts: not the network or
 // broadcast address, netsan's own, the router's or a DNS server's, outside

@@ -179,7 +179,7 @@ func rbdColumns(cl images.Cluster, rbd string, want int64) (size, used, parent s
 	info, err := images.StatRBD(cl, rbd)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && want > 0:
-		return humanBytes(want), "(missing)", "-"
+		return inventory.FormatSize(want), "(missing)", "-"
 	case errors.Is(err, os.ErrNotExist):
 		return "-", "(missing)", "-"
 	case err != nil:
@@ -189,7 +189,7 @@ func rbdColumns(cl images.Cluster, rbd string, want int64) (size, used, parent s
 	if info.Parent != "" {
 		parent = "parent " + info.Parent
 	}
-	return humanBytes(info.Size), humanBytes(info.Used), parent
+	return inventory.FormatSize(info.Size), inventory.FormatSize(info.Used), parent
 }
 
 // sizeColumns formats images.Usage for a table: a missing image shows the
@@ -199,15 +199,15 @@ func sizeColumns(path string, want int64) (size, allocated string) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if want > 0 {
-			return humanBytes(want), "(missing)"
+			return inventory.FormatSize(want), "(missing)"
 		}
 		return "-", "(missing)"
 	case err != nil && n == 0:
 		return "-", "error: " + err.Error()
 	case err != nil:
-		return humanBytes(n), "?"
+		return inventory.FormatSize(n), "?"
 	}
-	return humanBytes(n), humanBytes(alloc)
+	return inventory.FormatSize(n), inventory.FormatSize(alloc)
 }
 
 // sharing says how much of an image shares extents with others (a reflink
@@ -224,7 +224,7 @@ func sharing(path string, clone bool) string {
 	case err != nil:
 		return "error: " + err.Error()
 	case n > 0:
-		return "shared " + humanBytes(n)
+		return "shared " + inventory.FormatSize(n)
 	case clone:
 		return "copied"
 	}

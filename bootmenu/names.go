@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/timeline"
 )
 
 // ScriptName is the name of mac's iPXE script, boot/52-54-00-00-00-01.ipxe:
@@ -68,6 +69,20 @@ func Refuse(err error) Refusal {
 // opcode's or HTTP method's name), the file as asked, the client's address.
 func RequestFields(op, name string, ip netip.Addr) []zap.Field {
 	return []zap.Field{zap.String("op", op), zap.String("file", name), zap.Stringer("ip", ip)}
+}
+
+// Event is f, sent whole over proto (tftp, http) as name, as a step of its
+// machine's boot: the key timeline.Recorder.Record takes (the MAC f was
+// attributed to; "" when none), the step and what was sent.
+func (f *File) Event(proto, name string) (mac string, step timeline.Step, detail string) {
+	step = timeline.File
+	switch f.Kind {
+	case KindLoader:
+		step = timeline.Loader
+	case KindScript, KindUnknown, KindCmdline:
+		step = timeline.Script
+	}
+	return f.MAC, step, proto + " " + name
 }
 
 // Fields are what both servers log of a resolved file: its kind and, when

@@ -18,6 +18,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/timeline"
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sync/errgroup"
@@ -38,6 +39,7 @@ type Server struct {
 	leases  *leaseTable
 	metrics *metrics
 	unknown unknowns // machines that asked to boot, not in the inventory
+	events  *timeline.Recorder
 
 	mu    sync.Mutex
 	socks []*socket // opened by Listen
@@ -55,6 +57,7 @@ type Option func(*options)
 
 type options struct {
 	leases LeaseStore
+	events *timeline.Recorder
 }
 
 // WithLeaseStore keeps the leases in store instead of the file
@@ -62,6 +65,12 @@ type options struct {
 // share a store in Ceph. A nil store is the file.
 func WithLeaseStore(store LeaseStore) Option {
 	return func(o *options) { o.leases = store }
+}
+
+// WithEvents records each boot client's discover, and the ack or nak of
+// its request, in events, for /status to tell its boot.
+func WithEvents(events *timeline.Recorder) Option {
+	return func(o *options) { o.events = events }
 }
 
 // New builds a server for inv and loads the leases: from server.data_dir's
@@ -83,7 +92,7 @@ func New(inv *inventory.Inventory, log *zap.Logger, opts ...Option) (*Server, er
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
 	}
-	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics()}
+	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics(), events: o.events}
 	s.cfg.Store(c)
 	s.logConfig(c)
 	if !c.listen.IP.IsUnspecified() && c.listen.IP != nil {
@@ -287,6 +296,7 @@ func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 		}
 	}
 	s.logDecision(req, x)
+	s.events.Record(x.event(req))
 	if !x.send || resp == nil {
 		return
 	}
@@ -361,6 +371,32 @@ func (s *Server) logDecision(req *dhcpv4.DHCPv4, x *exchange) {
 		fields = append(fields, zap.String("reason", x.reason))
 	}
 	s.log.Log(x.level, string(x.op), fields...)
+}
+
+// event is the request as a step of its machine's boot: a discover, and the
+// ack or nak of a request that is not a renewal (a lease renewed every
+// half lease time is no news); no key for anything else.
+func (x *exchange) event(req *dhcpv4.DHCPv4) (mac string, step timeline.Step, detail string) {
+	mac = req.ClientHWAddr.String()
+	renewal := !req.ClientIPAddr.IsUnspecified() && !x.pxePort
+	switch {
+	case req.MessageType() == dhcpv4.MessageTypeDiscover:
+		detail = fmt.Sprintf("%s, %s", x.kind, x.arch)
+		if x.op != actOffer {
+			detail += ": no offer, " + x.reason
+		}
+		return mac, timeline.Discover, detail
+	case x.op == actAck && !renewal:
+		detail = addrString(x.ip)
+		if x.file != "" && detail != "" {
+			detail += ", "
+		}
+		detail += x.file
+		return mac, timeline.Ack, detail
+	case x.op == actNak:
+		return mac, timeline.Nak, x.reason
+	}
+	return "", "", ""
 }
 
 func addrString(a netip.Addr) string {

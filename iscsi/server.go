@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/iscsi/pdu"
+	"github.com/netsan/netsan/timeline"
 )
 
 // Defaults of the Server's tunables.
@@ -68,6 +69,8 @@ type Server struct {
 	// connections would lock the real initiators out instead.) 0 means no
 	// bound.
 	MaxPendingLogins int
+	// Events, when set, is told of each login to a target, by initiator.
+	Events *timeline.Recorder
 
 	log    *zap.Logger
 	pool   pdu.Pool

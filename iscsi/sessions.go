@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/iscsi/scsi"
+	"github.com/netsan/netsan/timeline"
 )
 
 // sessionTable is the sessions in full feature phase by TSIH: TSIH
@@ -162,6 +163,9 @@ func (s *Server) addSession(ls *loginState) (*session, error) {
 	c.log = c.log.With(zap.Uint16("tsih", ss.tsih))
 	c.log.Info("login", zap.Bool("discovery", ss.discovery), zap.String("auth", ls.authMethod),
 		zap.Bool("header_digest", ss.params.HeaderDigest), zap.Bool("data_digest", ss.params.DataDigest))
+	if !ss.discovery {
+		s.Events.Record(ss.initiator, timeline.Login, iqn+" from "+c.nc.RemoteAddr().String())
+	}
 	return ss, nil
 }
 

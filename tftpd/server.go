@@ -23,6 +23,7 @@ import (
 
 	"github.com/netsan/netsan/bootmenu"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/timeline"
 )
 
 // Server serves tftp.root, ipxe_dir and the generated boot files.
@@ -36,6 +37,9 @@ type Server struct {
 	// MaxTransfers bounds the transfers running at once (1024 when zero);
 	// a request beyond it gets an ERROR packet, and its client retries.
 	MaxTransfers int
+	// Events, when set, is told of each file sent to a known machine, for
+	// /status to tell its boot.
+	Events *timeline.Recorder
 
 	log      *zap.Logger
 	resolver *bootmenu.Resolver
@@ -266,6 +270,7 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	}
 	s.metrics.request(f.Kind, f.Host, "ok")
 	log.Info("sent", zap.Int64("bytes", n), zap.Duration("elapsed", time.Since(start)))
+	s.Events.Record(f.Event("tftp", filename))
 	return nil
 }
 

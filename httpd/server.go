@@ -22,6 +22,7 @@ import (
 
 	"github.com/netsan/netsan/bootmenu"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/timeline"
 )
 
 // Server serves boot files, /metrics and /status.
@@ -35,6 +36,9 @@ type Server struct {
 	Gatherer prometheus.Gatherer
 	// Status supplies the live half of /status; either func may be nil.
 	Status StatusSource
+	// Events, when set, is told of each boot file sent to a known machine,
+	// and /status tells each host's last boot from it.
+	Events *timeline.Recorder
 	// Control serves POST /iscsi/logout and /iscsi/reopen to loopback clients.
 	Control ControlSource
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
@@ -209,6 +213,9 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	s.metrics.sent(f.Kind, f.Host, cw.n)
 	log.Info("sent", append(f.Fields(), zap.Int("status", cw.status),
 		zap.Int64("bytes", cw.n), zap.Duration("elapsed", time.Since(start)))...)
+	if r.Method == http.MethodGet && cw.status/100 == 2 {
+		s.Events.Record(f.Event("http", name))
+	}
 }
 
 // countingWriter records the status and the body bytes written.

@@ -248,8 +248,9 @@ func TestMetricsAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"<td>node1</td>", "<td>desk1</td>", "<td>198.18.0.11:51000</td>", "<td>4096</td>",
-		"<td>iqn.2026-11.example.lab:node1</td>"} {
+	for _, want := range []string{`<td data-label="host">node1</td>`, `<td data-label="host">desk1</td>`,
+		`<td data-label="from">198.18.0.11:51000</td>`, `<td data-label="read"><data value="4096">4.0KiB</data></td>`,
+		`<td data-label="initiator">iqn.2026-11.example.lab:node1</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
@@ -319,8 +320,10 @@ func TestStatusGateways(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"<h2>Gateways</h2>", "gw1 leads since 2026-11-30 10:00:00 UTC", "<td>gw1</td><td>leader</td>",
-		"<td>gw2</td><td>standby</td><td>198.18.0.3:0/5678</td>", "<b>differs</b>", "3 takeovers"} {
+	for _, want := range []string{"<h2>Gateways</h2>", "gw1 leads since 2026-11-30 10:00:00 UTC",
+		`<td data-label="gateway">gw1</td><td data-label="role">leader</td>`,
+		`<td data-label="gateway">gw2</td><td data-label="role">standby</td><td data-label="Ceph client">198.18.0.3:0/5678</td>`,
+		`<b class="warn">differs</b>`, "3 takeovers"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
@@ -362,7 +365,7 @@ func TestStatusSeen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"<h2>Machines seen, not in the inventory</h2>", "<td>02:00:00:ab:cd:ef</td><td>pxe</td><td>EFI x86-64</td>",
+	for _, w := range []string{"<h2>Machines seen, not in the inventory</h2>", `<td data-label="MAC">02:00:00:ab:cd:ef</td><td data-label="kind">pxe</td><td data-label="arch">EFI x86-64</td>`,
 		"<pre>[[host]]\nname = &#34;host-abcdef&#34;\nmac  = &#34;02:00:00:ab:cd:ef&#34;"} {
 		if !strings.Contains(page, w) {
 			t.Errorf("status page lacks %q:\n%s", w, page)

@@ -2,20 +2,20 @@ package httpd
 
 import (
 	"encoding/json"
-	"html/template"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/timeline"
 )
 
 // StatusSource is where /status reads the state of the other services.
-// cmd/netsan fills it from dhcpd and iscsi, which httpd does not import.
+// cmd/netsan fills it from dhcpd, iscsi and images, which httpd does not
+// import. Any func may be nil.
 type StatusSource struct {
 	Leases   func() []Lease
 	Sessions func() []Session
@@ -24,6 +24,44 @@ type StatusSource struct {
 	// Seen lists the machines that asked to boot and are not in the
 	// inventory; /status adds the [[host]] for each.
 	Seen func() []Seen
+	// Targets lists the iSCSI targets of inv with their LUNs and traffic.
+	Targets func(inv *inventory.Inventory) []Target
+	// Images lists the golden images and host roots of inv with their sizes.
+	Images func(inv *inventory.Inventory) []Image
+}
+
+// Target is an iSCSI target as /status shows it.
+type Target struct {
+	IQN  string `json:"iqn"`
+	Host string `json:"host,omitempty"` // the host whose root it is; "" for a [[target]]
+	LUNs []LUN  `json:"luns"`
+	// Sessions is how many are logged in now; the bytes count every
+	// session's data since this netsan started serving.
+	Sessions     int    `json:"sessions"`
+	ReadBytes    uint64 `json:"read_bytes"`
+	WrittenBytes uint64 `json:"written_bytes"`
+}
+
+// LUN is one logical unit of a target.
+type LUN struct {
+	Number   uint64 `json:"lun"`
+	Backing  string `json:"backing"` // the file, device or rbd:pool/image
+	ReadOnly bool   `json:"read_only"`
+	// Size is the provisioned size and Allocated what the storage holds
+	// for it; both -1 when the backing cannot be read (missing, or its
+	// cluster does not answer).
+	Size      int64 `json:"size"`
+	Allocated int64 `json:"allocated"`
+}
+
+// Image is a golden image or a host's root image.
+type Image struct {
+	Name      string `json:"name"` // for a root: the golden image it comes from, if any
+	Kind      string `json:"kind"` // golden or root
+	Host      string `json:"host,omitempty"`
+	Backing   string `json:"backing"`
+	Size      int64  `json:"size"`
+	Allocated int64  `json:"allocated"`
 }
 
 // Seen is a machine that asked to boot but is not in the inventory, as
@@ -101,7 +139,14 @@ type HostStatus struct {
 	Initiator string    `json:"initiator"`
 	Root      string    `json:"root,omitempty"`
 	Lease     *Lease    `json:"lease,omitempty"`
-	Sessions  []Session `json:"sessions"`
+	Sessions  []Session `json:"sessions"` // logged in now
+	// LastBoot is its last boot as the services saw it since this netsan
+	// started; nil when none did.
+	LastBoot *timeline.Boot `json:"last_boot"`
+	// ReadBytes and WrittenBytes are its root target's traffic since this
+	// netsan started serving.
+	ReadBytes    uint64 `json:"read_bytes"`
+	WrittenBytes uint64 `json:"written_bytes"`
 }
 
 // Status is the /status document.
@@ -113,12 +158,14 @@ type Status struct {
 	Leases   []Lease      `json:"leases"`
 	Sessions []Session    `json:"sessions"`
 	Seen     []Seen       `json:"seen"`
+	Targets  []Target     `json:"targets"`
+	Images   []Image      `json:"images"`
 }
 
 func (s *Server) snapshot() Status {
 	inv := s.resolver.Inventory()
 	st := Status{Server: inv.Server.Address.String(), Time: time.Now().UTC(),
-		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}, Seen: []Seen{}}
+		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}, Seen: []Seen{}, Targets: []Target{}, Images: []Image{}}
 	if s.Status.Leases != nil {
 		st.Leases = append(st.Leases, s.Status.Leases()...)
 	}
@@ -130,6 +177,12 @@ func (s *Server) snapshot() Status {
 	}
 	if s.Status.Seen != nil {
 		st.Seen = s.seen(s.Status.Seen())
+	}
+	if s.Status.Targets != nil {
+		st.Targets = append(st.Targets, s.Status.Targets(inv)...)
+	}
+	if s.Status.Images != nil {
+		st.Images = append(st.Images, s.Status.Images(inv)...)
 	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
@@ -152,6 +205,14 @@ func (s *Server) snapshot() Status {
 				hs.Sessions = append(hs.Sessions, ss)
 			}
 		}
+		for _, t := range st.Targets {
+			if hs.Target != "" && t.IQN == hs.Target {
+				hs.ReadBytes, hs.WrittenBytes = t.ReadBytes, t.WrittenBytes
+			}
+		}
+		// DHCP, TFTP and HTTP know the machine by its MAC, the target by
+		// its initiator name.
+		hs.LastBoot = timeline.LastBoot(s.Events.Events(hs.MAC, hs.Initiator))
 		st.Hosts = append(st.Hosts, hs)
 	}
 	return st
@@ -199,41 +260,3 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("status", zap.Error(err))
 	}
 }
-
-var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-	"until": func(t time.Time) string { return time.Until(t).Round(time.Second).String() },
-	"sorted": func(ss []Session) []Session {
-		return slices.SortedFunc(slices.Values(ss), func(a, b Session) int { return strings.Compare(a.Target, b.Target) })
-	},
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>netsan {{.Server}}</title>
-<meta http-equiv="refresh" content="10">
-<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style>
-</head><body>
-<h1>netsan {{.Server}}</h1>
-<p>{{.Time.Format "2006-01-02 15:04:05 MST"}} · <a href="/status?format=json">JSON</a> · <a href="/metrics">metrics</a></p>
-{{with .Cluster}}<h2>Gateways</h2>
-<p>{{.Leader}} leads since {{.LeaderSince.Format "2006-01-02 15:04:05 MST"}} · this page from {{.Gateway}} · {{.Takeovers}} takeovers · {{.Renewals}} lease renewals</p>
-<table><tr><th>gateway</th><th>role</th><th>Ceph client</th><th>last seen</th><th>inventory</th></tr>
-{{range .Gateways}}<tr><td>{{.Name}}</td><td>{{if .Leader}}leader{{else}}standby{{end}}</td><td>{{.Client}}</td><td>{{since .LastSeen}} ago</td><td>{{if .InventoryDiffers}}<b>differs</b>{{else}}same{{end}}</td></tr>
-{{end}}</table>
-{{end}}<h2>Hosts</h2>
-<table><tr><th>name</th><th>MAC</th><th>IP</th><th>boot</th><th>target</th><th>lease</th><th>sessions</th></tr>
-{{range .Hosts}}<tr><td>{{.Name}}</td><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Boot}}</td><td>{{.Target}}</td>
-<td>{{with .Lease}}{{.IP}}, {{until .Expires}} left{{end}}</td><td>{{len .Sessions}}</td></tr>
-{{end}}</table>
-{{with .Seen}}<h2>Machines seen, not in the inventory</h2>
-<table><tr><th>MAC</th><th>kind</th><th>arch</th><th>vendor class</th><th>first seen</th><th>last seen</th><th>IP</th><th>to let it boot, add</th></tr>
-{{range .}}<tr><td>{{.MAC}}</td><td>{{.Kind}}</td><td>{{.Arch}}</td><td>{{.VendorClass}}</td><td>{{since .FirstSeen}} ago</td><td>{{since .LastSeen}} ago</td><td>{{.IP}}</td><td><pre>{{.Stanza}}</pre></td></tr>
-{{end}}</table>
-{{end}}<h2>Leases</h2>
-<table><tr><th>MAC</th><th>IP</th><th>host</th><th>expires in</th></tr>
-{{range .Leases}}<tr><td>{{.MAC}}</td><td>{{.IP}}</td><td>{{.Host}}</td><td>{{until .Expires}}</td></tr>
-{{end}}</table>
-<h2>iSCSI sessions</h2>
-<table><tr><th>initiator</th><th>target</th><th>from</th><th>up</th><th>read</th><th>written</th></tr>
-{{range sorted .Sessions}}<tr><td>{{.Initiator}}</td><td>{{.Target}}</td><td>{{.Remote}}</td><td>{{since .Since}}</td><td>{{.ReadBytes}}</td><td>{{.WrittenBytes}}</td></tr>
-{{end}}</table>
-</body></html>
-`))

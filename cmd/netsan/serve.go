@@ -19,6 +19,7 @@ import (
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/timeline"
 )
 
 // service is the one face every protocol server shows: net/http's
@@ -113,6 +114,8 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	var status func() *httpd.Cluster
+	// Boots are told across terms and reloads: a machine's story goes on.
+	events := timeline.New(0, 0)
 	if inv.Cluster != nil {
 		// A gateway serves only while it leads; the elector runs its terms.
 		el, err := newElector(inv, cc, *gateway, log)
@@ -135,7 +138,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		if err := images.Ensure(ctx, inv, rbdCluster(cc), log); err != nil {
 			return nil, err
 		}
-		return buildServices(inv, cc, log, reg, status)
+		return buildServices(inv, cc, log, reg, status, events)
 	}
 	log.Info("netsan starting", zap.String("version", version), zap.String("inventory", path),
 		zap.Int("hosts", len(inv.Hosts)), zap.Int("targets", len(inv.Targets)))

@@ -91,7 +91,7 @@ luns = [ { lun = 0, rbd = "data" } ]
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { closeCeph(c) })
-			svcs, err := buildServices(inv, c, zap.NewNop(), prometheus.NewRegistry(), nil)
+			svcs, err := buildServices(inv, c, zap.NewNop(), prometheus.NewRegistry(), nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/netsan/netsan/iscsi/scsi"
 	"github.com/netsan/netsan/neigh"
 	"github.com/netsan/netsan/tftpd"
+	"github.com/netsan/netsan/timeline"
 )
 
 // newRegistry is the one Prometheus registry every service's metrics go
@@ -39,12 +40,13 @@ func newRegistry() *prometheus.Registry {
 // metrics, which live in a registry of their own so that the next term's
 // services can register theirs. cluster, nil without [ceph], opens the LUNs
 // that are RBD images; gateways, nil on a single box, is what /status shows
-// of a [cluster].
-func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer, gateways func() *httpd.Cluster) ([]namedService, error) {
+// of a [cluster]; events, kept from one term to the next, is where each
+// service records the steps of the boots it serves.
+func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer, gateways func() *httpd.Cluster, events *timeline.Recorder) ([]namedService, error) {
 	reg := prometheus.NewRegistry()
 	var (
 		out     []namedService
-		status  = httpd.StatusSource{Cluster: gateways}
+		status  = httpd.StatusSource{Cluster: gateways, Images: imageStatus(cluster)}
 		control httpd.ControlSource
 		macs    macFinder
 	)
@@ -60,7 +62,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		return nil, err
 	}
 	if inv.DHCP.On() {
-		d, err := dhcpd.New(inv, log, dhcpd.WithLeaseStore(leaseStore))
+		d, err := dhcpd.New(inv, log, dhcpd.WithLeaseStore(leaseStore), dhcpd.WithEvents(events))
 		if err != nil {
 			return nil, err
 		}
@@ -77,6 +79,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 			return nil, err
 		}
 		t.SetMACFinder(macs)
+		t.Events = events
 		if err := add("tftp", t, t); err != nil {
 			return nil, err
 		}
@@ -91,7 +94,9 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		if err != nil {
 			return nil, err
 		}
+		i.Events = events
 		status.Sessions = func() []httpd.Session { return sessions(i.Sessions()) }
+		status.Targets = targetStatus(i, cluster)
 		control = httpd.ControlSource{LogoutTarget: i.LogoutTarget, ReopenTarget: i.ReopenTarget}
 		if err := add("iscsi", iscsiService{i, cluster, prs}, i); err != nil {
 			return nil, err
@@ -102,7 +107,7 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		if err != nil {
 			return nil, err
 		}
-		h.Gatherer, h.Status, h.Control = prometheus.Gatherers{base, reg}, status, control
+		h.Gatherer, h.Status, h.Control, h.Events = prometheus.Gatherers{base, reg}, status, control, events
 		h.SetMACFinder(macs)
 		if err := add("http", h, h); err != nil {
 			return nil, err

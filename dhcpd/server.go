@@ -43,6 +43,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	socks []*socket // opened by Listen
+	// served is closed once Serve has its sockets or has failed to open
+	// them.
+	served chan struct{}
 }
 
 // socket is one listening UDP socket; pxe marks the proxyDHCP port.
@@ -92,7 +95,7 @@ func New(inv *inventory.Inventory, log *zap.Logger, opts ...Option) (*Server, er
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
 	}
-	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics(), events: o.events}
+	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics(), events: o.events, served: make(chan struct{})}
 	s.cfg.Store(c)
 	s.logConfig(c)
 	if !c.listen.IP.IsUnspecified() && c.listen.IP != nil {
@@ -205,10 +208,29 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// listenOnce is Serve's Listen, which lets ListenAddrs answer.
+func (s *Server) listenOnce() error {
+	defer close(s.served)
+	return s.Listen()
+}
+
+// ListenAddrs blocks until Serve has its sockets and returns their
+// addresses; nil if Serve could not open them.
+func (s *Server) ListenAddrs() []net.Addr {
+	<-s.served
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, so := range s.socks {
+		out = append(out, so.raw.LocalAddr())
+	}
+	return out
+}
+
 // Serve answers requests until ctx is cancelled, then waits for requests in
 // flight and saves the leases.
 func (s *Server) Serve(ctx context.Context) error {
-	if err := s.Listen(); err != nil {
+	if err := s.listenOnce(); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -48,6 +48,10 @@ type Server struct {
 	log      *zap.Logger
 	resolver *bootmenu.Resolver
 	metrics  *metrics
+	// bound is closed once Serve has its listener, at addr, or has failed
+	// to get one (addr nil).
+	bound chan struct{}
+	addr  net.Addr
 }
 
 // New returns a Server for inv; Serve starts it.
@@ -57,7 +61,7 @@ func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
-	return &Server{log: log, resolver: r, metrics: newMetrics()}, nil
+	return &Server{log: log, resolver: r, metrics: newMetrics(), bound: make(chan struct{})}, nil
 }
 
 // Reload serves inv from now on; requests in flight finish with what they
@@ -85,10 +89,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		addr := s.resolver.Inventory().HTTP.Listen
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			close(s.bound)
 			return fmt.Errorf("http: listen %s: %w", addr, err)
 		}
 		ln = l
 	}
+	s.addr = ln.Addr()
+	close(s.bound)
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -116,6 +123,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	<-done // http.ErrServerClosed
 	s.log.Info("stopped")
 	return nil
+}
+
+// ListenAddrs blocks until Serve is listening and returns its address; nil
+// if Serve could not listen.
+func (s *Server) ListenAddrs() []net.Addr {
+	<-s.bound
+	if s.addr == nil {
+		return nil
+	}
+	return []net.Addr{s.addr}
 }
 
 // Handler is the whole HTTP surface, for Serve or any other http.Server.

@@ -47,6 +47,10 @@ type Server struct {
 	active   atomic.Int64 // transfers running
 	stopping atomic.Bool  // Serve's context is done: running transfers are cut
 	cut      atomic.Int64 // transfers cut at shutdown
+	// bound is closed once Serve has its socket, at addr, or has failed to
+	// get one (addr nil).
+	bound chan struct{}
+	addr  net.Addr
 }
 
 // New returns a Server for inv; Serve starts it.
@@ -56,7 +60,7 @@ func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tftp: %w", err)
 	}
-	return &Server{log: log, resolver: r, metrics: newMetrics()}, nil
+	return &Server{log: log, resolver: r, metrics: newMetrics(), bound: make(chan struct{})}, nil
 }
 
 // Reload serves inv from now on. Transfers already running finish with the
@@ -86,10 +90,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	if conn == nil {
 		c, err := Listen(s.resolver.Inventory().TFTP.Listen)
 		if err != nil {
+			close(s.bound)
 			return err
 		}
 		conn = c
 	}
+	s.addr = conn.LocalAddr()
+	close(s.bound)
 	srv := tftp.NewServer(s.read, s.write)
 	srv.SetHook(s.metrics)
 	srv.SetBackoff(s.backoff)
@@ -110,6 +117,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		conn.Close()
 		return fmt.Errorf("tftp: %w", err)
 	}
+}
+
+// ListenAddrs blocks until Serve has its socket and returns its address;
+// nil if Serve could not bind one.
+func (s *Server) ListenAddrs() []net.Addr {
+	<-s.bound
+	if s.addr == nil {
+		return nil
+	}
+	return []net.Addr{s.addr}
 }
 
 // serving says what Serve answers on and from.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +68,11 @@ type supervisor struct {
 	// keptLogged holds the roots already logged as kept after their host
 	// left the inventory: once per path is enough.
 	keptLogged map[string]bool
+	// sd tells systemd when serve is ready, reloading and stopping, and
+	// pets its watchdog; nil when not started by systemd.
+	sd *notifier
+	// serving is the STATUS= systemd last had with READY=1.
+	serving string
 }
 
 func cmdServe(args []string, stderr io.Writer) error {
@@ -108,7 +115,12 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if cc != nil {
 		log.Info("connected to ceph", zap.String("conf", inv.Ceph.Conf), zap.String("id", inv.Ceph.ID))
 	}
-	sup := &supervisor{path: path, log: log, current: inv, cluster: cc}
+	sd, err := newNotifier(log)
+	if err != nil {
+		log.Warn("systemd will not hear that netsan is ready", zap.Error(err))
+	}
+	defer sd.close()
+	sup := &supervisor{path: path, log: log, current: inv, cluster: cc, sd: sd}
 	reg := newRegistry()
 	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
 		return err
@@ -150,16 +162,59 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 // run serves until ctx is cancelled or a service fails, reloading on SIGHUP
 // (hup) and on edits of the inventory file.
+//
+// systemd hears READY=1 when every listener of a single box's term is up;
+// a gateway is ready as soon as it campaigns, since it may stand by for
+// ever and systemd would otherwise fail its start.
 func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if s.lead == nil {
 			return s.term(ctx)
 		}
+		s.notifyReady("standing by: campaigning to lead the [cluster]")
 		return s.lead(ctx, s.term)
 	})
 	g.Go(func() error { return s.watch(ctx, hup) })
+	g.Go(func() error { return s.sd.pet(ctx) })
+	g.Go(func() error {
+		<-ctx.Done()
+		s.sd.stopping()
+		return nil
+	})
 	return g.Wait()
+}
+
+// notifyReady sends READY=1 with status, which a reload sends again.
+func (s *supervisor) notifyReady(status string) {
+	s.mu.Lock()
+	s.serving = status
+	s.mu.Unlock()
+	s.sd.ready(status)
+}
+
+// listening is a service that tells when it answers: ListenAddrs blocks
+// until its Serve listens and returns the addresses, nil if it could not.
+type listening interface{ ListenAddrs() []net.Addr }
+
+// whenListening calls ready with what every service listens on, once they
+// all do; not at all if one could not listen (its Serve fails the term).
+func whenListening(services []namedService, ready func(string)) {
+	var on []string
+	for _, ns := range services {
+		l, ok := ns.svc.(listening)
+		if !ok {
+			continue
+		}
+		addrs := l.ListenAddrs()
+		if addrs == nil {
+			return
+		}
+		for _, a := range addrs {
+			on = append(on, ns.name+" "+a.String())
+		}
+	}
+	ready("serving " + strings.Join(on, ", "))
 }
 
 // term builds the services from the inventory being served and runs them
@@ -187,7 +242,15 @@ func (s *supervisor) term(ctx context.Context) error {
 			return nil
 		})
 	}
-	return g.Wait()
+	g.Go(func() error {
+		whenListening(services, s.notifyReady)
+		return nil
+	})
+	err = g.Wait()
+	if s.lead != nil {
+		s.sd.send("STATUS=standing by: campaigning to lead the [cluster]")
+	}
+	return err
 }
 
 // watch turns SIGHUP and edits of the inventory into reloads. It watches the
@@ -239,6 +302,11 @@ func (s *supervisor) watch(ctx context.Context, hup <-chan os.Signal) error {
 func (s *supervisor) reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Before the first READY=1 systemd is still waiting for the start.
+	if status := s.serving; status != "" {
+		s.sd.reloading()
+		defer s.sd.ready(status)
+	}
 	inv, ps, err := loadInventory(s.path)
 	if err != nil {
 		var invalid *inventory.InvalidError

@@ -52,9 +52,15 @@ func main() {
 		tgtCtl     = flag.Int("tgt-control-port", 7391, "tgtd's management port (-C), unique per host")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of netsan's side here")
 		store      = flag.String("store", "file", "what the LUNs are: file (sparse images) or rbd (Ceph)")
+		only       = flag.String("run", "", "measure only the workloads whose names match this regular expression")
 	)
 	flag.Parse()
-	if err := run(*store, *size, *seconds, *rounds, *tgtCtl, *cpuprofile); err != nil {
+	match, err := regexp.Compile(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/iscsi: -run:", err)
+		os.Exit(2)
+	}
+	if err := run(*store, *size, *seconds, *rounds, *tgtCtl, *cpuprofile, match); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/iscsi:", err)
 		os.Exit(1)
 	}
@@ -78,7 +84,10 @@ type luns struct {
 	// ceiling measures the storage itself at a workload's depth, where
 	// there is such a tool (rbd bench); nil otherwise.
 	ceiling func(w workload) (float64, float64, error)
-	close   func()
+	// server is the storage's own process (the OSD), whose CPU time counts
+	// toward every operation; 0 for none.
+	server int
+	close  func()
 }
 
 // fileLUNs are two sparse image files of size bytes in dir.
@@ -98,7 +107,7 @@ func fileLUNs(dir string, size int64) (*luns, error) {
 	}, nil
 }
 
-func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile string) error {
+func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile string, match *regexp.Regexp) error {
 	if err := netsantest.Installed("iscsi-perf", "qemu-img", "tgtd", "tgtadm"); err != nil {
 		return err
 	}
@@ -148,7 +157,7 @@ func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile strin
 	if err != nil {
 		return err
 	}
-	stopTgt, err := startTgt(tgtCtl, tgtPort, l.tgt)
+	stopTgt, tgtPid, err := startTgt(tgtCtl, tgtPort, l.tgt)
 	if err != nil {
 		return err
 	}
@@ -161,11 +170,17 @@ func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile strin
 	bench := func(count, depth, bs int) func(string) (float64, float64, error) {
 		return func(url string) (float64, float64, error) { return qemuBench(url, count, depth, bs) }
 	}
-	workloads := []workload{
+	all := []workload{
 		{"4 KiB random read, QD32 (iscsi-perf -m 32 -b 8 -r)", 32, 4096, true, false, perf("-m", "32", "-b", "8", "-r")},
 		{"128 KiB sequential read, QD16 (iscsi-perf -m 16 -b 256)", 16, 128 << 10, false, false, perf("-m", "16", "-b", "256")},
 		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", 32, 4096, false, true, bench(50000, 32, 4096)},
 		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", 16, 128 << 10, false, true, bench(4000, 16, 128<<10)},
+	}
+	var workloads []workload
+	for _, w := range all {
+		if match.MatchString(w.name) {
+			workloads = append(workloads, w)
+		}
 	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
@@ -179,43 +194,178 @@ func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile strin
 		defer pprof.StopCPUProfile()
 	}
 
-	return table(workloads, rounds, netsanURL, tgtURL, l.ceiling)
+	return table(workloads, rounds, [2]target{{netsanURL, os.Getpid()}, {tgtURL, tgtPid}}, l.server, l.ceiling)
 }
 
-// table measures each workload rounds times on each target, alternating,
-// and prints the best of each as a Markdown row; with a ceiling, the
-// storage's own rate at the same depth and netsan's share of it too.
-func table(workloads []workload, rounds int, netsanURL, tgtURL string, ceiling func(workload) (float64, float64, error)) error {
+// target is one side measured: where the initiator logs in, and the
+// process that serves it.
+type target struct {
+	url string
+	pid int
+}
+
+// table measures each workload rounds times on each target, and with a
+// ceiling the storage's own rate at the same depth, alternating, and
+// prints the best of each as a Markdown row (with netsan's share of the
+// storage's rate). A second table tells the CPU time and the context
+// switches each operation of the best rounds cost the target, the
+// initiator and the storage server: on a shared machine that is steadier
+// than the rate, and it says where the time goes.
+func table(workloads []workload, rounds int, targets [2]target, server int, ceiling func(workload) (float64, float64, error)) error {
 	head, rule := "| workload | netsan ops/s | tgtd ops/s | netsan MB/s | tgtd MB/s | netsan/tgtd |", "|---|---:|---:|---:|---:|---:|"
+	costHead, costRule := "| per operation: CPU µs and context switches, target + initiator + storage server = total | netsan | tgtd |", "|---|---:|---:|"
 	if ceiling != nil {
 		head, rule = head+" storage ops/s | netsan/storage |", rule+"---:|---:|"
+		costHead, costRule = costHead+" storage's own client |", costRule+"---:|"
 	}
 	fmt.Println(head)
 	fmt.Println(rule)
+	var costs []string
 	for _, w := range workloads {
-		var best [2][2]float64
+		// The sides measured in turn: netsan, tgtd, the storage itself.
+		type side struct {
+			pid     int // the target's process; 0 for the storage's own client
+			measure func() (float64, float64, error)
+		}
+		var sides []side
+		for _, t := range targets {
+			sides = append(sides, side{t.pid, func() (float64, float64, error) { return w.measure(t.url) }})
+		}
+		if ceiling != nil {
+			sides = append(sides, side{0, func() (float64, float64, error) { return ceiling(w) }})
+		}
+		best := make([]result, len(sides))
 		for range rounds {
-			for i, url := range []string{netsanURL, tgtURL} {
-				ops, bps, err := w.measure(url)
+			for i, sd := range sides {
+				r, err := measured(sd.pid, server, sd.measure)
 				if err != nil {
-					return fmt.Errorf("%s on %s: %w", w.name, url, err)
+					return fmt.Errorf("%s, side %d of %d: %w", w.name, i+1, len(sides), err)
 				}
-				if ops > best[i][0] {
-					best[i] = [2]float64{ops, bps}
+				if r.ops > best[i].ops {
+					best[i] = r
 				}
 			}
 		}
-		row := fmt.Sprintf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f |", w.name, best[0][0], best[1][0], best[0][1]/1e6, best[1][1]/1e6, ratio(best[0][0], best[1][0]))
+		row := fmt.Sprintf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f |", w.name, best[0].ops, best[1].ops, best[0].bps/1e6, best[1].bps/1e6, ratio(best[0].ops, best[1].ops))
+		cost := fmt.Sprintf("| %s | %s | %s |", w.name, best[0].cost(), best[1].cost())
 		if ceiling != nil {
-			ops, _, err := ceiling(w)
-			if err != nil {
-				return fmt.Errorf("%s, storage ceiling: %w", w.name, err)
-			}
-			row += fmt.Sprintf(" %.0f | %.2f |", ops, ratio(best[0][0], ops))
+			row += fmt.Sprintf(" %.0f | %.2f |", best[2].ops, ratio(best[0].ops, best[2].ops))
+			cost += fmt.Sprintf(" %s |", best[2].cost())
 		}
 		fmt.Println(row)
+		costs = append(costs, cost)
+	}
+	fmt.Println()
+	fmt.Println(costHead)
+	fmt.Println(costRule)
+	for _, c := range costs {
+		fmt.Println(c)
 	}
 	return nil
+}
+
+// result is one measurement: its rate, and what it cost the target's
+// process, the initiator (or the storage's own client: the benchmark's
+// children) and the storage server.
+type result struct {
+	ops, bps                  float64
+	target, initiator, server usage
+	count                     float64 // operations the usage was spent on
+}
+
+// usage is CPU time (user and system) and context switches: each is a trip
+// through the scheduler, costly in a VM, and fewer of them is the way to a
+// cheaper operation where the time itself is too noisy to compare.
+type usage struct {
+	cpu      time.Duration
+	switches int64
+}
+
+func (u usage) add(v usage) usage { return usage{u.cpu + v.cpu, u.switches + v.switches} }
+func (u usage) sub(v usage) usage { return usage{u.cpu - v.cpu, u.switches - v.switches} }
+
+// cost prints the CPU time per operation in µs, and context switches.
+func (r result) cost() string {
+	if r.count == 0 {
+		return "–"
+	}
+	us := func(u usage) float64 { return float64(u.cpu.Microseconds()) / r.count }
+	sw := func(u usage) float64 { return float64(u.switches) / r.count }
+	total := r.target.add(r.initiator).add(r.server)
+	return fmt.Sprintf("%.0f + %.0f + %.0f = %.0f µs; %.1f + %.1f + %.1f = %.1f switches",
+		us(r.target), us(r.initiator), us(r.server), us(total), sw(r.target), sw(r.initiator), sw(r.server), sw(total))
+}
+
+// measured runs measure and takes the usage of the target process (0:
+// none), of this program's children (the initiator, which has exited when
+// measure returns) and of the storage server process (0: none) across it.
+func measured(target, server int, measure func() (float64, float64, error)) (result, error) {
+	t0, s0, c0 := procUsage(target), procUsage(server), childUsage()
+	start := time.Now()
+	ops, bps, err := measure()
+	if err != nil {
+		return result{}, err
+	}
+	return result{
+		ops: ops, bps: bps,
+		target: procUsage(target).sub(t0), initiator: childUsage().sub(c0), server: procUsage(server).sub(s0),
+		count: ops * time.Since(start).Seconds(),
+	}, nil
+}
+
+// procUsage is what pid's threads have used (nothing for pid 0 or a
+// process that is gone): CPU time from /proc (the exited threads' too),
+// switches of the threads alive. For this process, getrusage counts every
+// thread.
+func procUsage(pid int) usage {
+	if pid == 0 {
+		return usage{}
+	}
+	if pid == os.Getpid() {
+		return rusage(syscall.RUSAGE_SELF)
+	}
+	var u usage
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u
+	}
+	// The fields after the command name, which may hold spaces: state is
+	// the first of them, utime and stime the 12th and 13th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return u
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	u.cpu = time.Duration(utime+stime) * time.Second / clockTicks
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				u.switches += n
+			}
+		}
+	}
+	return u
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc's times.
+const clockTicks = 100
+
+// childUsage is what this program's children that have exited used.
+func childUsage() usage { return rusage(syscall.RUSAGE_CHILDREN) }
+
+func rusage(who int) usage {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return usage{}
+	}
+	return usage{time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw}
 }
 
 func ratio(a, b float64) float64 {
@@ -235,15 +385,16 @@ func freePort() (int, error) {
 }
 
 // startTgt runs tgtd in the foreground with one target whose LUN 1 is
-// made with the backing-store arguments bs (-b FILE, or --bstype rbd …).
-func startTgt(ctl, port int, bs []string) (func(), error) {
+// made with the backing-store arguments bs (-b FILE, or --bstype rbd …),
+// and returns how to stop it and its PID.
+func startTgt(ctl, port int, bs []string) (func(), int, error) {
 	cmd := exec.Command("tgtd", "-f", "-C", strconv.Itoa(ctl), "--iscsi", fmt.Sprintf("portal=127.0.0.1:%d", port))
 	var logBuf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
 	// tgtd must not outlive the benchmark, even if it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	adm := func(args ...string) error {
 		out, err := exec.Command("tgtadm", append([]string{"-C", strconv.Itoa(ctl), "--lld", "iscsi"}, args...)...).CombinedOutput()
@@ -281,9 +432,9 @@ func startTgt(ctl, port int, bs []string) (func(), error) {
 	}
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("tgtd: %w (%s)", err, logBuf.String())
+		return nil, 0, fmt.Errorf("tgtd: %w (%s)", err, logBuf.String())
 	}
-	return stop, nil
+	return stop, cmd.Process.Pid, nil
 }
 
 var perfAverage = regexp.MustCompile(`iops average (\d+) \((\d+) MB/s\)`)

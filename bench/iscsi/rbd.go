@@ -49,6 +49,7 @@ func rbdLUNs(dir string, size int64) (*luns, error) {
 		return ceph.OpenBacking(c, lun.Path, lun.Size, lun.ReadOnly)
 	}
 	l.tgt = []string{"--bstype", "rbd", "-b", tc.Pool + "/tgt", "--bsopts", "conf=" + tc.Conf}
+	l.server = tc.OSD.Process.Pid
 	l.ceiling = func(w workload) (float64, float64, error) {
 		return rbdBench(tc, tc.Pool+"/ceiling", w, size)
 	}

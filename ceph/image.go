@@ -10,14 +10,57 @@ package ceph
 #include <sys/eventfd.h>
 #include <rbd/librbd.h>
 
-// The completion's argument is a cgo.Handle, an integer: it is carried as a
-// pointer-sized value and never dereferenced.
-static int netsan_aio_completion(uintptr_t h, rbd_completion_t *c) {
-	return rbd_aio_create_completion((void *)h, NULL, c);
+// The operations netsan_aio starts.
+enum { NETSAN_READ, NETSAN_WRITE, NETSAN_FLUSH, NETSAN_ZERO };
+
+// netsan_aio starts one aio call, all in one crossing from Go: the
+// completion is made, carrying slot (the image's request number, an
+// integer, never dereferenced), and released again if the call fails.
+static int netsan_aio(rbd_image_t img, int op, uint64_t off, size_t len, char *buf, uintptr_t slot) {
+	rbd_completion_t c;
+	int r = rbd_aio_create_completion((void *)slot, NULL, &c);
+	if (r < 0)
+		return r;
+	switch (op) {
+	case NETSAN_READ:
+		r = rbd_aio_read(img, off, len, buf, c);
+		break;
+	case NETSAN_WRITE:
+		r = rbd_aio_write(img, off, len, buf, c);
+		break;
+	case NETSAN_FLUSH:
+		r = rbd_aio_flush(img, c);
+		break;
+	case NETSAN_ZERO:
+		r = rbd_aio_write_zeroes(img, off, len, c, 0, 0);
+		break;
+	default:
+		r = -EINVAL;
+	}
+	if (r < 0)
+		rbd_aio_release(c); // not submitted: librbd will not complete it
+	return r;
 }
 
-static uintptr_t netsan_aio_handle(rbd_completion_t c) {
-	return (uintptr_t)rbd_aio_get_arg(c);
+// done is one finished request: its slot and librbd's return value.
+struct netsan_done {
+	uintptr_t slot;
+	int64_t ret;
+};
+
+#define NETSAN_POLL_BATCH 64
+
+// netsan_poll collects up to NETSAN_POLL_BATCH completed requests, releasing
+// their completions, all in one crossing from Go.
+static int netsan_poll(rbd_image_t img, struct netsan_done *done) {
+	rbd_completion_t comps[NETSAN_POLL_BATCH];
+	int n = rbd_poll_io_events(img, comps, NETSAN_POLL_BATCH);
+	for (int i = 0; i < n; i++) {
+		done[i].slot = (uintptr_t)rbd_aio_get_arg(comps[i]);
+		done[i].ret = rbd_aio_get_return_value(comps[i]);
+		rbd_aio_release(comps[i]);
+	}
+	return n;
 }
 
 // extent is the first run of allocated bytes rbd_diff_iterate2 reports
@@ -58,7 +101,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/cgo"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -72,6 +114,12 @@ import (
 // running on the LU. Completions come back without any call from C into Go:
 // librbd signals an eventfd, which one goroutine per image waits on through
 // Go's poller and drains with rbd_poll_io_events.
+//
+// To Go's scheduler a call into C is a system call: its monitor thread
+// wakes for it and, if the call lasts while goroutines wait, hands the
+// processor to another thread, context switches that are dear in a VM. So
+// a request is one call into C to submit it, and a batch of completions
+// one more to collect them.
 type image struct {
 	name     Name
 	img      C.rbd_image_t
@@ -80,7 +128,12 @@ type image struct {
 
 	events *os.File // the eventfd librbd signals
 	poller sync.WaitGroup
-	reqs   sync.Pool // *request, reused
+
+	// A request in flight is known to librbd by its slot, an index into
+	// slots: a plain integer goes through C without a cgo.Handle's map.
+	mu    sync.Mutex
+	slots []*request // every request made, by number
+	free  []uintptr  // slots not in flight
 }
 
 // request is one aio call in flight. The buffer it reads into or writes
@@ -90,8 +143,15 @@ type request struct {
 	pin  runtime.Pinner
 }
 
-// pollBatch is how many completions one rbd_poll_io_events call collects.
-const pollBatch = 64
+// op is what netsan_aio starts.
+type op C.int
+
+const (
+	opRead  op = C.NETSAN_READ
+	opWrite op = C.NETSAN_WRITE
+	opFlush op = C.NETSAN_FLUSH
+	opZero  op = C.NETSAN_ZERO
+)
 
 func openImage(ioctx *rados.IOContext, name Name, readOnly bool) (*image, error) {
 	cname := C.CString(name.Image)
@@ -126,7 +186,6 @@ func openImage(ioctx *rados.IOContext, name Name, readOnly bool) (*image, error)
 		C.rbd_close(im.img)
 		return nil, fmt.Errorf("rbd %s: completion notification: %w", name, errno(ret))
 	}
-	im.reqs.New = func() any { return &request{done: make(chan int64, 1)} }
 	im.poller.Add(1)
 	go im.poll()
 	return im, nil
@@ -136,47 +195,62 @@ func openImage(ioctx *rados.IOContext, name Name, readOnly bool) (*image, error)
 func (im *image) poll() {
 	defer im.poller.Done()
 	var count [8]byte
-	var comps [pollBatch]C.rbd_completion_t
+	var done [C.NETSAN_POLL_BATCH]C.struct_netsan_done
+	var reqs [C.NETSAN_POLL_BATCH]*request
 	for {
 		if _, err := im.events.Read(count[:]); err != nil {
 			// Closed: Close has waited for every request already.
 			return
 		}
 		for {
-			n := int(C.rbd_poll_io_events(im.img, &comps[0], pollBatch))
-			for _, c := range comps[:max(n, 0)] {
-				h := cgo.Handle(C.netsan_aio_handle(c))
-				ret := int64(C.rbd_aio_get_return_value(c))
-				C.rbd_aio_release(c)
-				h.Value().(*request).done <- ret
-				h.Delete()
+			n := max(int(C.netsan_poll(im.img, &done[0])), 0)
+			im.mu.Lock()
+			for i, d := range done[:n] {
+				reqs[i] = im.slots[d.slot]
 			}
-			if n < pollBatch {
+			im.mu.Unlock()
+			for i, d := range done[:n] {
+				reqs[i].done <- int64(d.ret)
+			}
+			if n < C.NETSAN_POLL_BATCH {
 				break
 			}
 		}
 	}
 }
 
-// submit starts one aio call through start, with buf (may be empty) pinned,
-// and waits for its result.
-func (im *image) submit(buf []byte, start func(C.rbd_completion_t) C.int) (int64, error) {
-	r := im.reqs.Get().(*request)
-	defer im.reqs.Put(r)
-	h := cgo.NewHandle(r)
-	var comp C.rbd_completion_t
-	if ret := C.netsan_aio_completion(C.uintptr_t(h), &comp); ret < 0 {
-		h.Delete()
-		return 0, errno(ret)
+// get takes a free request slot, making one if all are in flight.
+func (im *image) get() (uintptr, *request) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if n := len(im.free); n > 0 {
+		slot := im.free[n-1]
+		im.free = im.free[:n-1]
+		return slot, im.slots[slot]
 	}
+	r := &request{done: make(chan int64, 1)}
+	im.slots = append(im.slots, r)
+	return uintptr(len(im.slots) - 1), r
+}
+
+func (im *image) put(slot uintptr) {
+	im.mu.Lock()
+	im.free = append(im.free, slot)
+	im.mu.Unlock()
+}
+
+// submit starts one aio call of op over buf (may be empty: then length
+// bytes at off) with buf pinned, and waits for its result.
+func (im *image) submit(o op, off int64, buf []byte, length int64) (int64, error) {
+	slot, r := im.get()
+	defer im.put(slot)
+	var p *C.char
 	if len(buf) > 0 {
 		r.pin.Pin(&buf[0])
+		p, length = (*C.char)(unsafe.Pointer(&buf[0])), int64(len(buf))
 	}
-	if ret := start(comp); ret < 0 {
-		// Not submitted: librbd will not complete it.
+	if ret := C.netsan_aio(im.img, C.int(o), C.uint64_t(off), C.size_t(length), p, C.uintptr_t(slot)); ret < 0 {
 		r.pin.Unpin()
-		C.rbd_aio_release(comp)
-		h.Delete()
 		return 0, errno(ret)
 	}
 	ret := <-r.done
@@ -191,9 +265,7 @@ func (im *image) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := im.submit(p, func(c C.rbd_completion_t) C.int {
-		return C.rbd_aio_read(im.img, C.uint64_t(off), C.size_t(len(p)), (*C.char)(unsafe.Pointer(&p[0])), c)
-	})
+	n, err := im.submit(opRead, off, p, 0)
 	if err != nil {
 		return 0, fmt.Errorf("rbd %s: read %d at %d: %w", im.name, len(p), off, err)
 	}
@@ -211,9 +283,7 @@ func (im *image) WriteAt(p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	// A write's completion is 0 on success: librbd writes all or fails.
-	if _, err := im.submit(p, func(c C.rbd_completion_t) C.int {
-		return C.rbd_aio_write(im.img, C.uint64_t(off), C.size_t(len(p)), (*C.char)(unsafe.Pointer(&p[0])), c)
-	}); err != nil {
+	if _, err := im.submit(opWrite, off, p, 0); err != nil {
 		return 0, fmt.Errorf("rbd %s: write %d at %d: %w", im.name, len(p), off, err)
 	}
 	return len(p), nil
@@ -222,9 +292,7 @@ func (im *image) WriteAt(p []byte, off int64) (int, error) {
 // Sync returns once every completed write is on the OSDs: librbd's
 // writeback cache, where enabled, is flushed.
 func (im *image) Sync() error {
-	if _, err := im.submit(nil, func(c C.rbd_completion_t) C.int {
-		return C.rbd_aio_flush(im.img, c)
-	}); err != nil {
+	if _, err := im.submit(opFlush, 0, nil, 0); err != nil {
 		return fmt.Errorf("rbd %s: flush: %w", im.name, err)
 	}
 	return nil
@@ -239,9 +307,7 @@ func (im *image) Unmap(off, length int64) error {
 	if im.readOnly {
 		return fmt.Errorf("rbd %s: unmap: %w", im.name, syscall.EROFS)
 	}
-	if _, err := im.submit(nil, func(c C.rbd_completion_t) C.int {
-		return C.rbd_aio_write_zeroes(im.img, C.uint64_t(off), C.size_t(length), c, 0, 0)
-	}); err != nil {
+	if _, err := im.submit(opZero, off, nil, length); err != nil {
 		return fmt.Errorf("rbd %s: unmap %d at %d: %w", im.name, length, off, err)
 	}
 	return nil

@@ -16,7 +16,7 @@ import (
 	"github.com/netsan/netsan/iscsi/backstore"
 )
 
-func connect(t *testing.T) (*cephtest.Cluster, *Cluster) {
+func connect(t testing.TB) (*cephtest.Cluster, *Cluster) {
 	t.Helper()
 	tc := cephtest.Start(t, cephtest.Options{})
 	c, err := Connect(Config{Conf: tc.Conf, Pool: tc.Pool}, 10*time.Second)
@@ -36,7 +36,7 @@ func newImage(t *testing.T, name, size string) (*cephtest.Cluster, *Cluster, bac
 	return tc, c, open(t, c, name, false)
 }
 
-func open(t *testing.T, c *Cluster, name string, readOnly bool) backstore.Store {
+func open(t testing.TB, c *Cluster, name string, readOnly bool) backstore.Store {
 	t.Helper()
 	s, err := c.OpenImage(Name{Pool: "rbd", Image: name}, readOnly)
 	if err != nil {
@@ -79,6 +79,11 @@ func TestImageIO(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	// Requests are numbered for librbd from a table, and the numbers are
+	// reused: no more of them than were ever in flight at once.
+	if n := len(s.(*image).slots); n > depth {
+		t.Errorf("%d request slots after %d writes at depth %d", n, blocks, depth)
 	}
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)

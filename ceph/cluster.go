@@ -65,6 +65,13 @@ func Connect(cfg Config, timeout time.Duration) (*Cluster, error) {
 		// crash of netsan; librbd's cache does not. (ceph-iscsi's gateways
 		// turn it off for the same reason.)
 		"rbd_cache": "false",
+		// librbd starts an aio request in the calling thread instead of
+		// handing it to a dispatch thread of its own: the hand-off woke
+		// that thread for each request, 0.3-0.5 context switches per
+		// 4 KiB read through iSCSI (BENCHMARKS.md). A request may then
+		// wait in the caller (librados' throttle of requests in flight),
+		// which holds up that goroutine only.
+		"rbd_non_blocking_aio": "false",
 	} {
 		if err := conn.SetConfigOption(k, v); err != nil {
 			conn.Shutdown()

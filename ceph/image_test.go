@@ -190,18 +190,27 @@ func writeFile(t *testing.T, name, s string) {
 	}
 }
 
-// TestNoWriteBackCache: netsan's client runs without librbd's write-back
-// cache, so a write is on the OSDs when WriteAt returns and a crash of
-// netsan loses no acknowledged write. (Whether a cached write reaches the
-// OSDs within the time another client takes to look is a race, so the
-// setting itself is what is checked.)
-func TestNoWriteBackCache(t *testing.T) {
+// TestClientOptions: the options netsan's client runs with.
+func TestClientOptions(t *testing.T) {
 	_, c := connect(t)
-	v, err := c.conn.GetConfigOption("rbd_cache")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v != "false" {
-		t.Fatalf("rbd_cache = %s, want false", v)
+	for opt, want := range map[string]string{
+		// No write-back cache, so a write is on the OSDs when WriteAt
+		// returns and a crash of netsan loses no acknowledged write.
+		// (Whether a cached write reaches the OSDs within the time another
+		// client takes to look is a race, so the setting itself is what is
+		// checked.)
+		"rbd_cache": "false",
+		// librbd starts a request in the thread that calls it, not through
+		// a dispatch thread of its own (one thread wake-up per request
+		// fewer; BenchmarkImageRead and bench/rbd measure what it costs).
+		"rbd_non_blocking_aio": "false",
+	} {
+		got, err := c.conn.GetConfigOption(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s = %s, want %s", opt, got, want)
+		}
 	}
 }

@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,6 +327,22 @@ luns = [ { lun = 0, rbd = "db", size = "16MiB" }, { lun = 1, rbd = "base", read_
 	}
 	if out, err := qio(data, 1, "write -P 0x66 1M 4k"); err == nil && strings.Contains(out, "wrote 4096/4096") {
 		t.Errorf("a write to the golden image (read-only LUN) succeeded:\n%s", out)
+	}
+
+	// /metrics tells the RBD images' sizes as it does files'.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`netsan_image_size_bytes{host="node1",image="base",kind="root"} 5.0331648e+07`,
+		`netsan_image_size_bytes{host="",image="base",kind="golden"} 3.3554432e+07`,
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// A live session dirties the root; reset is refused, then --force logs

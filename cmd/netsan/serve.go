@@ -122,7 +122,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	defer sd.close()
 	sup := &supervisor{path: path, log: log, current: inv, cluster: cc, sd: sd}
 	reg := newRegistry()
-	if err := reg.Register(images.NewCollector(sup.inventory)); err != nil {
+	col := images.NewCollector(sup.inventory)
+	col.Cluster = rbdCluster(cc)
+	if err := reg.Register(col); err != nil {
 		return err
 	}
 	var status func() *httpd.Cluster

@@ -4,10 +4,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -155,6 +158,14 @@ func (l *Lab) Cable(role, mac, cidr, serverCIDR string) string {
 // that cannot go back leaves with its goroutine.
 func InNetns(t TB, ns string, f func()) {
 	t.Helper()
+	if err := Enter(ns, f); err != nil {
+		t.Fatalf("%v", err)
+	}
+}
+
+// Enter is InNetns for a goroutine that is not the test's: it returns the
+// error instead of failing a test.
+func Enter(ns string, f func()) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -183,6 +194,84 @@ func InNetns(t TB, ns string, f func()) {
 		done <- nil
 	}()
 	if err := <-done; err != nil {
-		t.Fatalf("netns %s: %v", ns, err)
+		return fmt.Errorf("netns %s: %w", ns, err)
 	}
+	return nil
+}
+
+// Forward lets a program in the test's own namespace (a browser, say)
+// reach addr in namespace ns: it returns a 127.0.0.1 address whose
+// connections it carries to addr, each dialled from inside ns. It stops
+// when t ends.
+func Forward(t TB, ns, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("forward to %s in %s: %v", addr, ns, err)
+	}
+	var wg sync.WaitGroup
+	conns := map[net.Conn]bool{}
+	var mu sync.Mutex
+	track := func(c net.Conn, open bool) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if open && conns == nil {
+			return false // stopping
+		}
+		if open {
+			conns[c] = true
+		} else {
+			delete(conns, c)
+		}
+		return true
+	}
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var (
+				out     net.Conn
+				dialErr error
+			)
+			err = Enter(ns, func() { out, dialErr = net.DialTimeout("tcp", addr, 10*time.Second) })
+			if err != nil || dialErr != nil || !track(in, true) || !track(out, true) {
+				in.Close()
+				if out != nil {
+					out.Close()
+				}
+				continue
+			}
+			wg.Go(func() {
+				var both sync.WaitGroup
+				for _, p := range [][2]net.Conn{{out, in}, {in, out}} {
+					both.Go(func() {
+						io.Copy(p[0], p[1])
+						// The other side hears EOF; both connections
+						// close once both directions have ended.
+						if cw, ok := p[0].(interface{ CloseWrite() error }); ok {
+							cw.CloseWrite()
+						}
+					})
+				}
+				both.Wait()
+				for _, c := range []net.Conn{in, out} {
+					c.Close()
+					track(c, false)
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
 }

@@ -3,6 +3,8 @@ package netsantest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -177,6 +179,56 @@ func reaches(t *testing.T, server string, machines ...string) {
 		n, from, err := srv.ReadFromUDP(buf)
 		if err != nil || string(buf[:n]) != ns {
 			t.Errorf("from %s: %q from %v, %v", ns, buf[:n], from, err)
+		}
+	}
+}
+
+// TestForward: a client in the test's own namespace talks, through
+// Forward, to a server that listens inside a lab's namespace only; the
+// server's close reaches the client, and nothing is left when the test ends.
+func TestForward(t *testing.T) {
+	l := NewLab(t, "nstest")
+	var ln net.Listener
+	InNetns(t, l.Server, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+			t.Error(err)
+		}
+	})
+	if ln == nil {
+		t.FailNow()
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		for range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			c.Write(append([]byte("echo: "), b...))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-served })
+	if c, err := net.DialTimeout("tcp4", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Skipf("%s answers outside its namespace too: nothing to forward", ln.Addr())
+	}
+	local := Forward(t, l.Server, ln.Addr().String())
+	for i := range 2 {
+		c, err := net.Dial("tcp4", local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "hello %d", i)
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if want := fmt.Sprintf("echo: hello %d", i); err != nil || string(got) != want {
+			t.Errorf("through the forward: %q %v, want %q", got, err, want)
 		}
 	}
 }

@@ -15,7 +15,7 @@ TEST_PACKAGES := iproute2 busybox-static isc-dhcp-client dnsmasq-base \
 	libiscsi-bin qemu-utils qemu-block-extra tgt open-iscsi \
 	qemu-system-x86 ipxe ipxe-qemu ovmf \
 	syslinux syslinux-common syslinux-efi mtools dosfstools fdisk xfsprogs btrfs-progs \
-	cpio e2fsprogs kmod
+	cpio e2fsprogs kmod chromium
 
 # Ceph's daemons and client libraries: the RBD store's tests start a
 # single-node cluster. Only `make test` and `make build-ceph` need them.
@@ -70,8 +70,11 @@ staticcheck:
 # Packages run in parallel (-p); each test bounds its own time. The QEMU
 # boots run on their own afterwards: software-emulated guests on a shared CPU
 # would only slow every other package down.
+# What tests keep for a person to look at (screenshots) goes to $(ARTIFACTS).
+ARTIFACTS := $(CURDIR)/build/artifacts
 unit:
-	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v /e2e$$)
+	mkdir -p $(ARTIFACTS)
+	$(GO) test -race -timeout 20m -artifacts -outputdir $(ARTIFACTS) $$($(GO) list ./... | grep -v /e2e$$)
 
 # Built with Ceph, against a single-node cluster each test starts
 # (ceph/cephtest): the ceph and cluster packages whole, and elsewhere the tests named for

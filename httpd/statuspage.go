@@ -75,7 +75,7 @@ a{color:#0b57d0}
 table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#f3f3f3;font-weight:600}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}
 small{display:block;color:#666}
 pre{white-space:pre-wrap;margin:0;font-size:.9em}
 ul.luns{list-style:none;margin:0;padding:0}
@@ -87,7 +87,7 @@ details ol{margin:4px 0;padding-left:1.5em}
  table.cards thead{display:none}
  table.cards tr{display:block;border:1px solid #ccc;border-radius:6px;margin:8px 0;padding:4px 0}
  table.cards tr.story{margin-top:-9px;border-top:0;border-radius:0 0 6px 6px}
- table.cards td{display:block;border:0;padding:2px 8px}
+ table.cards td{display:block;border:0;padding:2px 8px;overflow-wrap:anywhere}
  table.cards td[data-label]::before{content:attr(data-label);display:inline-block;min-width:8em;color:#666}
  table.cards td[data-label] small{margin-left:8em}
 }

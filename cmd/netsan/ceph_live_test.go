@@ -347,7 +347,7 @@ luns = [ { lun = 0, rbd = "db", size = "16MiB" }, { lun = 1, rbd = "base", read_
 
 	// A live session dirties the root; reset is refused, then --force logs
 	// it out and the target serves the fresh clone.
-	liveWrite(t, opts(iqn, 0), "write -P 0x11 17M 64k")
+	liveWrite(t, nil, opts(iqn, 0), "write -P 0x11 17M 64k")
 	if code, out := runNetsan("image", "reset", "--yes", "-c", path, "node1"); code == 0 || !strings.Contains(out, "live session") {
 		t.Fatalf("reset with a live session: exit %d\n%s", code, out)
 	}

@@ -160,7 +160,7 @@ func TestImageResetLive(t *testing.T) {
 	// A live session that dirties the root: qemu-io writes, then waits for
 	// more commands on its stdin.
 	opts := fmt.Sprintf("driver=iscsi,transport=tcp,portal=127.0.0.1:%d,target=%s,lun=0,initiator-name=%s", iscsiPort, iqn, iqn)
-	liveWrite(t, opts, "write -f -P 0x11 0 64k")
+	liveWrite(t, nil, opts, "write -f -P 0x11 0 64k")
 	root := filepath.Join(dir, "data/roots/node1.img")
 	if b, _ := os.ReadFile(root); len(b) < 1 || b[0] != 0x11 {
 		t.Fatal("the write did not reach the root image")
@@ -192,10 +192,11 @@ func TestImageResetLive(t *testing.T) {
 
 // liveWrite runs qemu-io on the LUN opts names, has it write (cmd, 64 KiB)
 // and leaves it logged in, waiting for more commands, until the test ends:
-// a live session.
-func liveWrite(t *testing.T, opts, cmd string) {
+// a live session. in, when set, is what runs it ("ip netns exec NS").
+func liveWrite(t *testing.T, in []string, opts, cmd string) {
 	t.Helper()
-	qio := exec.Command("qemu-io", "--image-opts", opts)
+	args := append(in, "qemu-io", "--image-opts", opts)
+	qio := exec.Command(args[0], args[1:]...)
 	stdin, err := qio.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

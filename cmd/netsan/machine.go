@@ -73,6 +73,14 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 		}
 	}
 	ps = append(ps, gatewayProblems(inv)...)
+	if msg := writableDirProblem(inv.Server.DataDir); msg != "" {
+		add(false, "server.data_dir", "data_dir %s %s", inv.Server.DataDir, msg)
+	}
+	if inv.TFTP.On() && inv.TFTP.Root != "" {
+		if fi, err := os.Stat(inv.TFTP.Root); err != nil || !fi.IsDir() {
+			add(false, "tftp.root", "tftp.root %s is not a directory on this machine", inv.TFTP.Root)
+		}
+	}
 	if inv.TFTP.On() {
 		if problem, missing := ipxeLoaders(inv.TFTP.IPXEDir); problem != "" {
 			add(true, "tftp.ipxe_dir", "ipxe_dir %s %s: no iPXE loader for %s", inv.TFTP.IPXEDir, problem, strings.Join(missing, ", "))
@@ -257,4 +265,26 @@ func ipxeLoaders(dir string) (problem string, missing []string) {
 		return "holds no iPXE loader", missing
 	}
 	return "lacks loaders", missing
+}
+
+// writableDirProblem is why netsan could not write in dir, or "": it is
+// not a directory, or a file cannot be made in it. One that does not exist
+// yet is none: serve makes it.
+func writableDirProblem(dir string) string {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return ""
+	case err != nil:
+		return err.Error()
+	case !fi.IsDir():
+		return "is not a directory"
+	}
+	f, err := os.CreateTemp(dir, ".netsan-check-*")
+	if err != nil {
+		return fmt.Sprintf("is not writable (%v)", errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return ""
 }

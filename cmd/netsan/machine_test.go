@@ -123,3 +123,41 @@ func TestCheckIPXEDir(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDirs: check refuses a data_dir netsan cannot write in and a
+// tftp.root that is not there; a data_dir not made yet is fine (serve
+// makes it).
+func TestCheckDirs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "netsan.toml")
+	inv := func(dataDir, tftpRoot string) string {
+		return fmt.Sprintf("[server]\naddress = \"198.18.0.1\"\ndata_dir = %q\n[dhcp]\nenabled = false\n[tftp]\nlisten = \"127.0.0.1:6969\"\nipxe_dir = \"/usr/lib/ipxe\"\nroot = %q\n", dataDir, tftpRoot)
+	}
+	check := func() (int, string) {
+		var out bytes.Buffer
+		code := run([]string{"check", "-c", cfg}, &out, &out)
+		return code, out.String()
+	}
+	file := filepath.Join(dir, "a-file")
+	writeFile(t, file, "not a directory\n")
+	if err := os.Mkdir(filepath.Join(dir, "tftp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dataDir, tftpRoot string
+		want              string // "" for OK
+	}{
+		{"data", "tftp", ""},
+		{"a-file", "tftp", cfg + ":3:1: data_dir " + file + " is not a directory"},
+		{"data", "no-tftp", cfg + ":9:1: tftp.root " + filepath.Join(dir, "no-tftp") + " is not a directory on this machine"},
+	} {
+		writeFile(t, cfg, inv(tc.dataDir, tc.tftpRoot))
+		code, out := check()
+		switch {
+		case tc.want == "" && (code != 0 || strings.Contains(out, "data_dir") || strings.Contains(out, "tftp.root")):
+			t.Errorf("data_dir %s, tftp.root %s: exit %d\n%s", tc.dataDir, tc.tftpRoot, code, out)
+		case tc.want != "" && (code != 1 || !strings.Contains(out, tc.want)):
+			t.Errorf("exit %d\n%s\nwant exit 1 and %q", code, out, tc.want)
+		}
+	}
+}

@@ -71,7 +71,9 @@ func TestStatusBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := func(ts time.Time) string { return ts.Format(time.RFC3339Nano) + `">` + ts.Local().Format("15:04:05") + "</time>" }
+	clock := func(ts time.Time) string {
+		return ts.Format(time.RFC3339Nano) + `">` + ts.Local().Format("15:04:05") + "</time>"
+	}
 	for _, want := range []string{
 		`<meta name="viewport" content="width=device-width, initial-scale=1">`,
 		`<td data-label="DHCP discover"><time datetime="` + clock(b.At(timeline.Discover)) + `<small>pxe, Intel x86PC</small></td>`,

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/netsan/netsan/cluster"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/inventory/inventorytest"
 	"github.com/netsan/netsan/netsantest"
@@ -305,15 +306,15 @@ func TestReload(t *testing.T) {
 func TestStatusGateways(t *testing.T) {
 	since := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	fx := start(t, zap.NewNop(), func(s *Server) {
-		s.Status.Cluster = func() *Cluster {
-			return &Cluster{Gateway: "gw2", Leader: "gw1", LeaderSince: since, Takeovers: 3, Renewals: 41, Gateways: []Gateway{
-				{Name: "gw1", Leader: true, Client: "198.18.0.2:0/1234", LastSeen: time.Now()},
-				{Name: "gw2", Client: "198.18.0.3:0/5678", LastSeen: time.Now(), InventoryDiffers: true},
+		s.Status.Cluster = func() *cluster.Status {
+			return &cluster.Status{Gateway: "gw2", Leader: "gw1", Since: since, Takeovers: 3, Renewals: 41, Gateways: []cluster.Gateway{
+				{Name: "gw1", Leader: true, Client: "198.18.0.2:0/1234", Seen: time.Now()},
+				{Name: "gw2", Client: "198.18.0.3:0/5678", Seen: time.Now(), Differs: true},
 			}}
 		}
 	})
 	st := fx.status(t)
-	if c := st.Cluster; c == nil || c.Leader != "gw1" || !c.LeaderSince.Equal(since) || c.Takeovers != 3 || len(c.Gateways) != 2 || !c.Gateways[1].InventoryDiffers {
+	if c := st.Cluster; c == nil || c.Leader != "gw1" || !c.Since.Equal(since) || c.Takeovers != 3 || len(c.Gateways) != 2 || !c.Gateways[1].Differs {
 		t.Errorf("cluster in /status.json: %+v", st.Cluster)
 	}
 	page, err := curl(t, "--fail", "-H", "Accept: text/html", fx.base+"/status")

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/netsan/netsan/cluster"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/timeline"
 )
@@ -20,7 +21,7 @@ type StatusSource struct {
 	Leases   func() []Lease
 	Sessions func() []Session
 	// Cluster is nil on a single box.
-	Cluster func() *Cluster
+	Cluster func() *cluster.Status
 	// Seen lists the machines that asked to boot and are not in the
 	// inventory; /status adds the [[host]] for each.
 	Seen func() []Seen
@@ -80,27 +81,6 @@ type Seen struct {
 	Stanza string               `json:"stanza"`
 }
 
-// Cluster is the gateways of a [cluster] as /status shows them.
-type Cluster struct {
-	Gateway     string    `json:"gateway"` // the one answering
-	Leader      string    `json:"leader"`
-	LeaderSince time.Time `json:"leader_since"`
-	Renewals    uint64    `json:"lease_renewals"`
-	Takeovers   uint64    `json:"takeovers"`
-	Gateways    []Gateway `json:"gateways"`
-}
-
-// Gateway is one gateway of a [cluster].
-type Gateway struct {
-	Name     string    `json:"name"`
-	Leader   bool      `json:"leader"`
-	Client   string    `json:"ceph_client"` // its Ceph client address, which fencing blocklists
-	LastSeen time.Time `json:"last_seen"`
-	// InventoryDiffers: its inventory file is not the one this gateway
-	// serves; after a failover it would serve another.
-	InventoryDiffers bool `json:"inventory_differs"`
-}
-
 // Lease is one DHCP lease as /status shows it.
 type Lease struct {
 	MAC     string    `json:"mac"`
@@ -151,15 +131,15 @@ type HostStatus struct {
 
 // Status is the /status document.
 type Status struct {
-	Server   string       `json:"server"`
-	Time     time.Time    `json:"time"`
-	Cluster  *Cluster     `json:"cluster,omitempty"`
-	Hosts    []HostStatus `json:"hosts"`
-	Leases   []Lease      `json:"leases"`
-	Sessions []Session    `json:"sessions"`
-	Seen     []Seen       `json:"seen"`
-	Targets  []Target     `json:"targets"`
-	Images   []Image      `json:"images"`
+	Server   string          `json:"server"`
+	Time     time.Time       `json:"time"`
+	Cluster  *cluster.Status `json:"cluster,omitempty"`
+	Hosts    []HostStatus    `json:"hosts"`
+	Leases   []Lease         `json:"leases"`
+	Sessions []Session       `json:"sessions"`
+	Seen     []Seen          `json:"seen"`
+	Targets  []Target        `json:"targets"`
+	Images   []Image         `json:"images"`
 }
 
 func (s *Server) snapshot() Status {

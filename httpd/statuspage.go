@@ -98,9 +98,9 @@ details ol{margin:4px 0;padding-left:1.5em}
 <nav>{{if .Cluster}}<a href="#gateways">gateways</a> · {{end}}<a href="#hosts">hosts</a> · {{if .Seen}}<a href="#seen">seen</a> · {{end}}<a href="#targets">targets</a> · <a href="#images">images</a> · <a href="#leases">leases</a> · <a href="#sessions">sessions</a></nav>
 </header>
 {{with .Cluster}}<section id="gateways"><h2>Gateways</h2>
-<p>{{.Leader}} leads since {{.LeaderSince.Format "2006-01-02 15:04:05 MST"}} · this page from {{.Gateway}} · {{.Takeovers}} takeovers · {{.Renewals}} lease renewals</p>
+<p>{{.Leader}} leads since {{.Since.Format "2006-01-02 15:04:05 MST"}} · this page from {{.Gateway}} · {{.Takeovers}} takeovers · {{.Renewals}} lease renewals</p>
 <table class="cards"><thead><tr><th>gateway</th><th>role</th><th>Ceph client</th><th>last seen</th><th>inventory</th></tr></thead><tbody>
-{{range .Gateways}}<tr><td data-label="gateway">{{.Name}}</td><td data-label="role">{{if .Leader}}leader{{else}}standby{{end}}</td><td data-label="Ceph client">{{.Client}}</td><td data-label="last seen">{{since .LastSeen}} ago</td><td data-label="inventory">{{if .InventoryDiffers}}<b class="warn">differs</b>{{else}}same{{end}}</td></tr>
+{{range .Gateways}}<tr><td data-label="gateway">{{.Name}}</td><td data-label="role">{{if .Leader}}leader{{else}}standby{{end}}</td><td data-label="Ceph client">{{.Client}}</td><td data-label="last seen">{{since .Seen}} ago</td><td data-label="inventory">{{if .Differs}}<b class="warn">differs</b>{{else}}same{{end}}</td></tr>
 {{end}}</tbody></table></section>
 {{end}}<section id="hosts"><h2>Hosts</h2>
 {{if .Hosts}}<table class="cards"><thead><tr><th>host</th><th>MAC</th><th>IP</th><th>boot</th><th>lease</th><th>DHCP discover</th><th>DHCP ack</th><th>loader</th><th>script</th><th>iSCSI login</th><th>read</th><th>written</th><th>session now</th></tr></thead><tbody>

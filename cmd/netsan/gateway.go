@@ -11,7 +11,6 @@ import (
 
 	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/cluster"
-	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
 )
 
@@ -50,17 +49,11 @@ func inventoryDigest(path string) (string, error) {
 	return hex.EncodeToString(sum[:8]), nil
 }
 
-// clusterStatus is the elector's view as /status shows it.
-func clusterStatus(e *cluster.Elector) func() *httpd.Cluster {
-	return func() *httpd.Cluster {
+// clusterStatus is the elector's view, which /status shows.
+func clusterStatus(e *cluster.Elector) func() *cluster.Status {
+	return func() *cluster.Status {
 		s := e.Status()
-		out := &httpd.Cluster{Gateway: s.Gateway, Leader: s.Leader, LeaderSince: s.Since,
-			Renewals: s.Renewals, Takeovers: s.Takeovers, Gateways: make([]httpd.Gateway, 0, len(s.Gateways))}
-		for _, g := range s.Gateways {
-			out.Gateways = append(out.Gateways, httpd.Gateway{Name: g.Name, Leader: g.Leader, Client: g.Client,
-				LastSeen: g.Seen, InventoryDiffers: g.Differs})
-		}
-		return out
+		return &s
 	}
 }
 

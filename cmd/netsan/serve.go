@@ -18,7 +18,6 @@ import (
 
 	"github.com/netsan/netsan/ceph"
 	"github.com/netsan/netsan/cluster"
-	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/timeline"
@@ -127,7 +126,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := reg.Register(col); err != nil {
 		return err
 	}
-	var status func() *httpd.Cluster
+	var status func() *cluster.Status
 	// Boots are told across terms and reloads: a machine's story goes on.
 	events := timeline.New(0, 0)
 	if inv.Cluster != nil {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/netsan/netsan/ceph"
+	"github.com/netsan/netsan/cluster"
 	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
@@ -42,7 +43,7 @@ func newRegistry() *prometheus.Registry {
 // that are RBD images; gateways, nil on a single box, is what /status shows
 // of a [cluster]; events, kept from one term to the next, is where each
 // service records the steps of the boots it serves.
-func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer, gateways func() *httpd.Cluster, events *timeline.Recorder) ([]namedService, error) {
+func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Logger, base prometheus.Gatherer, gateways func() *cluster.Status, events *timeline.Recorder) ([]namedService, error) {
 	reg := prometheus.NewRegistry()
 	var (
 		out     []namedService

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsan/netsan/cluster"
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/lab"
@@ -516,7 +517,7 @@ func (g *gatewayLab) testSplitBrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(st.Cluster.Gateways, func(r httpd.Gateway) bool { return r.Name == old.Name })
+	i := slices.IndexFunc(st.Cluster.Gateways, func(r cluster.Gateway) bool { return r.Name == old.Name })
 	if i < 0 || st.Cluster.Gateways[i].Client == "" {
 		t.Fatalf("/status.json names no Ceph client for %s: %+v", old.Name, st.Cluster)
 	}

@@ -122,7 +122,7 @@ func (g *gatewayLab) start(t *testing.T, ctx context.Context, gw *lab.Gateway) {
 		st, err := g.status(ctx)
 		if err == nil {
 			for _, r := range st.Cluster.Gateways {
-				if r.Name == gw.Name && !r.Leader && r.LastSeen.After(started) {
+				if r.Name == gw.Name && !r.Leader && r.Seen.After(started) {
 					return
 				}
 			}

@@ -332,22 +332,24 @@ func (s *supervisor) reload(ctx context.Context) error {
 		s.log.Info("reload: no changes")
 		return nil
 	}
-	// Open images hold the connection: a new one means a restart.
-	if changes.Ceph {
-		s.log.Error("reload refused: [ceph] changed; restart netsan to connect to the cluster it names", zap.String("at", inv.Problemf("ceph", "").Where()))
-		s.log.Warn("still serving the previous inventory")
-		return errors.New("[ceph] changed: needs a restart")
+	// Sections taken up once at start: open images hold the Ceph
+	// connection, and the elector campaigns on [cluster]'s interface and
+	// lease. A standby refuses them too, or its next term would serve them.
+	for _, r := range []struct {
+		changed bool
+		section string
+	}{{changes.Ceph, "ceph"}, {changes.Cluster, "cluster"}} {
+		if r.changed {
+			s.log.Error("reload refused: ["+r.section+"] changed; restart netsan to take it up", zap.String("at", inv.Problemf(r.section, "").Where()))
+			s.log.Warn("still serving the previous inventory")
+			return fmt.Errorf("[%s] changed: needs a restart", r.section)
+		}
 	}
 	if s.services == nil {
 		// Standing by: the next term builds from it.
 		s.current = inv
 		s.log.Info("reloaded while standing by", zap.String("changes", changes.String()))
 		return nil
-	}
-	if changes.Cluster {
-		s.log.Error("reload refused: [cluster] changed; restart each gateway to take it up", zap.String("at", inv.Problemf("cluster", "").Where()))
-		s.log.Warn("still serving the previous inventory")
-		return errors.New("[cluster] changed: needs a restart")
 	}
 	// A new host's root is cloned before the target is told about it, or
 	// the target would create it empty.

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -134,6 +136,43 @@ const bootPartition = "@@1048576"
 // /initrd.img, enough for a SAN boot, and /data.img, which adds open-iscsi's
 // daemon and e2fsprogs for netsan.mode=data).
 func SetCommandLine(image, args string, initrds ...string) error {
+	return editSyslinux(image, func(w []string) string {
+		switch {
+		case strings.EqualFold(w[0], "APPEND"):
+			kept := []string{"APPEND"}
+			for _, f := range w[1:] {
+				if !strings.HasPrefix(f, "netsan.") {
+					kept = append(kept, f)
+				}
+			}
+			return "  " + strings.Join(kept, " ") + " " + args
+		case strings.EqualFold(w[0], "INITRD") && len(initrds) > 0:
+			return "  INITRD " + strings.Join(initrds, ",")
+		}
+		return ""
+	})
+}
+
+// SetPrompt makes the image's syslinux wait at its "boot:" prompt for d
+// (tenths of a second in syslinux.cfg) before it boots the default entry,
+// as a machine left at its boot menu does: the firmware reads nothing from
+// the disk in that time.
+func SetPrompt(image string, d time.Duration) error {
+	return editSyslinux(image, func(w []string) string {
+		switch {
+		case strings.EqualFold(w[0], "PROMPT"):
+			return "PROMPT 1"
+		case strings.EqualFold(w[0], "TIMEOUT"):
+			return "TIMEOUT " + strconv.FormatInt(int64(d/(100*time.Millisecond)), 10)
+		}
+		return ""
+	})
+}
+
+// editSyslinux rewrites both syslinux.cfg files of image line by line: edit
+// gets each non-empty line's words and returns its replacement, or "" to
+// keep it.
+func editSyslinux(image string, edit func(words []string) string) error {
 	for _, cfg := range []string{"::/syslinux.cfg", "::/EFI/BOOT/syslinux.cfg"} {
 		cmd := exec.Command("mtype", "-i", image+bootPartition, cfg)
 		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
@@ -143,17 +182,10 @@ func SetCommandLine(image, args string, initrds ...string) error {
 		}
 		var b strings.Builder
 		for _, line := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
-			if w := strings.Fields(line); len(w) > 0 && strings.EqualFold(w[0], "APPEND") {
-				kept := []string{"APPEND"}
-				for _, f := range w[1:] {
-					if !strings.HasPrefix(f, "netsan.") {
-						kept = append(kept, f)
-					}
+			if w := strings.Fields(line); len(w) > 0 {
+				if n := edit(w); n != "" {
+					line = n
 				}
-				line = "  " + strings.Join(kept, " ") + " " + args
-			}
-			if w := strings.Fields(line); len(w) > 0 && strings.EqualFold(w[0], "INITRD") && len(initrds) > 0 {
-				line = "  INITRD " + strings.Join(initrds, ",")
 			}
 			b.WriteString(line + "\n")
 		}

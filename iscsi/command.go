@@ -53,7 +53,6 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 		c.reject(p, pdu.RejectProtocolError)
 		return true
 	}
-	t.buf = c.srv.pool.Get(int(t.edtl))
 	imm := min(uint32(len(p.Data)), t.edtl)
 	if imm > 0 && !s.params.ImmediateData {
 		c.log.Warn("immediate data not negotiated")
@@ -61,7 +60,14 @@ func (c *conn) scsiCommand(p *pdu.PDU) bool {
 		c.reject(p, pdu.RejectProtocolError)
 		return true
 	}
-	copy(t.buf, p.Data[:imm])
+	if cap(p.Data) >= int(t.edtl) {
+		// placeData read the immediate data into a buffer for the whole
+		// transfer: the task takes it over.
+		t.buf, p.Data = p.Data[:t.edtl], nil
+	} else {
+		t.buf = c.srv.pool.Get(int(t.edtl))
+		copy(t.buf, p.Data[:imm])
+	}
 	t.received = imm
 	t.unsolicited = imm
 	if !s.params.InitialR2T && !h.Final() {
@@ -97,6 +103,30 @@ func (c *conn) sendR2Ts(t *task) {
 	}
 }
 
+// placeData is the connection reader's pdu.Reader.Place: write data is
+// read from the socket straight into the buffer its command executes from.
+// A SCSI Command's immediate data goes to the start of a pooled buffer as
+// large as the whole transfer, which scsiCommand gives the task; a
+// Data-Out goes into its task's buffer at its BufferOffset. Anything else,
+// or a Data-Out that does not fit its task (dataOut then fails the task or
+// drops the PDU), is read into a buffer of its own.
+func (c *conn) placeData(h *pdu.Header) ([]byte, bool) {
+	n := h.DataSegmentLength
+	switch h.Opcode {
+	case pdu.OpSCSICommand:
+		if h.Flags&pdu.FlagWrite != 0 && n <= h.ExpectedDataTransferLength && h.ExpectedDataTransferLength <= maxTransfer {
+			return c.srv.pool.Get(int(h.ExpectedDataTransferLength))[:n], true
+		}
+	case pdu.OpSCSIDataOut:
+		if t := c.sess.waitingTask(h.InitiatorTaskTag); t != nil {
+			if off := h.BufferOffset; off <= t.edtl && n <= t.edtl-off {
+				return t.buf[off : off+n], false
+			}
+		}
+	}
+	return nil, false
+}
+
 // dataOut places one SCSI Data-Out in its task's buffer (RFC 7143 §11.7).
 // A DataSN or offset out of sequence fails the command; at
 // ErrorRecoveryLevel 0 nothing is retransmitted, and the connection goes on.
@@ -104,12 +134,7 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 	defer p.Release()
 	s := c.sess
 	h := &p.Header
-	s.mu.Lock()
-	t := s.tasks[h.InitiatorTaskTag]
-	if t != nil && (t.executing || t.aborted.Load()) {
-		t = nil
-	}
-	s.mu.Unlock()
+	t := s.waitingTask(h.InitiatorTaskTag)
 	if t == nil {
 		// Data for a task aborted meanwhile is dropped; else it is a stray.
 		c.log.Debug("Data-Out for no waiting task", zap.Uint32("itt", h.InitiatorTaskTag))
@@ -141,7 +166,9 @@ func (c *conn) dataOut(p *pdu.PDU) bool {
 		seq.nextDataSN++
 		seq.received += n
 	}
-	copy(t.buf[off:], p.Data)
+	if n > 0 && &p.Data[0] != &t.buf[off] {
+		copy(t.buf[off:], p.Data) // not placed by placeData
+	}
 	t.received += n
 	if seq != nil && (h.Final() || seq.received == seq.length) {
 		delete(t.r2ts, h.TargetTransferTag)

@@ -18,6 +18,9 @@ func (c *conn) fullFeature(sess *session) {
 	// Commands the initiator sent right behind its last Login Request may
 	// already sit in the login buffer: the new one keeps them.
 	c.r.SetBufferSize(pdu.DefaultBufferSize)
+	if !sess.discovery {
+		c.r.Place = c.placeData
+	}
 	c.out = make(chan outItem, 2*c.srv.QueueDepth+8)
 	c.lastRecv.Store(time.Now().UnixNano())
 	// Publishes c.out to requestLogout, which reads it only after ffp.

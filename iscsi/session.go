@@ -122,11 +122,27 @@ func (s *session) finishTask(t *task) {
 	if s.tasks[t.itt] == t {
 		delete(s.tasks, t.itt)
 	}
-	if t.buf != nil {
+	// Only a task that went to execution gives its buffer back: one still
+	// waiting for Data-Out may be ended by another session (PREEMPT AND
+	// ABORT) while its connection's reader fills the buffer from the
+	// socket, so the buffer is left to the garbage collector.
+	if t.buf != nil && t.executing {
 		s.srv.pool.Put(t.buf)
 		t.buf = nil
 	}
 	close(t.done)
+}
+
+// waitingTask returns the task with this Initiator Task Tag if it still
+// gathers Data-Out, else nil.
+func (s *session) waitingTask(itt uint32) *task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tasks[itt]
+	if t == nil || t.executing || t.aborted.Load() {
+		return nil
+	}
+	return t
 }
 
 // lu maps a LUN field, as the initiator addressed it, through the ACL to

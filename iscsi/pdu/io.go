@@ -106,9 +106,18 @@ type Reader struct {
 	// MaxRecvDataSegmentLength bounds DataSegmentLength; 0 means 8192
 	// (the RFC 7143 default).
 	MaxRecvDataSegmentLength uint32
+	// Place, when set, chooses where a data segment is read once its
+	// header is known, so that write data lands where it is used instead
+	// of being copied there: it returns DataSegmentLength bytes to read
+	// the segment into and whether the PDU owns them (Release then hands
+	// their array to Pool, so it must come from Pool), or nil for a pooled
+	// buffer of the segment's size. It is not called for a segment Read
+	// skips (ErrDataTooLong).
+	Place func(h *Header) (buf []byte, owned bool)
 
 	hdr [BHSLength + 1020 + 4]byte // BHS, AHS (at most 255 words), digest
 	dig [4]byte
+	pad [3]byte
 	br  readBuffer
 }
 
@@ -181,22 +190,46 @@ func (r *Reader) Read(p *PDU) error {
 		return fmt.Errorf("%d > %d: %w", dl, max, ErrDataTooLong)
 	}
 	if dl > 0 {
-		total := dl + Pad(dl)
-		buf := r.Pool.Get(int(total))
-		if _, err := io.ReadFull(&r.br, buf); err != nil {
-			r.Pool.Put(buf)
-			return fmt.Errorf("data segment: %w", err)
+		return r.readData(p, dl, herr)
+	}
+	return herr
+}
+
+// readData reads p's data segment of dl bytes, its padding and its digest,
+// into a buffer Place chooses or a pooled one.
+func (r *Reader) readData(p *PDU, dl uint32, herr error) error {
+	var buf []byte
+	owned := true
+	if r.Place != nil && herr == nil {
+		buf, owned = r.Place(&p.Header)
+		if buf != nil && len(buf) != int(dl) {
+			return fmt.Errorf("data segment: Place gave %d bytes for %d", len(buf), dl)
 		}
-		p.Data = buf[:dl]
-		if r.DataDigest {
-			if _, err := io.ReadFull(&r.br, r.dig[:]); err != nil {
-				p.Release()
-				return fmt.Errorf("data digest: %w", err)
-			}
-			if getDigest(r.dig[:]) != Digest(buf[:total]) {
-				p.Release()
-				return ErrDataDigest
-			}
+	}
+	if buf == nil {
+		buf, owned = r.Pool.Get(int(dl + Pad(dl)))[:dl], true
+	}
+	if !owned {
+		p.pool = nil
+	}
+	p.Data = buf
+	pad := r.pad[:Pad(dl)]
+	if _, err := io.ReadFull(&r.br, buf); err != nil {
+		p.Release()
+		return fmt.Errorf("data segment: %w", err)
+	}
+	if _, err := io.ReadFull(&r.br, pad); err != nil {
+		p.Release()
+		return fmt.Errorf("data segment padding: %w", err)
+	}
+	if r.DataDigest {
+		if _, err := io.ReadFull(&r.br, r.dig[:]); err != nil {
+			p.Release()
+			return fmt.Errorf("data digest: %w", err)
+		}
+		if getDigest(r.dig[:]) != Digest(buf, pad) {
+			p.Release()
+			return ErrDataDigest
 		}
 	}
 	return herr

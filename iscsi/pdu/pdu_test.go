@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -136,17 +137,29 @@ func TestReadWrite(t *testing.T) {
 			if buf.Len() != want {
 				t.Errorf("digests=%v n=%d: wrote %d bytes, want %d", digests, n, buf.Len(), want)
 			}
-			r := Reader{R: &buf, Pool: pool, HeaderDigest: digests, DataDigest: digests, MaxRecvDataSegmentLength: 8192}
-			var p PDU
-			if err := r.Read(&p); err != nil {
-				t.Fatalf("digests=%v n=%d: %v", digests, n, err)
-			}
-			if p.InitiatorTaskTag != 42 || p.DataSN != 1 || !bytes.Equal(p.Data, data) {
-				t.Errorf("digests=%v n=%d: read back %+v", digests, n, p.Header)
-			}
-			p.Release()
-			if buf.Len() != 0 {
-				t.Errorf("%d bytes left unread", buf.Len())
+			// Read it twice: into a pooled buffer, and placed 7 bytes into
+			// a caller's buffer (where an iSCSI write's data is used).
+			wire := bytes.Clone(buf.Bytes())
+			dst := make([]byte, n+16)
+			for _, place := range []bool{false, true} {
+				r := Reader{R: bytes.NewReader(wire), Pool: pool, HeaderDigest: digests, DataDigest: digests, MaxRecvDataSegmentLength: 8192}
+				if place {
+					r.Place = func(h *Header) ([]byte, bool) { return dst[7 : 7+h.DataSegmentLength], false }
+				}
+				var p PDU
+				if err := r.Read(&p); err != nil {
+					t.Fatalf("digests=%v n=%d place=%v: %v", digests, n, place, err)
+				}
+				if p.InitiatorTaskTag != 42 || p.DataSN != 1 || !bytes.Equal(p.Data, data) {
+					t.Errorf("digests=%v n=%d place=%v: read back %+v", digests, n, place, p.Header)
+				}
+				if place && n > 0 && (&p.Data[0] != &dst[7] || !bytes.Equal(dst[7:7+n], data) || dst[7+n] != 0) {
+					t.Errorf("n=%d: data not read into the placed buffer exactly", n)
+				}
+				p.Release()
+				if r.Buffered() != 0 {
+					t.Errorf("%d bytes left unread", r.Buffered())
+				}
 			}
 		}
 	}
@@ -181,10 +194,14 @@ func TestReadErrors(t *testing.T) {
 		{"truncated data", good[:BHSLength+4+2], true, io.ErrUnexpectedEOF},
 		{"header digest", badHdr, true, ErrHeaderDigest},
 		{"data digest", badData, true, ErrDataDigest},
+		{"data digest, placed", badData, true, ErrDataDigest},
 		{"too long", tooLong, false, ErrDataTooLong},
 		{"unknown opcode", unknown, false, ErrUnknownOpcode},
 	} {
 		r := Reader{R: bytes.NewReader(tc.in), Pool: pool, HeaderDigest: tc.digests, DataDigest: tc.digests, MaxRecvDataSegmentLength: 512}
+		if strings.HasSuffix(tc.name, "placed") {
+			r.Place = func(h *Header) ([]byte, bool) { return make([]byte, h.DataSegmentLength), false }
+		}
 		var p PDU
 		err := r.Read(&p)
 		if !errors.Is(err, tc.want) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/iana"
@@ -17,17 +18,33 @@ import (
 )
 
 // loaderFiles are the iPXE builds, by client architecture (RFC 4578 option
-// 93), in order of preference; the first that exists in tftp.ipxe_dir is
-// given. snponly.efi is the fallback where only it is installed.
+// 93; 15-19 are UEFI HTTP Boot's), in order of preference; the first found
+// (ipxe_dir first, then tftp.root) is given. snponly.efi is the fallback
+// where only it is installed. An architecture missing here, or whose files
+// are nowhere, gets no offer: never another platform's loader.
 var loaderFiles = map[iana.Arch][]string{
 	iana.INTEL_X86PC: {"undionly.kpxe"},
-	iana.EFI_IA32:    {"ipxe.efi", "snponly.efi"},
-	iana.EFI_X86_64:  {"ipxe.efi", "snponly.efi"},
-	iana.EFI_BC:      {"ipxe.efi", "snponly.efi"},
-	// Debian's ipxe package has no arm64 build; one dropped into ipxe_dir
-	// under either name (flat: tftpd serves ipxe_dir by base name) is used.
-	iana.EFI_ARM64: {"ipxe-arm64.efi", "snp-arm64.efi"},
+	iana.EFI_IA32:    x64EFI, // SPEC.md: 6/7/9 → ipxe.efi
+	iana.EFI_X86_64:  x64EFI,
+	iana.EFI_BC:      x64EFI,
+	iana.EFI_ARM32:   arm32EFI,
+	iana.EFI_ARM64:   arm64EFI,
+
+	iana.EFI_X86_64_HTTP: x64EFI,
+	iana.EFI_ARM64_HTTP:  arm64EFI,
+	iana.EFI_ARM32_HTTP:  arm32EFI,
+	// A 32-bit UEFI's HTTP Boot gets a 32-bit build or nothing.
+	iana.EFI_X86_HTTP: {"ipxe-i386.efi", "snp-i386.efi"},
 }
+
+// The iPXE builds by platform. Debian's ipxe package has x86-64 only; an
+// arm build (iPXE's bin-arm64-efi/snp.efi, say) is dropped into ipxe_dir or
+// tftp.root under one of these names (flat: both are served by base name).
+var (
+	x64EFI   = []string{"ipxe.efi", "snponly.efi"}
+	arm64EFI = []string{"ipxe-arm64.efi", "snp-arm64.efi"}
+	arm32EFI = []string{"ipxe-arm32.efi", "snp-arm32.efi"}
+)
 
 // config is the server's view of one inventory, built once per (re)load and
 // swapped atomically, so a request sees one consistent inventory.
@@ -38,7 +55,7 @@ type config struct {
 	pool      pool
 	leaseTime time.Duration
 	proxy     bool
-	loaders   map[iana.Arch]string // arch → loader file present in ipxe_dir
+	loaders   map[iana.Arch]string // arch → loader file present in ipxe_dir or tftp.root
 	reserved  map[netip.Addr]bool  // inventory host addresses and the server's own
 	listen    *net.UDPAddr
 }
@@ -75,11 +92,49 @@ func newConfig(inv *inventory.Inventory) (*config, error) {
 		}
 	}
 	for arch := range loaderFiles {
-		if n := FindLoader(inv.TFTP.IPXEDir, arch); n != "" {
-			c.loaders[arch] = n
+		for _, dir := range loaderDirs(inv) {
+			if n := FindLoader(dir, arch); n != "" {
+				c.loaders[arch] = n
+				break
+			}
 		}
 	}
 	return c, nil
+}
+
+// loaderDirs are where loaders are looked for, in the order bootmenu's
+// resolver serves a base name from: ipxe_dir, then tftp.root.
+func loaderDirs(inv *inventory.Inventory) []string {
+	var dirs []string
+	for _, d := range []string{inv.TFTP.IPXEDir, inv.TFTP.Root} {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// loader names what boot firmware of kind and arch runs next: the iPXE
+// build for its architecture, as a TFTP file name for PXE firmware or as a
+// URL for UEFI HTTP Boot. why says, for the log, why there is none.
+func (c *config) loader(kind Kind, arch iana.Arch) (file, why string) {
+	f, ok := c.loaders[arch]
+	switch {
+	case !ok && len(loaderFiles[arch]) == 0:
+		return "", fmt.Sprintf("no iPXE loader for client architecture %d (%s): netsan knows no build for it", arch, arch)
+	case !ok:
+		where := "ipxe_dir " + c.inv.TFTP.IPXEDir
+		if r := c.inv.TFTP.Root; r != "" {
+			where += " or tftp.root " + r
+		}
+		return "", fmt.Sprintf("no iPXE loader for client architecture %d (%s): none of %s in %s",
+			arch, arch, strings.Join(loaderFiles[arch], ", "), where)
+	case kind == KindHTTPBoot && !c.inv.HTTP.On():
+		return "", fmt.Sprintf("UEFI HTTP Boot client (architecture %d, %s) and [http] is off: nothing serves %s over HTTP", arch, arch, f)
+	case kind == KindHTTPBoot:
+		return c.httpURL(f), ""
+	}
+	return f, ""
 }
 
 // LoaderFiles names the iPXE builds a client of arch is given, in order of
@@ -105,12 +160,17 @@ func (c *config) isReserved(ip netip.Addr) bool { return c.reserved[ip] }
 // + 1" for a server on a test port, as dnsmasq's --dhcp-alternate-port does.
 func (c *config) clientPort() int { return c.listen.Port + 1 }
 
+// httpURL is name on netsan's HTTP server.
+func (c *config) httpURL(name string) string {
+	return "http://" + net.JoinHostPort(c.server.String(), strconv.Itoa(c.inv.HTTP.Port())) + "/" + name
+}
+
 // scriptURL is the per-host iPXE script, over HTTP when it runs, else TFTP.
 func (c *config) scriptURL(mac net.HardwareAddr) string {
 	inv := c.inv
 	name := bootmenu.ScriptName(mac)
 	if inv.HTTP.On() {
-		return "http://" + net.JoinHostPort(c.server.String(), strconv.Itoa(inv.HTTP.Port())) + "/" + name
+		return c.httpURL(name)
 	}
 	host := c.server.String()
 	if p := inv.TFTP.Port(); p != 69 {

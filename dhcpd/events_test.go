@@ -38,7 +38,8 @@ func TestEvents(t *testing.T) {
 		{"nak", request(t, macNode1, dhcpv4.MessageTypeRequest, reqIP("198.18.0.100")),
 			"52:54:00:00:00:01", timeline.Nak, "not your address: yours is 198.18.0.11"},
 		{"discover, no loader", request(t, macStray, dhcpv4.MessageTypeDiscover, arm, archARM),
-			macStray.String(), timeline.Discover, "pxe, EFI ARM64: no offer, no iPXE loader for client architecture 11 in " + s.cfg.Load().inv.TFTP.IPXEDir},
+			macStray.String(), timeline.Discover, "pxe, EFI ARM64: no offer, no iPXE loader for client architecture 11 (EFI ARM64): none of ipxe-arm64.efi, snp-arm64.efi in ipxe_dir " +
+				s.cfg.Load().inv.TFTP.IPXEDir + " or tftp.root " + s.cfg.Load().inv.TFTP.Root},
 	} {
 		_, x := decideWith(t, s, tc.req, false, now)
 		key, step, detail := x.event(tc.req)

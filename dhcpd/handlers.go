@@ -20,13 +20,14 @@ type Kind string
 
 // Client kinds.
 const (
-	KindPXE   Kind = "pxe"   // PXE firmware (option 60 PXEClient…): gets an iPXE loader
-	KindIPXE  Kind = "ipxe"  // iPXE (option 77 "iPXE" or option 175): gets its script URL
-	KindPi    Kind = "pi"    // Raspberry Pi boot ROM/EEPROM: gets option 43 "Raspberry Pi Boot"
-	KindOther Kind = "other" // an OS's DHCP client: an address and nothing to boot
+	KindPXE      Kind = "pxe"      // PXE firmware (option 60 PXEClient…): gets an iPXE loader
+	KindHTTPBoot Kind = "httpboot" // UEFI HTTP Boot (option 60 HTTPClient…): gets the loader's URL
+	KindIPXE     Kind = "ipxe"     // iPXE (option 77 "iPXE" or option 175): gets its script URL
+	KindPi       Kind = "pi"       // Raspberry Pi boot ROM/EEPROM: gets option 43 "Raspberry Pi Boot"
+	KindOther    Kind = "other"    // an OS's DHCP client: an address and nothing to boot
 )
 
-var kinds = []Kind{KindPXE, KindIPXE, KindPi, KindOther}
+var kinds = []Kind{KindPXE, KindHTTPBoot, KindIPXE, KindPi, KindOther}
 
 // iPXE's encapsulated option space (option 175) and the sub-options netsan
 // sends. 175.9 skip-san-boot is deliberately absent: it also silences the
@@ -172,8 +173,11 @@ func classifyKind(req *dhcpv4.DHCPv4, host *inventory.Host) Kind {
 	if isPi(req.ClientHWAddr) || (host != nil && host.Serial != "") {
 		return KindPi
 	}
-	if strings.HasPrefix(req.ClassIdentifier(), "PXEClient") {
+	switch vc := req.ClassIdentifier(); {
+	case strings.HasPrefix(vc, "PXEClient"):
 		return KindPXE
+	case strings.HasPrefix(vc, "HTTPClient"):
+		return KindHTTPBoot
 	}
 	return KindOther
 }
@@ -208,13 +212,14 @@ func isPi(mac net.HardwareAddr) bool {
 }
 
 // clientArch is option 93's first entry (RFC 4578), else the Arch field of
-// a "PXEClient:Arch:xxxxx:UNDI:yyyzzz" vendor class, else 0 (BIOS).
+// a "PXEClient:Arch:xxxxx:UNDI:yyyzzz" (or HTTPClient:…) vendor class, else
+// 0 (BIOS).
 func clientArch(req *dhcpv4.DHCPv4) iana.Arch {
 	if a := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); len(a) >= 2 {
 		return iana.Arch(uint16(a[0])<<8 | uint16(a[1]))
 	}
 	f := strings.Split(req.ClassIdentifier(), ":")
-	if len(f) >= 3 && f[0] == "PXEClient" && f[1] == "Arch" {
+	if len(f) >= 3 && (f[0] == "PXEClient" || f[0] == "HTTPClient") && f[1] == "Arch" {
 		if n, err := strconv.ParseUint(f[2], 10, 16); err == nil {
 			return iana.Arch(n)
 		}
@@ -424,33 +429,47 @@ func (x *exchange) proxyAddress(req, resp *dhcpv4.DHCPv4) bool {
 	x.send = true
 	resp.YourIPAddr = net.IPv4zero
 	resp.UpdateOption(dhcpv4.OptServerIdentifier(x.cfg.server.AsSlice()))
-	// A proxy offer is recognised by option 60 PXEClient; option 97 (the
-	// client's UUID) is echoed as the PXE spec requires.
-	resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+	// Option 97 (the client's UUID) is echoed as the PXE spec requires.
 	if uuid := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid))
 	}
+	if x.kind == KindHTTPBoot {
+		// EDK2's HttpBootDxe takes an offer with no yiaddr, option 60
+		// HTTPClient (boot sets it) and a URL with an IP address as a
+		// proxy offer, beside the DHCP server's; option 43 is PXE's.
+		return false
+	}
+	// A PXE proxy offer is recognised by option 60 PXEClient.
+	resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 	resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation,
 		[]byte{pxeDiscoveryControl, 1, pxeUseBootfile, pxeEnd}))
 	return false
 }
 
 // boot names what the client runs next: the iPXE loader for its
-// architecture, or (to iPXE itself) its per-host script, never the loader
-// again so there is no chainload loop.
+// architecture (a TFTP file name, or a URL for UEFI HTTP Boot), or (to iPXE
+// itself) its per-host script, never the loader again so there is no
+// chainload loop.
 func (x *exchange) boot(req, resp *dhcpv4.DHCPv4) bool {
 	c := x.cfg
 	switch x.kind {
 	case KindIPXE:
 		x.file = c.scriptURL(req.ClientHWAddr)
-	case KindPXE:
-		f, ok := c.loaders[x.arch]
-		if !ok {
-			x.ignore(fmt.Sprintf("no iPXE loader for client architecture %d in %s", x.arch, c.inv.TFTP.IPXEDir))
+	case KindPXE, KindHTTPBoot:
+		f, why := c.loader(x.kind, x.arch)
+		if why != "" {
+			x.ignore(why)
 			x.level = zapcore.WarnLevel
 			return true
 		}
 		x.file = f
+		if x.kind == KindHTTPBoot {
+			// UEFI 2.x HTTP Boot: option 60 HTTPClient and the URI in
+			// the file field; no next-server, no TFTP.
+			resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+			resp.BootFileName = f
+			return false
+		}
 	case KindPi:
 		// The Pi asks for its own files (bootcode.bin, <serial>/start4.elf):
 		// it needs the server, not a file name.

@@ -36,17 +36,28 @@ func mustMAC(s string) net.HardwareAddr {
 }
 
 // testInventory is a lab's inventory, parsed as inventory.Load would;
-// ipxeDir holds the loaders given.
+// ipxeDir holds the loaders given; there is no [http].
 func testInventory(t testing.TB, mode string, loaders ...string) *inventory.Inventory {
 	t.Helper()
-	ipxeDir := t.TempDir()
-	for _, l := range loaders {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(ipxeDir, l)), 0o755); err != nil {
+	return bootInventory(t, mode, false, loaders, nil)
+}
+
+// bootInventory is testInventory with [http] on (port 8080) when http is
+// set, and a tftp.root holding rootFiles.
+func bootInventory(t testing.TB, mode string, http bool, loaders, rootFiles []string) *inventory.Inventory {
+	t.Helper()
+	ipxeDir, root := t.TempDir(), t.TempDir()
+	for _, f := range append(dirFiles(ipxeDir, loaders), dirFiles(root, rootFiles)...) {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(ipxeDir, l), []byte("loader"), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte("loader"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	httpSection := ""
+	if http {
+		httpSection = "\n[http]\nlisten = \"0.0.0.0:8080\"\n"
 	}
 	dir := t.TempDir()
 	inv := inventorytest.Parse(t, dir, inventorytest.Server(dir)+fmt.Sprintf(`
@@ -60,12 +71,21 @@ domain = "lab.example"
 
 [tftp]
 ipxe_dir = %q
-
+root     = %q
+%s
 [iscsi]
 base_iqn = "iqn.2026-11.example.lab"
-`, mode, ipxeDir)+inventorytest.Hosts(t, "node1", "node2", "pi1", "pi4"))
+`, mode, ipxeDir, root, httpSection)+inventorytest.Hosts(t, "node1", "node2", "pi1", "pi4"))
 	inv.HostByName("node1").CHAP = &inventory.CHAP{User: "node1", Secret: "node1-secret-123", MutualSecret: "target-secret-456"}
 	return inv
+}
+
+func dirFiles(dir string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = filepath.Join(dir, n)
+	}
+	return out
 }
 
 // request builds a client message; mods add options.

@@ -16,7 +16,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "netsan", Subsystem: "dhcp", Name: "replies_total",
-			Help: "DHCP replies sent, by message (offer, ack, nak, inform) and client kind (pxe, ipxe, pi, other).",
+			Help: "DHCP replies sent, by message (offer, ack, nak, inform) and client kind (pxe, httpboot, ipxe, pi, other).",
 		}, []string{"message", "kind"}),
 		leases: prometheus.NewDesc("netsan_dhcp_leases", "Leases in the lease store, by state (bound, expired, declined).",
 			[]string{"state"}, nil),

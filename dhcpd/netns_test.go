@@ -267,6 +267,10 @@ func TestUdhcpcBootClients(t *testing.T) {
 			"rootpath": "iscsi:198.18.0.1::3260:0:iqn.2026-11.example.lab:node1",
 			// 175: keep-san 8=1, no-pxedhcp 176=1
 			"opt175": "080101b00101"}},
+		// UEFI HTTP Boot (EDK2's vendor class and arch 16): the loader as a
+		// URL, no next-server, no TFTP name (option 60: httpBootClient).
+		{"uefi-http-boot", "52:54:00:00:00:07", []string{"-V", "HTTPClient:Arch:00016:UNDI:003001", "-x", "0x5d:0010"}, map[string]string{
+			"ip": "198.18.0.17", "siaddr": "", "boot_file": "http://198.18.0.1:8080/ipxe.efi", "tftp": ""}},
 		{"raspberry-pi", "dc:a6:32:00:00:01", []string{"-V", pxeVC, "-x", "0x5d:0000", "-O", "43", "-O", "60"}, map[string]string{
 			"ip": "198.18.0.21", "siaddr": "198.18.0.1", "boot_file": "", "tftp": "198.18.0.1",
 			"opt43": "0914000011" + hex.EncodeToString([]byte("Raspberry Pi Boot")) + "0a0400505845ff"}},
@@ -479,6 +483,20 @@ root = { image = "roots/node1.img", size = "1GiB" }
 		ns := l.Attach("pxe", "52:54:00:00:00:01", "")
 		pxeProxyClient(t, l, ns, mustMAC("52:54:00:00:00:01"))
 	})
+
+	t.Run("uefi http boot: address from dnsmasq, loader URL from netsan", func(t *testing.T) {
+		ns := l.Attach("http", "52:54:00:00:00:01", "")
+		httpBootClient(t, ns, mustMAC("52:54:00:00:00:01"), true)
+	})
+}
+
+// TestHTTPBootClient: UEFI HTTP Boot firmware's DHCP, as EDK2's HttpBootDxe
+// sends it, answered by netsan alone (proxy mode: TestProxyBesideDnsmasq).
+func TestHTTPBootClient(t *testing.T) {
+	l := newLab(t)
+	l.startServer(l.writeInventory(labHosts(t)))
+	ns := l.Attach("http", "52:54:00:00:00:07", "")
+	httpBootClient(t, ns, mustMAC("52:54:00:00:00:07"), false)
 }
 
 func inDnsmasqRange(ip string) bool {

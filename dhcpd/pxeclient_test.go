@@ -159,3 +159,68 @@ func pxeProxyClient(t *testing.T, l *lab, ns string, mac net.HardwareAddr) {
 		t.Errorf("proxy ACK: %s yiaddr %s file %q root-path %q", a.MessageType(), a.YourIPAddr, a.BootFileName, a.RootPath())
 	}
 }
+
+// httpBootClient plays EDK2's HttpBootDxe (NetworkPkg/HttpBootDxe/
+// HttpBootDhcp4.c) in ns: DISCOVER with vendor class HTTPClient and arch 16,
+// then judge netsan's offer as it does: option 60 starting "HTTPClient" and
+// a URL with an IP address in the file field make an HTTP offer; one with no
+// yiaddr is a proxy offer, used beside a DHCP server's offer that carries no
+// URL. Then REQUEST the address from whoever offered it.
+func httpBootClient(t *testing.T, ns string, mac net.HardwareAddr, proxy bool) {
+	t.Helper()
+	w := openWire(t, ns, dhcpv4.ClientPort)
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithBroadcast(true),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP)),
+	}
+	disc, err := dhcpv4.NewDiscovery(mac, mods...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 1
+	if proxy {
+		want = 2
+	}
+	var lease, netsan *dhcpv4.DHCPv4
+	for _, o := range w.exchange(disc, bcast67, want) {
+		if o.ServerIdentifier().Equal(net.IPv4(198, 18, 0, 1)) && (!proxy || o.YourIPAddr.IsUnspecified()) {
+			netsan = o
+		}
+		if !o.YourIPAddr.IsUnspecified() {
+			lease = o
+		}
+	}
+	if netsan == nil || lease == nil {
+		t.Fatalf("offers: netsan %v, with an address %v", netsan, lease)
+	}
+	const url = "http://198.18.0.1:8080/ipxe.efi"
+	if vc := netsan.ClassIdentifier(); len(vc) < 10 || vc[:10] != "HTTPClient" || netsan.BootFileName != url {
+		t.Errorf("netsan's offer is no HTTP offer: option 60 %q, file %q, want HTTPClient and %s", vc, netsan.BootFileName, url)
+	}
+	if !netsan.ServerIPAddr.IsUnspecified() || netsan.Options.Has(dhcpv4.OptionTFTPServerName) {
+		t.Errorf("netsan's offer names a TFTP server: siaddr %s, 66 %q", netsan.ServerIPAddr, netsan.TFTPServerName())
+	}
+	if proxy && lease.ClassIdentifier() == "HTTPClient" {
+		t.Errorf("the DHCP server's offer carries a URL of its own (%q): EDK2 would not use netsan's", lease.BootFileName)
+	}
+
+	req, err := dhcpv4.NewRequestFromOffer(lease, mods...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks := w.exchange(req, bcast67, 1)
+	acks = append(acks, w.collect(req.TransactionID, 1, time.Second)...) // a second answer?
+	if len(acks) == 0 || acks[0].MessageType() != dhcpv4.MessageTypeAck || !acks[0].YourIPAddr.Equal(lease.YourIPAddr) {
+		t.Fatalf("no ACK of %s: %v", lease.YourIPAddr, acks)
+	}
+	for _, a := range acks[1:] {
+		if a.YourIPAddr.IsUnspecified() {
+			t.Errorf("the proxy answered the DHCP server's REQUEST: %s", a.Summary())
+		}
+	}
+	if a := acks[0]; !proxy && (a.ClassIdentifier() != "HTTPClient" || a.BootFileName != url) {
+		t.Errorf("ACK: option 60 %q, file %q", a.ClassIdentifier(), a.BootFileName)
+	}
+}

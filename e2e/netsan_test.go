@@ -24,8 +24,8 @@ type served struct {
 	netsan *lab.Proc
 }
 
-// serve starts netsan in a new lab for hosts (boot = "san" hosts get a root
-// cloned from the golden image) and targets.
+// serve starts netsan in a new lab for hosts (boot = "san" and "linux"
+// hosts get a root cloned from the golden image) and targets.
 func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, discovery *lab.CHAP) *served {
 	t.Helper()
 	return serveGolden(t, env.golden, hosts, targets, discovery)
@@ -34,22 +34,30 @@ func serve(t *testing.T, hosts []lab.NetsanHost, targets []lab.DataTarget, disco
 // serveGolden is serve with golden as the golden image.
 func serveGolden(t *testing.T, golden string, hosts []lab.NetsanHost, targets []lab.DataTarget, discovery *lab.CHAP) *served {
 	t.Helper()
+	return serveWith(t, golden, hosts, func(inv *lab.Inventory) {
+		inv.Targets, inv.DiscoveryCHAP = targets, discovery
+	})
+}
+
+// serveWith is serve with golden as the golden image, and the inventory
+// completed by more before netsan starts.
+func serveWith(t *testing.T, golden string, hosts []lab.NetsanHost, more func(*lab.Inventory)) *served {
+	t.Helper()
 	l := newLab(t)
 	data := filepath.Join(l.Dir, "data")
 	s := &served{Lab: l, roots: make(map[string]string), inv: lab.Inventory{
-		DataDir:       data,
-		BaseIQN:       baseIQN,
-		Golden:        "golden/golden.img",
-		Hosts:         hosts,
-		Targets:       targets,
-		DiscoveryCHAP: discovery,
+		DataDir: data,
+		BaseIQN: baseIQN,
+		Golden:  "golden/golden.img",
+		Hosts:   hosts,
 	}}
+	more(&s.inv)
 	if err := lab.Clone(golden, filepath.Join(data, s.inv.Golden)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range s.inv.Hosts {
 		h := &s.inv.Hosts[i]
-		if h.Boot != "" && h.Boot != "san" {
+		if h.Boot != "" && h.Boot != "san" && h.Boot != "linux" {
 			continue
 		}
 		h.Image = "roots/" + h.Name + ".img"

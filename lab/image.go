@@ -42,17 +42,61 @@ func RepoRoot() (string, error) {
 // GoldenImage builds (or finds cached) the lab's golden image with
 // lab/mkimage.sh and returns its path (build/lab/golden.img).
 func GoldenImage(ctx context.Context) (string, error) {
+	return buildScript(ctx, "mkimage.sh")
+}
+
+// MarkerRoot is what the golden image's root file system (its second
+// partition) prints when a kernel-and-initramfs boot runs its /sbin/init
+// (lab/guest/rootinit): host= (from the target the root disk's iSCSI session
+// is logged in to), root= (the device mounted on /), disk=, target=,
+// session=, initiator= and hostname= (DHCP's).
+const MarkerRoot = "NETSAN-LAB-ROOT"
+
+// Linux is the lab's kernel and Debian's own open-iscsi initramfs for it,
+// made by initramfs-tools (lab/mkinitramfs.sh): booted with the iscsi_*
+// parameters and root= on its command line, the initramfs logs in to the
+// root target with iscsistart (CHAP too) and mounts root, whose /sbin/init
+// prints MarkerRoot.
+type Linux struct {
+	Kernel string // vmlinuz
+	Initrd string // initrd.img
+}
+
+// LinuxKernel builds (or finds cached) the kernel and initramfs in
+// build/lab/linux.
+func LinuxKernel(ctx context.Context) (Linux, error) {
+	dir, err := buildScript(ctx, "mkinitramfs.sh")
+	if err != nil {
+		return Linux{}, err
+	}
+	return Linux{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}, nil
+}
+
+// Install copies the kernel and initramfs into dir as vmlinuz and
+// initrd.img (say tftp.root/debian12, or a Pi's tftp.root/<serial>).
+func (k Linux) Install(dir string) error {
+	for src, name := range map[string]string{k.Kernel: "vmlinuz", k.Initrd: "initrd.img"} {
+		if err := Clone(src, filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildScript runs lab/NAME from the repository root and returns the last
+// line it printed: the path of what it built.
+func buildScript(ctx context.Context, name string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "lab", "mkimage.sh"))
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "lab", name))
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("lab/mkimage.sh: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("lab/%s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return lines[len(lines)-1], nil

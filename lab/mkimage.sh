@@ -10,8 +10,11 @@
 # Both load the same Debian kernel (apt-get download + dpkg-deb -x, never
 # installed here) and a busybox initramfs whose /init (lab/guest/init) prints
 # a marker with its hostname and boot disk on the serial console. The second
-# partition, 64 MiB to 96 MiB, is an empty ext4 file system for the guest's
-# writer (netsan.mode=writer), which e2fsck on the host then checks.
+# partition, 64 MiB to 96 MiB, is ext4: the root file system of a kernel-and-
+# initramfs boot (busybox and lab/guest/rootinit as /sbin/init, which prints
+# NETSAN-LAB-ROOT; lab/mkinitramfs.sh builds the initramfs that mounts it),
+# and where the guest's writer (netsan.mode=writer) writes its file, which
+# e2fsck on the host then checks.
 #
 # The result is cached: it is rebuilt only when this script, the guest files,
 # the kernel version or the host tools it copies change. Prints the image path.
@@ -60,7 +63,7 @@ efidir=/usr/lib/SYSLINUX.EFI/efi64
 }
 
 bins="/usr/bin/busybox /usr/sbin/iscsistart /usr/sbin/iscsiadm /usr/sbin/iscsid /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkid"
-stamp=$(cat "$0" "$here/guest/init" "$here/guest/udhcpc.script" $bins "$mbr" $efidir/syslinux.efi |
+stamp=$(cat "$0" "$here/guest/init" "$here/guest/udhcpc.script" "$here/guest/rootinit" $bins "$mbr" $efidir/syslinux.efi |
 	sha256sum | cut -c1-16)-$kver
 if [ -r "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then
 	echo "$out"
@@ -194,12 +197,22 @@ mcopy -i "$fat" /usr/lib/syslinux/modules/efi64/ldlinux.e64 ::/EFI/BOOT/ldlinux.
 mcopy -i "$fat" "$work/syslinux.cfg" ::/EFI/BOOT/syslinux.cfg
 syslinux --offset $((part_start * 512)) --install "$img"
 
-# --- the writer's partition: ext4 with 4 KiB blocks, the writer's block size.
-# Fixed UUID and hash seed: every clone of the golden image starts identical.
+# --- the second partition: a root file system for kernel-and-initramfs boots,
+# and the writer's: ext4 with 4 KiB blocks, the writer's block size. Fixed
+# UUID and hash seed: every clone of the golden image starts identical.
+rootfs=$work/rootfs
+rm -rf "$rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/sbin" "$rootfs/dev" "$rootfs/proc" "$rootfs/sys" "$rootfs/run" "$rootfs/tmp"
+cp /usr/bin/busybox "$rootfs/bin/busybox"
+for a in sh awk cat cut echo mount poweroff readlink sed sync tail tr; do
+	ln -s busybox "$rootfs/bin/$a"
+done
+cp "$here/guest/rootinit" "$rootfs/sbin/init"
+chmod 755 "$rootfs/sbin/init"
 truncate -s ${disk_mib}M "$img"
 mke2fs -q -t ext4 -b 4096 -L writer -U 4e455453-414e-4c41-4200-777269746572 \
 	-E offset=$((ext_start * 512)),hash_seed=4e455453-414e-4c41-4200-777269746572 \
-	"$img" $((ext_sectors / 8))
+	-d "$rootfs" "$img" $((ext_sectors / 8))
 
 # --- MBR: syslinux's boot code, one active FAT16 (LBA) partition, ext4 ------
 dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc 2>/dev/null

@@ -24,6 +24,12 @@ type NetsanHost struct {
 	// RBD makes the root an RBD image (pool/image) cloned from the golden
 	// image, instead of Host.Image.
 	RBD string
+	// Serial makes the host a Raspberry Pi: its files are under
+	// tftp.root/<serial>/.
+	Serial string
+	// Kernel, Initrd and Cmdline are a boot = "linux" host's, the first two
+	// under Inventory.TFTPRoot.
+	Kernel, Initrd, Cmdline string
 }
 
 // DataTarget is one [[target]] with a single LUN 0 and one ACL entry.
@@ -47,6 +53,9 @@ type Inventory struct {
 	Hosts           []NetsanHost
 	Targets         []DataTarget
 	DiscoveryCHAP   *CHAP
+	// TFTPRoot is tftp.root: a Pi's files, a boot = "linux" host's kernel
+	// and initramfs.
+	TFTPRoot string
 	// ClusterLease, when set, makes this the inventory of two or more
 	// gateways (Lab.AddGateway): [cluster] with this lease on
 	// GatewayInterface, where DHCP serves too, and ServerIP floats.
@@ -82,7 +91,7 @@ lease_time = "1h"
 enabled  = true
 listen   = "0.0.0.0:69"
 ipxe_dir = "/usr/lib/ipxe"
-
+%s
 [http]
 enabled = true
 listen  = "0.0.0.0:8080"
@@ -90,7 +99,7 @@ listen  = "0.0.0.0:8080"
 [iscsi]
 listen   = ["0.0.0.0:3260"]
 base_iqn = %s
-`, q(ServerIP), q(inv.DataDir), q(iface), q(Subnet), q(ServerIP), q(inv.BaseIQN))
+`, q(ServerIP), q(inv.DataDir), q(iface), q(Subnet), q(ServerIP), tftpRootTOML(inv.TFTPRoot), q(inv.BaseIQN))
 	if c := inv.DiscoveryCHAP; c != nil {
 		fmt.Fprintf(&b, "discovery_chap = %s\n", chapTOML(c))
 	}
@@ -112,6 +121,11 @@ base_iqn = %s
 		if h.Initiator != "" {
 			fmt.Fprintf(&b, "initiator = %s\n", q(h.Initiator))
 		}
+		for _, kv := range [][2]string{{"serial", h.Serial}, {"kernel", h.Kernel}, {"initrd", h.Initrd}, {"cmdline", h.Cmdline}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, "%s = %s\n", kv[0], q(kv[1]))
+			}
+		}
 		if root := backingTOML("image", h.Image, h.RBD); root != "" {
 			fmt.Fprintf(&b, "root = { %s", root)
 			if inv.Golden != "" || inv.GoldenRBD != "" {
@@ -131,6 +145,14 @@ base_iqn = %s
 		}
 	}
 	return b.String()
+}
+
+// tftpRootTOML is the [tftp] root line for root, or "" without one.
+func tftpRootTOML(root string) string {
+	if root == "" {
+		return ""
+	}
+	return "root     = " + strconv.Quote(root) + "\n"
 }
 
 // backingTOML is `rbd = "…"` when rbd is set, else `key = "path"`, else "".

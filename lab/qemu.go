@@ -45,6 +45,10 @@ type Machine struct {
 	Reboot bool
 	// MemoryMiB defaults to 512.
 	MemoryMiB int
+	// Kernel, Initrd and Append, when Kernel is set, boot that kernel
+	// directly (QEMU's -kernel, -initrd, -append), as a machine whose
+	// firmware fetched them itself does (a Raspberry Pi).
+	Kernel, Initrd, Append string
 }
 
 // Markers the guest's /init (lab/guest/init) prints on the serial console.
@@ -129,10 +133,13 @@ func (l *Lab) Boot(ctx context.Context, m Machine) (*Guest, error) {
 			"-drive", "if=none,id=disk0,format=raw,file="+m.Disk,
 			"-device", "virtio-blk-pci,drive=disk0,bootindex=0")
 		nic += ",bootindex=1"
-	} else {
+	} else if m.Kernel == "" {
 		nic += ",bootindex=0"
 	}
 	argv = append(argv, "-device", nic)
+	if m.Kernel != "" {
+		argv = append(argv, "-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Append)
+	}
 	g.Started = time.Now()
 	if g.proc, err = l.Start(m.Name+".qemu", argv...); err != nil {
 		return nil, err

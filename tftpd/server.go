@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -258,7 +259,10 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 		s.metrics.active.Dec()
 	}()
 
-	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote, Local: local}, filename)
+	// A TFTP name has no current directory: a leading "/" is the root, as
+	// tftp-hpa -s and dnsmasq take it, and GRUB asks that way
+	// ("/grub/grub.cfg"). One only, as over HTTP.
+	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote, Local: local}, strings.TrimPrefix(filename, "/"))
 	if err != nil {
 		r := bootmenu.Refuse(err)
 		s.metrics.request("", "", r.Result)

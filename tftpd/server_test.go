@@ -224,8 +224,9 @@ func TestRefusals(t *testing.T) {
 	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "write_refused"}); v != 1 {
 		t.Errorf("write_refused = %v, want 1", v)
 	}
-	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "refused"}); v != 5 {
-		t.Errorf("refused = %v, want 5", v)
+	// "/etc/passwd" is root/etc/passwd: not found, not refused.
+	if v := counter(t, fx.srv, "netsan_tftp_requests_total", map[string]string{"result": "refused"}); v != 4 {
+		t.Errorf("refused = %v, want 4", v)
 	}
 
 	// The same through real clients.
@@ -250,6 +251,26 @@ func TestRefusals(t *testing.T) {
 		if err == nil || strings.Contains(out, "outside the root") {
 			t.Errorf("curl %s: %v %q", u, err, out)
 		}
+	}
+}
+
+// A name with a leading "/" is under the root, as GRUB asks for its
+// "/grub/grub.cfg"; two slashes are refused, as over HTTP.
+func TestRootRelativeName(t *testing.T) {
+	fx := start(t, zap.NewNop())
+	c := ask(t, fx.port, "/hello.txt")
+	buf := make([]byte, 600)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no reply: %v", err)
+	}
+	if op := binary.BigEndian.Uint16(buf); op != 3 || string(buf[4:n]) != "hello from root\n" {
+		t.Errorf("RRQ /hello.txt: opcode %d %q, want DATA (3) of hello.txt", op, buf[4:n])
+	}
+	c.WriteTo([]byte{0, 4, buf[2], buf[3]}, from)
+	if op, body := sendRaw(t, fx.port, request(1, "//hello.txt")); op != 5 {
+		t.Errorf("RRQ //hello.txt: opcode %d %q, want ERROR (5)", op, body)
 	}
 }
 

@@ -24,13 +24,29 @@ const (
 	// UEFI is OVMF with its own PXE (no NIC option ROM): the first DHCP comes
 	// from the firmware, which then loads ipxe.efi/snponly.efi over TFTP.
 	UEFI
+	// UEFISecureBoot is UEFI with Secure Boot enforced: Debian's OVMF build
+	// that needs SMM, with variables that enroll Microsoft's keys and turn
+	// Secure Boot on (OVMF_CODE_4M.ms.fd, OVMF_VARS_4M.ms.fd). It runs only
+	// what Microsoft's UEFI CA signed: shim, then what shim trusts.
+	UEFISecureBoot
 )
 
 func (f Firmware) String() string {
-	if f == UEFI {
+	switch f {
+	case UEFI:
 		return "uefi"
+	case UEFISecureBoot:
+		return "uefi-secureboot"
 	}
 	return "bios"
+}
+
+// ovmf names a UEFI firmware's code and variable template.
+func (f Firmware) ovmf() (code, vars string) {
+	if f == UEFISecureBoot {
+		return "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+	}
+	return "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
 }
 
 // Machine describes one QEMU guest.
@@ -73,7 +89,8 @@ func QEMUAvailable() error {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		return errors.New("qemu-system-x86_64 not installed (qemu-system-x86)")
 	}
-	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"} {
+	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd",
+		"/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%s missing (ovmf)", f)
 		}
@@ -116,14 +133,22 @@ func (l *Lab) Boot(ctx context.Context, m Machine) (*Guest, error) {
 			return nil, err
 		}
 		argv = append(argv, "-fw_cfg", "name=etc/sercon-port,file="+sercon)
-	case UEFI:
+	case UEFI, UEFISecureBoot:
+		code, template := m.Firmware.ovmf()
 		vars := filepath.Join(l.Dir, m.Name+".OVMF_VARS.fd")
-		if err := copyFile("/usr/share/OVMF/OVMF_VARS_4M.fd", vars); err != nil {
+		if err := copyFile(template, vars); err != nil {
 			return nil, err
 		}
+		machine := "q35"
+		if m.Firmware == UEFISecureBoot {
+			// The Secure Boot build keeps its variables behind SMM, and
+			// stops at once without it.
+			machine += ",smm=on"
+			argv = append(argv, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
 		argv = append(argv,
-			"-machine", "q35",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+			"-machine", machine,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 		// No option ROM: OVMF's own VirtioNetDxe and PXE do the first DHCP.
 		nic += ",romfile="

@@ -19,6 +19,15 @@ func hyphenate(hw net.HardwareAddr) string {
 // On reports whether the [dhcp] section is present and not disabled.
 func (d *DHCP) On() bool { return d.present && (d.Enabled == nil || *d.Enabled) }
 
+// AnswersRS reports whether netsan answers IPv6 router solicitations: when
+// DHCP runs and ipv6_ra is on (Load's default: when authoritative).
+func (d *DHCP) AnswersRS() bool {
+	if d.IPv6RA == nil {
+		return d.On() && d.Mode != ModeProxy
+	}
+	return d.On() && *d.IPv6RA
+}
+
 // On reports whether the [tftp] section is present and not disabled.
 func (t *TFTP) On() bool { return t.present && (t.Enabled == nil || *t.Enabled) }
 

@@ -235,6 +235,11 @@ func (v *validator) defaults() {
 	if inv.DHCP.Mode == "" {
 		inv.DHCP.Mode = ModeAuthoritative
 	}
+	if inv.DHCP.IPv6RA == nil {
+		// In proxy mode the LAN's router owns IPv6; netsan keeps out of it.
+		ra := inv.DHCP.Mode == ModeAuthoritative
+		inv.DHCP.IPv6RA = &ra
+	}
 	if inv.DHCP.Listen == "" {
 		inv.DHCP.Listen = "0.0.0.0:67"
 	}

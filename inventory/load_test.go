@@ -307,3 +307,30 @@ func TestUnknownKeySuggestion(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6RADefault: dhcp.ipv6_ra defaults to on when netsan hands out
+// addresses and off in proxy mode (the LAN's router owns IPv6), and an
+// explicit value holds in either mode.
+func TestIPv6RADefault(t *testing.T) {
+	for _, tc := range []struct {
+		dhcp string
+		want bool
+	}{
+		{`subnet = "198.18.0.0/24"`, true},
+		{`mode = "proxy"`, false},
+		{"subnet = \"198.18.0.0/24\"\nipv6_ra = false", false},
+		{"mode = \"proxy\"\nipv6_ra = true", true},
+		{"subnet = \"198.18.0.0/24\"\nenabled = false", false},
+	} {
+		inv, ps := Parse("/etc/netsan/netsan.toml", []byte("[server]\naddress = \"198.18.0.1\"\n[dhcp]\n"+tc.dhcp+"\n"))
+		if inv == nil || ps.Err() != nil {
+			t.Fatalf("%q: %v", tc.dhcp, ps)
+		}
+		if inv.DHCP.IPv6RA == nil {
+			t.Fatalf("%q: Load left ipv6_ra unset", tc.dhcp)
+		}
+		if got := inv.DHCP.AnswersRS(); got != tc.want {
+			t.Errorf("%q: AnswersRS = %v, want %v", tc.dhcp, got, tc.want)
+		}
+	}
+}

@@ -60,6 +60,10 @@ type DHCP struct {
 	DNS       []Addr   `toml:"dns"`
 	Domain    string   `toml:"domain"`
 	LeaseTime Duration `toml:"lease_time"`
+	// IPv6RA: answer IPv6 router solicitations on the DHCP interface with
+	// "no IPv6 configuration here". Load fills it in when unset (true when
+	// authoritative, false in proxy mode), so an explicit false holds.
+	IPv6RA *bool `toml:"ipv6_ra"`
 
 	present bool
 }

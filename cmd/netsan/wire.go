@@ -73,6 +73,13 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 		if err := add("dhcp", d, d); err != nil {
 			return nil, err
 		}
+		// Beside DHCP, and like it only on a leading gateway: the answer to
+		// iPXE's IPv6 router solicitations. It idles while dhcp.ipv6_ra is
+		// off, so a reload can turn it on.
+		ra := dhcpd.NewRA(inv, log)
+		if err := add("ipv6-ra", ra, ra); err != nil {
+			return nil, err
+		}
 	}
 	if inv.TFTP.On() {
 		t, err := tftpd.New(inv, log)

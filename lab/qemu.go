@@ -65,6 +65,10 @@ type Machine struct {
 	// directly (QEMU's -kernel, -initrd, -append), as a machine whose
 	// firmware fetched them itself does (a Raspberry Pi).
 	Kernel, Initrd, Append string
+	// HTTPBoot (UEFI only) turns OVMF's PXE off, over IPv4 and IPv6, so
+	// that its first network boot option is "UEFI HTTPv4": the firmware's
+	// own HTTP Boot, which fetches the loader by the URL DHCP gives.
+	HTTPBoot bool
 }
 
 // Markers the guest's /init (lab/guest/init) prints on the serial console.
@@ -152,6 +156,14 @@ func (l *Lab) Boot(ctx context.Context, m Machine) (*Guest, error) {
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 		// No option ROM: OVMF's own VirtioNetDxe and PXE do the first DHCP.
 		nic += ",romfile="
+		if m.HTTPBoot {
+			// OVMF (edk2 PxeBcPcdProducerLib, 2020 on) reads these at
+			// boot: without PXE its NIC's boot options start with HTTP
+			// Boot over IPv4, rather than after two PXE attempts time out.
+			argv = append(argv,
+				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
+		}
 	}
 	if m.Disk != "" {
 		argv = append(argv,

@@ -23,20 +23,7 @@ func TestUEFIHTTPBoot(t *testing.T) {
 	defer cancel()
 	m := machine(h.Host, lab.UEFI)
 	m.HTTPBoot = true
-	g, err := s.Boot(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Stop()
-	line, err := g.WaitLine(ctx, lab.MarkerBoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s after %v", line, g.Elapsed())
-	checkMarker(t, line, h.Host, "uefi")
-	if err := g.Wait(ctx); err != nil {
-		t.Error(err)
-	}
+	s.bootMachine(t, ctx, h.Host, m)
 	checkStamp(t, s.roots[h.Name], h.Name)
 
 	loader, err := os.Stat("/usr/lib/ipxe/ipxe.efi")

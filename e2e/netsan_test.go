@@ -99,7 +99,14 @@ func sanHost(t *testing.T, n int) lab.NetsanHost {
 // bootMarker boots h with fw and returns its marker line, checked.
 func (s *served) bootMarker(t *testing.T, ctx context.Context, h lab.Host, fw lab.Firmware) {
 	t.Helper()
-	g, err := s.Boot(ctx, machine(h, fw))
+	s.bootMachine(t, ctx, h, machine(h, fw))
+}
+
+// bootMachine is bootMarker for a machine of h set up by the caller.
+func (s *served) bootMachine(t *testing.T, ctx context.Context, h lab.Host, m lab.Machine) {
+	t.Helper()
+	fw := m.Firmware
+	g, err := s.Boot(ctx, m)
 	if err != nil {
 		t.Error(err)
 		return

@@ -57,7 +57,7 @@ func FuzzDecide(f *testing.F) {
 	})
 }
 
-// FuzzLeaseFile: whatever is in leases.json (a torn disk, a hand edit), the
+// FuzzLeaseFile: whatever is in a leases.json to migrate (a torn disk, a hand edit), the
 // store either refuses it with an error or loads it; a loaded store writes
 // back a file that loads to the same leases.
 func FuzzLeaseFile(f *testing.F) {
@@ -67,7 +67,7 @@ func FuzzLeaseFile(f *testing.F) {
 	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, LeaseFile), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, legacyLeaseFile), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		s, err := openLeaseTable(dir, nil)

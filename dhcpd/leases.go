@@ -1,23 +1,15 @@
 package dhcpd
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/netsan/netsan/atomicfile"
 )
-
-// LeaseFile is the name of the lease database inside server.data_dir.
-const LeaseFile = "leases.json"
 
 // offerHold is how long an offered pool address stays reserved for the
 // client it was offered to (RFC 2131 4.3.1: the server should not offer it
@@ -112,67 +104,6 @@ func (s leaseRecords) Save(leases []Lease) error {
 	return s.r.Save(recs)
 }
 
-// leaseFileV1 is the on-disk layout; the version lets a later layout be read
-// beside this one.
-type leaseFileV1 struct {
-	Version int     `json:"version"`
-	Leases  []Lease `json:"leases"`
-}
-
-// leaseFile is the default LeaseStore: the whole table in one JSON file,
-// replaced atomically and synced on every Save.
-type leaseFile struct {
-	path  string
-	saved map[netip.Addr]Lease // what the file holds
-}
-
-func openLeaseFile(dir string) (*leaseFile, error) {
-	if dir == "" {
-		return nil, errors.New("server.data_dir is not set")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return &leaseFile{path: filepath.Join(dir, LeaseFile), saved: map[netip.Addr]Lease{}}, nil
-}
-
-func (f *leaseFile) Load() ([]Lease, error) {
-	b, err := os.ReadFile(f.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var v leaseFileV1
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("%s: %w", f.path, err)
-	}
-	if v.Version != 1 {
-		return nil, fmt.Errorf("%s: unknown version %d", f.path, v.Version)
-	}
-	for _, l := range v.Leases {
-		f.saved[l.IP] = l
-	}
-	return v.Leases, nil
-}
-
-func (f *leaseFile) Save(leases []Lease) error {
-	for _, l := range leases {
-		f.saved[l.IP] = l
-	}
-	v := leaseFileV1{Version: 1, Leases: make([]Lease, 0, len(f.saved))}
-	for _, l := range f.saved {
-		v.Leases = append(v.Leases, l)
-	}
-	sortLeases(v.Leases)
-	b, err := json.MarshalIndent(v, "", "\t")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(f.path, append(b, '\n'), 0o644)
-}
-
 func sortLeases(ls []Lease) {
 	sort.Slice(ls, func(i, j int) bool { return ls[i].IP.Less(ls[j].IP) })
 }
@@ -201,15 +132,15 @@ type leaseTable struct {
 	written uint64
 }
 
-// openLeaseTable loads the table from store, or from the file in dir when
-// store is nil.
+// openLeaseTable loads the table from store, or from the journal in dir
+// when store is nil.
 func openLeaseTable(dir string, store LeaseStore) (*leaseTable, error) {
 	if store == nil {
-		f, err := openLeaseFile(dir)
+		j, err := openLeaseJournal(dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("lease store: %w", err)
 		}
-		store = f
+		store = j
 	}
 	s := &leaseTable{
 		store:   store,
@@ -487,6 +418,14 @@ func (s *leaseTable) sync() error {
 	}
 	s.written = gen
 	return nil
+}
+
+// run does the store's background work, if it has any (the journal's
+// compaction), until ctx ends.
+func (s *leaseTable) run(ctx context.Context) {
+	if b, ok := s.store.(interface{ run(context.Context) }); ok {
+		b.run(ctx)
+	}
 }
 
 // pool is the dynamic range [first, last]; the zero pool contains nothing

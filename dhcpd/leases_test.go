@@ -28,8 +28,8 @@ func TestLeaseStorePersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ents) != 1 || ents[0].Name() != LeaseFile {
-		t.Errorf("data_dir holds %v, want only %s (no temp files left)", ents, LeaseFile)
+	if len(ents) != 1 || ents[0].Name() != leaseJournalPrefix+"0" {
+		t.Errorf("data_dir holds %v, want only %s0 (no temp files left)", ents, leaseJournalPrefix)
 	}
 
 	r, err := openLeaseTable(dir, nil)
@@ -51,12 +51,14 @@ func TestLeaseStorePersists(t *testing.T) {
 }
 
 func TestLeaseStoreRejectsGarbage(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, LeaseFile), []byte("{not json"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := openLeaseTable(dir, nil); err == nil || !strings.Contains(err.Error(), LeaseFile) {
-		t.Errorf("corrupt lease file: err %v, want one naming the file", err)
+	for _, name := range []string{legacyLeaseFile, leaseSnapshot, leaseJournalPrefix + "0"} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("{not json"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openLeaseTable(dir, nil); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("corrupt %s: err %v, want one naming the file", name, err)
+		}
 	}
 }
 
@@ -69,8 +71,8 @@ func TestSyncWritesOnlyWhenChanged(t *testing.T) {
 	if err := s.sync(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, LeaseFile)); !os.IsNotExist(err) {
-		t.Errorf("sync with no change wrote the file: %v", err)
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("sync with no change wrote %v (%v)", ents, err)
 	}
 }
 

@@ -366,24 +366,22 @@ exit 0
 		t.Fatalf("dhclient -r: %v\n%s", err, out)
 	}
 	l.waitFor(srv.log, `"msg":"release"`, 10*time.Second)
-	leases := readLeaseFile(t, filepath.Join(l.dir, "data", LeaseFile))
+	leases := readLeases(t, filepath.Join(l.dir, "data"))
 	if l, ok := leases["198.18.0.100"]; !ok || l.MAC != "52:54:00:12:34:56" || l.Expires.After(time.Now()) {
 		t.Errorf("lease after release: %+v (want kept, expired)", l)
 	}
 }
 
-func readLeaseFile(t *testing.T, path string) map[string]Lease {
+// readLeases reads the lease journal in dir as it is, while the server
+// may be appending to it.
+func readLeases(t *testing.T, dir string) map[string]Lease {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	d, err := readLeaseDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f leaseFileV1
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
 	m := map[string]Lease{}
-	for _, l := range f.Leases {
+	for _, l := range d.leases {
 		m[l.IP.String()] = l
 	}
 	return m
@@ -517,8 +515,8 @@ func TestUdhcpcDeclines(t *testing.T) {
 		t.Fatalf("udhcpc bound %q; .100 is in use by the squatter", env["ip"])
 	}
 	l.waitFor(srv.log, `"msg":"decline"`, 5*time.Second)
-	le, ok := readLeaseFile(t, filepath.Join(l.dir, "data", LeaseFile))["198.18.0.100"]
+	le, ok := readLeases(t, filepath.Join(l.dir, "data"))["198.18.0.100"]
 	if !ok || le.State != StateDeclined || !le.Expires.After(time.Now()) {
-		t.Errorf("198.18.0.100 in the lease file: %+v, want declined until later", le)
+		t.Errorf("198.18.0.100 in the lease journal: %+v, want declined until later", le)
 	}
 }

@@ -143,8 +143,8 @@ func TestServeInProcess(t *testing.T) {
 		fmt.Sprint(f["listen"]) != "[0.0.0.0:67]" || f["leases"] != int64(1) {
 		t.Errorf("stop logged as %s %v, want INFO with mode, listen, interface and 1 lease", stops[0].Level, f)
 	}
-	if _, ok := readLeaseFile(t, filepath.Join(l.dir, "data", LeaseFile))["198.18.0.11"]; !ok {
-		t.Error("lease file lacks node1's lease after stop")
+	if _, ok := readLeases(t, filepath.Join(l.dir, "data"))["198.18.0.11"]; !ok {
+		t.Error("lease journal lacks node1's lease after stop")
 	}
 }
 

@@ -63,9 +63,9 @@ type options struct {
 	events *timeline.Recorder
 }
 
-// WithLeaseStore keeps the leases in store instead of the file
-// server.data_dir/leases.json: gateways that take over from one another
-// share a store in Ceph. A nil store is the file.
+// WithLeaseStore keeps the leases in store instead of the journal in
+// server.data_dir: gateways that take over from one another share a store
+// in Ceph. A nil store is the journal.
 func WithLeaseStore(store LeaseStore) Option {
 	return func(o *options) { o.leases = store }
 }
@@ -77,7 +77,7 @@ func WithEvents(events *timeline.Recorder) Option {
 }
 
 // New builds a server for inv and loads the leases: from server.data_dir's
-// lease file, or the store an option gives. It opens no socket: Listen (or
+// lease journal, or the store an option gives. It opens no socket: Listen (or
 // Serve) does.
 func New(inv *inventory.Inventory, log *zap.Logger, opts ...Option) (*Server, error) {
 	if log == nil {
@@ -90,6 +90,13 @@ func New(inv *inventory.Inventory, log *zap.Logger, opts ...Option) (*Server, er
 	c, err := newConfig(inv)
 	if err != nil {
 		return nil, err
+	}
+	if o.leases == nil {
+		j, err := openLeaseJournal(inv.Server.DataDir, log.Named("dhcp"))
+		if err != nil {
+			return nil, fmt.Errorf("dhcp: lease store: %w", err)
+		}
+		o.leases = j
 	}
 	ls, err := openLeaseTable(inv.Server.DataDir, o.leases)
 	if err != nil {
@@ -243,6 +250,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			g.Go(func() error { return s.readLoop(gctx, so) })
 		}
 	}
+	g.Go(func() error { s.leases.run(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		for _, so := range socks {

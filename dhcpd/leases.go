@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -126,7 +127,8 @@ type leaseTable struct {
 	offers  map[string]offer      // mac → reserved address, memory only
 	offered map[netip.Addr]string // the same, by address
 	dirty   map[netip.Addr]bool   // addresses whose lease changed since the last save
-	changes uint64                // bumped on every change that must be saved
+	fresh   freshCursor
+	changes uint64 // bumped on every change that must be saved
 
 	wmu     sync.Mutex // serialises writers; a writer saves every change made before it snapshots
 	written uint64
@@ -217,17 +219,15 @@ func (s *leaseTable) allocate(p pool, mac net.HardwareAddr, want netip.Addr, res
 		pick = l.IP
 	} else if ok(want) {
 		pick = want
-	} else {
+	} else if ip := s.freshAddr(p, reserved, ok); ip.IsValid() {
 		// Free addresses first: never-used, then expired (oldest first would be
 		// kinder to returning clients, but lowest-first is predictable).
+		pick = ip
+	} else {
 		for ip := p.first; p.contains(ip); ip = ip.Next() {
 			if ok(ip) {
-				if l := s.byIP[ip]; l == nil {
-					pick = ip
-					break
-				} else if !pick.IsValid() {
-					pick = ip
-				}
+				pick = ip
+				break
 			}
 		}
 	}
@@ -241,6 +241,48 @@ func (s *leaseTable) allocate(p pool, mac net.HardwareAddr, want netip.Addr, res
 	s.offers[m] = offer{ip: pick, until: now.Add(offerHold)}
 	s.offered[pick] = m
 	return pick, true
+}
+
+// freshCursor is where the search for a never-leased pool address starts.
+// Leases are never forgotten, so the addresses below next stay leased (or
+// reserved, those kept in reserved): a DISCOVER costs the addresses offered
+// meanwhile, not the table, which at 50,000 leases it did.
+type freshCursor struct {
+	pool     pool
+	next     netip.Addr   // every pool address below has a lease, or is in reserved
+	reserved []netip.Addr // addresses below next without a lease, reserved when passed
+}
+
+// freshAddr returns the lowest pool address that never had a lease and ok
+// accepts, or the zero Addr. Called with mu held.
+func (s *leaseTable) freshAddr(p pool, reserved, ok func(netip.Addr) bool) netip.Addr {
+	c := &s.fresh
+	if c.pool != p {
+		*c = freshCursor{pool: p, next: p.first}
+	}
+	for p.contains(c.next) {
+		if s.byIP[c.next] == nil {
+			if !reserved(c.next) {
+				break
+			}
+			c.reserved = append(c.reserved, c.next)
+		}
+		c.next = c.next.Next()
+	}
+	// An address passed while reserved may be free now (a reload removed
+	// its host): it comes first, being lower.
+	c.reserved = slices.DeleteFunc(c.reserved, func(ip netip.Addr) bool { return s.byIP[ip] != nil })
+	for _, ip := range c.reserved {
+		if ok(ip) {
+			return ip
+		}
+	}
+	for ip := c.next; p.contains(ip); ip = ip.Next() {
+		if s.byIP[ip] == nil && ok(ip) {
+			return ip
+		}
+	}
+	return netip.Addr{}
 }
 
 // dropOffer forgets the address reserved for mac (it chose another server).

@@ -3,6 +3,7 @@ package dhcpd
 import (
 	"encoding/json"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -135,5 +136,59 @@ func TestSyncSavesOnlyChanges(t *testing.T) {
 	rec.recs["198.18.0.102"] = rec.recs[b.String()]
 	if _, err := openLeaseTable("", LeaseRecords(rec)); err == nil || !strings.Contains(err.Error(), "198.18.0.102") {
 		t.Errorf("a record under another address than its lease's: err %v", err)
+	}
+}
+
+// TestAllocateSkipsTheLeased: with 20,000 addresses leased, a DISCOVER
+// looks at the few addresses past them, not the whole table (it did, and
+// 50,000 clients got 100 leases/s); and the pick is still the lowest
+// never-leased address: one reserved then freed by a reload, one whose
+// offer was dropped, before the next untouched one; an expired lease's
+// address only when the pool has no other.
+func TestAllocateSkipsTheLeased(t *testing.T) {
+	s, err := openLeaseTable(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	const leased = 20_000
+	first := netip.MustParseAddr("198.18.0.0")
+	p := pool{first: first, last: netip.MustParseAddr("198.18.79.255")}
+	ip := first
+	for i := range leased {
+		s.bind(ip, net.HardwareAddr{2, 0, 0, 0, byte(i >> 8), byte(i)}, "", now.Add(time.Hour))
+		ip = ip.Next()
+	}
+	hole := netip.MustParseAddr("198.18.0.7") // an inventory host's, until a reload drops it
+	delete(s.byIP, hole)
+	held := map[netip.Addr]bool{hole: true}
+	looked := 0
+	reserved := func(ip netip.Addr) bool { looked++; return held[ip] }
+	mac := func(i int) net.HardwareAddr { return net.HardwareAddr{4, 0, 0, 0, 0, byte(i)} }
+
+	want := []netip.Addr{ip, ip.Next(), ip.Next().Next()}
+	for i, w := range want {
+		looked = 0
+		got, ok := s.allocate(p, mac(i), netip.Addr{}, reserved, now)
+		if !ok || got != w {
+			t.Fatalf("offer %d: %s, want %s", i, got, w)
+		}
+		if looked > 10 {
+			t.Errorf("offer %d looked at %d addresses", i, looked)
+		}
+	}
+	s.dropOffer(mac(1))
+	delete(held, hole)
+	if got, _ := s.allocate(p, mac(10), netip.Addr{}, reserved, now); got != hole {
+		t.Errorf("after the reload: %s, want the freed %s", got, hole)
+	}
+	if got, _ := s.allocate(p, mac(11), netip.Addr{}, reserved, now); got != want[1] {
+		t.Errorf("after a dropped offer: %s, want its %s", got, want[1])
+	}
+
+	small := pool{first: netip.MustParseAddr("198.18.0.8"), last: netip.MustParseAddr("198.18.0.12")}
+	later := now.Add(2 * time.Hour) // every lease expired
+	if got, _ := s.allocate(small, mac(12), netip.Addr{}, func(netip.Addr) bool { return false }, later); got != small.first {
+		t.Errorf("a pool of expired leases: %s, want the lowest, %s", got, small.first)
 	}
 }

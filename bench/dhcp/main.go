@@ -1,16 +1,18 @@
 // Command dhcp measures DHCP lease rate: netsan's dhcpd and dnsmasq, side by
 // side in one run, each in its own pair of network namespaces (198.18.0.0/20
-// on a veth), answer N distinct simulated clients doing DORA
+// on a veth, or the -subnet given), answer N distinct simulated clients doing DORA
 // (DISCOVER/OFFER/REQUEST/ACK) with at most C in flight. It prints leases/s
 // and DORA latency percentiles as a Markdown table. Run as root.
 package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,6 +42,8 @@ func main() {
 		clients  = flag.Int("clients", 2000, "distinct MACs, one DORA each")
 		inflight = flag.Int("inflight", 64, "DORAs in flight at once")
 		rounds   = flag.Int("rounds", 3, "runs per server (the best rate and its percentiles are reported)")
+		subnet   = flag.String("subnet", "198.18.0.0/20", "the lab's subnet, inside 198.18.0.0/15: the server is its first address, the pool from its 257th to 6 before its last")
+		servers  = flag.String("servers", "netsan,dnsmasq", "the servers to measure, in order")
 		serve    = flag.String("serve", "", "internal: run netsan dhcpd on this inventory")
 	)
 	flag.BoolVar(&syscalls, "syscalls", false, "run each server under strace -c and print its system call counts (slow: for explaining, not for rates)")
@@ -55,15 +59,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/dhcp: needs root (network namespaces)")
 		os.Exit(1)
 	}
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
+	p, err := netip.ParsePrefix(*subnet)
+	if err != nil || !netip.MustParsePrefix("198.18.0.0/15").Contains(p.Addr()) || p.Bits() < 15 || p.Bits() > 22 {
+		fmt.Fprintf(os.Stderr, "bench/dhcp: -subnet %q: want a /15 to /22 inside 198.18.0.0/15\n", *subnet)
+		os.Exit(1)
+	}
+	a := newAddressing(p.Masked())
+	if a.size < *clients {
+		fmt.Fprintf(os.Stderr, "bench/dhcp: -subnet %s: a pool of %d addresses for %d clients\n", p, a.size, *clients)
+		os.Exit(1)
+	}
+	if _, err := exec.LookPath("dnsmasq"); err != nil && strings.Contains(*servers, "dnsmasq") {
 		fmt.Fprintln(os.Stderr, "bench/dhcp: dnsmasq not installed (Debian: dnsmasq-base)")
 		os.Exit(1)
 	}
 	var results []result
-	for _, srv := range []string{"netsan", "dnsmasq"} {
+	for _, srv := range strings.Split(*servers, ",") {
+		if srv != "netsan" && srv != "dnsmasq" {
+			fmt.Fprintf(os.Stderr, "bench/dhcp: -servers: %q is neither netsan nor dnsmasq\n", srv)
+			os.Exit(1)
+		}
 		var best result
 		for r := 0; r < *rounds; r++ {
-			res, err := runOne(srv, *clients, *inflight)
+			res, err := runOne(srv, a, *clients, *inflight)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "bench/dhcp: %s: %v\n", srv, err)
 				os.Exit(1)
@@ -93,7 +111,7 @@ type result struct {
 }
 
 // lab is a server namespace and a client namespace joined by a veth: the
-// server's veth0 at 198.18.0.1/20, the client's eth0.
+// server's veth0 at the subnet's first address, the client's eth0.
 type lab struct {
 	*netsantest.Lab
 	prog  *program
@@ -125,14 +143,14 @@ func (p *program) close() {
 	p.cleanups = nil
 }
 
-func newLab() (*lab, error) {
+func newLab(a addressing) (*lab, error) {
 	dir, err := os.MkdirTemp("", "bench-dhcp-")
 	if err != nil {
 		return nil, err
 	}
 	p := &program{}
 	l := &lab{Lab: netsantest.NewLab(p, "benchdhcp"), prog: p, dir: dir}
-	l.cli = l.Cable("c", "02:00:5e:10:00:01", "", "198.18.0.1/20")
+	l.cli = l.Cable("c", "02:00:5e:10:00:01", "", a.server.String()+"/"+fmt.Sprint(a.subnet.Bits()))
 	return l, nil
 }
 
@@ -189,13 +207,25 @@ func (l *lab) waitLog(name, want string) error {
 	return fmt.Errorf("%s did not start: %s", name, b)
 }
 
-const (
-	poolFirst = "198.18.1.0"
-	poolLast  = "198.18.15.250"
-)
+// addressing is the lab's subnet: the server at its first address, the
+// pool from its 257th to 6 before its last.
+type addressing struct {
+	subnet              netip.Prefix
+	server, first, last netip.Addr
+	mask                string
+	size                int
+}
 
-func runOne(server string, clients, inflight int) (result, error) {
-	l, err := newLab()
+func newAddressing(p netip.Prefix) addressing {
+	base := binary.BigEndian.Uint32(p.Addr().AsSlice())
+	hosts := uint32(1) << (32 - p.Bits())
+	addr := func(n uint32) netip.Addr { return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, base+n))) }
+	mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
+	return addressing{subnet: p, server: addr(1), first: addr(256), last: addr(hosts - 6), mask: mask, size: int(hosts - 6 - 256 + 1)}
+}
+
+func runOne(server string, a addressing, clients, inflight int) (result, error) {
+	l, err := newLab(a)
 	if err != nil {
 		return result{}, err
 	}
@@ -206,15 +236,15 @@ func runOne(server string, clients, inflight int) (result, error) {
 		inv := filepath.Join(l.dir, "netsan.toml")
 		os.WriteFile(inv, []byte(fmt.Sprintf(`
 [server]
-address  = "198.18.0.1"
+address  = %q
 data_dir = %q
 [dhcp]
 interface = "veth0"
-subnet    = "198.18.0.0/20"
+subnet    = %q
 range     = [%q, %q]
-router    = "198.18.0.1"
+router    = %q
 lease_time = "1h"
-`, data, poolFirst, poolLast)), 0o644)
+`, a.server, data, a.subnet, a.first, a.last, a.server)), 0o644)
 		exe, err := os.Executable()
 		if err != nil {
 			return result{}, err
@@ -229,8 +259,8 @@ lease_time = "1h"
 		os.MkdirAll(data, 0o755)
 		if err := l.start(server, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--user=root",
 			"--interface=veth0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
-			"--dhcp-range="+poolFirst+","+poolLast+",255.255.240.0,1h", "--dhcp-option=3,198.18.0.1",
-			"--dhcp-lease-max=10000",
+			"--dhcp-range="+a.first.String()+","+a.last.String()+","+a.mask+",1h", "--dhcp-option=3,"+a.server.String(),
+			"--dhcp-lease-max="+fmt.Sprint(max(10000, a.size)),
 			"--dhcp-leasefile="+filepath.Join(data, "dnsmasq.leases"), "--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"),
 			"--log-facility="+filepath.Join(l.dir, "dnsmasq-dhcp.log")); err != nil {
 			return result{}, err

@@ -376,7 +376,10 @@ func inPool(ip string) bool {
 	return a != nil && a[0] == 198 && a[1] == 18 && a[2] == 0 && a[3] >= 100 && a[3] <= 119
 }
 
-type statusLease struct{ MAC, IP, Host string }
+type statusLease struct {
+	MAC, IP, Host string
+	Expires       time.Time
+}
 
 // statusLeases reads the leases from /status.json, from inside ns.
 func statusLeases(t *testing.T, ns string) []statusLease {

@@ -1,9 +1,13 @@
 package faults
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,59 +16,178 @@ import (
 	"github.com/netsan/netsan/netsantest"
 )
 
-// dora runs DISCOVER, OFFER, REQUEST, ACK for mac over sock, repeating
-// each step (bounded) while unanswered — a restarted server may not be
-// listening yet. It returns the acknowledged address and the one offered.
-func dora(t *testing.T, sock *net.UDPConn, mac net.HardwareAddr) (acked, offered net.IP) {
-	t.Helper()
-	server := &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 67}
-	exchange := func(req *dhcpv4.DHCPv4, want dhcpv4.MessageType) *dhcpv4.DHCPv4 {
-		buf := make([]byte, 1500)
-		for range 40 {
-			if _, err := sock.WriteTo(req.ToBytes(), server); err != nil {
-				t.Fatal(err)
-			}
-			sock.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			for {
-				n, _, err := sock.ReadFrom(buf)
-				if err != nil {
-					break
-				}
-				m, err := dhcpv4.FromBytes(buf[:n])
-				if err != nil || m.TransactionID != req.TransactionID || m.OpCode != dhcpv4.OpcodeBootReply {
-					continue
-				}
-				if m.MessageType() != want {
-					t.Fatalf("%s for %s: got %s", req.MessageType(), mac, m.MessageType())
-				}
-				return m
-			}
-		}
-		t.Fatalf("%s for %s: no %s in 20 s", req.MessageType(), mac, want)
-		return nil
-	}
-	d, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithBroadcast(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	offer := exchange(d, dhcpv4.MessageTypeOffer)
-	req, err := dhcpv4.NewRequestFromOffer(offer, dhcpv4.WithBroadcast(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack := exchange(req, dhcpv4.MessageTypeAck)
-	return ack.YourIPAddr, offer.YourIPAddr
+// leaseStorm is a DHCP storm from one socket in a namespace: workers run
+// DORA after DORA, each for its own share of a fixed population of MACs
+// (a renewal rewrites the client's lease: its expiry moves), and a reader
+// hands each reply to the DORA waiting for its transaction ID. It keeps
+// every client's last ACK, and fails the test when an address is offered
+// or acknowledged to one client while acknowledged to another.
+type leaseStorm struct {
+	t       *testing.T
+	sock    *net.UDPConn
+	server  *net.UDPAddr
+	mu      sync.Mutex
+	waiting map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
+	last    map[string]stormAck // mac → its last ACK
+	owner   map[string]string   // ip → the mac it was acknowledged to
+	acks    int
 }
 
-// TestLeasesSurviveKill9: round after round a new client leases an
-// address and netsan is SIGKILLed 0–30 ms after the ACK left. No later
-// client is ever offered an address acknowledged before a kill, and after
-// the last restart /status lists every acknowledged lease.
+// stormAck is one ACK: the address, and when the REQUEST it answers left
+// (the lease the server saved expires at least a lease time after).
+type stormAck struct {
+	ip   string
+	sent time.Time
+}
+
+func newLeaseStorm(t *testing.T, ns string) *leaseStorm {
+	s := &leaseStorm{t: t, sock: udpIn(t, ns, 68), server: &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 67},
+		waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, last: map[string]stormAck{}, owner: map[string]string{}}
+	s.sock.SetReadBuffer(4 << 20)
+	return s
+}
+
+// run storms until ctx ends: workers goroutines over macs.
+func (s *leaseStorm) run(ctx context.Context, workers int, macs []net.HardwareAddr) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for ctx.Err() == nil {
+			s.sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, _, err := s.sock.ReadFrom(buf)
+			if err != nil {
+				continue
+			}
+			m, err := dhcpv4.FromBytes(buf[:n])
+			if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
+				continue
+			}
+			s.mu.Lock()
+			ch := s.waiting[m.TransactionID]
+			s.mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- m:
+				default:
+				}
+			}
+		}
+	}()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; ctx.Err() == nil; i += workers {
+				s.dora(ctx, macs[i%len(macs)])
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// dora leases an address for mac, or gives up (the server is down).
+func (s *leaseStorm) dora(ctx context.Context, mac net.HardwareAddr) {
+	d, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithBroadcast(true))
+	if err != nil {
+		s.t.Error(err)
+		return
+	}
+	offer := s.exchange(ctx, d, dhcpv4.MessageTypeOffer)
+	if offer == nil {
+		return
+	}
+	s.check("offered", mac, offer.YourIPAddr)
+	req, err := dhcpv4.NewRequestFromOffer(offer, dhcpv4.WithBroadcast(true))
+	if err != nil {
+		s.t.Error(err)
+		return
+	}
+	sent := time.Now()
+	ack := s.exchange(ctx, req, dhcpv4.MessageTypeAck)
+	if ack == nil {
+		return
+	}
+	s.check("acknowledged", mac, ack.YourIPAddr)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last[mac.String()] = stormAck{ip: ack.YourIPAddr.String(), sent: sent}
+	s.owner[ack.YourIPAddr.String()] = mac.String()
+	s.acks++
+}
+
+// check fails the test when ip was acknowledged to another client: a
+// restart forgot that ACK.
+func (s *leaseStorm) check(what string, mac net.HardwareAddr, ip net.IP) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.owner[ip.String()]; ok && o != mac.String() {
+		s.t.Errorf("%s %s to %s, acknowledged to %s before a kill -9", what, ip, mac, o)
+	}
+}
+
+// exchange sends m, retransmitting every 300 ms, and returns the reply of
+// type want, or nil after 1 s or on a NAK.
+func (s *leaseStorm) exchange(ctx context.Context, m *dhcpv4.DHCPv4, want dhcpv4.MessageType) *dhcpv4.DHCPv4 {
+	ch := make(chan *dhcpv4.DHCPv4, 4)
+	s.mu.Lock()
+	s.waiting[m.TransactionID] = ch
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); delete(s.waiting, m.TransactionID); s.mu.Unlock() }()
+	for range 3 {
+		if _, err := s.sock.WriteTo(m.ToBytes(), s.server); err != nil {
+			s.t.Errorf("send: %v", err)
+			return nil
+		}
+		timer := time.NewTimer(300 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case r := <-ch:
+				if r.MessageType() == want {
+					timer.Stop()
+					return r
+				}
+				if r.MessageType() == dhcpv4.MessageTypeNak {
+					timer.Stop()
+					return nil
+				}
+			case <-timer.C:
+				break wait
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (s *leaseStorm) acked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acks
+}
+
+// TestLeasesSurviveKill9: a storm of 16 DORAs in flight from 60 clients,
+// each renewing again and again, while netsan is SIGKILLed 20 times, each
+// 0–300 ms after the round's fifth ACK, with ACKs leaving and journal
+// appends (and now and then a compaction) under way. No client is ever
+// offered or acknowledged an address acknowledged to another before a
+// kill, and after each restart /status lists every client's lease as its
+// last ACK before the kill left it: the address, and an expiry no earlier
+// than that REQUEST plus the lease time.
 func TestLeasesSurviveKill9(t *testing.T) {
 	netsantest.NeedTools(t, "curl")
-	const rounds = 20
+	const (
+		rounds    = 20
+		clients   = 60
+		inflight  = 16
+		leaseTime = time.Hour
+	)
 	l := newNetnsLab(t, "52:54:00:00:00:99")
-	path := dhcpInventory(t, t.TempDir(), `range = ["198.18.0.100", "198.18.0.129"]`, fmt.Sprintf(`enabled = false
+	path := dhcpInventory(t, t.TempDir(), `range = ["198.18.0.100", "198.18.0.199"]`, fmt.Sprintf(`enabled = false
 [http]
 listen = "198.18.0.1:8080"
 [iscsi]
@@ -72,35 +195,60 @@ enabled = false
 base_iqn = %q
 `, testBase), "undionly.kpxe")
 	n := startNetsan(t, path, l.Server, "")
-	sock := udpIn(t, l.client, 68)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
-	leased := map[string]string{} // ip → mac, every ACK seen
-	for r := range rounds {
-		mac := randomMAC()
-		ip, offered := dora(t, sock, mac)
-		if owner, ok := leased[offered.String()]; ok {
-			t.Fatalf("round %d: %s offered %s, acknowledged to %s before a kill -9", r, mac, offered, owner)
-		}
-		leased[ip.String()] = mac.String()
-		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
-		n.restart()
+	macs := make([]net.HardwareAddr, clients)
+	for i := range macs {
+		macs[i] = randomMAC()
 	}
-	var st []statusLease
-	netsantest.WaitFor(t, "/status after the last restart", 20*time.Second, func() bool {
-		out, err := run(10*time.Second, nil, "ip", "netns", "exec", l.client, "curl", "-sf", "http://198.18.0.1:8080/status.json")
+	storm := newLeaseStorm(t, l.client)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { storm.run(ctx, inflight, macs); close(done) }()
+	defer func() { stop(); <-done }()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	lost := 0
+	for r := range rounds {
+		from := storm.acked()
+		netsantest.WaitFor(t, fmt.Sprintf("round %d: 5 ACKs", r), 30*time.Second, func() bool { return storm.acked() >= from+5 })
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		n.kill()
+		acked := storm.snapshot()
+		n.start()
+		lost += checkStatusLeases(t, l.client, acked, leaseTime)
+	}
+	stop()
+	<-done
+	compactions := strings.Count(n.log.String(), "lease journal: compacted")
+	t.Logf("%d kill -9 under a storm of %d clients, %d in flight: %d ACKs, %d compactions of the journal; %d clients' last leases lost",
+		rounds, clients, inflight, storm.acked(), compactions, lost)
+}
+
+// snapshot returns every client's last ACK so far.
+func (s *leaseStorm) snapshot() map[string]stormAck {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.last)
+}
+
+// checkStatusLeases waits for netsan's /status and fails the test for each
+// client whose lease there is not at least its last ACK's: that address, an
+// expiry no earlier than that REQUEST plus the lease time (a later renewal
+// only moves it on). It returns how many failed.
+func checkStatusLeases(t *testing.T, ns string, acked map[string]stormAck, leaseTime time.Duration) (lost int) {
+	t.Helper()
+	netsantest.WaitFor(t, "/status after a restart", 20*time.Second, func() bool {
+		out, err := run(10*time.Second, nil, "ip", "netns", "exec", ns, "curl", "-sf", "http://198.18.0.1:8080/status.json")
 		return err == nil && out != ""
 	})
-	st = statusLeases(t, l.client)
-	have := map[string]string{}
-	for _, ls := range st {
-		have[ls.IP] = ls.MAC
+	have := map[string]statusLease{}
+	for _, ls := range statusLeases(t, ns) {
+		have[ls.MAC] = ls
 	}
-	lost := 0
-	for ip, mac := range leased {
-		if have[ip] != mac {
-			t.Errorf("lease %s → %s lost (status has %q)", ip, mac, have[ip])
+	for mac, a := range acked {
+		if got := have[mac]; got.IP != a.ip || got.Expires.Before(a.sent.Add(leaseTime)) {
+			t.Errorf("%s: last ACK %s, its REQUEST sent %s; /status has %+v", mac, a.ip, a.sent.Format(time.RFC3339Nano), got)
 			lost++
 		}
 	}
-	t.Logf("%d kill -9 restarts, each 0–30 ms after an ACK: %d acknowledged leases, %d lost", rounds, len(leased), lost)
+	return lost
 }

@@ -146,6 +146,7 @@ func TestJournalTornTail(t *testing.T) {
 		r.Close()
 		checkLeases(t, d, want)
 	}
+	t.Logf("%d torn journals, each loaded whole up to its last acknowledged write", len(tails))
 }
 
 // TestJournalCompactionCrash: a kill at each step of a compaction (next

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/netsantest"
@@ -32,10 +31,7 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-var (
-	errNak   = errors.New("NAK")
-	syscalls bool
-)
+var syscalls bool
 
 func main() {
 	var (
@@ -269,84 +265,23 @@ lease_time = "1h"
 			return result{}, err
 		}
 	}
-	res, err := storm(l.prog, l.cli, clients, inflight)
+	res, err := storm(l.cli, clients, inflight)
 	res.server = server
 	return res, err
 }
 
-// storm runs the clients from one socket in the client namespace; a reader
-// hands each reply to the DORA waiting for its transaction ID.
-func storm(p *program, ns string, clients, inflight int) (result, error) {
-	var conn *net.UDPConn
-	var err error
-	netsantest.InNetns(p, ns, func() {
-		conn, err = server4.NewIPv4UDPConn("eth0", &net.UDPAddr{Port: dhcpv4.ClientPort})
-	})
+// storm runs the clients from one socket in the client namespace
+// (netsantest.DHCPClients); each exchange retransmits after 1 s and gives
+// up after 3 tries (RFC 2131 clients back off longer).
+func storm(ns string, clients, inflight int) (result, error) {
+	conn, err := netsantest.ListenDHCP(ns, "eth0")
 	if err != nil {
 		return result{}, err
 	}
 	defer conn.Close()
-	conn.SetReadBuffer(4 << 20) // a storm's replies must not be lost at the client
-
-	var mu sync.Mutex
-	waiting := map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		buf := make([]byte, 1500)
-		for ctx.Err() == nil {
-			n, _, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			m, err := dhcpv4.FromBytes(buf[:n])
-			if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
-				continue
-			}
-			mu.Lock()
-			ch := waiting[m.TransactionID]
-			mu.Unlock()
-			if ch != nil {
-				select {
-				case ch <- m:
-				default:
-				}
-			}
-		}
-	}()
-	dst := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
-	// exchange sends m and waits for a reply of type want; retransmits
-	// after 1 s, gives up after 3 tries (RFC 2131 clients back off longer).
+	waits := []time.Duration{time.Second, time.Second, time.Second}
 	exchange := func(m *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-		ch := make(chan *dhcpv4.DHCPv4, 4)
-		mu.Lock()
-		waiting[m.TransactionID] = ch
-		mu.Unlock()
-		defer func() { mu.Lock(); delete(waiting, m.TransactionID); mu.Unlock() }()
-		b := m.ToBytes()
-		for try := 0; try < 3; try++ {
-			if _, err := conn.WriteTo(b, dst); err != nil {
-				return nil, err
-			}
-			timer := time.NewTimer(time.Second)
-			for {
-				select {
-				case r := <-ch:
-					if r.MessageType() == dhcpv4.MessageTypeNak {
-						timer.Stop()
-						return nil, errNak
-					}
-					if r.MessageType() != want {
-						continue
-					}
-					timer.Stop()
-					return r, nil
-				case <-timer.C:
-				}
-				break
-			}
-		}
-		return nil, errors.New("no reply")
+		return conn.Exchange(context.Background(), m, want, waits)
 	}
 
 	lat := make([]time.Duration, clients)
@@ -380,7 +315,7 @@ func storm(p *program, ns string, clients, inflight int) (result, error) {
 			}
 			if _, err := exchange(req, dhcpv4.MessageTypeAck); err != nil {
 				failed[i] = true
-				if err == errNak {
+				if errors.Is(err, netsantest.ErrNAK) {
 					nakMu.Lock()
 					naks++
 					nakMu.Unlock()

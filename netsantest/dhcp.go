@@ -1,0 +1,123 @@
+package netsantest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+)
+
+// ErrNAK: the server answered a DHCP exchange with a NAK.
+var ErrNAK = errors.New("NAK")
+
+// DHCPClients is many simulated DHCP clients sharing one socket on port
+// 68, as a benchmark's thousands of MACs do: they send with the broadcast
+// flag set, so that every reply comes back to this socket whatever
+// chaddr it names, and a reader hands each to the exchange waiting for
+// its transaction ID. Close stops the reader.
+type DHCPClients struct {
+	conn    *net.UDPConn
+	mu      sync.Mutex
+	waiting map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
+	done    chan struct{}
+}
+
+// ListenDHCP opens the socket on iface inside namespace ns.
+func ListenDHCP(ns, iface string) (*DHCPClients, error) {
+	var conn *net.UDPConn
+	var err error
+	if nerr := Enter(ns, func() {
+		conn, err = server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: dhcpv4.ClientPort})
+	}); nerr != nil {
+		return nil, nerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadBuffer(4 << 20) // a storm's replies must not be lost at the client
+	c := &DHCPClients{conn: conn, waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+func (c *DHCPClients) read() {
+	defer close(c.done)
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := c.conn.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		m, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
+			continue
+		}
+		c.mu.Lock()
+		ch := c.waiting[m.TransactionID]
+		c.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- m:
+			default:
+			}
+		}
+	}
+}
+
+// Close closes the socket and waits for the reader.
+func (c *DHCPClients) Close() error {
+	err := c.conn.Close()
+	<-c.done
+	return err
+}
+
+// Exchange broadcasts m and waits for a reply of type want, sending m
+// again each time one of waits passes without it (a PXE ROM waits 4, 8,
+// 16, 32 s); it fails with ErrNAK on a NAK, or when waits run out or ctx
+// ends.
+func (c *DHCPClients) Exchange(ctx context.Context, m *dhcpv4.DHCPv4, want dhcpv4.MessageType, waits []time.Duration) (*dhcpv4.DHCPv4, error) {
+	ch := make(chan *dhcpv4.DHCPv4, 4)
+	c.mu.Lock()
+	c.waiting[m.TransactionID] = ch
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); delete(c.waiting, m.TransactionID); c.mu.Unlock() }()
+	b := m.ToBytes()
+	dst := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
+	for _, wait := range waits {
+		if _, err := c.conn.WriteTo(b, dst); err != nil {
+			return nil, err
+		}
+		timer := time.NewTimer(wait)
+	await:
+		for {
+			select {
+			case r := <-ch:
+				switch r.MessageType() {
+				case dhcpv4.MessageTypeNak:
+					timer.Stop()
+					return nil, ErrNAK
+				case want:
+					timer.Stop()
+					return r, nil
+				}
+			case <-timer.C:
+				break await
+			case <-ctx.Done():
+				timer.Stop()
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return nil, errors.New("no " + want.String() + " after " + sum(waits).String())
+}
+
+func sum(ds []time.Duration) (s time.Duration) {
+	for _, d := range ds {
+		s += d
+	}
+	return s
+}

@@ -48,6 +48,14 @@ type Initiator struct {
 	// answering them and passing over them, as a real initiator does:
 	// for tests of the pings themselves, or of a peer that stops answering.
 	KeepPings bool
+
+	// FirstBurst and MaxSendSegment, when set, are what the login
+	// negotiated (FirstBurstLength, the target's MaxRecvDataSegmentLength):
+	// Command then sends at most FirstBurst bytes of a write as immediate
+	// data and no PDU of more than MaxSendSegment bytes, as a real
+	// initiator must. Zero sends a write's data whole, for tests of what a
+	// target does with more than it declared.
+	FirstBurst, MaxSendSegment uint32
 }
 
 // Dial connects to an iSCSI portal.
@@ -378,7 +386,13 @@ func (in *Initiator) Command(lun uint64, cdb, out []byte, readLen uint32) (Resul
 		h.Flags |= pdu.FlagRead
 		h.ExpectedDataTransferLength = readLen
 	}
-	if err := in.Send(h, out); err != nil {
+	imm := out
+	for _, limit := range []uint32{in.FirstBurst, in.MaxSendSegment} {
+		if limit > 0 && len(imm) > int(limit) {
+			imm = imm[:limit]
+		}
+	}
+	if err := in.Send(h, imm); err != nil {
 		return Result{}, err
 	}
 	var res Result
@@ -395,9 +409,7 @@ func (in *Initiator) Command(lun uint64, cdb, out []byte, readLen uint32) (Resul
 		}
 		switch p.Opcode {
 		case pdu.OpR2T:
-			end := min(int(p.BufferOffset+p.DesiredDataTransferLength), len(out))
-			if err := in.Send(pdu.Header{Opcode: pdu.OpSCSIDataOut, Flags: pdu.FlagFinal, InitiatorTaskTag: h.InitiatorTaskTag,
-				TargetTransferTag: p.TargetTransferTag, BufferOffset: p.BufferOffset, ExpStatSN: in.ExpStatSN}, out[p.BufferOffset:end]); err != nil {
+			if err := in.dataOut(h.InitiatorTaskTag, p, out); err != nil {
 				return res, err
 			}
 		case pdu.OpSCSIDataIn:
@@ -417,6 +429,31 @@ func (in *Initiator) Command(lun uint64, cdb, out []byte, readLen uint32) (Resul
 			return res, nil
 		default:
 			return res, fmt.Errorf("cdb %#02x: unexpected %v", cdb[0], p.Opcode)
+		}
+	}
+}
+
+// dataOut answers R2T r for task itt with the part of out it asks for, in
+// PDUs of at most MaxSendSegment bytes when that is set.
+func (in *Initiator) dataOut(itt uint32, r *pdu.PDU, out []byte) error {
+	off := min(int(r.BufferOffset), len(out))
+	end := min(int(r.BufferOffset+r.DesiredDataTransferLength), len(out))
+	seg := end - off
+	if in.MaxSendSegment > 0 {
+		seg = min(seg, int(in.MaxSendSegment))
+	}
+	for sn := uint32(0); ; sn++ {
+		next := min(off+seg, end)
+		h := pdu.Header{Opcode: pdu.OpSCSIDataOut, InitiatorTaskTag: itt, TargetTransferTag: r.TargetTransferTag,
+			BufferOffset: uint32(off), DataSN: sn, ExpStatSN: in.ExpStatSN}
+		if next == end {
+			h.Flags = pdu.FlagFinal
+		}
+		if err := in.Send(h, out[off:next]); err != nil {
+			return err
+		}
+		if off = next; off == end {
+			return nil
 		}
 	}
 }

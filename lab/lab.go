@@ -29,6 +29,10 @@ const (
 	Prefix   = "198.18.0.1/24"
 	Subnet   = "198.18.0.0/24"
 	Bridge   = "br0"
+	// A wide lab's bridge and subnet (NewWide): room for a thousand hosts
+	// and more.
+	WidePrefix = "198.18.0.1/15"
+	WideSubnet = "198.18.0.0/15"
 )
 
 // Lab is one network namespace with a bridge and the processes started in it.
@@ -65,6 +69,16 @@ func Available() error {
 // New makes a namespace named prefix-<random> with the bridge up on Prefix.
 // Close removes it and everything started in it.
 func New(ctx context.Context, dir, prefix string) (*Lab, error) {
+	return newLab(ctx, dir, prefix, Prefix)
+}
+
+// NewWide is New with the bridge on WidePrefix, for a boot storm's
+// thousand simulated hosts; its inventories set Subnet to WideSubnet.
+func NewWide(ctx context.Context, dir, prefix string) (*Lab, error) {
+	return newLab(ctx, dir, prefix, WidePrefix)
+}
+
+func newLab(ctx context.Context, dir, prefix, cidr string) (*Lab, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
@@ -82,7 +96,7 @@ func New(ctx context.Context, dir, prefix string) (*Lab, error) {
 	steps := [][]string{
 		{"link", "set", "lo", "up"},
 		{"link", "add", Bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0"},
-		{"addr", "add", Prefix, "dev", Bridge},
+		{"addr", "add", cidr, "dev", Bridge},
 		{"link", "set", Bridge, "up"},
 	}
 	for _, s := range steps {

@@ -63,6 +63,9 @@ type Inventory struct {
 	// Proxy puts DHCP in proxy mode: another server on the bridge hands
 	// out the addresses.
 	Proxy bool
+	// Subnet is the DHCP subnet; Subnet when "" (a NewWide lab's is
+	// WideSubnet).
+	Subnet string
 }
 
 // TOML renders the inventory as SPEC.md describes it: DHCP authoritative on
@@ -72,6 +75,10 @@ func (inv Inventory) TOML() string {
 	var b strings.Builder
 	q := strconv.Quote
 	iface := Bridge
+	subnet := inv.Subnet
+	if subnet == "" {
+		subnet = Subnet
+	}
 	if inv.ClusterLease != "" {
 		iface = GatewayInterface
 	}
@@ -106,7 +113,7 @@ listen  = "0.0.0.0:8080"
 [iscsi]
 listen   = ["0.0.0.0:3260"]
 base_iqn = %s
-`, q(ServerIP), q(inv.DataDir), q(mode), q(iface), q(Subnet), q(ServerIP), tftpRootTOML(inv.TFTPRoot), q(inv.BaseIQN))
+`, q(ServerIP), q(inv.DataDir), q(mode), q(iface), q(subnet), q(ServerIP), tftpRootTOML(inv.TFTPRoot), q(inv.BaseIQN))
 	if c := inv.DiscoveryCHAP; c != nil {
 		fmt.Fprintf(&b, "discovery_chap = %s\n", chapTOML(c))
 	}

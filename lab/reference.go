@@ -42,38 +42,9 @@ func (l *Lab) StartReference(ctx context.Context, hosts []Host) error {
 	if err := ReferenceAvailable(); err != nil {
 		return err
 	}
-	// tgtd's control socket is host-wide (/var/run/tgtd/socket.N): its own
-	// N, which tgtd wants below 32768.
-	ctl := strconv.Itoa(1000 + rand.IntN(31000))
-	l.onClose(func() {
-		for _, f := range []string{"socket." + ctl, "socket." + ctl + ".lock"} {
-			_ = os.Remove(filepath.Join("/var/run/tgtd", f))
-		}
-	})
-	tgtd, err := l.Start("tgtd", "tgtd", "-f", "-C", ctl, "--iscsi", "portal="+ServerIP+":3260")
-	if err != nil {
+	if _, err := l.StartTgtd(ctx, hosts); err != nil {
 		return err
 	}
-	// tgtd ignores SIGTERM.
-	tgtd.stop = syscall.SIGKILL
-	if err := l.WaitTCP(ctx, ServerIP+":3260", 10*time.Second); err != nil {
-		return fmt.Errorf("tgtd: %w: %s", err, tail(tgtd.Log, 1024))
-	}
-	tgtadm := func(args ...string) error {
-		return run(ctx, "tgtadm", append([]string{"-C", ctl, "--lld", "iscsi"}, args...)...)
-	}
-	for i, h := range hosts {
-		tid := strconv.Itoa(i + 1)
-		// tgt's LUN 0 is its controller; the disk is LUN 1.
-		if err := errors.Join(
-			tgtadm("--op", "new", "--mode", "target", "--tid", tid, "-T", h.Target),
-			tgtadm("--op", "new", "--mode", "logicalunit", "--tid", tid, "--lun", "1", "-b", h.Image),
-			tgtadm("--op", "bind", "--mode", "target", "--tid", tid, "-Q", h.Initiator),
-		); err != nil {
-			return fmt.Errorf("tgtd target %s: %w", h.Target, err)
-		}
-	}
-
 	var conf strings.Builder
 	fmt.Fprintf(&conf, `# dnsmasq as the lab's reference DHCP + TFTP server
 port=0
@@ -111,4 +82,42 @@ dhcp-option=encap:175,176,1
 		return err
 	}
 	return nil
+}
+
+// StartTgtd runs tgtd in the namespace with one target per host: the
+// host's image as LUN 1 (tgt's LUN 0 is its controller), open to the
+// host's initiator only. It returns the process, whose Stop kills it.
+func (l *Lab) StartTgtd(ctx context.Context, hosts []Host) (*Proc, error) {
+	// tgtd's control socket is host-wide (/var/run/tgtd/socket.N): its own
+	// N, which tgtd wants below 32768.
+	ctl := strconv.Itoa(1000 + rand.IntN(31000))
+	l.onClose(func() {
+		for _, f := range []string{"socket." + ctl, "socket." + ctl + ".lock"} {
+			_ = os.Remove(filepath.Join("/var/run/tgtd", f))
+		}
+	})
+	tgtd, err := l.Start("tgtd", "tgtd", "-f", "-C", ctl, "--iscsi", "portal="+ServerIP+":3260")
+	if err != nil {
+		return nil, err
+	}
+	// tgtd ignores SIGTERM.
+	tgtd.stop = syscall.SIGKILL
+	if err := l.WaitTCP(ctx, ServerIP+":3260", 10*time.Second); err != nil {
+		return nil, fmt.Errorf("tgtd: %w: %s", err, tail(tgtd.Log, 1024))
+	}
+	tgtadm := func(args ...string) error {
+		return run(ctx, "tgtadm", append([]string{"-C", ctl, "--lld", "iscsi"}, args...)...)
+	}
+	for i, h := range hosts {
+		tid := strconv.Itoa(i + 1)
+		// tgt's LUN 0 is its controller; the disk is LUN 1.
+		if err := errors.Join(
+			tgtadm("--op", "new", "--mode", "target", "--tid", tid, "-T", h.Target),
+			tgtadm("--op", "new", "--mode", "logicalunit", "--tid", tid, "--lun", "1", "-b", h.Image),
+			tgtadm("--op", "bind", "--mode", "target", "--tid", tid, "-Q", h.Initiator),
+		); err != nil {
+			return nil, fmt.Errorf("tgtd target %s: %w", h.Target, err)
+		}
+	}
+	return tgtd, nil
 }

@@ -46,24 +46,23 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, bin string, cfg Config, n, big int, only string, keep bool) (err error) {
+func run(ctx context.Context, bin string, cfg Config, n, big int, only string, keep bool) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (namespaces, loop devices)")
 	}
-	if bin, err = filepath.Abs(bin); err != nil {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "netsan-bench-storm-")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if keep || err != nil {
-			fmt.Fprintln(os.Stderr, "kept", dir)
-		} else {
-			os.RemoveAll(dir)
-		}
-	}()
+	if keep {
+		fmt.Fprintln(os.Stderr, "logs in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	d, err := makeDisk(ctx, dir, 64)
 	if err != nil {
 		return err

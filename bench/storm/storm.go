@@ -137,15 +137,15 @@ func pattern(cfg Config) []op {
 	return ops
 }
 
-// writeData is what node name writes at offset off: lines naming it and
-// the offset, so that a write that lands elsewhere, or another node's,
-// shows.
+// writeData is what node name writes at offset off: each 512-byte sector
+// names it and its offset, so that a write that lands elsewhere, or
+// another node's, shows.
 func writeData(name string, off int64, n int) []byte {
-	b := make([]byte, 0, n+32)
-	for o := off; len(b) < n; o += 32 {
-		b = fmt.Appendf(b, "%-12s %018d\n", name, o)
+	b := make([]byte, n)
+	for o := 0; o < n; o += 512 {
+		copy(b[o:min(o+512, n)], fmt.Sprintf("%s wrote this sector at %d\n", name, off+int64(o)))
 	}
-	return b[:n]
+	return b
 }
 
 // golden writes the golden image: pseudo-random bytes, so that a read

@@ -36,10 +36,10 @@ func TestStorm(t *testing.T) {
 		}
 	})
 	g := filepath.Join(d.mnt, "golden.img")
-	if err := golden(g, 256); err != nil {
+	if err := golden(g, 128); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Nodes: 50, ReadMiB: 4, Random: 200, WriteMiB: 1, ImageMiB: 256, Timeout: time.Minute}
+	cfg := Config{Nodes: 50, ReadMiB: 4, Random: 200, WriteMiB: 1, ImageMiB: 128, Timeout: time.Minute}
 
 	t.Run("own roots", func(t *testing.T) {
 		o, err := storm(ctx, Netsan, bin, g, d, filepath.Join(dir, "own"), cfg)

@@ -6,7 +6,7 @@ package assets
 import "embed"
 
 // Templates are the text/template sources, by path: ipxe/<mode>.ipxe for the
-// per-host iPXE scripts (san, local, menu, shell, unknown) and pi/cmdline.txt
+// per-host iPXE scripts (san, local, menu, shell, unknown, linux) and pi/cmdline.txt
 // for a Raspberry Pi that mounts its root over iSCSI. The iPXE templates are
 // executed with a bootmenu.ScriptData, cmdline.txt with a bootmenu.CmdlineData.
 // To change one, copy it to templates/<same path> beside the inventory file

@@ -2,6 +2,7 @@ package bootmenu
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"net/netip"
 	"os"
@@ -51,19 +52,20 @@ func TestScriptsInIPXE(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		mac   string
+		ip    string   // the client's address; 198.18.0.200 when ""
 		steps []string // in order
 	}{
-		{"san", "52-54-00-00-00-01", []string{
+		{"san", "52-54-00-00-00-01", "", []string{
 			"netsan: node1 52-54-00-00-00-01 booting from SAN iqn.2026-11.example.lab:node1",
 			"Booting from SAN device 0x80", // the bare sanboot: the drive DHCP's root-path hooks
 			"netsan: SAN boot of iqn.2026-11.example.lab:node1 failed",
 			"Press s for the iPXE shell, or wait to reboot",
 		}},
-		{"local", "52-54-00-00-00-03", []string{
+		{"local", "52-54-00-00-00-03", "", []string{
 			"netsan: desk1 52-54-00-00-00-03 booting from the local disk",
 			"netsan: local boot failed",
 		}},
-		{"menu", "52-54-00-00-00-04", []string{
+		{"menu", "52-54-00-00-00-04", "", []string{
 			"netsan: lab1 52-54-00-00-00-04 198.18.0.14",
 			"Boot from SAN (iqn.2026-11.example.lab:lab1)", "Boot from local disk", "iPXE shell", "Reboot",
 			// the default entry, after the timeout
@@ -72,11 +74,17 @@ func TestScriptsInIPXE(t *testing.T) {
 			"netsan: boot failed",
 			"Press any key to return to the menu",
 		}},
-		{"shell", "52-54-00-00-00-05", []string{
+		{"shell", "52-54-00-00-00-05", "", []string{
 			"netsan: dev1 52-54-00-00-00-05 198.18.0.15: iPXE shell",
 			"iPXE>",
 		}},
-		{"unknown", "02-00-00-ab-cd-ef", []string{
+		// The script carries its CHAP secret: its own host's address only.
+		{"linux", "52-54-00-00-00-08", "198.18.0.18", []string{
+			"netsan: linux1 52-54-00-00-00-08 booting tftp://198.18.0.1/debian12/vmlinuz with root on iqn.2026-11.example.lab:linux1",
+			"netsan: boot of tftp://198.18.0.1/debian12/vmlinuz failed", // no network here
+			"Press s for the iPXE shell, or wait to reboot",
+		}},
+		{"unknown", "02-00-00-ab-cd-ef", "", []string{
 			"netsan: this machine is not in the inventory",
 			"MAC address: 02-00-00-ab-cd-ef", "IP address: 198.18.0.200",
 			`[[host]]`, `mac = "02:00:00:ab:cd:ef"`,
@@ -85,7 +93,8 @@ func TestScriptsInIPXE(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f, err := r.Resolve(Client{IP: netip.MustParseAddr("198.18.0.200")}, "boot/"+tc.mac+".ipxe")
+			ip := cmp.Or(tc.ip, "198.18.0.200")
+			f, err := r.Resolve(Client{IP: netip.MustParseAddr(ip)}, "boot/"+tc.mac+".ipxe")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"text/template"
@@ -23,10 +24,11 @@ const (
 	tmplMenu    = "ipxe/menu.ipxe"
 	tmplShell   = "ipxe/shell.ipxe"
 	tmplUnknown = "ipxe/unknown.ipxe"
+	tmplLinux   = "ipxe/linux.ipxe"
 	tmplCmdline = "pi/cmdline.txt"
 )
 
-var templateNames = []string{tmplSAN, tmplLocal, tmplMenu, tmplShell, tmplUnknown, tmplCmdline}
+var templateNames = []string{tmplSAN, tmplLocal, tmplMenu, tmplShell, tmplUnknown, tmplLinux, tmplCmdline}
 
 // Menu defaults for boot = "menu" hosts.
 const menuTimeoutMS = 10000
@@ -105,6 +107,14 @@ type ScriptData struct {
 	SuggestedName string
 	SuggestedIP   string
 	SuggestedFrom string
+	// A boot = "linux" host's kernel and initramfs, as iPXE fetches them
+	// (over HTTP when it runs, else TFTP), the initramfs's name for the
+	// kernel's initrd= (the last part of its path), and the command line:
+	// CmdlineData.Args, then the host's cmdline.
+	KernelURL  string
+	InitrdURL  string
+	InitrdName string
+	KernelArgs string
 }
 
 // script renders boot/<mac>.ipxe.
@@ -164,6 +174,11 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 		name = tmplLocal
 	case inventory.BootShell:
 		name = tmplShell
+	case inventory.BootLinux:
+		name = tmplLinux
+		if err := st.linux(c, h, &d); err != nil {
+			return nil, err
+		}
 	default:
 		name = tmplMenu
 	}
@@ -171,7 +186,35 @@ func (st *state) script(c Client, mac net.HardwareAddr) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return generated(KindScript, b).forHost(h), nil
+	f := generated(KindScript, b).forHost(h)
+	// A linux host's script carries its CHAP secret on the kernel's line.
+	f.secret = h.Boot == inventory.BootLinux && h.CHAP != nil
+	return f, nil
+}
+
+// linux fills in a boot = "linux" host's kernel, initramfs and command
+// line, fetched from the server address c asked (a cluster's floating
+// address, say), else server.address.
+func (st *state) linux(c Client, h *inventory.Host, d *ScriptData) error {
+	server := c.Local
+	if !server.IsValid() {
+		server = st.inv.Server.Address.Addr
+	}
+	cd, err := st.cmdlineData(h)
+	if err != nil {
+		return err
+	}
+	args := strings.Fields(cd.Args() + " " + h.Cmdline)
+	for _, a := range args {
+		if word(a) != a {
+			return fmt.Errorf("script of %s: %q would not reach the kernel as written through iPXE's command line", h.Name, a)
+		}
+	}
+	d.KernelURL = word(st.inv.FileURL(server, h.Kernel))
+	d.InitrdURL = word(st.inv.FileURL(server, h.Initrd))
+	d.InitrdName = word(path.Base(h.Initrd))
+	d.KernelArgs = strings.Join(args, " ")
+	return nil
 }
 
 // Suggest is the [[host]] stanza for each machine of macs that check
@@ -231,7 +274,9 @@ func menuText(s string) string {
 	}, s)
 }
 
-// CmdlineData is what pi/cmdline.txt sees.
+// CmdlineData is what pi/cmdline.txt sees: what a kernel command line
+// needs for open-iscsi's initramfs to log in to a host's root target and
+// mount root (Args), for a Pi and a boot = "linux" host alike.
 type CmdlineData struct {
 	Name          string
 	InitiatorIQN  string
@@ -242,9 +287,26 @@ type CmdlineData struct {
 	RootDevice    string          // root= value: PARTUUID of the image's 2nd partition, else /dev/sda2
 }
 
-// cmdline renders <serial>/cmdline.txt for a Pi that boots from SAN. With
-// CHAP it carries the secret: Resolve then lets it go to the Pi only.
-func (st *state) cmdline(h *inventory.Host) (*File, error) {
+// Args is the command line's network, iSCSI and root part: ip=dhcp, the
+// iscsi_* parameters initramfs-tools' open-iscsi script (local-top/iscsi)
+// reads and logs in with (iscsistart), and root=.
+func (d CmdlineData) Args() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ip=dhcp iscsi_initiator=%s iscsi_target_name=%s iscsi_target_ip=%s iscsi_target_port=%d",
+		d.InitiatorIQN, d.TargetIQN, d.ServerAddress, d.ISCSIPort)
+	if c := d.CHAP; c != nil {
+		fmt.Fprintf(&b, " iscsi_username=%s iscsi_password=%s", c.User, c.Secret)
+		if c.MutualSecret != "" {
+			fmt.Fprintf(&b, " iscsi_in_username=%s iscsi_in_password=%s", c.MutualUser, c.MutualSecret)
+		}
+	}
+	fmt.Fprintf(&b, " root=%s rootfstype=ext4 rootwait", d.RootDevice)
+	return b.String()
+}
+
+// cmdlineData is h's CmdlineData, refused when a value would split or
+// end the command line.
+func (st *state) cmdlineData(h *inventory.Host) (CmdlineData, error) {
 	d := CmdlineData{
 		Name:          h.Name,
 		InitiatorIQN:  st.inv.InitiatorIQN(h),
@@ -262,8 +324,18 @@ func (st *state) cmdline(h *inventory.Host) (*File, error) {
 	}
 	for _, v := range []string{d.InitiatorIQN, d.TargetIQN, d.ServerAddress, chapField(d.CHAP)} {
 		if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' }) {
-			return nil, fmt.Errorf("cmdline.txt of %s: a value with a space, quote or control character cannot go on a kernel command line", h.Name)
+			return CmdlineData{}, fmt.Errorf("command line of %s: a value with a space, quote or control character cannot go on a kernel command line", h.Name)
 		}
+	}
+	return d, nil
+}
+
+// cmdline renders <serial>/cmdline.txt for a Pi that boots from SAN. With
+// CHAP it carries the secret: Resolve then lets it go to the Pi only.
+func (st *state) cmdline(h *inventory.Host) (*File, error) {
+	d, err := st.cmdlineData(h)
+	if err != nil {
+		return nil, err
 	}
 	b, err := st.tmpl.render(tmplCmdline, d)
 	if err != nil {

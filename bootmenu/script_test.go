@@ -1,6 +1,7 @@
 package bootmenu
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -258,6 +259,18 @@ func TestScriptsHostileValues(t *testing.T) {
 	}
 	r := tt.resolver(t)
 	for _, h := range tt.inv.Hosts {
+		if h.Boot == inventory.BootLinux {
+			// Its IQNs go on a kernel command line, where no rewriting
+			// keeps their meaning: refused, to its own address too.
+			c := Client{IP: h.IP.Addr}
+			if f, err := r.Resolve(c, ScriptName(h.MAC.HardwareAddr)); err == nil || !strings.Contains(err.Error(), "kernel command line") {
+				t.Errorf("%s: linux script with a hostile name: %v, want refused", h.MAC, err)
+				if f != nil {
+					f.Close()
+				}
+			}
+			continue
+		}
 		got, _ := readAll(t, r, anyClient, ScriptName(h.MAC.HardwareAddr))
 		for _, p := range checkIPXE(got) {
 			t.Errorf("%s: %s\n%s", h.MAC, p, got)
@@ -322,5 +335,66 @@ func TestExamples(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A boot = "linux" host's script has iPXE fetch its kernel and initramfs
+// from netsan (over HTTP when it runs, else TFTP) and boot them with the
+// command line a Pi's cmdline.txt has (the same code writes both), then
+// the host's own cmdline. It carries the CHAP secret, so only the host's
+// own address gets it.
+func TestLinuxScript(t *testing.T) {
+	tt := newTestTree(t)
+	r := tt.resolver(t)
+	linux1 := Client{IP: netip.MustParseAddr("198.18.0.18")}
+	args := "ip=dhcp iscsi_initiator=iqn.2026-11.example.lab:linux1 iscsi_target_name=iqn.2026-11.example.lab:linux1" +
+		" iscsi_target_ip=198.18.0.1 iscsi_target_port=3261 iscsi_username=linux1 iscsi_password=linux1-root-secret-0ddba11" +
+		" root=/dev/sda2 rootfstype=ext4 rootwait console=ttyS0"
+	got, f := readAll(t, r, linux1, "boot/52-54-00-00-00-08.ipxe")
+	for _, want := range []string{
+		"\nkernel tftp://198.18.0.1/debian12/vmlinuz initrd=initrd.img " + args + " || goto failed\n",
+		"\ninitrd --name initrd.img tftp://198.18.0.1/debian12/initrd.img || goto failed\n",
+		"\nboot || goto failed\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("script lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "sanboot") || f.Kind != KindScript || f.Host != "linux1" {
+		t.Errorf("script (%s, %s):\n%s", f.Kind, f.Host, got)
+	}
+	// The Pi's cmdline.txt is the same parameters, from the same code.
+	pi, _ := readAll(t, r, Client{IP: netip.MustParseAddr("198.18.0.21")}, "9ffefde1/cmdline.txt")
+	if !strings.Contains(pi, " ip=dhcp iscsi_initiator=iqn.2026-11.example.lab:pi1 ") {
+		t.Errorf("pi1 cmdline.txt: %q", pi)
+	}
+
+	for _, ip := range []string{"198.18.0.200", "198.18.0.11"} {
+		if _, err := r.Resolve(Client{IP: netip.MustParseAddr(ip)}, "boot/52-54-00-00-00-08.ipxe"); !errors.Is(err, ErrForbidden) {
+			t.Errorf("linux1's script to %s: %v, want ErrForbidden", ip, err)
+		}
+	}
+	// node1 boots from SAN: its script has no secret, whoever asks.
+	if _, err := r.Resolve(Client{IP: netip.MustParseAddr("198.18.0.200")}, "boot/52-54-00-00-00-01.ipxe"); err != nil {
+		t.Errorf("node1's script: %v", err)
+	}
+
+	// With [http], the kernel and initramfs come over HTTP, from the
+	// address the script was asked at.
+	httpInv := tt.parseWith(t, "authoritative", "\n[http]\nlisten = \"0.0.0.0:8080\"\n")
+	if err := r.Reload(httpInv); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = readAll(t, r, Client{IP: linux1.IP, Local: netip.MustParseAddr("198.18.0.2")}, "boot/52-54-00-00-00-08.ipxe")
+	if !strings.Contains(got, "\nkernel http://198.18.0.2:8080/debian12/vmlinuz initrd=initrd.img ip=dhcp ") ||
+		!strings.Contains(got, "\ninitrd --name initrd.img http://198.18.0.2:8080/debian12/initrd.img ") {
+		t.Errorf("script with [http]:\n%s", got)
+	}
+
+	// A secret iPXE's command line would not pass as written is refused,
+	// not mangled into a login that fails.
+	httpInv.HostByName("linux1").CHAP.Secret = "linux1-secret-$with{expansion}"
+	if _, err := r.Resolve(linux1, "boot/52-54-00-00-00-08.ipxe"); err == nil || !strings.Contains(err.Error(), "iPXE's command line") {
+		t.Errorf("a secret with $: %v, want a refusal", err)
 	}
 }

@@ -46,7 +46,13 @@ func newTestTree(t testing.TB) *testTree {
 
 func (tt *testTree) parse(t testing.TB, mode string) *inventory.Inventory {
 	t.Helper()
-	src := inventorytest.Server(tt.dir) + fmt.Sprintf(`
+	return tt.parseWith(t, mode, "")
+}
+
+// parseWith is parse with more sections (say [http]).
+func (tt *testTree) parseWith(t testing.TB, mode, more string) *inventory.Inventory {
+	t.Helper()
+	src := inventorytest.Server(tt.dir) + more + fmt.Sprintf(`
 [dhcp]
 mode   = %q
 subnet = "198.18.0.0/24"
@@ -58,7 +64,7 @@ ipxe_dir = "ipxe"
 [iscsi]
 listen   = ["0.0.0.0:3261"]
 base_iqn = "iqn.2026-11.example.lab"
-`, mode) + inventorytest.Hosts(t, "node1", "uefi1", "desk1", "lab1", "dev1", "bare1", "pi1", "pi2", "pi3")
+`, mode) + inventorytest.Hosts(t, "node1", "uefi1", "desk1", "lab1", "dev1", "bare1", "pi1", "pi2", "pi3", "linux1")
 	return inventorytest.Parse(t, tt.dir, src)
 }
 

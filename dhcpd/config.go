@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -161,20 +160,9 @@ func (c *config) isReserved(ip netip.Addr) bool { return c.reserved[ip] }
 func (c *config) clientPort() int { return c.listen.Port + 1 }
 
 // httpURL is name on netsan's HTTP server.
-func (c *config) httpURL(name string) string {
-	return "http://" + net.JoinHostPort(c.server.String(), strconv.Itoa(c.inv.HTTP.Port())) + "/" + name
-}
+func (c *config) httpURL(name string) string { return c.inv.HTTPURL(c.server, name) }
 
 // scriptURL is the per-host iPXE script, over HTTP when it runs, else TFTP.
 func (c *config) scriptURL(mac net.HardwareAddr) string {
-	inv := c.inv
-	name := bootmenu.ScriptName(mac)
-	if inv.HTTP.On() {
-		return c.httpURL(name)
-	}
-	host := c.server.String()
-	if p := inv.TFTP.Port(); p != 69 {
-		host = net.JoinHostPort(host, strconv.Itoa(p))
-	}
-	return "tftp://" + host + "/" + name
+	return c.inv.FileURL(c.server, bootmenu.ScriptName(mac))
 }

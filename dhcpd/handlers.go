@@ -483,8 +483,9 @@ func (x *exchange) boot(req, resp *dhcpv4.DHCPv4) bool {
 }
 
 // san gives an inventory host its iSCSI identity: 203 always, root-path and
-// keep-san only when it boots from SAN, CHAP only here (the reply goes to
-// the host's own MAC, as HostByMAC found it).
+// keep-san only when it boots from SAN (a boot = "linux" host's iPXE must
+// not hook the drive), CHAP only here (the reply goes to the host's own MAC,
+// as HostByMAC found it) and not to a boot = "linux" host.
 func (x *exchange) san(req, resp *dhcpv4.DHCPv4) bool {
 	inv := x.cfg.inv
 	h := x.host
@@ -505,7 +506,9 @@ func (x *exchange) san(req, resp *dhcpv4.DHCPv4) bool {
 		// netsan is the only DHCP server: iPXE need not wait for proxy offers.
 		enc = appendSubopt(enc, optIPXENoPXEDHCP, []byte{1})
 	}
-	if h != nil && h.CHAP != nil && h.CHAP.User != "" {
+	// A boot = "linux" host's iPXE never logs in: its initramfs does, with
+	// the secret its own script carries.
+	if h != nil && h.CHAP != nil && h.CHAP.User != "" && h.Boot != inventory.BootLinux {
 		enc = appendSubopt(enc, optIPXEUsername, []byte(h.CHAP.User))
 		enc = appendSubopt(enc, optIPXEPassword, []byte(h.CHAP.Secret))
 		if h.CHAP.Mutual() {

@@ -270,26 +270,33 @@ func TestSAN(t *testing.T) {
 		sub      map[byte]string
 	}
 	for _, tc := range []struct {
-		name string
-		mode string
-		mac  net.HardwareAddr
-		kind Kind
-		want want
+		name  string
+		mode  string
+		mac   net.HardwareAddr
+		kind  Kind
+		want  want
+		linux bool // node1 boots "linux"
 	}{
+		{"ipxe linux host: 203, no root-path, no keep-san, no chap (its script has it)", inventory.ModeAuthoritative, macNode1, KindIPXE, want{iqn1, "", map[byte]string{
+			optIPXENoPXEDHCP: "\x01"}}, true},
 		{"ipxe san host with mutual chap", inventory.ModeAuthoritative, macNode1, KindIPXE, want{iqn1, rootPath1, map[byte]string{
 			optIPXEKeepSAN: "\x01", optIPXENoPXEDHCP: "\x01", optIPXEUsername: "node1", optIPXEPassword: "node1-secret-123",
-			optIPXERUsername: "iqn.2026-11.example.lab:node1", optIPXERPassword: "target-secret-456"}}},
+			optIPXERUsername: "iqn.2026-11.example.lab:node1", optIPXERPassword: "target-secret-456"}}, false},
 		{"ipxe san host in proxy mode: no no-pxedhcp", inventory.ModeProxy, macNode1, KindIPXE, want{iqn1, rootPath1, map[byte]string{
 			optIPXEKeepSAN: "\x01", optIPXEUsername: "node1", optIPXEPassword: "node1-secret-123",
-			optIPXERUsername: "iqn.2026-11.example.lab:node1", optIPXERPassword: "target-secret-456"}}},
+			optIPXERUsername: "iqn.2026-11.example.lab:node1", optIPXERPassword: "target-secret-456"}}, false},
 		{"ipxe local host: 203 only, no root-path, no keep-san, no chap", inventory.ModeAuthoritative, macNode2, KindIPXE, want{iqn2, "", map[byte]string{
-			optIPXENoPXEDHCP: "\x01"}}},
-		{"pxe firmware: 203 and root-path, no 175", inventory.ModeAuthoritative, macNode1, KindPXE, want{iqn1, rootPath1, nil}},
+			optIPXENoPXEDHCP: "\x01"}}, false},
+		{"pxe firmware: 203 and root-path, no 175", inventory.ModeAuthoritative, macNode1, KindPXE, want{iqn1, rootPath1, nil}, false},
 		{"unknown ipxe client: no iSCSI identity", inventory.ModeAuthoritative, macStray, KindIPXE, want{"", "", map[byte]string{
-			optIPXENoPXEDHCP: "\x01"}}},
+			optIPXENoPXEDHCP: "\x01"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			x := newExchange(t, testInventory(t, tc.mode))
+			inv := testInventory(t, tc.mode)
+			if tc.linux {
+				inv.HostByName("node1").Boot = inventory.BootLinux
+			}
+			x := newExchange(t, inv)
 			req := request(t, tc.mac, dhcpv4.MessageTypeDiscover)
 			resp := reply(t, req)
 			x.classify(req, resp)

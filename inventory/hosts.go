@@ -52,6 +52,24 @@ func (h *HTTP) Port() int { return portOf(h.Listen, 8080) }
 // Port is the TFTP listen port.
 func (t *TFTP) Port() int { return portOf(t.Listen, 69) }
 
+// HTTPURL is name on netsan's HTTP server at server.
+func (inv *Inventory) HTTPURL(server netip.Addr, name string) string {
+	return "http://" + net.JoinHostPort(server.String(), strconv.Itoa(inv.HTTP.Port())) + "/" + name
+}
+
+// FileURL is how iPXE is told to fetch name (a script, a kernel) from
+// netsan at server: over HTTP when it runs, else TFTP.
+func (inv *Inventory) FileURL(server netip.Addr, name string) string {
+	if inv.HTTP.On() {
+		return inv.HTTPURL(server, name)
+	}
+	host := server.String()
+	if p := inv.TFTP.Port(); p != 69 {
+		host = net.JoinHostPort(host, strconv.Itoa(p))
+	}
+	return "tftp://" + host + "/" + name
+}
+
 func portOf(hostport string, def int) int {
 	_, p, err := net.SplitHostPort(hostport)
 	if err != nil {

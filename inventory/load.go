@@ -520,9 +520,18 @@ func (v *validator) hosts() {
 			if h.Root == nil {
 				v.errorf(p+".boot", `boot = "san" needs a root`)
 			}
+		case BootLinux:
+			v.linux(p, h)
 		case BootLocal, BootMenu, BootShell:
 		default:
-			v.errorf(p+".boot", "boot %q: want san, local, menu or shell", h.Boot)
+			v.errorf(p+".boot", "boot %q: want san, local, menu, shell or linux", h.Boot)
+		}
+		if h.Boot != BootLinux {
+			for key, val := range map[string]string{"kernel": h.Kernel, "initrd": h.Initrd, "cmdline": h.Cmdline} {
+				if val != "" {
+					v.warnf(p+"."+key, `%s is read only for boot = "linux"; host %s boots %q`, key, h.Name, h.Boot)
+				}
+			}
 		}
 		if h.Initiator != "" && !iqnRE.MatchString(h.Initiator) {
 			v.errorf(p+".initiator", "initiator %q is not an iqn./eui./naa. name", h.Initiator)
@@ -575,6 +584,43 @@ func (v *validator) hosts() {
 		}
 	}
 	v.roots = roots
+}
+
+// linux checks a boot = "linux" host at p: a root to log in to, and a
+// kernel and initramfs under tftp.root (that they are there is check's
+// look at the machine), and a cmdline that stays one command line.
+func (v *validator) linux(p string, h *Host) {
+	if h.Root == nil {
+		v.errorf(p+".boot", `boot = "linux" needs a root`)
+	}
+	for _, f := range []struct{ key, val string }{{"kernel", h.Kernel}, {"initrd", h.Initrd}} {
+		switch {
+		case f.val == "":
+			v.errorf(p, `boot = "linux" needs a %s (a file under tftp.root)`, f.key)
+		case !TFTPName(f.val):
+			v.errorf(p+"."+f.key, "%s %q: a relative path under tftp.root, without '..', spaces, \\ \" # ? %% $ ; & |", f.key, f.val)
+		case v.inv.TFTP.Root == "":
+			v.errorf(p+"."+f.key, "%s %q is looked up under tftp.root, and [tftp] has no root", f.key, f.val)
+		}
+	}
+	if strings.ContainsFunc(h.Cmdline, func(r rune) bool { return r < ' ' || r == 0x7f || strings.ContainsRune("\"$#;&|", r) }) {
+		v.errorf(p+".cmdline", "cmdline %q: a control character, quote, $, #, ;, & or | would not reach the kernel as written", h.Cmdline)
+	}
+}
+
+// TFTPName reports whether name can name a file under tftp.root: relative,
+// slash-separated, no ".." or empty segment, no whitespace, control
+// character, or one that a URL or an iPXE script line would read otherwise.
+func TFTPName(name string) bool {
+	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune(`\"#?%$;&|`, r) }) {
+		return false
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) targets() {

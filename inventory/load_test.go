@@ -146,6 +146,13 @@ func TestBadInventories(t *testing.T) {
 		{"unknown golden image", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"r.img\", from = \"nope\" }\n", 19, 27, `root.from "nope"`, false},
 		{"root is golden image", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"golden/g.img\" }\n", 19, 10, "is a golden image", false},
 		{"shared root", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"r.img\" }\n[[host]]\nname = \"b\"\nmac = \"52:54:00:00:00:02\"\nroot = { image = \"r.img\" }\n", 23, 10, "already the root of host a", false},
+		{"linux without root", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nkernel = \"d/vmlinuz\"\ninitrd = \"d/initrd.img\"\n", 21, 1, `boot = "linux" needs a root`, false},
+		{"linux without kernel", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nroot = { image = \"r.img\" }\ninitrd = \"d/initrd.img\"\n", 18, 1, `boot = "linux" needs a kernel`, false},
+		{"linux kernel out of tftp.root", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nroot = { image = \"r.img\" }\nkernel = \"../vmlinuz\"\ninitrd = \"d/initrd.img\"\n", 23, 1, `kernel "../vmlinuz": a relative path under tftp.root`, false},
+		{"linux initrd with a space", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nroot = { image = \"r.img\" }\nkernel = \"d/vmlinuz\"\ninitrd = \"d/initrd img\"\n", 24, 1, `initrd "d/initrd img": a relative path`, false},
+		{"linux without tftp.root", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nroot = { image = \"r.img\" }\nkernel = \"d/vmlinuz\"\ninitrd = \"d/initrd.img\"\n", 21, 1, `kernel "d/vmlinuz" is looked up under tftp.root, and [tftp] has no root`, false},
+		{"linux cmdline with $", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nroot = { image = \"r.img\" }\nkernel = \"d/vmlinuz\"\ninitrd = \"d/initrd.img\"\ncmdline = \"console=ttyS0 x=${y}\"\n", 25, 1, `would not reach the kernel as written`, false},
+		{"kernel on a san host", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"r.img\" }\nkernel = \"d/vmlinuz\"\n", 22, 1, `kernel is read only for boot = "linux"`, true},
 		{"san without root", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"san\"\n", 19, 1, `boot = "san" needs a root`, false},
 		{"bad boot mode", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"pxe\"\n", 19, 1, `boot "pxe"`, false},
 		{"short chap secret", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"local\"\nchap = { user = \"a\", secret = \"short\" }\n", 20, 22, "CHAP secret is 5 bytes", true},
@@ -331,6 +338,27 @@ func TestIPv6RADefault(t *testing.T) {
 		}
 		if got := inv.DHCP.AnswersRS(); got != tc.want {
 			t.Errorf("%q: AnswersRS = %v, want %v", tc.dhcp, got, tc.want)
+		}
+	}
+}
+
+// A boot = "linux" host with a root, a kernel and an initramfs under
+// tftp.root and a command line of its own passes without a word.
+func TestLinuxHost(t *testing.T) {
+	src := base + "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"linux\"\nroot = { image = \"r.img\" }\n" +
+		"kernel = \"debian12/vmlinuz\"\ninitrd = \"debian12/initrd.img\"\ncmdline = \"console=ttyS0 quiet\"\nchap = { user = \"a\", secret = \"a-secret-0123456\" }\n"
+	inv, ps := Parse("netsan.toml", []byte(src))
+	if inv == nil || len(ps) != 0 {
+		t.Fatalf("refused or warned: %v", ps)
+	}
+	if h := inv.Hosts[0]; h.Boot != BootLinux || h.Kernel != "debian12/vmlinuz" || h.Initrd != "debian12/initrd.img" || h.Cmdline != "console=ttyS0 quiet" {
+		t.Errorf("host = %+v", h)
+	}
+	for name, ok := range map[string]bool{"vmlinuz": true, "debian12/vmlinuz": true, "a/b/c.img": true,
+		"": false, "/boot/vmlinuz": false, "../vmlinuz": false, "a/../b": false, "a//b": false, "a/./b": false,
+		"a b": false, `a\b`: false, "a#b": false, "a?b": false, "a%20b": false, "a$b": false} {
+		if TFTPName(name) != ok {
+			t.Errorf("TFTPName(%q) = %v, want %v", name, !ok, ok)
 		}
 	}
 }

@@ -118,6 +118,10 @@ const (
 	BootLocal = "local"
 	BootMenu  = "menu"
 	BootShell = "shell"
+	// BootLinux: netsan hands the host a kernel and initramfs (iPXE's
+	// kernel/initrd/boot) and a command line with the iscsi_* parameters
+	// open-iscsi's initramfs script reads, as a Raspberry Pi gets them.
+	BootLinux = "linux"
 )
 
 // Host is one [[host]]: a machine netsan knows by MAC.
@@ -125,7 +129,7 @@ type Host struct {
 	Name      string `toml:"name"`
 	MAC       MAC    `toml:"mac"`
 	IP        Addr   `toml:"ip"`
-	Boot      string `toml:"boot"`      // san | local | menu | shell; default san
+	Boot      string `toml:"boot"`      // san | local | menu | shell | linux; default san
 	Initiator string `toml:"initiator"` // default base_iqn + ":" + name
 	Root      *Root  `toml:"root"`
 	CHAP      *CHAP  `toml:"chap"`
@@ -133,6 +137,11 @@ type Host struct {
 	// EFIFilename is the file a UEFI sanboot starts when it is not the default
 	// \EFI\BOOT\BOOTX64.EFI (iPXE's sanboot --filename).
 	EFIFilename string `toml:"efi_filename"`
+	// Kernel and Initrd are a boot = "linux" host's, relative to tftp.root;
+	// Cmdline is added to the command line netsan writes.
+	Kernel  string `toml:"kernel"`
+	Initrd  string `toml:"initrd"`
+	Cmdline string `toml:"cmdline"`
 }
 
 // Root is a host's root LUN (LUN 0 of target base_iqn:name).

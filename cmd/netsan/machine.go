@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -79,6 +80,20 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 	if inv.TFTP.On() && inv.TFTP.Root != "" {
 		if fi, err := os.Stat(inv.TFTP.Root); err != nil || !fi.IsDir() {
 			add(false, "tftp.root", "tftp.root %s is not a directory on this machine", inv.TFTP.Root)
+		}
+	}
+	for i := range inv.Hosts {
+		h := &inv.Hosts[i]
+		if h.Boot != inventory.BootLinux || inv.TFTP.Root == "" {
+			continue
+		}
+		for key, name := range map[string]string{"kernel": h.Kernel, "initrd": h.Initrd} {
+			if !inventory.TFTPName(name) {
+				continue // the file's own check said why
+			}
+			if fi, err := os.Stat(filepath.Join(inv.TFTP.Root, name)); err != nil || !fi.Mode().IsRegular() {
+				add(false, fmt.Sprintf("host.%d.%s", i, key), "host %s: %s %s is not a file under tftp.root %s", h.Name, key, name, inv.TFTP.Root)
+			}
 		}
 	}
 	if inv.TFTP.On() {

@@ -161,3 +161,45 @@ func TestCheckDirs(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckLinuxFiles: check finds a boot = "linux" host's kernel and
+// initramfs under tftp.root, and reports a missing one at its line.
+func TestCheckLinuxFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "netsan.toml")
+	writeFile(t, cfg, `[server]
+address = "198.18.0.1"
+data_dir = "data"
+[dhcp]
+enabled = false
+[tftp]
+listen = "127.0.0.1:6969"
+ipxe_dir = "/usr/lib/ipxe"
+root = "tftp"
+[iscsi]
+listen = ["127.0.0.1:13260"]
+base_iqn = "iqn.2026-11.example.lab"
+[[host]]
+name = "linux1"
+mac = "52:54:00:00:00:08"
+boot = "linux"
+root = { image = "roots/linux1.img", size = "64MiB" }
+kernel = "debian12/vmlinuz"
+initrd = "debian12/initrd.img"
+`)
+	if err := os.MkdirAll(filepath.Join(dir, "tftp", "debian12"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "tftp", "debian12", "vmlinuz"), "kernel\n")
+	var out bytes.Buffer
+	code := run([]string{"check", "-c", cfg}, &out, &out)
+	want := cfg + ":19:1: host linux1: initrd debian12/initrd.img is not a file under tftp.root " + filepath.Join(dir, "tftp")
+	if code != 1 || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "kernel") {
+		t.Errorf("exit %d\n%s\nwant exit 1 and %q alone", code, out.String(), want)
+	}
+	writeFile(t, filepath.Join(dir, "tftp", "debian12", "initrd.img"), "initramfs\n")
+	out.Reset()
+	if code := run([]string{"check", "-c", cfg}, &out, &out); code != 0 {
+		t.Errorf("with both files: exit %d\n%s", code, out.String())
+	}
+}

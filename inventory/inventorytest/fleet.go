@@ -31,6 +31,9 @@ var fleet = []struct {
 	{"pi2", "dc:a6:32:00:00:02", "198.18.0.22", []string{`serial = "9ffefde2"`, `root = { image = "roots/pi2.img", size = "1GiB" }`, `chap = { user = "pi2", secret = "pi2-root-secret-decade", mutual_secret = "target-secret-0123" }`}},
 	{"pi3", "dc:a6:32:00:00:03", "198.18.0.23", []string{`serial = "9ffefde3"`, `boot = "local"`}},
 	{"pi4", "02:00:00:00:00:24", "198.18.0.24", []string{`serial = "9ffefde4"`, `boot = "menu"`}},
+	// linux1 needs a [tftp] root in the inventory it goes into.
+	{"linux1", "52:54:00:00:00:08", "198.18.0.18", []string{`boot = "linux"`, `root = { image = "roots/linux1.img", size = "1GiB" }`,
+		`kernel = "debian12/vmlinuz"`, `initrd = "debian12/initrd.img"`, `cmdline = "console=ttyS0"`, `chap = { user = "linux1", secret = "linux1-root-secret-0ddba11" }`}},
 }
 
 // Hosts is the [[host]] tables of the named machines of the test fleet

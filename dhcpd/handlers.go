@@ -161,16 +161,18 @@ func (x *exchange) classify(req, resp *dhcpv4.DHCPv4) bool {
 		return x.ignore("not an Ethernet client")
 	}
 	x.host = x.cfg.inv.HostByMAC(req.ClientHWAddr)
-	x.kind = classifyKind(req, x.host)
 	x.arch = clientArch(req)
+	x.kind = classifyKind(req, x.host, x.arch)
 	return false
 }
 
-func classifyKind(req *dhcpv4.DHCPv4, host *inventory.Host) Kind {
+func classifyKind(req *dhcpv4.DHCPv4, host *inventory.Host, arch iana.Arch) Kind {
 	if isIPXE(req) {
 		return KindIPXE
 	}
-	if isPi(req.ClientHWAddr) || (host != nil && host.Serial != "") {
+	// The Pi's boot ROM calls itself a BIOS PC (architecture 0); a Pi
+	// running UEFI firmware says arm64 and boots as any UEFI machine does.
+	if arch == iana.INTEL_X86PC && (isPi(req.ClientHWAddr) || (host != nil && host.Serial != "")) {
 		return KindPi
 	}
 	switch vc := req.ClassIdentifier(); {

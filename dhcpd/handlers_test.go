@@ -156,6 +156,9 @@ func TestClassify(t *testing.T) {
 		{"unknown pi by prefix", mustMAC("b8:27:eb:12:34:56"), []dhcpv4.Modifier{pxeBIOS}, KindPi, 0, ""},
 		{"pi by serial", macPiSer, []dhcpv4.Modifier{pxeBIOS}, KindPi, 0, "pi4"},
 		{"pi running ipxe is ipxe", macPi, []dhcpv4.Modifier{ipxeUC}, KindIPXE, 0, "pi1"},
+		{"pi with uefi firmware, pxe", macPi, []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00011:UNDI:003000")), archARM}, KindPXE, 11, "pi1"},
+		{"pi with uefi firmware, http boot", macPiSer, httpClient(iana.EFI_ARM64_HTTP), KindHTTPBoot, 19, "pi4"},
+		{"http boot by vendor class alone", macStray, []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001"))}, KindHTTPBoot, 16, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newExchange(t, inv)

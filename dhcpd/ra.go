@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/netsan/netsan/inventory"
@@ -50,8 +51,10 @@ const (
 	maxRouterHold = 30 * time.Minute
 	// reopenDelay is the wait before netsan tries the interface again when
 	// it could not listen there (no IPv6 yet, its link-local address still
-	// in duplicate address detection, the interface not there yet).
-	reopenDelay = 2 * time.Second
+	// in duplicate address detection, the interface not there yet): short,
+	// since a bridge gets its carrier, and so its address, only when its
+	// first port does, which may be the machine about to boot.
+	reopenDelay = time.Second
 	// maxPendingAnswers bounds the answers waiting for their delay, so a
 	// flood of solicitations costs a bounded number of timers.
 	maxPendingAnswers = 256
@@ -131,7 +134,13 @@ func (r *RA) Serve(ctx context.Context) error {
 			continue // ctx ended, or a reload: read the configuration again
 		}
 		if err.Error() != problem {
-			r.log.Warn("not answering IPv6 router solicitations; trying again", zap.Error(err))
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				// The usual start: a bridge without a port up yet, or
+				// duplicate address detection still running.
+				r.log.Info("waiting for the interface's link-local address to answer IPv6 router solicitations", zap.Error(err))
+			} else {
+				r.log.Warn("not answering IPv6 router solicitations; trying again", zap.Error(err))
+			}
 			problem = err.Error()
 		}
 		select {

@@ -10,7 +10,7 @@ LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
 # Debian packages the tests drive as real peers, and the lab needs.
-TEST_PACKAGES := iproute2 busybox-static isc-dhcp-client dnsmasq-base \
+TEST_PACKAGES := iproute2 procps busybox-static isc-dhcp-client dnsmasq-base \
 	tftp-hpa atftp curl tftpd-hpa \
 	libiscsi-bin qemu-utils qemu-block-extra tgt open-iscsi \
 	qemu-system-x86 ipxe ipxe-qemu ovmf \

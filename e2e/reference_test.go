@@ -12,7 +12,7 @@ import (
 // image and the lab independently of netsan (a failure here is not
 // netsan's), and is what bench/boot measures netsan against. The UEFI case
 // costs another minute of CI and runs with NETSAN_E2E_REFERENCE_UEFI=1
-// (bench/boot -uefi boots it too).
+// (bench/boot boots it too).
 func TestReference(t *testing.T) {
 	t.Run("bios", func(t *testing.T) { testReference(t, lab.BIOS) })
 	t.Run("uefi", func(t *testing.T) {

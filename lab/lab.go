@@ -1,10 +1,11 @@
 // Package lab builds throwaway boot labs for end-to-end tests, the demo and
-// the boot benchmark: a network namespace holding a bridge on 198.18.0.1/24,
-// tap devices for QEMU guests, and the servers under test (netsan, or the
-// dnsmasq + tgtd reference) running inside it. Nothing it starts can reach
-// past the namespace.
+// the boot benchmark: a network namespace holding a bridge on 198.18.0.1/24
+// (and IPv6 link-local, as any LAN has), tap devices for QEMU guests, and
+// the servers under test (netsan, or the dnsmasq + tgtd reference) running
+// inside it. Nothing it starts can reach past the namespace.
 //
-// A Lab needs root, iproute2 and, for guests, qemu-system-x86.
+// A Lab needs root, iproute2, procps (sysctl) and, for guests,
+// qemu-system-x86.
 package lab
 
 import (
@@ -63,6 +64,9 @@ func Available() error {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return errors.New("iproute2 (ip) not installed")
 	}
+	if _, err := exec.LookPath("sysctl"); err != nil {
+		return errors.New("procps (sysctl) not installed")
+	}
 	return nil
 }
 
@@ -104,6 +108,15 @@ func newLab(ctx context.Context, dir, prefix, cidr string) (*Lab, error) {
 			l.Close()
 			return nil, err
 		}
+	}
+	// IPv6 on, as on a real LAN, for whichever server the lab runs: iPXE
+	// solicits a router there, and an advertisement can leave the bridge
+	// only from its link-local address, usable at once without duplicate
+	// address detection (no other machine on the bridge can hold it).
+	if _, err := l.Run(ctx, "sysctl", "-q", "-w", "net.ipv6.conf."+Bridge+".disable_ipv6=0",
+		"net.ipv6.conf."+Bridge+".accept_dad=0"); err != nil {
+		l.Close()
+		return nil, err
 	}
 	return l, nil
 }

@@ -46,7 +46,10 @@ func (l *Lab) StartReference(ctx context.Context, hosts []Host) error {
 		return err
 	}
 	var conf strings.Builder
-	fmt.Fprintf(&conf, `# dnsmasq as the lab's reference DHCP + TFTP server
+	// As people configure dnsmasq for PXE: DHCPv4 and TFTP, no enable-ra and
+	// no IPv6 range, so it sends no router advertisement and iPXE waits out
+	// its IPv6 router solicitations on the bridge's IPv6 LAN.
+	fmt.Fprintf(&conf, `# dnsmasq as the lab's reference DHCP + TFTP server (no enable-ra: no RAs)
 port=0
 interface=%s
 bind-interfaces

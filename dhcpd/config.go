@@ -91,26 +91,11 @@ func newConfig(inv *inventory.Inventory) (*config, error) {
 		}
 	}
 	for arch := range loaderFiles {
-		for _, dir := range loaderDirs(inv) {
-			if n := FindLoader(dir, arch); n != "" {
-				c.loaders[arch] = n
-				break
-			}
+		if n := FindLoader(inv, arch); n != "" {
+			c.loaders[arch] = n
 		}
 	}
 	return c, nil
-}
-
-// loaderDirs are where loaders are looked for, in the order bootmenu's
-// resolver serves a base name from: ipxe_dir, then tftp.root.
-func loaderDirs(inv *inventory.Inventory) []string {
-	var dirs []string
-	for _, d := range []string{inv.TFTP.IPXEDir, inv.TFTP.Root} {
-		if d != "" {
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
 }
 
 // loader names what boot firmware of kind and arch runs next: the iPXE
@@ -140,14 +125,18 @@ func (c *config) loader(kind Kind, arch iana.Arch) (file, why string) {
 // preference.
 func LoaderFiles(arch iana.Arch) []string { return slices.Clone(loaderFiles[arch]) }
 
-// FindLoader returns the first of arch's loaders that is a file in dir, or "".
-func FindLoader(dir string, arch iana.Arch) string {
-	if dir == "" {
-		return ""
-	}
-	for _, n := range loaderFiles[arch] {
-		if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Mode().IsRegular() {
-			return n
+// FindLoader returns the first of arch's loaders that is a file in
+// ipxe_dir, else in tftp.root (the order bootmenu's resolver serves a base
+// name from), or "".
+func FindLoader(inv *inventory.Inventory, arch iana.Arch) string {
+	for _, dir := range []string{inv.TFTP.IPXEDir, inv.TFTP.Root} {
+		if dir == "" {
+			continue
+		}
+		for _, n := range loaderFiles[arch] {
+			if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Mode().IsRegular() {
+				return n
+			}
 		}
 	}
 	return ""

@@ -97,7 +97,7 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 		}
 	}
 	if inv.TFTP.On() {
-		if problem, missing := ipxeLoaders(inv.TFTP.IPXEDir); problem != "" {
+		if problem, missing := ipxeLoaders(inv); problem != "" {
 			add(true, "tftp.ipxe_dir", "ipxe_dir %s %s: no iPXE loader for %s", inv.TFTP.IPXEDir, problem, strings.Join(missing, ", "))
 		}
 	}
@@ -113,7 +113,7 @@ func warnLoaders(inv *inventory.Inventory, log *zap.Logger) {
 	if !inv.TFTP.On() {
 		return
 	}
-	if problem, missing := ipxeLoaders(inv.TFTP.IPXEDir); problem != "" {
+	if problem, missing := ipxeLoaders(inv); problem != "" {
 		log.Warn("ipxe_dir "+problem+": PXE clients of these architectures get no iPXE loader",
 			zap.String("ipxe_dir", inv.TFTP.IPXEDir), zap.Strings("missing", missing))
 	}
@@ -259,12 +259,14 @@ var pxeArches = []struct {
 	{iana.EFI_X86_64, "x86-64 UEFI"},
 }
 
-// ipxeLoaders tells what dir lacks: problem is "" when every client in
-// pxeArches has a loader, else "does not exist", "holds no iPXE loader" or
-// "lacks loaders"; missing names the loaders per architecture.
-func ipxeLoaders(dir string) (problem string, missing []string) {
+// ipxeLoaders tells what ipxe_dir lacks that tftp.root does not make up
+// for (DHCP looks in both): problem is "" when every client in pxeArches
+// has a loader, else "does not exist", "holds no iPXE loader" or "lacks
+// loaders"; missing names the loaders per architecture.
+func ipxeLoaders(inv *inventory.Inventory) (problem string, missing []string) {
+	dir := inv.TFTP.IPXEDir
 	for _, a := range pxeArches {
-		if dhcpd.FindLoader(dir, a.arch) == "" {
+		if dhcpd.FindLoader(inv, a.arch) == "" {
 			missing = append(missing, fmt.Sprintf("%s (%s)", strings.Join(dhcpd.LoaderFiles(a.arch), " or "), a.name))
 		}
 	}

@@ -122,6 +122,19 @@ func TestCheckIPXEDir(t *testing.T) {
 			t.Errorf("ipxe_dir with %q: exit %d\n%s\nwant exit 0 and %q", tc.files, code, &out, tc.want)
 		}
 	}
+	// DHCP also finds loaders in tftp.root: they make up for ipxe_dir.
+	root := filepath.Join(dir, "tftp")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"undionly.kpxe", "ipxe.efi"} {
+		writeFile(t, filepath.Join(root, f), "loader")
+	}
+	writeFile(t, cfg, "[server]\naddress = \"198.18.0.1\"\ndata_dir = \"data\"\n[tftp]\nlisten = \"127.0.0.1:6969\"\nipxe_dir = \"none\"\nroot = \"tftp\"\n")
+	var out bytes.Buffer
+	if code := run([]string{"check", "-c", cfg}, &out, &out); code != 0 || strings.Contains(out.String(), "ipxe_dir") {
+		t.Errorf("loaders in tftp.root only: exit %d\n%s\nwant exit 0 and no warning", code, &out)
+	}
 }
 
 // TestCheckDirs: check refuses a data_dir netsan cannot write in and a

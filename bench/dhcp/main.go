@@ -40,6 +40,7 @@ func main() {
 		rounds   = flag.Int("rounds", 3, "runs per server (the best rate and its percentiles are reported)")
 		subnet   = flag.String("subnet", "198.18.0.0/20", "the lab's subnet, inside 198.18.0.0/15: the server is its first address, the pool from its 257th to 6 before its last")
 		servers  = flag.String("servers", "netsan,dnsmasq", "the servers to measure, in order")
+		deadline = flag.Duration("deadline", 0, "start no DORA after this long in a round (0: none); the rate is of the DORAs started, and the table says how many")
 		serve    = flag.String("serve", "", "internal: run netsan dhcpd on this inventory")
 	)
 	flag.BoolVar(&syscalls, "syscalls", false, "run each server under strace -c and print its system call counts (slow: for explaining, not for rates)")
@@ -77,12 +78,12 @@ func main() {
 		}
 		var best result
 		for r := 0; r < *rounds; r++ {
-			res, err := runOne(srv, a, *clients, *inflight)
+			res, err := runOne(srv, a, *clients, *inflight, *deadline)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "bench/dhcp: %s: %v\n", srv, err)
 				os.Exit(1)
 			}
-			fmt.Fprintf(os.Stderr, "%s round %d: %.0f leases/s, p99 %s, failed %d (NAKed %d)\n", srv, r+1, res.rate, res.p99, res.failed, res.naks)
+			fmt.Fprintf(os.Stderr, "%s round %d: %.0f leases/s, p99 %s, failed %d (NAKed %d), %s DORAs in %s\n", srv, r+1, res.rate, res.p99, res.failed, res.naks, res.done(), res.elapsed.Round(time.Millisecond))
 			if res.rate > best.rate {
 				best = res
 			}
@@ -91,14 +92,15 @@ func main() {
 	}
 	fmt.Printf("| server | clients | in flight | leases/s | DORA p50 | DORA p99 | failed (NAKed) |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %d | %.0f | %s | %s | %d (%d) |\n", r.server, r.clients, *inflight, r.rate,
+		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %d (%d) |\n", r.server, r.done(), *inflight, r.rate,
 			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.failed, r.naks)
 	}
 }
 
 type result struct {
 	server   string
-	clients  int
+	clients  int // DORAs started
+	asked    int // DORAs meant to: more than clients when -deadline stopped the round
 	rate     float64
 	p50, p99 time.Duration
 	failed   int // DORAs that did not end in an ACK
@@ -220,7 +222,15 @@ func newAddressing(p netip.Prefix) addressing {
 	return addressing{subnet: p, server: addr(1), first: addr(256), last: addr(hosts - 6), mask: mask, size: int(hosts - 6 - 256 + 1)}
 }
 
-func runOne(server string, a addressing, clients, inflight int) (result, error) {
+// done says how many DORAs ran, and of how many when the deadline cut the round.
+func (r result) done() string {
+	if r.clients < r.asked {
+		return fmt.Sprintf("%d of %d", r.clients, r.asked)
+	}
+	return fmt.Sprint(r.clients)
+}
+
+func runOne(server string, a addressing, clients, inflight int, deadline time.Duration) (result, error) {
 	l, err := newLab(a)
 	if err != nil {
 		return result{}, err
@@ -265,7 +275,7 @@ lease_time = "1h"
 			return result{}, err
 		}
 	}
-	res, err := storm(l.cli, clients, inflight)
+	res, err := storm(l.cli, clients, inflight, deadline)
 	res.server = server
 	return res, err
 }
@@ -273,7 +283,7 @@ lease_time = "1h"
 // storm runs the clients from one socket in the client namespace
 // (netsantest.DHCPClients); each exchange retransmits after 1 s and gives
 // up after 3 tries (RFC 2131 clients back off longer).
-func storm(ns string, clients, inflight int) (result, error) {
+func storm(ns string, clients, inflight int, deadline time.Duration) (result, error) {
 	conn, err := netsantest.ListenDHCP(ns, "eth0")
 	if err != nil {
 		return result{}, err
@@ -291,8 +301,14 @@ func storm(ns string, clients, inflight int) (result, error) {
 	sem := make(chan struct{}, inflight)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < clients; i++ {
+	asked := clients
+	for i := 0; i < asked; i++ {
 		sem <- struct{}{}
+		if deadline > 0 && time.Since(start) > deadline {
+			<-sem
+			clients = i
+			break
+		}
 		wg.Add(1)
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
@@ -329,7 +345,7 @@ func storm(ns string, clients, inflight int) (result, error) {
 	elapsed := time.Since(start)
 	var ok []time.Duration
 	nfail := 0
-	for i, d := range lat {
+	for i, d := range lat[:clients] {
 		if failed[i] {
 			nfail++
 			continue
@@ -337,7 +353,7 @@ func storm(ns string, clients, inflight int) (result, error) {
 		ok = append(ok, d)
 	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i] < ok[j] })
-	res := result{clients: clients, failed: nfail, naks: naks, elapsed: elapsed, rate: float64(len(ok)) / elapsed.Seconds()}
+	res := result{clients: clients, asked: asked, failed: nfail, naks: naks, elapsed: elapsed, rate: float64(len(ok)) / elapsed.Seconds()}
 	if len(ok) > 0 {
 		res.p50 = ok[len(ok)/2]
 		res.p99 = ok[(len(ok)*99)/100]

@@ -16,21 +16,19 @@ import (
 	"github.com/netsan/netsan/netsantest"
 )
 
-// leaseStorm is a DHCP storm from one socket in a namespace: workers run
-// DORA after DORA, each for its own share of a fixed population of MACs
-// (a renewal rewrites the client's lease: its expiry moves), and a reader
-// hands each reply to the DORA waiting for its transaction ID. It keeps
-// every client's last ACK, and fails the test when an address is offered
-// or acknowledged to one client while acknowledged to another.
+// leaseStorm is a DHCP storm from one socket in a namespace
+// (netsantest.DHCPClients): workers run DORA after DORA, each for its own
+// share of a fixed population of MACs (a renewal rewrites the client's
+// lease: its expiry moves). It keeps every client's last ACK, and fails the
+// test when an address is offered or acknowledged to one client while
+// acknowledged to another.
 type leaseStorm struct {
-	t       *testing.T
-	sock    *net.UDPConn
-	server  *net.UDPAddr
-	mu      sync.Mutex
-	waiting map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
-	last    map[string]stormAck // mac → its last ACK
-	owner   map[string]string   // ip → the mac it was acknowledged to
-	acks    int
+	t     *testing.T
+	conn  *netsantest.DHCPClients
+	mu    sync.Mutex
+	last  map[string]stormAck // mac → its last ACK
+	owner map[string]string   // ip → the mac it was acknowledged to
+	acks  int
 }
 
 // stormAck is one ACK: the address, and when the REQUEST it answers left
@@ -41,40 +39,17 @@ type stormAck struct {
 }
 
 func newLeaseStorm(t *testing.T, ns string) *leaseStorm {
-	s := &leaseStorm{t: t, sock: udpIn(t, ns, 68), server: &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 67},
-		waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, last: map[string]stormAck{}, owner: map[string]string{}}
-	s.sock.SetReadBuffer(4 << 20)
-	return s
+	conn, err := netsantest.ListenDHCP(ns, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &leaseStorm{t: t, conn: conn, last: map[string]stormAck{}, owner: map[string]string{}}
 }
 
 // run storms until ctx ends: workers goroutines over macs.
 func (s *leaseStorm) run(ctx context.Context, workers int, macs []net.HardwareAddr) {
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1500)
-		for ctx.Err() == nil {
-			s.sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			n, _, err := s.sock.ReadFrom(buf)
-			if err != nil {
-				continue
-			}
-			m, err := dhcpv4.FromBytes(buf[:n])
-			if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
-				continue
-			}
-			s.mu.Lock()
-			ch := s.waiting[m.TransactionID]
-			s.mu.Unlock()
-			if ch != nil {
-				select {
-				case ch <- m:
-				default:
-				}
-			}
-		}
-	}()
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -87,6 +62,10 @@ func (s *leaseStorm) run(ctx context.Context, workers int, macs []net.HardwareAd
 	wg.Wait()
 }
 
+// stormWaits are a storm client's retransmits: short, so that a DORA the
+// kill cut off gives way to the next soon.
+var stormWaits = []time.Duration{300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
+
 // dora leases an address for mac, or gives up (the server is down).
 func (s *leaseStorm) dora(ctx context.Context, mac net.HardwareAddr) {
 	d, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithBroadcast(true))
@@ -94,8 +73,8 @@ func (s *leaseStorm) dora(ctx context.Context, mac net.HardwareAddr) {
 		s.t.Error(err)
 		return
 	}
-	offer := s.exchange(ctx, d, dhcpv4.MessageTypeOffer)
-	if offer == nil {
+	offer, err := s.conn.Exchange(ctx, d, dhcpv4.MessageTypeOffer, stormWaits)
+	if err != nil {
 		return
 	}
 	s.check("offered", mac, offer.YourIPAddr)
@@ -105,8 +84,8 @@ func (s *leaseStorm) dora(ctx context.Context, mac net.HardwareAddr) {
 		return
 	}
 	sent := time.Now()
-	ack := s.exchange(ctx, req, dhcpv4.MessageTypeAck)
-	if ack == nil {
+	ack, err := s.conn.Exchange(ctx, req, dhcpv4.MessageTypeAck, stormWaits)
+	if err != nil {
 		return
 	}
 	s.check("acknowledged", mac, ack.YourIPAddr)
@@ -125,43 +104,6 @@ func (s *leaseStorm) check(what string, mac net.HardwareAddr, ip net.IP) {
 	if o, ok := s.owner[ip.String()]; ok && o != mac.String() {
 		s.t.Errorf("%s %s to %s, acknowledged to %s before a kill -9", what, ip, mac, o)
 	}
-}
-
-// exchange sends m, retransmitting every 300 ms, and returns the reply of
-// type want, or nil after 1 s or on a NAK.
-func (s *leaseStorm) exchange(ctx context.Context, m *dhcpv4.DHCPv4, want dhcpv4.MessageType) *dhcpv4.DHCPv4 {
-	ch := make(chan *dhcpv4.DHCPv4, 4)
-	s.mu.Lock()
-	s.waiting[m.TransactionID] = ch
-	s.mu.Unlock()
-	defer func() { s.mu.Lock(); delete(s.waiting, m.TransactionID); s.mu.Unlock() }()
-	for range 3 {
-		if _, err := s.sock.WriteTo(m.ToBytes(), s.server); err != nil {
-			s.t.Errorf("send: %v", err)
-			return nil
-		}
-		timer := time.NewTimer(300 * time.Millisecond)
-	wait:
-		for {
-			select {
-			case r := <-ch:
-				if r.MessageType() == want {
-					timer.Stop()
-					return r
-				}
-				if r.MessageType() == dhcpv4.MessageTypeNak {
-					timer.Stop()
-					return nil
-				}
-			case <-timer.C:
-				break wait
-			case <-ctx.Done():
-				timer.Stop()
-				return nil
-			}
-		}
-	}
-	return nil
 }
 
 func (s *leaseStorm) acked() int {

@@ -68,7 +68,7 @@ const (
 	leaseMagic     = "NSLEASE1"
 	leaseHeaderLen = 16
 	leaseRecordHdr = 8
-	maxLeaseRecord = 64 << 10 // a lease is ~150 bytes; more is garbage, not a length
+	maxLeaseRecord = 64 << 10 // a lease is ~115 bytes; more is garbage, not a length
 )
 
 // compactMin is the journal size below which no compaction starts, so a

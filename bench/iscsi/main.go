@@ -3,6 +3,7 @@
 //
 //	iscsi-perf -m 32 -b 8 -r      4 KiB random read, QD32
 //	iscsi-perf -m 16 -b 256       128 KiB sequential read, QD16
+//	8 × iscsi-perf -m 4 -b 8 -r   4 KiB random read, 8 sessions at QD4
 //	qemu-img bench -w -d 32 -s 4k   4 KiB writes, QD32
 //	qemu-img bench -w -d 16 -s 128k 128 KiB writes, QD16
 //
@@ -167,12 +168,16 @@ func run(store string, size int64, seconds, rounds, tgtCtl int, cpuprofile strin
 	perf := func(args ...string) func(string) (float64, float64, error) {
 		return func(url string) (float64, float64, error) { return iscsiPerf(url, seconds, args...) }
 	}
+	sessions := func(n int, args ...string) func(string) (float64, float64, error) {
+		return func(url string) (float64, float64, error) { return iscsiPerfSessions(url, seconds, n, args...) }
+	}
 	bench := func(count, depth, bs int) func(string) (float64, float64, error) {
 		return func(url string) (float64, float64, error) { return qemuBench(url, count, depth, bs) }
 	}
 	all := []workload{
 		{"4 KiB random read, QD32 (iscsi-perf -m 32 -b 8 -r)", 32, 4096, true, false, perf("-m", "32", "-b", "8", "-r")},
 		{"128 KiB sequential read, QD16 (iscsi-perf -m 16 -b 256)", 16, 128 << 10, false, false, perf("-m", "16", "-b", "256")},
+		{"4 KiB random read, 8 sessions × QD4 (8 × iscsi-perf -m 4 -b 8 -r)", 32, 4096, true, false, sessions(8, "-m", "4", "-b", "8", "-r")},
 		{"4 KiB write, QD32 (qemu-img bench -w -d 32 -s 4k)", 32, 4096, false, true, bench(50000, 32, 4096)},
 		{"128 KiB write, QD16 (qemu-img bench -w -d 16 -s 128k)", 16, 128 << 10, false, true, bench(4000, 16, 128<<10)},
 	}
@@ -466,6 +471,29 @@ func iscsiPerf(url string, seconds int, args ...string) (float64, float64, error
 	iops, _ := strconv.ParseFloat(last[1], 64)
 	mbs, _ := strconv.ParseFloat(last[2], 64)
 	return iops, mbs * 1e6, nil
+}
+
+// iscsiPerfSessions runs n iscsi-perf at once, each its own session with
+// an initiator name of its own, and sums their rates: many hosts on one
+// target rather than one deep queue.
+func iscsiPerfSessions(url string, seconds, n int, args ...string) (float64, float64, error) {
+	type rate struct {
+		ops, bps float64
+		err      error
+	}
+	rates := make(chan rate, n)
+	for i := range n {
+		go func() {
+			ops, bps, err := iscsiPerf(url, seconds, append([]string{"-i", fmt.Sprintf("iqn.2026-11.bench.netsan:session%d", i)}, args...)...)
+			rates <- rate{ops, bps, err}
+		}()
+	}
+	var sum rate
+	for range n {
+		r := <-rates
+		sum.ops, sum.bps, sum.err = sum.ops+r.ops, sum.bps+r.bps, errors.Join(sum.err, r.err)
+	}
+	return sum.ops, sum.bps, sum.err
 }
 
 var benchDone = regexp.MustCompile(`Run completed in ([0-9.]+) seconds`)

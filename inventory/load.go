@@ -544,6 +544,9 @@ func (v *validator) hosts() {
 			}
 			serials[strings.ToLower(h.Serial)] = h.Name
 		}
+		if h.SecureBoot && h.Boot != BootLinux {
+			v.errorf(p+".secure_boot", `secure_boot: only a boot = "linux" host boots through shim and GRUB (this one is %q)`, h.Boot)
+		}
 		v.chap(p+".chap", h.CHAP)
 		if r := h.Root; r != nil {
 			rp := p + ".root"

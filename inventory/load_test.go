@@ -155,6 +155,7 @@ func TestBadInventories(t *testing.T) {
 		{"kernel on a san host", "[tftp]\nroot = \"/srv/tftp\"\n[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nroot = { image = \"r.img\" }\nkernel = \"d/vmlinuz\"\n", 22, 1, `kernel is read only for boot = "linux"`, true},
 		{"san without root", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"san\"\n", 19, 1, `boot = "san" needs a root`, false},
 		{"bad boot mode", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"pxe\"\n", 19, 1, `boot "pxe"`, false},
+		{"secure_boot without linux", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"local\"\nsecure_boot = true\n", 20, 1, `secure_boot: only a boot = "linux" host boots through shim and GRUB (this one is "local")`, false},
 		{"short chap secret", "[[host]]\nname = \"a\"\nmac = \"52:54:00:00:00:01\"\nboot = \"local\"\nchap = { user = \"a\", secret = \"short\" }\n", 20, 22, "CHAP secret is 5 bytes", true},
 		{"target without acl", "[[target]]\nname = \"data\"\nluns = [ { lun = 0, image = \"d.img\", size = \"1G\" } ]\n", 16, 1, `target "data" has no acl`, true},
 		{"acl maps missing lun", "[[target]]\nname = \"data\"\nluns = [ { lun = 0, image = \"d.img\", size = \"1G\" } ]\n[[target.acl]]\ninitiator = \"iqn.2026-11.example.lab:x\"\nmap = { 0 = 7 }\n", 21, 9, "has no lun 7", false},

@@ -142,6 +142,9 @@ type Host struct {
 	Kernel  string `toml:"kernel"`
 	Initrd  string `toml:"initrd"`
 	Cmdline string `toml:"cmdline"`
+	// SecureBoot: the UEFI PXE of a boot = "linux" host gets the signed
+	// chain shim → GRUB → its kernel instead of iPXE, which is not signed.
+	SecureBoot bool `toml:"secure_boot"`
 }
 
 // Root is a host's root LUN (LUN 0 of target base_iqn:name).

@@ -1,6 +1,7 @@
 // Package bootmenu maps the names that boot clients ask for to content: iPXE
 // loaders from ipxe_dir, files under tftp.root, per-host iPXE scripts,
-// Raspberry Pi serial prefixes and a Pi's generated cmdline.txt. tftpd and
+// Raspberry Pi serial prefixes and a Pi's generated cmdline.txt, and a
+// secure_boot host's signed shim and GRUB and its GRUB configuration. tftpd and
 // httpd both call Resolve, so a name means the same thing over either, and
 // confinement to the configured directories is enforced here, once.
 package bootmenu
@@ -43,9 +44,9 @@ type Kind string
 
 // Kinds of content, also the "kind" label of the servers' metrics.
 const (
-	KindLoader  Kind = "loader"  // a file of ipxe_dir
+	KindLoader  Kind = "loader"  // a file of ipxe_dir, or Debian's signed shim or GRUB
 	KindFile    Kind = "file"    // a file under tftp.root
-	KindScript  Kind = "script"  // a known host's iPXE script
+	KindScript  Kind = "script"  // a known host's iPXE script or GRUB configuration
 	KindUnknown Kind = "unknown" // the "who are you" script of an unknown MAC
 	KindCmdline Kind = "cmdline" // a Raspberry Pi's generated cmdline.txt
 )
@@ -131,6 +132,8 @@ type Resolver struct {
 	log    *zap.Logger
 	state  atomic.Pointer[state]
 	finder atomic.Pointer[finder]
+	// system is debianSigned, or a test's stand-in for it.
+	system map[string]string
 }
 
 type finder struct{ MACFinder }
@@ -139,12 +142,15 @@ type finder struct{ MACFinder }
 type state struct {
 	inv  *inventory.Inventory
 	tmpl *templates
+	// system is where the signed shim and GRUB are when tftp.root has
+	// none, by name: debianSigned.
+	system map[string]string
 }
 
 // New returns a Resolver for inv. It fails only when a template override in
 // the templates directory does not parse.
 func New(inv *inventory.Inventory, log *zap.Logger) (*Resolver, error) {
-	r := &Resolver{log: log}
+	r := &Resolver{log: log, system: debianSigned}
 	if err := r.Reload(inv); err != nil {
 		return nil, err
 	}
@@ -162,7 +168,7 @@ func (r *Resolver) Reload(inv *inventory.Inventory) error {
 	if len(t.overridden) > 0 {
 		r.log.Info("boot templates overridden", zap.String("dir", dir), zap.Strings("templates", t.overridden))
 	}
-	r.state.Store(&state{inv: inv, tmpl: t})
+	r.state.Store(&state{inv: inv, tmpl: t, system: r.system})
 	return nil
 }
 
@@ -219,6 +225,13 @@ func (r *Resolver) resolve(c Client, name string) (*File, error) {
 	if mac, ok := ParseScriptName(clean); ok {
 		return st.script(c, mac)
 	}
+	if clean == grubConfig {
+		f, err := st.grubStub()
+		return st.attribute(f, c), err
+	}
+	if mac, ok := ParseGRUBConfigName(clean); ok {
+		return st.grubHost(mac)
+	}
 	if prefix, rest, ok := strings.Cut(clean, "/"); ok {
 		// A Pi missing from the inventory still gets the shared files.
 		h := st.inv.HostBySerial(prefix)
@@ -231,6 +244,9 @@ func (r *Resolver) resolve(c Client, name string) (*File, error) {
 		return st.attribute(f, c), err
 	}
 	f, err = st.rootFile(clean)
+	if errors.Is(err, fs.ErrNotExist) && st.system[clean] != "" {
+		f, err = st.signed(clean)
+	}
 	return st.attribute(f, c), err
 }
 

@@ -19,16 +19,18 @@ import (
 
 // Template names, as paths inside assets.Templates and the templates directory.
 const (
-	tmplSAN     = "ipxe/san.ipxe"
-	tmplLocal   = "ipxe/local.ipxe"
-	tmplMenu    = "ipxe/menu.ipxe"
-	tmplShell   = "ipxe/shell.ipxe"
-	tmplUnknown = "ipxe/unknown.ipxe"
-	tmplLinux   = "ipxe/linux.ipxe"
-	tmplCmdline = "pi/cmdline.txt"
+	tmplSAN      = "ipxe/san.ipxe"
+	tmplLocal    = "ipxe/local.ipxe"
+	tmplMenu     = "ipxe/menu.ipxe"
+	tmplShell    = "ipxe/shell.ipxe"
+	tmplUnknown  = "ipxe/unknown.ipxe"
+	tmplLinux    = "ipxe/linux.ipxe"
+	tmplCmdline  = "pi/cmdline.txt"
+	tmplGRUBStub = "grub/grub.cfg"
+	tmplGRUBHost = "grub/linux.cfg"
 )
 
-var templateNames = []string{tmplSAN, tmplLocal, tmplMenu, tmplShell, tmplUnknown, tmplLinux, tmplCmdline}
+var templateNames = []string{tmplSAN, tmplLocal, tmplMenu, tmplShell, tmplUnknown, tmplLinux, tmplCmdline, tmplGRUBStub, tmplGRUBHost}
 
 // Menu defaults for boot = "menu" hosts.
 const menuTimeoutMS = 10000
@@ -200,11 +202,10 @@ func (st *state) linux(c Client, h *inventory.Host, d *ScriptData) error {
 	if !server.IsValid() {
 		server = st.inv.Server.Address.Addr
 	}
-	cd, err := st.cmdlineData(h)
+	args, err := st.kernelArgs(h)
 	if err != nil {
 		return err
 	}
-	args := strings.Fields(cd.Args() + " " + h.Cmdline)
 	for _, a := range args {
 		if word(a) != a {
 			return fmt.Errorf("script of %s: %q would not reach the kernel as written through iPXE's command line", h.Name, a)
@@ -215,6 +216,17 @@ func (st *state) linux(c Client, h *inventory.Host, d *ScriptData) error {
 	d.InitrdName = word(path.Base(h.Initrd))
 	d.KernelArgs = strings.Join(args, " ")
 	return nil
+}
+
+// kernelArgs is a boot = "linux" host's kernel command line, word by word:
+// CmdlineData.Args, then the host's cmdline. iPXE's script and GRUB's
+// configuration carry the same one.
+func (st *state) kernelArgs(h *inventory.Host) ([]string, error) {
+	cd, err := st.cmdlineData(h)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(cd.Args() + " " + h.Cmdline), nil
 }
 
 // Suggest is the [[host]] stanza for each machine of macs that check

@@ -57,6 +57,9 @@ type config struct {
 	loaders   map[iana.Arch]string // arch → loader file present in ipxe_dir or tftp.root
 	reserved  map[netip.Addr]bool  // inventory host addresses and the server's own
 	listen    *net.UDPAddr
+	// noShim says which of the Secure Boot chain's files (shim, GRUB) is
+	// nowhere to be served; "" when both are there.
+	noShim string
 }
 
 // newConfig takes inv as inventory.Load made it: defaults filled in
@@ -95,7 +98,27 @@ func newConfig(inv *inventory.Inventory) (*config, error) {
 			c.loaders[arch] = n
 		}
 	}
+	c.noShim = bootmenu.MissingSigned(inv)
 	return c, nil
+}
+
+// secureBootArch are the clients a secure_boot host's chain is for: x86-64
+// UEFI (7, 9; Debian's shim and GRUB are x86-64 builds), and its HTTP Boot
+// (16), which shim would take but Debian's network GRUB could not follow.
+// Others (BIOS: no Secure Boot) get their iPXE loader.
+var secureBootArch = map[iana.Arch]bool{iana.EFI_BC: true, iana.EFI_X86_64: true, iana.EFI_X86_64_HTTP: true}
+
+// shim is what a secure_boot host's x86-64 UEFI firmware of kind runs
+// first: shim over TFTP (iPXE is not signed), which fetches GRUB beside
+// it. why says, for the log, why there is none.
+func (c *config) shim(kind Kind) (file, why string) {
+	switch {
+	case kind == KindHTTPBoot:
+		return "", "secure_boot host by UEFI HTTP Boot: Debian's signed network GRUB fetches over TFTP only; it boots by UEFI PXE"
+	case c.noShim != "":
+		return "", "secure_boot host: nowhere to serve " + c.noShim + " from"
+	}
+	return bootmenu.ShimName, ""
 }
 
 // loader names what boot firmware of kind and arch runs next: the iPXE

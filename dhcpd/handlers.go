@@ -459,6 +459,9 @@ func (x *exchange) boot(req, resp *dhcpv4.DHCPv4) bool {
 		x.file = c.scriptURL(req.ClientHWAddr)
 	case KindPXE, KindHTTPBoot:
 		f, why := c.loader(x.kind, x.arch)
+		if x.host != nil && x.host.SecureBoot && secureBootArch[x.arch] {
+			f, why = c.shim(x.kind)
+		}
 		if why != "" {
 			x.ignore(why)
 			x.level = zapcore.WarnLevel

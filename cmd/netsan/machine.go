@@ -13,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 	"go.uber.org/zap"
 
+	"github.com/netsan/netsan/bootmenu"
 	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/images"
 	"github.com/netsan/netsan/inventory"
@@ -84,6 +85,11 @@ func machineProblems(inv *inventory.Inventory) inventory.Problems {
 	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
+		if h.SecureBoot {
+			if missing := bootmenu.MissingSigned(inv); missing != "" {
+				add(false, fmt.Sprintf("host.%d.secure_boot", i), "host %s: secure_boot: nowhere to serve %s from", h.Name, missing)
+			}
+		}
 		if h.Boot != inventory.BootLinux || inv.TFTP.Root == "" {
 			continue
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netsan/netsan/bootmenu"
+	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/netsantest"
 )
 
@@ -134,6 +136,63 @@ func TestCheckIPXEDir(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"check", "-c", cfg}, &out, &out); code != 0 || strings.Contains(out.String(), "ipxe_dir") {
 		t.Errorf("loaders in tftp.root only: exit %d\n%s\nwant exit 0 and no warning", code, &out)
+	}
+}
+
+// TestCheckSecureBoot: a secure_boot host needs shim and GRUB to serve;
+// without them check refuses the inventory at the host's secure_boot line,
+// naming each missing file and where it would be.
+func TestCheckSecureBoot(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "netsan.toml")
+	root := filepath.Join(dir, "tftp")
+	writeFile(t, cfg, `[server]
+address = "198.18.0.1"
+data_dir = "data"
+[dhcp]
+enabled = false
+[tftp]
+listen = "127.0.0.1:6969"
+ipxe_dir = "/usr/lib/ipxe"
+root = "tftp"
+[iscsi]
+listen = ["127.0.0.1:3269"]
+base_iqn = "iqn.2026-11.example.lab"
+[[host]]
+name = "sb1"
+mac = "52:54:00:00:00:51"
+boot = "linux"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+secure_boot = true
+root = { image = "roots/sb1.img", size = "1MiB" }
+`)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "vmlinuz"), "kernel")
+	writeFile(t, filepath.Join(root, "initrd.img"), "initramfs")
+	inv, _, err := inventory.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() (int, string) {
+		var out bytes.Buffer
+		code := run([]string{"check", "-c", cfg}, &out, &out)
+		return code, out.String()
+	}
+	if bootmenu.MissingSigned(inv) == "" {
+		t.Skip("Debian's shim-signed and grub-efi-amd64-signed are installed here")
+	}
+	code, out := check()
+	want := at(t, cfg, "secure_boot = true") + ": host sb1: secure_boot: nowhere to serve shimx64.efi (tftp.root or /usr/lib/shim/shimx64.efi.signed, package shim-signed), grubx64.efi (tftp.root or /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed, package grub-efi-amd64-signed) from"
+	if code != 1 || !strings.Contains(out, want) {
+		t.Errorf("check without shim and GRUB: exit %d\n%s\nwant exit 1 and %q", code, out, want)
+	}
+	writeFile(t, filepath.Join(root, "shimx64.efi"), "shim")
+	writeFile(t, filepath.Join(root, "grubx64.efi"), "grub")
+	if code, out := check(); code != 0 || strings.Contains(out, "secure_boot") {
+		t.Errorf("check with both in tftp.root: exit %d\n%s", code, out)
 	}
 }
 

@@ -30,6 +30,8 @@ type NetsanHost struct {
 	// Kernel, Initrd and Cmdline are a boot = "linux" host's, the first two
 	// under Inventory.TFTPRoot.
 	Kernel, Initrd, Cmdline string
+	// SecureBoot is a boot = "linux" host's secure_boot.
+	SecureBoot bool
 }
 
 // DataTarget is one [[target]] with a single LUN 0 and one ACL entry.
@@ -139,6 +141,9 @@ base_iqn = %s
 			if kv[1] != "" {
 				fmt.Fprintf(&b, "%s = %s\n", kv[0], q(kv[1]))
 			}
+		}
+		if h.SecureBoot {
+			b.WriteString("secure_boot = true\n")
 		}
 		if root := backingTOML("image", h.Image, h.RBD); root != "" {
 			fmt.Fprintf(&b, "root = { %s", root)

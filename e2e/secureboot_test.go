@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsan/netsan/lab"
+)
+
+// TestSecureBoot: OVMF with Secure Boot enforced and Microsoft's keys
+// enrolled (it runs only what their UEFI CA signed) PXE-boots a
+// secure_boot host through the signed chain netsan serves it: shim
+// (Debian's shim-signed) over TFTP as its DHCP file, GRUB's network image
+// (grub-efi-amd64-signed) that shim fetches beside itself, grub/grub.cfg and
+// the host's own grub/<MAC>.cfg, then Debian's signed kernel, which GRUB
+// has shim verify, and Debian's open-iscsi initramfs, which logs in to the
+// host's root with CHAP on the command line netsan wrote and mounts it.
+// The kernel must say Secure Boot is on, and the root's /sbin/init must
+// find itself on the host's own iSCSI root.
+func TestSecureBoot(t *testing.T) {
+	needNetsan(t)
+	k := linuxKernel(t)
+	ctx, cancel := testContext(t, 5*time.Minute)
+	chain, err := lab.SignedChain(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := host(t, 9)
+	sb := lab.NetsanHost{Host: h, Boot: "linux", SecureBoot: true,
+		Kernel: "debian12/vmlinuz", Initrd: "debian12/initrd.img", Cmdline: "console=ttyS0",
+		CHAP: &lab.CHAP{User: "sb-node9", Secret: "sb-node9-secret-c0ffee"}}
+
+	tftp := filepath.Join(env.tmpRoot, "sb-"+t.Name())
+	t.Cleanup(func() { os.RemoveAll(tftp) })
+	if err := k.Install(filepath.Join(tftp, "debian12")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"shimx64.efi", "grubx64.efi"} {
+		if err := lab.Clone(filepath.Join(chain, name), filepath.Join(tftp, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := serveTFTP(t, tftp, []lab.NetsanHost{sb})
+
+	ctx, cancel = testContext(t, bootTimeout+2*time.Minute)
+	defer cancel()
+	g, err := s.Boot(ctx, machine(h, lab.UEFISecureBoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	line, err := g.WaitLine(ctx, lab.MarkerRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s after %v", line, g.Elapsed())
+	checkRootMarker(t, line, h)
+	s.checkCHAPLogin(t, h)
+
+	// Each step of the chain said what it did on the console: the
+	// firmware's PXE ran shim, shim fetched GRUB, GRUB ran the host's
+	// configuration, the kernel's EFI stub and the kernel found Secure
+	// Boot on (a kernel booted without it says "disabled").
+	con := g.Console()
+	for _, want := range []string{
+		"NBP filename is shimx64.efi",
+		"Fetching Netboot Image grubx64.efi",
+		"netsan: " + h.Name + ": loading /debian12/vmlinuz",
+		"netsan: " + h.Name + ": loading /debian12/initrd.img",
+		"EFI stub: UEFI Secure Boot is enabled.",
+		"secureboot: Secure boot enabled",
+		"iscsi_target_name=" + h.Target,
+	} {
+		if !strings.Contains(con, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if strings.Contains(con, "iPXE") {
+		t.Errorf("console shows iPXE: the chain was not shim's")
+	}
+	s.logServed(t, g, "shimx64.efi", "grubx64.efi", "grub/grub.cfg", ".cfg", "debian12/vmlinuz", "debian12/initrd.img")
+	if err := g.Wait(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// logServed logs netsan's log lines about the files named (any of which
+// the line's "file" contains), to show what each step of a chain fetched.
+func (s *served) logServed(t *testing.T, g *lab.Guest, names ...string) {
+	t.Helper()
+	b, err := os.ReadFile(s.netsan.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, n := range names {
+			if strings.Contains(l, `"file": "`) && strings.Contains(l, n+`"`) {
+				t.Logf("netsan: %s", l)
+				break
+			}
+		}
+	}
+	t.Logf("QEMU started %s", g.Started.Format("15:04:05.000"))
+}

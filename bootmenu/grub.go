@@ -105,19 +105,7 @@ func GRUBConfigName(mac net.HardwareAddr) string {
 // ParseGRUBConfigName recognises a GRUBConfigName and returns its MAC; the
 // MAC may be written with colons, as GRUB's $net_default_mac has it.
 func ParseGRUBConfigName(name string) (net.HardwareAddr, bool) {
-	base, ok := strings.CutPrefix(name, "grub/")
-	if !ok {
-		return nil, false
-	}
-	base, ok = strings.CutSuffix(base, ".cfg")
-	if !ok {
-		return nil, false
-	}
-	mac, err := net.ParseMAC(base)
-	if err != nil || len(mac) != 6 {
-		return nil, false
-	}
-	return mac, true
+	return parseMACName(name, "grub/", ".cfg")
 }
 
 // GRUBData is what the GRUB templates see. Kernel, Initrd and Args are

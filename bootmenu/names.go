@@ -23,11 +23,17 @@ func ScriptName(mac net.HardwareAddr) string {
 // ParseScriptName recognises a ScriptName and returns its MAC; the MAC may
 // also be written with colons.
 func ParseScriptName(name string) (net.HardwareAddr, bool) {
-	base, ok := strings.CutPrefix(name, "boot/")
+	return parseMACName(name, "boot/", ".ipxe")
+}
+
+// parseMACName recognises prefix + an Ethernet MAC (hyphens or colons) +
+// suffix and returns the MAC.
+func parseMACName(name, prefix, suffix string) (net.HardwareAddr, bool) {
+	base, ok := strings.CutPrefix(name, prefix)
 	if !ok {
 		return nil, false
 	}
-	base, ok = strings.CutSuffix(base, ".ipxe")
+	base, ok = strings.CutSuffix(base, suffix)
 	if !ok {
 		return nil, false
 	}

@@ -139,63 +139,6 @@ func TestCheckIPXEDir(t *testing.T) {
 	}
 }
 
-// TestCheckSecureBoot: a secure_boot host needs shim and GRUB to serve;
-// without them check refuses the inventory at the host's secure_boot line,
-// naming each missing file and where it would be.
-func TestCheckSecureBoot(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "netsan.toml")
-	root := filepath.Join(dir, "tftp")
-	writeFile(t, cfg, `[server]
-address = "198.18.0.1"
-data_dir = "data"
-[dhcp]
-enabled = false
-[tftp]
-listen = "127.0.0.1:6969"
-ipxe_dir = "/usr/lib/ipxe"
-root = "tftp"
-[iscsi]
-listen = ["127.0.0.1:3269"]
-base_iqn = "iqn.2026-11.example.lab"
-[[host]]
-name = "sb1"
-mac = "52:54:00:00:00:51"
-boot = "linux"
-kernel = "vmlinuz"
-initrd = "initrd.img"
-secure_boot = true
-root = { image = "roots/sb1.img", size = "1MiB" }
-`)
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(root, "vmlinuz"), "kernel")
-	writeFile(t, filepath.Join(root, "initrd.img"), "initramfs")
-	inv, _, err := inventory.Load(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check := func() (int, string) {
-		var out bytes.Buffer
-		code := run([]string{"check", "-c", cfg}, &out, &out)
-		return code, out.String()
-	}
-	if bootmenu.MissingSigned(inv) == "" {
-		t.Skip("Debian's shim-signed and grub-efi-amd64-signed are installed here")
-	}
-	code, out := check()
-	want := at(t, cfg, "secure_boot = true") + ": host sb1: secure_boot: nowhere to serve shimx64.efi (tftp.root or /usr/lib/shim/shimx64.efi.signed, package shim-signed), grubx64.efi (tftp.root or /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed, package grub-efi-amd64-signed) from"
-	if code != 1 || !strings.Contains(out, want) {
-		t.Errorf("check without shim and GRUB: exit %d\n%s\nwant exit 1 and %q", code, out, want)
-	}
-	writeFile(t, filepath.Join(root, "shimx64.efi"), "shim")
-	writeFile(t, filepath.Join(root, "grubx64.efi"), "grub")
-	if code, out := check(); code != 0 || strings.Contains(out, "secure_boot") {
-		t.Errorf("check with both in tftp.root: exit %d\n%s", code, out)
-	}
-}
-
 // TestCheckDirs: check refuses a data_dir netsan cannot write in and a
 // tftp.root that is not there; a data_dir not made yet is fine (serve
 // makes it).
@@ -237,8 +180,31 @@ func TestCheckDirs(t *testing.T) {
 // TestCheckLinuxFiles: check finds a boot = "linux" host's kernel and
 // initramfs under tftp.root, and reports a missing one at its line.
 func TestCheckLinuxFiles(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "netsan.toml")
+	cfg := linuxInventory(t, "")
+	dir := filepath.Dir(cfg)
+	if err := os.MkdirAll(filepath.Join(dir, "tftp", "debian12"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "tftp", "debian12", "vmlinuz"), "kernel\n")
+	var out bytes.Buffer
+	code := run([]string{"check", "-c", cfg}, &out, &out)
+	want := cfg + ":19:1: host linux1: initrd debian12/initrd.img is not a file under tftp.root " + filepath.Join(dir, "tftp")
+	if code != 1 || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "kernel") {
+		t.Errorf("exit %d\n%s\nwant exit 1 and %q alone", code, out.String(), want)
+	}
+	writeFile(t, filepath.Join(dir, "tftp", "debian12", "initrd.img"), "initramfs\n")
+	out.Reset()
+	if code := run([]string{"check", "-c", cfg}, &out, &out); code != 0 {
+		t.Errorf("with both files: exit %d\n%s", code, out.String())
+	}
+}
+
+// linuxInventory writes, in a new directory, an inventory whose one host,
+// linux1, boots "linux" from tftp/debian12/ with more keys of its own, and
+// returns its path.
+func linuxInventory(t *testing.T, more string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "netsan.toml")
 	writeFile(t, cfg, `[server]
 address = "198.18.0.1"
 data_dir = "data"
@@ -258,20 +224,41 @@ boot = "linux"
 root = { image = "roots/linux1.img", size = "64MiB" }
 kernel = "debian12/vmlinuz"
 initrd = "debian12/initrd.img"
-`)
-	if err := os.MkdirAll(filepath.Join(dir, "tftp", "debian12"), 0o755); err != nil {
+`+more)
+	return cfg
+}
+
+// TestCheckSecureBoot: a secure_boot host needs shim and GRUB to serve;
+// without them check refuses the inventory at the host's secure_boot line,
+// naming each missing file and where it would be.
+func TestCheckSecureBoot(t *testing.T) {
+	cfg := linuxInventory(t, "secure_boot = true\n")
+	root := filepath.Join(filepath.Dir(cfg), "tftp")
+	if err := os.MkdirAll(filepath.Join(root, "debian12"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "tftp", "debian12", "vmlinuz"), "kernel\n")
-	var out bytes.Buffer
-	code := run([]string{"check", "-c", cfg}, &out, &out)
-	want := cfg + ":19:1: host linux1: initrd debian12/initrd.img is not a file under tftp.root " + filepath.Join(dir, "tftp")
-	if code != 1 || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "kernel") {
-		t.Errorf("exit %d\n%s\nwant exit 1 and %q alone", code, out.String(), want)
+	writeFile(t, filepath.Join(root, "debian12", "vmlinuz"), "kernel")
+	writeFile(t, filepath.Join(root, "debian12", "initrd.img"), "initramfs")
+	inv, _, err := inventory.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "tftp", "debian12", "initrd.img"), "initramfs\n")
-	out.Reset()
-	if code := run([]string{"check", "-c", cfg}, &out, &out); code != 0 {
-		t.Errorf("with both files: exit %d\n%s", code, out.String())
+	if bootmenu.MissingSigned(inv) == "" {
+		t.Skip("Debian's shim-signed and grub-efi-amd64-signed are installed here")
+	}
+	check := func() (int, string) {
+		var out bytes.Buffer
+		code := run([]string{"check", "-c", cfg}, &out, &out)
+		return code, out.String()
+	}
+	code, out := check()
+	want := at(t, cfg, "secure_boot = true") + ": host linux1: secure_boot: nowhere to serve shimx64.efi (tftp.root or /usr/lib/shim/shimx64.efi.signed, package shim-signed), grubx64.efi (tftp.root or /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed, package grub-efi-amd64-signed) from"
+	if code != 1 || !strings.Contains(out, want) {
+		t.Errorf("check without shim and GRUB: exit %d\n%s\nwant exit 1 and %q", code, out, want)
+	}
+	writeFile(t, filepath.Join(root, "shimx64.efi"), "shim")
+	writeFile(t, filepath.Join(root, "grubx64.efi"), "grub")
+	if code, out := check(); code != 0 || strings.Contains(out, "secure_boot") {
+		t.Errorf("check with both in tftp.root: exit %d\n%s", code, out)
 	}
 }

@@ -163,14 +163,14 @@ func TestPiChain(t *testing.T) {
 	m.Kernel = filepath.Join(got, "kernel8.img")
 	m.Initrd = filepath.Join(got, "initrd.img")
 	m.Append = cmdline + " console=ttyS0"
-	took := s.bootRoot(t, ctx, h, m)
+	_, took := s.bootRoot(t, ctx, h, m)
 	t.Logf("%v with the Pi's DHCP and TFTP", took+fetched)
 }
 
 // bootRoot boots m, a kernel-and-initramfs boot of h, until its root's
 // marker, checks it and that netsan saw CHAP logins only, and returns the
-// time from QEMU's start to the marker.
-func (s *served) bootRoot(t *testing.T, ctx context.Context, h lab.Host, m lab.Machine) time.Duration {
+// guest, powered off, and the time from QEMU's start to the marker.
+func (s *served) bootRoot(t *testing.T, ctx context.Context, h lab.Host, m lab.Machine) (*lab.Guest, time.Duration) {
 	t.Helper()
 	g, err := s.Boot(ctx, m)
 	if err != nil {
@@ -188,7 +188,20 @@ func (s *served) bootRoot(t *testing.T, ctx context.Context, h lab.Host, m lab.M
 	if err := g.Wait(ctx); err != nil {
 		t.Error(err)
 	}
-	return took
+	return g, took
+}
+
+// linuxTFTP is a tftp.root, removed when t ends, holding the lab's kernel
+// and open-iscsi initramfs as debian12/vmlinuz and debian12/initrd.img.
+func linuxTFTP(t *testing.T) string {
+	t.Helper()
+	k := linuxKernel(t)
+	tftp := filepath.Join(env.tmpRoot, "linux-"+t.Name())
+	t.Cleanup(func() { os.RemoveAll(tftp) })
+	if err := k.Install(filepath.Join(tftp, "debian12")); err != nil {
+		t.Fatal(err)
+	}
+	return tftp
 }
 
 // serveTFTP is serve with tftp.root set to root.
@@ -204,16 +217,10 @@ func serveTFTP(t *testing.T, root string, hosts []lab.NetsanHost) *served {
 // with CHAP to the host's own root clone and mounts it.
 func TestLinuxBoot(t *testing.T) {
 	needNetsan(t)
-	k := linuxKernel(t)
-	tftp := filepath.Join(env.tmpRoot, "linux-"+t.Name())
-	t.Cleanup(func() { os.RemoveAll(tftp) })
-	if err := k.Install(filepath.Join(tftp, "debian12")); err != nil {
-		t.Fatal(err)
-	}
 	h := host(t, 8)
 	nh := lab.NetsanHost{Host: h, Boot: "linux", CHAP: &lab.CHAP{User: "node8", Secret: "node8-root-secret-0ddba11"},
 		Kernel: "debian12/vmlinuz", Initrd: "debian12/initrd.img", Cmdline: "console=ttyS0"}
-	s := serveTFTP(t, tftp, []lab.NetsanHost{nh})
+	s := serveTFTP(t, linuxTFTP(t), []lab.NetsanHost{nh})
 	ctx, cancel := testContext(t, bootTimeout)
 	defer cancel()
 	s.bootRoot(t, ctx, h, machine(h, lab.BIOS))

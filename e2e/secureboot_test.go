@@ -22,44 +22,26 @@ import (
 // find itself on the host's own iSCSI root.
 func TestSecureBoot(t *testing.T) {
 	needNetsan(t)
-	k := linuxKernel(t)
 	ctx, cancel := testContext(t, 5*time.Minute)
 	chain, err := lab.SignedChain(ctx)
 	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := host(t, 9)
-	sb := lab.NetsanHost{Host: h, Boot: "linux", SecureBoot: true,
-		Kernel: "debian12/vmlinuz", Initrd: "debian12/initrd.img", Cmdline: "console=ttyS0",
-		CHAP: &lab.CHAP{User: "sb-node9", Secret: "sb-node9-secret-c0ffee"}}
-
-	tftp := filepath.Join(env.tmpRoot, "sb-"+t.Name())
-	t.Cleanup(func() { os.RemoveAll(tftp) })
-	if err := k.Install(filepath.Join(tftp, "debian12")); err != nil {
-		t.Fatal(err)
-	}
+	tftp := linuxTFTP(t)
 	for _, name := range []string{"shimx64.efi", "grubx64.efi"} {
 		if err := lab.Clone(filepath.Join(chain, name), filepath.Join(tftp, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	h := host(t, 9)
+	sb := lab.NetsanHost{Host: h, Boot: "linux", SecureBoot: true,
+		Kernel: "debian12/vmlinuz", Initrd: "debian12/initrd.img", Cmdline: "console=ttyS0",
+		CHAP: &lab.CHAP{User: "sb-node9", Secret: "sb-node9-secret-c0ffee"}}
 	s := serveTFTP(t, tftp, []lab.NetsanHost{sb})
-
 	ctx, cancel = testContext(t, bootTimeout+2*time.Minute)
 	defer cancel()
-	g, err := s.Boot(ctx, machine(h, lab.UEFISecureBoot))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Stop()
-	line, err := g.WaitLine(ctx, lab.MarkerRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s after %v", line, g.Elapsed())
-	checkRootMarker(t, line, h)
-	s.checkCHAPLogin(t, h)
+	g, _ := s.bootRoot(t, ctx, h, machine(h, lab.UEFISecureBoot))
 
 	// Each step of the chain said what it did on the console: the
 	// firmware's PXE ran shim, shim fetched GRUB, GRUB ran the host's
@@ -83,9 +65,6 @@ func TestSecureBoot(t *testing.T) {
 		t.Errorf("console shows iPXE: the chain was not shim's")
 	}
 	s.logServed(t, g, "shimx64.efi", "grubx64.efi", "grub/grub.cfg", ".cfg", "debian12/vmlinuz", "debian12/initrd.img")
-	if err := g.Wait(ctx); err != nil {
-		t.Error(err)
-	}
 }
 
 // logServed logs netsan's log lines about the files named (any of which

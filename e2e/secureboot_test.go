@@ -19,7 +19,8 @@ import (
 // has shim verify, and Debian's open-iscsi initramfs, which logs in to the
 // host's root with CHAP on the command line netsan wrote and mounts it.
 // The kernel must say Secure Boot is on, and the root's /sbin/init must
-// find itself on the host's own iSCSI root.
+// find itself on the host's own iSCSI root. A second host's kernel, the
+// same with one byte changed, must be refused.
 func TestSecureBoot(t *testing.T) {
 	needNetsan(t)
 	ctx, cancel := testContext(t, 5*time.Minute)
@@ -34,12 +35,19 @@ func TestSecureBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := host(t, 9)
+	// The same kernel with one byte changed: its signature no longer holds.
+	tampered := filepath.Join(tftp, "debian12", "vmlinuz-tampered")
+	if err := tamper(filepath.Join(tftp, "debian12", "vmlinuz"), tampered); err != nil {
+		t.Fatal(err)
+	}
+	h, bad := host(t, 9), host(t, 10)
 	sb := lab.NetsanHost{Host: h, Boot: "linux", SecureBoot: true,
 		Kernel: "debian12/vmlinuz", Initrd: "debian12/initrd.img", Cmdline: "console=ttyS0",
 		CHAP: &lab.CHAP{User: "sb-node9", Secret: "sb-node9-secret-c0ffee"}}
-	s := serveTFTP(t, tftp, []lab.NetsanHost{sb})
-	ctx, cancel = testContext(t, bootTimeout+2*time.Minute)
+	sbBad := sb
+	sbBad.Host, sbBad.Kernel, sbBad.CHAP = bad, "debian12/vmlinuz-tampered", nil
+	s := serveTFTP(t, tftp, []lab.NetsanHost{sb, sbBad})
+	ctx, cancel = testContext(t, 2*bootTimeout)
 	defer cancel()
 	g, _ := s.bootRoot(t, ctx, h, machine(h, lab.UEFISecureBoot))
 
@@ -65,6 +73,33 @@ func TestSecureBoot(t *testing.T) {
 		t.Errorf("console shows iPXE: the chain was not shim's")
 	}
 	s.logServed(t, g, "shimx64.efi", "grubx64.efi", "grub/grub.cfg", ".cfg", "debian12/vmlinuz", "debian12/initrd.img")
+
+	// Secure Boot is enforced, not only reported: the tampered kernel is
+	// refused, and GRUB goes on to the line after its boot.
+	g, err = s.Boot(ctx, machine(bad, lab.UEFISecureBoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	if err := g.WaitText(ctx, "netsan: "+bad.Name+": GRUB did not boot"); err != nil {
+		t.Fatal(err)
+	}
+	con = g.Console()
+	if strings.Contains(con, "Linux version") {
+		t.Errorf("the tampered kernel ran")
+	}
+	i := strings.Index(con, "netsan: "+bad.Name+": loading /debian12/vmlinuz-tampered")
+	t.Logf("tampered kernel refused after %v:\n%s", g.Elapsed(), con[max(i, 0):])
+}
+
+// tamper copies the kernel src to dst with one byte in its middle changed.
+func tamper(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	b[len(b)/2] ^= 0xff
+	return os.WriteFile(dst, b, 0o644)
 }
 
 // logServed logs netsan's log lines about the files named (any of which

@@ -210,12 +210,26 @@ func (rep report) print() {
 	}
 	fmt.Println("\nMedian: QEMU start to marker (in parentheses after it, the part spent in Linux: kernel start to marker).")
 	fmt.Printf("\nWhere the time goes: median seconds from QEMU start at which the console first shows each step.\n\n")
-	fmt.Printf("| step | netsan, 1 guest | dnsmasq + tgtd, 1 guest | netsan, %d guests | dnsmasq + tgtd, %d guests |\n", storm, storm)
-	fmt.Println("|---|---|---|---|---|")
+	type column struct {
+		name string
+		rs   []result
+	}
+	cases := []column{{"netsan, 1 guest", single["netsan"]}, {"dnsmasq + tgtd, 1 guest", single["dnsmasq+tgtd"]}}
+	if storm > 0 {
+		cases = append(cases, column{fmt.Sprintf("netsan, %d guests", storm), stormed["netsan"]},
+			column{fmt.Sprintf("dnsmasq + tgtd, %d guests", storm), stormed["dnsmasq+tgtd"]})
+	}
+	fmt.Print("| step |")
+	for _, c := range cases {
+		fmt.Printf(" %s |", c.name)
+	}
+	fmt.Println("\n|---|" + strings.Repeat("---|", len(cases)))
 	for _, m := range milestones {
-		fmt.Printf("| %s (%q) | %s | %s | %s | %s |\n", m.name, m.text,
-			medianAt(single["netsan"], m.name), medianAt(single["dnsmasq+tgtd"], m.name),
-			medianAt(stormed["netsan"], m.name), medianAt(stormed["dnsmasq+tgtd"], m.name))
+		fmt.Printf("| %s (%q) |", m.name, m.text)
+		for _, c := range cases {
+			fmt.Printf(" %s |", medianAt(c.rs, m.name))
+		}
+		fmt.Println()
 	}
 }
 

@@ -261,7 +261,9 @@ func (v *validator) defaults() {
 		inv.ISCSI.Listen = []string{"0.0.0.0:3260"}
 	}
 	if inv.ISCSI.MaxSessions == 0 {
-		inv.ISCSI.MaxSessions = 256
+		// Two a host when that is more: at boot iPXE's session and the
+		// OS's overlap, and a power cut boots every host at once.
+		inv.ISCSI.MaxSessions = max(256, 2*len(inv.Hosts))
 	}
 	v.cephDefaults()
 	if inv.Ceph != nil {

@@ -363,3 +363,33 @@ func TestLinuxHost(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxSessionsDefault: iscsi.max_sessions defaults to 256, or two a
+// host when that is more, so that a 500-host storm is not refused at the
+// 257th login; an explicit value holds.
+func TestMaxSessionsDefault(t *testing.T) {
+	hosts := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "[[host]]\nname = \"n%d\"\nmac = \"02:00:00:00:%02x:%02x\"\n", i, i>>8, i&0xff)
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		iscsi string
+		hosts int
+		want  int
+	}{
+		{"", 3, 256},
+		{"", 500, 1000},
+		{"max_sessions = 300", 500, 300},
+	} {
+		inv, ps := Parse("/etc/netsan/netsan.toml", []byte("[server]\naddress = \"198.18.0.1\"\n[iscsi]\nbase_iqn = \"iqn.2026-11.example\"\n"+tc.iscsi+"\n"+hosts(tc.hosts)))
+		if inv == nil || ps.Err() != nil {
+			t.Fatalf("%q, %d hosts: %v", tc.iscsi, tc.hosts, ps)
+		}
+		if got := inv.ISCSI.MaxSessions; got != tc.want {
+			t.Errorf("%q, %d hosts: max_sessions %d, want %d", tc.iscsi, tc.hosts, got, tc.want)
+		}
+	}
+}

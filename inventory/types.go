@@ -98,7 +98,8 @@ type ISCSI struct {
 	Listen        []string `toml:"listen"`
 	BaseIQN       string   `toml:"base_iqn"`
 	DiscoveryCHAP *CHAP    `toml:"discovery_chap"`
-	// MaxSessions bounds concurrent sessions across all targets (0 = 256).
+	// MaxSessions bounds concurrent sessions across all targets (0 = 256,
+	// or two a host when that is more).
 	MaxSessions int `toml:"max_sessions"`
 
 	present bool

@@ -173,7 +173,7 @@ func table(outs []*outcome, cfg Config) {
 		return secs(percentile(r, 50)) + " / " + secs(percentile(r, 99))
 	})
 	row("failures", func(o *outcome) string { return fmt.Sprint(len(o.failures())) })
-	row("server CPU time", func(o *outcome) string { return secs(o.cpu) })
+	row("server CPU time during the storm", func(o *outcome) string { return secs(o.cpu) })
 	row("server peak RSS (VmHWM)", func(o *outcome) string { return fmt.Sprintf("%d MiB", o.hwm>>20) })
 	for s, name := range steps {
 		row(name+" done, p50 / max", func(o *outcome) string {

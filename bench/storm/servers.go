@@ -41,6 +41,14 @@ func storm(ctx context.Context, server, bin, golden string, d *disk, dir string,
 	if cfg.serve != nil {
 		cfg.serve(ns)
 	}
+	// The servers' CPU time is their group's: in.tftpd's children are
+	// reaped by the kernel, never by in.tftpd, so they reach no cutime.
+	group, err := lab.NewCPUGroup("netsan-bench-storm")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench/storm: %v; CPU time from /proc (without in.tftpd's children)\n", err)
+	} else {
+		defer group.Remove()
+	}
 	l, err := lab.NewWide(ctx, dir, "storm")
 	if err != nil {
 		return nil, err
@@ -102,6 +110,15 @@ func storm(ctx context.Context, server, bin, golden string, d *disk, dir string,
 	if err := c.ready(ctx); err != nil {
 		return nil, fmt.Errorf("%s: %w", server, err)
 	}
+	var before time.Duration
+	if group != nil {
+		for _, p := range procs {
+			if err := group.Add(p.Pid()); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Name, err)
+			}
+		}
+		before = group.Usage()
+	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	out := &outcome{server: server, cfg: cfg, nodes: ns, res: c.run(sctx, ns)}
@@ -112,6 +129,9 @@ func storm(ctx context.Context, server, bin, golden string, d *disk, dir string,
 		}
 		out.cpu += cpu
 		out.hwm += hwm
+	}
+	if group != nil {
+		out.cpu = group.Usage() - before
 	}
 	return out, nil
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/netsan/netsan/httpd"
 	"github.com/netsan/netsan/inventory"
+	"github.com/netsan/netsan/lab"
 	"github.com/netsan/netsan/netsantest"
 	"github.com/netsan/netsan/tftpd"
 )
@@ -78,54 +79,6 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// cpuGroup accounts the CPU time of a process and every descendant it
-// forks: in.tftpd forks a child per transfer and ignores SIGCHLD, so its
-// children are reaped by the kernel and never reach its own cutime.
-type cpuGroup struct {
-	dir  string
-	read func() time.Duration
-}
-
-// newCPUGroup makes a cgroup for the bench (cgroup v2, or v1 cpuacct).
-func newCPUGroup() (*cpuGroup, error) {
-	name := fmt.Sprintf("netsan-bench-tftp-%d", os.Getpid())
-	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
-			continue
-		}
-		dir := filepath.Join(root, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			continue
-		}
-		return &cpuGroup{dir: dir, read: func() time.Duration {
-			b, _ := os.ReadFile(filepath.Join(dir, "cpu.stat"))
-			for line := range strings.Lines(string(b)) {
-				if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-					return time.Duration(n) * time.Microsecond
-				}
-			}
-			return 0
-		}}, nil
-	}
-	dir := filepath.Join("/sys/fs/cgroup/cpuacct", name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("no cgroup for CPU accounting: %w", err)
-	}
-	return &cpuGroup{dir: dir, read: func() time.Duration {
-		b, _ := os.ReadFile(filepath.Join(dir, "cpuacct.usage"))
-		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		return time.Duration(n)
-	}}, nil
-}
-
-func (g *cpuGroup) add(pid int) error {
-	return os.WriteFile(filepath.Join(g.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
-}
-
-// remove deletes the group; its processes must have exited.
-func (g *cpuGroup) remove() { os.Remove(g.dir) }
 
 func run(ctx context.Context, size int64, clients, runs int, only, clientCPU string) error {
 	if err := netsantest.Installed("curl"); err != nil {
@@ -322,20 +275,20 @@ func startHPA(ctx context.Context, root string) (port int, cpu func() time.Durat
 		return 0, nil, nil, err
 	}
 	cpu = func() time.Duration { return 0 }
-	g, err := newCPUGroup()
+	g, err := lab.NewCPUGroup("netsan-bench-tftp")
 	if err == nil {
-		err = g.add(cmd.Process.Pid)
+		err = g.Add(cmd.Process.Pid)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/tftp: tftpd-hpa's CPU time not measured:", err)
 	} else {
-		cpu = g.read
+		cpu = g.Usage
 	}
 	stop = func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 		if g != nil {
-			g.remove()
+			g.Remove()
 		}
 	}
 	// Ready when it answers a read request (bounded: 50 × 100 ms).

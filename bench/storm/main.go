@@ -131,9 +131,9 @@ func (o *outcome) at(s int) []time.Duration {
 
 func (o *outcome) summary() string {
 	root := o.at(stepRoot)
-	s := fmt.Sprintf("%s, %d nodes: last root read at %s, p50 %s, p99 %s, %d failed, CPU %s, peak RSS %d MiB",
+	s := fmt.Sprintf("%s, %d nodes: last root read at %s, p50 %s, p99 %s, %d failed, CPU %s, peak RSS %d MiB, %d UDP drops",
 		o.server, o.cfg.Nodes, secs(percentile(root, 100)), secs(percentile(root, 50)), secs(percentile(root, 99)),
-		len(o.failures()), secs(o.cpu), o.hwm>>20)
+		len(o.failures()), secs(o.cpu), o.hwm>>20, o.drops)
 	for i, err := range o.failures() {
 		if i == 5 {
 			s += "\n  …"
@@ -173,6 +173,7 @@ func table(outs []*outcome, cfg Config) {
 		return secs(percentile(r, 50)) + " / " + secs(percentile(r, 99))
 	})
 	row("failures", func(o *outcome) string { return fmt.Sprint(len(o.failures())) })
+	row("UDP datagrams the server's kernel dropped (socket buffer full)", func(o *outcome) string { return fmt.Sprint(o.drops) })
 	row("server CPU time during the storm", func(o *outcome) string { return secs(o.cpu) })
 	row("server peak RSS (VmHWM)", func(o *outcome) string { return fmt.Sprintf("%d MiB", o.hwm>>20) })
 	for s, name := range steps {

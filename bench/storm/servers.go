@@ -28,6 +28,9 @@ type outcome struct {
 	res    []result
 	cpu    time.Duration // the servers' user + system time
 	hwm    int64         // the servers' peak RSS (VmHWM), summed, bytes
+	// drops is UDP datagrams the server namespace's kernel dropped for a
+	// full socket buffer (RcvbufErrors): DHCP or TFTP requests lost.
+	drops int64
 }
 
 // storm boots cfg.Nodes nodes at once against server, each from a fresh
@@ -133,7 +136,8 @@ func storm(ctx context.Context, server, bin, golden string, d *disk, dir string,
 	if group != nil {
 		out.cpu = group.Usage() - before
 	}
-	return out, nil
+	out.drops, err = udpDrops(ctx, l.Name)
+	return out, err
 }
 
 // ready fetches the loader by TFTP until it comes (at most 20 s).
@@ -225,6 +229,32 @@ dhcp-option=encap:175,176,1
 		return nil, err
 	}
 	return []*lab.Proc{tgtd, tftpd, dnsmasq}, nil
+}
+
+// udpDrops is the RcvbufErrors count of namespace ns's UDP (from
+// /proc/net/snmp, which is per namespace).
+func udpDrops(ctx context.Context, ns string) (int64, error) {
+	out, err := lab.RunIn(ctx, ns, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
 // usage is a process's CPU time (its own and its waited-for children's)

@@ -284,7 +284,9 @@ func readLegacyLeaseFile(path string) ([]Lease, error) {
 	if v.Leases == nil {
 		v.Leases = []Lease{}
 	}
-	return v.Leases, nil
+	// A lease with no address (a hand edit) binds nothing, and the
+	// snapshot it would be migrated to refuses it.
+	return slices.DeleteFunc(v.Leases, func(l Lease) bool { return !l.IP.IsValid() }), nil
 }
 
 // leaseJournal is the LeaseStore in a data_dir (see the format above).

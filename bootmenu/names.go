@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/timeline"
@@ -56,19 +57,25 @@ type Refusal struct {
 	Message string
 	// Status is the HTTP status.
 	Status int
+	// Level is the level the refusal is logged at. A missing file is Info:
+	// clients look for optional names (shim its fallback and MOK manager,
+	// PXELINUX and GRUB their per-machine configs) on every boot, and an
+	// operator's own missing file is reported by check and counted in the
+	// metrics. A refused name is Warn, a server fault Error.
+	Level zapcore.Level
 }
 
 // Refuse is the Refusal for an error of Resolve.
 func Refuse(err error) Refusal {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return Refusal{"not_found", "file not found", http.StatusNotFound}
+		return Refusal{"not_found", "file not found", http.StatusNotFound, zapcore.InfoLevel}
 	case errors.Is(err, ErrBadName):
-		return Refusal{"refused", "access violation", http.StatusBadRequest}
+		return Refusal{"refused", "access violation", http.StatusBadRequest, zapcore.WarnLevel}
 	case errors.Is(err, ErrForbidden):
-		return Refusal{"forbidden", "access violation", http.StatusForbidden}
+		return Refusal{"forbidden", "access violation", http.StatusForbidden, zapcore.WarnLevel}
 	}
-	return Refusal{"error", "server error", http.StatusInternalServerError}
+	return Refusal{"error", "server error", http.StatusInternalServerError, zapcore.ErrorLevel}
 }
 
 // RequestFields are what both servers log of a request: op (the TFTP

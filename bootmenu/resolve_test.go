@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
 
@@ -321,10 +322,10 @@ func TestRefuse(t *testing.T) {
 		err  error
 		want Refusal
 	}{
-		{fmt.Errorf("x: %w", ErrNotFound), Refusal{"not_found", "file not found", http.StatusNotFound}},
-		{fmt.Errorf("x: %w", ErrBadName), Refusal{"refused", "access violation", http.StatusBadRequest}},
-		{fmt.Errorf("x: %w: %w", ErrForbidden, errors.New("y")), Refusal{"forbidden", "access violation", http.StatusForbidden}},
-		{errors.New("stat: I/O error"), Refusal{"error", "server error", http.StatusInternalServerError}},
+		{fmt.Errorf("x: %w", ErrNotFound), Refusal{"not_found", "file not found", http.StatusNotFound, zapcore.InfoLevel}},
+		{fmt.Errorf("x: %w", ErrBadName), Refusal{"refused", "access violation", http.StatusBadRequest, zapcore.WarnLevel}},
+		{fmt.Errorf("x: %w: %w", ErrForbidden, errors.New("y")), Refusal{"forbidden", "access violation", http.StatusForbidden, zapcore.WarnLevel}},
+		{errors.New("stat: I/O error"), Refusal{"error", "server error", http.StatusInternalServerError, zapcore.ErrorLevel}},
 	} {
 		if got := Refuse(tc.err); got != tc.want {
 			t.Errorf("Refuse(%v) = %+v, want %+v", tc.err, got, tc.want)

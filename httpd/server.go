@@ -200,7 +200,7 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rf := bootmenu.Refuse(err)
 		s.metrics.request("", "", rf.Status)
-		log.Warn("refused", zap.String("result", rf.Result), zap.Int("status", rf.Status), zap.Error(err))
+		log.Log(rf.Level, "refused", zap.String("result", rf.Result), zap.Int("status", rf.Status), zap.Error(err))
 		http.Error(w, strings.ToLower(http.StatusText(rf.Status)), rf.Status)
 		return
 	}

@@ -266,7 +266,7 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	if err != nil {
 		r := bootmenu.Refuse(err)
 		s.metrics.request("", "", r.Result)
-		log.Warn("read refused", zap.String("result", r.Result), zap.Error(err))
+		log.Log(r.Level, "read refused", zap.String("result", r.Result), zap.Error(err))
 		return errors.New(r.Message)
 	}
 	defer f.Close()

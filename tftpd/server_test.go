@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -390,6 +391,30 @@ func matches(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A missing file is logged at Info (clients probe optional names on every
+// boot: shim its fallback and MOK manager, GRUB its per-machine config), a
+// name outside the root at Warn.
+func TestRefusalLevels(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	fx := start(t, zap.New(core))
+	for _, name := range []string{"fbx64.efi", "../secret.txt"} {
+		if op, _ := sendRaw(t, fx.port, request(1, name)); op != 5 {
+			t.Fatalf("RRQ %q: opcode %d, want ERROR (5)", name, op)
+		}
+	}
+	want := map[string]zapcore.Level{"not_found": zap.InfoLevel, "refused": zap.WarnLevel}
+	for _, e := range logs.FilterMessage("read refused").All() {
+		result, _ := e.ContextMap()["result"].(string)
+		if lvl, ok := want[result]; !ok || e.Level != lvl {
+			t.Errorf("%q logged at %v, want %v", result, e.Level, want[result])
+		}
+		delete(want, result)
+	}
+	if len(want) != 0 {
+		t.Errorf("no log line for %v", want)
+	}
 }
 
 // A client that asks for a file and then stops acknowledging does not hold

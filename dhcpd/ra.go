@@ -21,6 +21,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,6 +57,11 @@ const (
 	// since a bridge gets its carrier, and so its address, only when its
 	// first port does, which may be the machine about to boot.
 	reopenDelay = time.Second
+	// linkCheckInterval is how often a listener that hears nothing checks
+	// that its interface is still the one it bound to: a socket bound to
+	// an interface that was deleted (a bridge torn down and made again,
+	// a USB NIC replugged) is never told, and would stay deaf to the new one.
+	linkCheckInterval = 2 * time.Second
 	// maxPendingAnswers bounds the answers waiting for their delay, so a
 	// flood of solicitations costs a bounded number of timers.
 	maxPendingAnswers = 256
@@ -178,7 +185,10 @@ func (r *RA) open(c raConfig) (*raLink, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := icmp.ListenPacket("ip6:ipv6-icmp", ll.String()+"%"+ifi.Name)
+	// The zone by index, not name: the net package caches names for up to a
+	// minute, so an interface made again under its old name would resolve to
+	// the old, gone index.
+	pc, err := icmp.ListenPacket("ip6:ipv6-icmp", ll.String()+"%"+strconv.Itoa(ifi.Index))
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen for ICMPv6 on %s: %w", ifi.Name, ll, err)
 	}
@@ -281,15 +291,24 @@ func (r *RA) serveLink(ctx context.Context, l *raLink) error {
 	// One solicitation of its own, so that a router on the LAN makes
 	// itself known now rather than at its next periodic advertisement.
 	if rs, err := solicitation(l.ifi.HardwareAddr); err == nil {
-		if _, err := l.p.WriteTo(rs, nil, &net.IPAddr{IP: allRouters.AsSlice(), Zone: l.ifi.Name}); err != nil {
+		if _, err := l.p.WriteTo(rs, nil, &net.IPAddr{IP: allRouters.AsSlice(), Zone: strconv.Itoa(l.ifi.Index)}); err != nil {
 			r.log.Debug("router solicitation", zap.Error(err))
 		}
 	}
 	buf := make([]byte, 1500)
 	for {
+		l.pc.SetReadDeadline(time.Now().Add(linkCheckInterval))
 		n, cm, src, err := l.p.ReadFrom(buf)
 		if errors.Is(err, net.ErrClosed) {
 			return nil // ctx ended or a reload
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Checked here, not in the watcher: this goroutine is the one
+			// in the listener's network namespace.
+			if err := l.current(); err != nil {
+				return err
+			}
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("%s: read: %w", l.ifi.Name, err)
@@ -313,6 +332,19 @@ func (r *RA) serveLink(ctx context.Context, l *raLink) error {
 			r.heard(l, from, body.Data)
 		}
 	}
+}
+
+// current reports whether l's interface is still there under the index
+// and name it had, holding the link-local address l is bound to.
+func (l *raLink) current() error {
+	ifi, err := net.InterfaceByIndex(l.ifi.Index)
+	if err != nil || ifi.Name != l.ifi.Name {
+		return fmt.Errorf("%s: the interface went away (index %d)", l.ifi.Name, l.ifi.Index)
+	}
+	if ll, err := linkLocal(ifi); err != nil || ll != l.ll {
+		return fmt.Errorf("%s: link-local address %s went away", l.ifi.Name, l.ll)
+	}
+	return nil
 }
 
 func ipAddr(a net.Addr) (netip.Addr, bool) {
@@ -389,7 +421,7 @@ func (l *raLink) schedule(now time.Time, to netip.Addr, jitter time.Duration, se
 func (r *RA) advertise(l *raLink, to netip.Addr) {
 	_, quiet := r.routers.present(time.Now())
 	if !quiet {
-		_, err := l.p.WriteTo(l.ra, nil, &net.IPAddr{IP: to.AsSlice(), Zone: l.ifi.Name})
+		_, err := l.p.WriteTo(l.ra, nil, &net.IPAddr{IP: to.AsSlice(), Zone: strconv.Itoa(l.ifi.Index)})
 		switch {
 		case errors.Is(err, net.ErrClosed):
 			quiet = true

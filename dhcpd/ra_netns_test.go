@@ -201,6 +201,34 @@ func TestRAAnswersRdisc6(t *testing.T) {
 	}
 }
 
+// TestRAFollowsRecreatedInterface: the DHCP interface deleted and made
+// again (a bridge torn down and rebuilt) has a new index and link-local
+// address; the responder notices, listens on the new one, and a client on
+// it is answered from the new address.
+func TestRAFollowsRecreatedInterface(t *testing.T) {
+	l := newRALab(t, "rdisc6")
+	client := l.attach6("c", "52:54:00:00:06:03")
+	l.serveRA(l.writeInventory("[dhcp]\ninterface = \"br0\"\nsubnet = \"198.18.0.0/24\"\n"))
+	if out, err := rdisc6(t, client, 5, false); err != nil {
+		t.Fatalf("before: rdisc6: %v\n%s", err, out)
+	}
+
+	l.IP(l.Server, "link", "del", "br0")
+	time.Sleep(2 * linkCheckInterval) // long enough for the old listener to see it gone
+	l.Bridge("198.18.0.1/24")
+	l.sysctl(l.Server, "net.ipv6.conf.br0.disable_ipv6=0", "net.ipv6.conf.br0.accept_dad=0")
+	l.IP(l.Server, "link", "set", "v"+l.ID+"1", "master", "br0") // the client's cable (Attach's first)
+	ll, _ := linkOf(t, l.Server, "br0")
+
+	out, err := rdisc6(t, client, 8, false)
+	if err != nil {
+		t.Fatalf("after br0 was made again: rdisc6: %v\n%s", err, out)
+	}
+	if from := advertisers(out); len(from) == 0 || from[0] != ll.String() {
+		t.Errorf("after br0 was made again: advertisement from %v, want the new br0's %s:\n%s", from, ll, out)
+	}
+}
+
 // TestRAQuietBesideRouter: with radvd advertising a prefix and a default
 // route on the same bridge, netsan hears it and stands down: a Linux client
 // configures its address and default route from radvd, netsan hears the

@@ -177,22 +177,3 @@ func TestGRUBTemplateOverride(t *testing.T) {
 		t.Errorf("override: %q", got)
 	}
 }
-
-// GRUBConfigName and ParseGRUBConfigName are one contract, in hyphens or
-// colons; nothing else is a host's GRUB configuration.
-func TestGRUBConfigName(t *testing.T) {
-	mac, _ := net.ParseMAC("52:54:00:ab:cd:ef")
-	if got, want := GRUBConfigName(mac), "grub/52-54-00-ab-cd-ef.cfg"; got != want {
-		t.Errorf("GRUBConfigName = %q, want %q", got, want)
-	}
-	for _, name := range []string{GRUBConfigName(mac), "grub/52:54:00:ab:cd:ef.cfg", "grub/52-54-00-AB-CD-EF.cfg"} {
-		if got, ok := ParseGRUBConfigName(name); !ok || got.String() != mac.String() {
-			t.Errorf("ParseGRUBConfigName(%q) = %v, %v; want %s", name, got, ok, mac)
-		}
-	}
-	for _, name := range []string{"grub/grub.cfg", "grub/.cfg", "52-54-00-ab-cd-ef.cfg", "grub/52-54-00-ab-cd-ef", "x/grub/52-54-00-ab-cd-ef.cfg"} {
-		if got, ok := ParseGRUBConfigName(name); ok {
-			t.Errorf("ParseGRUBConfigName(%q) = %s, want none", name, got)
-		}
-	}
-}

@@ -297,21 +297,39 @@ func TestTemplateOverride(t *testing.T) {
 }
 
 // ScriptName and ParseScriptName are one contract: what dhcpd hands iPXE is
-// what Resolve recognises, in hyphens or colons, and nothing else is.
-func TestScriptName(t *testing.T) {
+// what Resolve recognises, in hyphens or colons, and nothing else is. So are
+// GRUBConfigName and ParseGRUBConfigName (the MAC as GRUB's
+// $net_default_mac has it): nothing else is a host's GRUB configuration.
+func TestMACFileNames(t *testing.T) {
 	mac, _ := net.ParseMAC("52:54:00:ab:cd:ef")
-	if got, want := ScriptName(mac), "boot/52-54-00-ab-cd-ef.ipxe"; got != want {
-		t.Errorf("ScriptName = %q, want %q", got, want)
-	}
-	for _, name := range []string{ScriptName(mac), "boot/52:54:00:ab:cd:ef.ipxe", "boot/52-54-00-AB-CD-EF.ipxe"} {
-		if got, ok := ParseScriptName(name); !ok || got.String() != mac.String() {
-			t.Errorf("ParseScriptName(%q) = %v, %v; want %s", name, got, ok, mac)
+	for _, tc := range []struct {
+		name   string
+		format func(net.HardwareAddr) string
+		parse  func(string) (net.HardwareAddr, bool)
+		want   string
+		alike  []string // other spellings of want
+		others []string // names that are not one
+	}{
+		{"ScriptName", ScriptName, ParseScriptName, "boot/52-54-00-ab-cd-ef.ipxe",
+			[]string{"boot/52:54:00:ab:cd:ef.ipxe", "boot/52-54-00-AB-CD-EF.ipxe"},
+			[]string{"52-54-00-ab-cd-ef.ipxe", "boot/52-54-00-ab-cd-ef", "boot/52-54-00-ab-cd-ef.efi",
+				"boot/x.ipxe", "boot/00-00-00-00-00-00-00-00.ipxe", "sub/boot/52-54-00-ab-cd-ef.ipxe"}},
+		{"GRUBConfigName", GRUBConfigName, ParseGRUBConfigName, "grub/52-54-00-ab-cd-ef.cfg",
+			[]string{"grub/52:54:00:ab:cd:ef.cfg", "grub/52-54-00-AB-CD-EF.cfg"},
+			[]string{"grub/grub.cfg", "grub/.cfg", "52-54-00-ab-cd-ef.cfg", "grub/52-54-00-ab-cd-ef", "x/grub/52-54-00-ab-cd-ef.cfg"}},
+	} {
+		if got := tc.format(mac); got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.name, got, tc.want)
 		}
-	}
-	for _, name := range []string{"52-54-00-ab-cd-ef.ipxe", "boot/52-54-00-ab-cd-ef", "boot/52-54-00-ab-cd-ef.efi",
-		"boot/x.ipxe", "boot/00-00-00-00-00-00-00-00.ipxe", "sub/boot/52-54-00-ab-cd-ef.ipxe"} {
-		if got, ok := ParseScriptName(name); ok {
-			t.Errorf("ParseScriptName(%q) = %s, want no script", name, got)
+		for _, name := range append([]string{tc.format(mac)}, tc.alike...) {
+			if got, ok := tc.parse(name); !ok || got.String() != mac.String() {
+				t.Errorf("Parse%s(%q) = %v, %v; want %s", tc.name, name, got, ok, mac)
+			}
+		}
+		for _, name := range tc.others {
+			if got, ok := tc.parse(name); ok {
+				t.Errorf("Parse%s(%q) = %s, want none", tc.name, name, got)
+			}
 		}
 	}
 }

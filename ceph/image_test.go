@@ -19,12 +19,18 @@ import (
 func connect(t testing.TB) (*cephtest.Cluster, *Cluster) {
 	t.Helper()
 	tc := cephtest.Start(t, cephtest.Options{})
+	return tc, client(t, tc)
+}
+
+// client is one more client of tc, closed when t ends.
+func client(t testing.TB, tc *cephtest.Cluster) *Cluster {
+	t.Helper()
 	c, err := Connect(Config{Conf: tc.Conf, Pool: tc.Pool}, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return tc, c
+	return c
 }
 
 // newImage starts a cluster with one new image of size (rbd's units) in

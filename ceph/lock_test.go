@@ -16,11 +16,7 @@ import (
 // cannot renew; a released lock is free at once.
 func TestLockLease(t *testing.T) {
 	tc, a := connect(t)
-	b, err := Connect(Config{Conf: tc.Conf, Pool: tc.Pool}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := client(t, tc)
 	const oid, name, lease = "netsan.test", "leader", 2 * time.Second
 	addrA, err := a.ClientAddr()
 	if err != nil {
@@ -102,11 +98,7 @@ func TestLockLease(t *testing.T) {
 // their records in reads back what was set.
 func TestBlocklist(t *testing.T) {
 	tc, a := connect(t)
-	b, err := Connect(Config{Conf: tc.Conf, Pool: tc.Pool}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := client(t, tc)
 	const oid = "netsan.test"
 	if err := b.SetOmap(oid, map[string][]byte{"b": []byte("one")}); err != nil {
 		t.Fatal(err)

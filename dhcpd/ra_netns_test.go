@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/netsan/netsan/inventory"
@@ -139,13 +138,7 @@ func linkOf(t *testing.T, ns, dev string) (netip.Addr, net.HardwareAddr) {
 // raMetric is the value of one of r's metrics.
 func raMetric(t *testing.T, r *RA, name string) float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(r)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
+	for _, mf := range netsantest.Gather(t, r) {
 		if mf.GetName() != name {
 			continue
 		}

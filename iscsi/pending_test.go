@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/netsan/netsan/iscsi/iscsitest"
 	"github.com/netsan/netsan/iscsi/login"
 	"github.com/netsan/netsan/iscsi/pdu"
+	"github.com/netsan/netsan/netsantest"
 )
 
 // halfLogin sends a first Login Request that stays in the operational
@@ -32,13 +31,7 @@ func (ri *rawInit) halfLogin(isid [6]byte) {
 // collector, as /metrics shows them.
 func loginGauges(t *testing.T, s *Server) (pending, evicted float64) {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(s)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
+	for _, mf := range netsantest.Gather(t, s) {
 		switch mf.GetName() {
 		case "netsan_iscsi_logins_pending":
 			pending = mf.GetMetric()[0].GetGauge().GetValue()

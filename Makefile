@@ -15,7 +15,7 @@ TEST_PACKAGES := iproute2 procps busybox-static isc-dhcp-client dnsmasq-base \
 	libiscsi-bin qemu-utils qemu-block-extra tgt open-iscsi \
 	qemu-system-x86 ipxe ipxe-qemu ovmf \
 	syslinux syslinux-common syslinux-efi mtools dosfstools fdisk xfsprogs btrfs-progs \
-	cpio e2fsprogs kmod chromium initramfs-tools ndisc6 radvd
+	cpio e2fsprogs kmod chromium initramfs-tools ndisc6 radvd tshark
 
 # Ceph's daemons and client libraries: the RBD store's tests start a
 # single-node cluster. Only `make test` and `make build-ceph` need them.

@@ -9,7 +9,11 @@
 // for PXE as people do, does not. Guests run under TCG (no KVM here), so
 // absolute numbers are slow; compare columns.
 //
-// Run as root: go run ./bench/boot -netsan build/netsan [-n 3] [-storm 8] [-firmware bios,uefi]
+// Where a boot's time goes: the console's milestones (OVMF's PXE, iPXE,
+// syslinux, Linux); with -capture, also each SCSI command on the bridge,
+// the target's time to its status and the initiator's to its next command.
+//
+// Run as root: go run ./bench/boot -netsan build/netsan [-n 3] [-storm 8] [-firmware bios,uefi] [-capture]
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +48,7 @@ func main() {
 	storm := flag.Int("storm", 8, "guests booting at once in the storm case (0 skips it)")
 	firmware := flag.String("firmware", "bios,uefi", "firmwares to boot, comma-separated: bios, uefi")
 	keep := flag.Bool("keep", false, "keep the logs and serial consoles")
+	capture := flag.Bool("capture", false, "capture each boot's packets on the lab bridge (dumpcap, package tshark) into its kept directory and show its iSCSI commands (tshark); implies -keep")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,7 +64,8 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(ctx, *bin, *runs, *storm, fws, *keep); err != nil {
+	o := options{bin: *bin, runs: *runs, storm: *storm, fws: fws, keep: *keep || *capture, capture: *capture}
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/boot:", err)
 		os.Exit(1)
 	}
@@ -74,33 +81,53 @@ type result struct {
 	// serverCPU (first result of a case only) is the CPU time the servers
 	// used for the whole case.
 	serverCPU time.Duration
+	started   time.Time // QEMU start
+	// trace (first result of a case, with -capture) sums up the case's
+	// SCSI commands on the wire.
+	trace string
 }
 
 // milestones of a SAN boot as the serial console shows them, in order.
+// OVMF's own PXE prints the first five (a BIOS guest's iPXE ROM shows none
+// of them); syslinux draws its "Loading" lines with a cursor move after each
+// character, matched on the console with the escape sequences taken out.
+// The two without text are not looked for on the console: boot sets them.
 var milestones = []struct{ name, text string }{
-	{"ipxe", "Configuring (net0"},          // iPXE starts DHCPv4 and IPv6 router solicitation
-	{"configured", "net0: 198.18."},        // iPXE is done configuring: DHCP, and an RA or its wait for one
-	{"sanboot", "Booting from SAN device"}, // iPXE starts the SAN boot
-	{"kernel", "Loading /vmlinuz"},         // syslinux runs from the LUN
-	{"initrd", "Loading /initrd.img"},      // kernel read
-	{"linux", "NETSAN-LAB-IBFT"},           // /init runs
+	{"pxe", ">>Start PXE over IPv4"},            // OVMF starts its PXE DHCP
+	{"pxe-ip", "Station IP address is"},         // OVMF's DHCP is done
+	{"nbp-start", "Downloading NBP file"},       // OVMF starts the loader's TFTP
+	{"nbp", "NBP file downloaded successfully"}, // OVMF has the loader
+	{"ipxe-init", "iPXE initialising devices"},  // ipxe.efi runs
+	{"ipxe", "Configuring (net0"},               // iPXE starts DHCPv4 and IPv6 router solicitation
+	{"configured", "net0: 198.18."},             // iPXE is done configuring: DHCP, and an RA or its wait for one
+	{"sanboot", "Booting from SAN device"},      // iPXE starts the SAN boot
+	{"kernel", "Loading /vmlinuz"},              // syslinux runs from the LUN
+	{"initrd", "Loading /initrd.img"},           // kernel read
+	{"linux-start", ""},                         // Linux starts: the marker's time less the uptime it prints
+	{"linux", "NETSAN-LAB-IBFT"},                // /init runs
+	{"marker", ""},                              // logged in again from the iBFT, disk stamped: the boot's time
 }
+
+// escapes matches the terminal control sequences firmware and loaders draw
+// with (cursor moves, colours, clears).
+var escapes = regexp.MustCompile(`\x1b\[[0-9;=?]*[A-Za-z]`)
 
 // watch records when each milestone first appears on g's console, until
 // all have or ctx ends. Each is looked for on its own, so a firmware that
 // prints one differently leaves only that one out.
 func watch(ctx context.Context, g *lab.Guest, at map[string]time.Duration, mu *sync.Mutex) {
-	seen := 0
-	for seen < len(milestones) {
-		con := g.Console()
+	for {
+		shown := onConsole(g.Console())
 		mu.Lock()
-		for _, m := range milestones {
-			if _, ok := at[m.name]; !ok && strings.Contains(con, m.text) {
-				at[m.name] = time.Since(g.Started)
-				seen++
+		for _, name := range shown {
+			if _, ok := at[name]; !ok {
+				at[name] = time.Since(g.Started)
 			}
 		}
 		mu.Unlock()
+		if len(shown) >= len(milestones)-2 {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -109,12 +136,43 @@ func watch(ctx context.Context, g *lab.Guest, at map[string]time.Duration, mu *s
 	}
 }
 
+// onConsole names the milestones a console shows.
+func onConsole(con string) []string {
+	con = escapes.ReplaceAllString(con, "")
+	var names []string
+	for _, m := range milestones {
+		if m.text != "" && strings.Contains(con, m.text) {
+			names = append(names, m.name)
+		}
+	}
+	return names
+}
+
 var servers = []string{"netsan", "dnsmasq+tgtd"}
 
-func run(ctx context.Context, bin string, runs, storm int, fws []lab.Firmware, keep bool) (err error) {
+// options are the command line's.
+type options struct {
+	bin         string
+	runs, storm int
+	fws         []lab.Firmware
+	keep        bool
+	// capture: a packet capture of each boot, and its iSCSI commands.
+	capture bool
+}
+
+func run(ctx context.Context, o options) (err error) {
 	if err := errors.Join(lab.Available(), lab.QEMUAvailable(), lab.ReferenceAvailable()); err != nil {
 		return err
 	}
+	if o.capture {
+		for _, t := range []string{"dumpcap", "tshark"} {
+			if _, err := exec.LookPath(t); err != nil {
+				return fmt.Errorf("-capture: %s not installed (tshark)", t)
+			}
+		}
+	}
+	runs, storm, keep := o.runs, o.storm, o.keep
+	bin := o.bin
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
@@ -140,11 +198,11 @@ func run(ctx context.Context, bin string, runs, storm int, fws []lab.Firmware, k
 
 	began, loadBefore := time.Now().UTC(), loadAverage()
 	var reports []report
-	for _, fw := range fws {
+	for _, fw := range o.fws {
 		rep := report{fw: fw, runs: runs, storm: storm, single: map[string][]result{}, stormed: map[string][]result{}}
 		for i := 0; i < runs; i++ {
 			for _, s := range servers {
-				rs, err := boot(ctx, filepath.Join(dir, fmt.Sprintf("%s-%s-1-%d", fw, slug(s), i)), s, bin, golden, 1, fw)
+				rs, err := boot(ctx, filepath.Join(dir, fmt.Sprintf("%s-%s-1-%d", fw, slug(s), i)), s, bin, golden, 1, fw, o.capture)
 				if err != nil {
 					return err
 				}
@@ -154,7 +212,7 @@ func run(ctx context.Context, bin string, runs, storm int, fws []lab.Firmware, k
 		}
 		if storm > 0 {
 			for _, s := range servers {
-				rs, err := boot(ctx, filepath.Join(dir, fmt.Sprintf("%s-%s-%d", fw, slug(s), storm)), s, bin, golden, storm, fw)
+				rs, err := boot(ctx, filepath.Join(dir, fmt.Sprintf("%s-%s-%d", fw, slug(s), storm)), s, bin, golden, storm, fw, o.capture)
 				if err != nil {
 					return err
 				}
@@ -225,7 +283,11 @@ func (rep report) print() {
 	}
 	fmt.Println("\n|---|" + strings.Repeat("---|", len(cases)))
 	for _, m := range milestones {
-		fmt.Printf("| %s (%q) |", m.name, m.text)
+		if m.text != "" {
+			fmt.Printf("| %s (%q) |", m.name, m.text)
+		} else {
+			fmt.Printf("| %s |", m.name)
+		}
 		for _, c := range cases {
 			fmt.Printf(" %s |", medianAt(c.rs, m.name))
 		}
@@ -244,7 +306,7 @@ func loadAverage() string {
 
 // boot starts a lab served by server, powers on n guests at once and waits
 // for each one's marker.
-func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Firmware) ([]result, error) {
+func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Firmware, capture bool) ([]result, error) {
 	l, err := lab.New(ctx, dir, "bboot")
 	if err != nil {
 		return nil, err
@@ -281,6 +343,14 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 			return nil, err
 		}
 	}
+	var pcap string
+	var dumpcap *lab.Proc
+	if capture {
+		pcap = filepath.Join(dir, "bridge.pcapng")
+		if dumpcap, err = startCapture(ctx, l, pcap); err != nil {
+			return nil, err
+		}
+	}
 
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -297,6 +367,7 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 				return
 			}
 			defer g.Stop()
+			results[i].started = g.Started
 			var mu sync.Mutex
 			at := make(map[string]time.Duration)
 			wctx, stop := context.WithCancel(bctx)
@@ -307,6 +378,7 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 			stop()
 			<-done
 			results[i].at = at
+			at["marker"] = results[i].total
 			if err != nil {
 				results[i].err = err
 				return
@@ -317,6 +389,9 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 			}
 			if up, err := strconv.ParseFloat(f["up"], 64); err == nil {
 				results[i].kernel = time.Duration(up * float64(time.Second))
+				// To the guest's clock, not to the 0.2 s the console is
+				// polled at: where the firmware's part ends.
+				at["linux-start"] = results[i].total - results[i].kernel
 			}
 		}()
 	}
@@ -327,6 +402,15 @@ func boot(ctx context.Context, dir, server, bin, golden string, n int, fw lab.Fi
 		}
 	}
 	results[0].serverCPU = serverCPU(ctx, l)
+	if dumpcap != nil {
+		_ = dumpcap.Stop(5 * time.Second)
+		cmds, err := iscsiTrace(ctx, pcap, results[0].started)
+		if err != nil {
+			return nil, err
+		}
+		results[0].trace = traceSummary(cmds)
+		fmt.Fprintf(os.Stderr, "%s, %s: %s\n", fw, server, results[0].trace)
+	}
 	return results, nil
 }
 

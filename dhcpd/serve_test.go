@@ -34,30 +34,7 @@ func TestServeInProcess(t *testing.T) {
 	s := newTestServer(t, inv)
 	core, logs := observer.New(zap.InfoLevel)
 	s.log = zap.New(zapcore.NewTee(s.log.Core(), core))
-	netsantest.InNetns(t, l.Server, func() {
-		if err := s.Listen(); err != nil {
-			t.Errorf("listen: %v", err)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Serve did not return after cancel")
-			return nil
-		}
-	}
-	t.Cleanup(func() { stop() })
+	stop := serveIn(t, l.Server, s)
 
 	// DORA, PXE BIOS, node1.
 	c := openWire(t, l.Attach("pxe", "52:54:00:00:00:01", ""), dhcpv4.ClientPort)
@@ -146,6 +123,37 @@ func TestServeInProcess(t *testing.T) {
 	if _, ok := readLeases(t, filepath.Join(l.dir, "data"))["198.18.0.11"]; !ok {
 		t.Error("lease journal lacks node1's lease after stop")
 	}
+}
+
+// serveIn opens s's sockets in namespace ns and serves until stop, which
+// the test's end calls too; stop returns Serve's result, once.
+func serveIn(t *testing.T, ns string, s *Server) (stop func() error) {
+	t.Helper()
+	netsantest.InNetns(t, ns, func() {
+		if err := s.Listen(); err != nil {
+			t.Errorf("listen: %v", err)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after cancel")
+			return nil
+		}
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // gather registers s in a fresh registry (which checks the collector's

@@ -22,15 +22,24 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // PXEPort is the proxyDHCP boot-server port (PXE spec 2.1).
 const PXEPort = 4011
 
-// workersPerSocket bounds the requests handled at once on one socket. The
-// ACKs of concurrent requests share one lease-file write and fsync (group
-// commit), so more workers mean fewer fsyncs per lease under a storm.
+// workersPerSocket bounds the requests handled at once on one socket. A
+// worker never waits for the lease store: an ACK that needs a save is handed
+// to the commit loop (see commits), and the worker reads the next datagram.
 const workersPerSocket = 16
+
+// receiveBuffer is what Listen asks of each socket's receive buffer: room
+// for the DISCOVERs and REQUESTs of a thousand machines powered on at once,
+// and their retransmits, while the workers catch up. The kernel charges a
+// datagram its buffer (1 to 4 KiB whatever the DHCP message's size), so its
+// default (net.core.rmem_default, 208 KiB, which dnsmasq keeps) holds about a
+// hundred: a 1,000-node boot storm lost 2,502 of them there.
+const receiveBuffer = 4 << 20
 
 // Server is the DHCP service. Build it with New, run it with Serve.
 type Server struct {
@@ -40,6 +49,7 @@ type Server struct {
 	metrics *metrics
 	unknown unknowns // machines that asked to boot, not in the inventory
 	events  *timeline.Recorder
+	commits commits // replies waiting for the lease store
 
 	mu    sync.Mutex
 	socks []*socket // opened by Listen
@@ -102,7 +112,8 @@ func New(inv *inventory.Inventory, log *zap.Logger, opts ...Option) (*Server, er
 	if err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
 	}
-	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics(), events: o.events, served: make(chan struct{})}
+	s := &Server{log: log.Named("dhcp"), leases: ls, metrics: newMetrics(), events: o.events, served: make(chan struct{}),
+		commits: commits{wake: make(chan struct{}, 1)}}
 	s.cfg.Store(c)
 	s.logConfig(c)
 	if !c.listen.IP.IsUnspecified() && c.listen.IP != nil {
@@ -195,24 +206,46 @@ func (s *Server) Listen() error {
 	}
 	var socks []*socket
 	for i, a := range addrs {
-		conn, err := server4.NewIPv4UDPConn(c.inv.DHCP.Interface, a)
+		so, err := s.open(c.inv.DHCP.Interface, a)
 		if err != nil {
 			for _, so := range socks {
 				so.raw.Close()
 			}
-			return fmt.Errorf("dhcp: listen %s: %w", a, err)
+			return err
 		}
-		pc := ipv4.NewPacketConn(conn)
-		// The arrival interface lets a broadcast reply leave through it,
-		// whatever the routing table says about 255.255.255.255.
-		if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
-			conn.Close()
-			return fmt.Errorf("dhcp: %s: IP_PKTINFO: %w", a, err)
-		}
-		socks = append(socks, &socket{pc: pc, raw: conn, pxe: i == 1})
+		so.pxe = i == 1
+		socks = append(socks, so)
 	}
 	s.socks = socks
 	return nil
+}
+
+// open opens one listening socket, with a receive buffer for a storm.
+func (s *Server) open(iface string, a *net.UDPAddr) (*socket, error) {
+	conn, err := server4.NewIPv4UDPConn(iface, a)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: listen %s: %w", a, err)
+	}
+	size, err := setReceiveBuffer(conn, receiveBuffer)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dhcp: %s: receive buffer: %w", a, err)
+	}
+	// The kernel reports twice what was asked: its bookkeeping is in it.
+	if size < 2*receiveBuffer {
+		s.log.Warn("receive buffer smaller than asked: a boot storm may lose requests; raise net.core.rmem_max or give netsan CAP_NET_ADMIN",
+			zap.Stringer("listen", a), zap.Int("bytes", size), zap.Int("asked", 2*receiveBuffer))
+	} else {
+		s.log.Info("receive buffer", zap.Stringer("listen", a), zap.Int("bytes", size))
+	}
+	pc := ipv4.NewPacketConn(conn)
+	// The arrival interface lets a broadcast reply leave through it,
+	// whatever the routing table says about 255.255.255.255.
+	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dhcp: %s: IP_PKTINFO: %w", a, err)
+	}
+	return &socket{pc: pc, raw: conn}, nil
 }
 
 // listenOnce is Serve's Listen, which lets ListenAddrs answer.
@@ -250,6 +283,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			g.Go(func() error { return s.readLoop(gctx, so) })
 		}
 	}
+	g.Go(func() error { s.commitLoop(gctx); return nil })
 	g.Go(func() error { s.leases.run(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -301,13 +335,11 @@ func (s *Server) readLoop(ctx context.Context, so *socket) error {
 	}
 }
 
-// serveOne handles one datagram; a panic drops only this request.
+// serveOne handles one datagram; a panic drops only this request. A reply
+// that depends on a change to the lease store goes to the commit loop; any
+// other is sent at once.
 func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("request panicked", zap.Any("panic", r), zap.Stack("stack"))
-		}
-	}()
+	defer s.survive()
 	req, err := dhcpv4.FromBytes(b)
 	if err != nil {
 		s.log.Debug("bad packet", zap.Stringer("from", peer), zap.Error(err))
@@ -318,28 +350,144 @@ func (s *Server) serveOne(so *socket, b []byte, peer net.Addr, ifIndex int) {
 	}
 	c := s.cfg.Load()
 	resp, x := s.decide(c, req, so.pxe, time.Now())
-	if x.persist {
-		if err := s.leases.sync(); err != nil {
-			// Never ACK what is not saved: a restart would forget it.
-			s.log.Error("lease store: reply withheld", zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
-			return
-		}
-	}
-	s.logDecision(req, x)
-	s.events.Record(x.event(req))
-	if !x.send || resp == nil {
+	r := decided{so: so, cfg: c, req: req, resp: resp, x: x, peer: peer, ifIndex: ifIndex}
+	if !x.persist {
+		s.send(r)
 		return
 	}
-	dst, bcast := replyDest(c, req, resp, peer, so.pxe)
-	var cm *ipv4.ControlMessage
-	if bcast && ifIndex != 0 {
-		cm = &ipv4.ControlMessage{IfIndex: ifIndex}
+	if !s.commits.add(r) {
+		// The store has not kept up with maxPending replies: the client
+		// asks again, and its lease is saved with the next sync.
+		s.log.Warn("lease store: too many replies waiting for it, reply dropped", zap.Stringer("mac", req.ClientHWAddr))
 	}
-	if _, err := so.pc.WriteTo(resp.ToBytes(), cm, dst); err != nil {
+}
+
+// survive, deferred, turns a panic while handling one request into a log
+// line: the other requests go on.
+func (s *Server) survive() {
+	if r := recover(); r != nil {
+		s.log.Error("request panicked", zap.Any("panic", r), zap.Stack("stack"))
+	}
+}
+
+// decided is a request decided and its reply on the way out.
+type decided struct {
+	so      *socket
+	cfg     *config
+	req     *dhcpv4.DHCPv4
+	resp    *dhcpv4.DHCPv4
+	x       *exchange
+	peer    net.Addr
+	ifIndex int
+}
+
+// send logs a decided request, records it, and sends its reply if it has one.
+func (s *Server) send(r decided) {
+	req, x := r.req, r.x
+	s.logDecision(req, x)
+	s.events.Record(x.event(req))
+	if !x.send || r.resp == nil {
+		return
+	}
+	dst, bcast := replyDest(r.cfg, req, r.resp, r.peer, r.so.pxe)
+	var cm *ipv4.ControlMessage
+	if bcast && r.ifIndex != 0 {
+		cm = &ipv4.ControlMessage{IfIndex: r.ifIndex}
+	}
+	if _, err := r.so.pc.WriteTo(r.resp.ToBytes(), cm, dst); err != nil {
 		s.log.Warn("send", zap.Stringer("to", dst), zap.Error(err), zap.Stringer("mac", req.ClientHWAddr))
 		return
 	}
 	s.metrics.count(x)
+}
+
+// maxPending bounds the replies waiting for the lease store (a store that
+// hangs must not grow the queue with every retransmitted REQUEST).
+const maxPending = 4096
+
+// commits holds the replies whose lease changes must be durable before they
+// leave. The commit loop takes them all, saves once, and sends them: however
+// many ACKs a storm brings, they share one write and one fdatasync, and no
+// worker waits for it, so DISCOVERs are answered meanwhile.
+type commits struct {
+	mu      sync.Mutex
+	pending []decided
+	wake    chan struct{} // capacity 1: something is pending
+}
+
+// add queues r; false when maxPending replies are already waiting.
+func (c *commits) add(r decided) bool {
+	c.mu.Lock()
+	full := len(c.pending) >= maxPending
+	if !full {
+		c.pending = append(c.pending, r)
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return !full
+}
+
+// take returns what is pending and empties the queue.
+func (c *commits) take() []decided {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch := c.pending
+	c.pending = nil
+	return batch
+}
+
+// commitLoop saves the lease store and then sends the replies that waited
+// for it, until ctx ends. Replies still waiting then are not sent (their
+// clients ask again); their leases are saved by Serve's last sync.
+func (s *Server) commitLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.commits.wake:
+		}
+		batch := s.commits.take()
+		if len(batch) == 0 {
+			continue
+		}
+		if err := s.leases.sync(); err != nil {
+			// Never ACK what is not saved: a restart would forget it.
+			s.log.Error("lease store: replies withheld", zap.Error(err), zap.Int("replies", len(batch)))
+			continue
+		}
+		for _, r := range batch {
+			func() {
+				defer s.survive()
+				s.send(r)
+			}()
+		}
+	}
+}
+
+// setReceiveBuffer asks for an n-byte receive buffer on conn and returns
+// the size the kernel reports. SO_RCVBUFFORCE, for a process with
+// CAP_NET_ADMIN, passes the net.core.rmem_max cap that SO_RCVBUF is held to.
+func setReceiveBuffer(conn *net.UDPConn, n int) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var size int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n); serr != nil {
+				return
+			}
+		}
+		size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+	}); err != nil {
+		return 0, err
+	}
+	return size, serr
 }
 
 // decide runs the handler chain for one request. It touches the lease store

@@ -9,6 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNAK: the server answered a DHCP exchange with a NAK.
@@ -38,7 +39,17 @@ func ListenDHCP(ns, iface string) (*DHCPClients, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn.SetReadBuffer(4 << 20) // a storm's replies must not be lost at the client
+	// A storm's replies, a burst of hundreds once a lease save lets them
+	// go, must not be lost at the client: as root, past net.core.rmem_max.
+	forced := false
+	if rc, err := conn.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) == nil
+		})
+	}
+	if !forced {
+		conn.SetReadBuffer(4 << 20)
+	}
 	c := &DHCPClients{conn: conn, waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{})}
 	go c.read()
 	return c, nil
@@ -113,6 +124,26 @@ func (c *DHCPClients) Exchange(ctx context.Context, m *dhcpv4.DHCPv4, want dhcpv
 		}
 	}
 	return nil, errors.New("no " + want.String() + " after " + sum(waits).String())
+}
+
+// DORA runs one DISCOVER/OFFER/REQUEST/ACK for mac, both requests with the
+// broadcast flag and mods, each sent again as Exchange does after waits,
+// and returns the ACK.
+func (c *DHCPClients) DORA(ctx context.Context, mac net.HardwareAddr, waits []time.Duration, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, error) {
+	mods = append([]dhcpv4.Modifier{dhcpv4.WithBroadcast(true)}, mods...)
+	disc, err := dhcpv4.NewDiscovery(mac, mods...)
+	if err != nil {
+		return nil, err
+	}
+	offer, err := c.Exchange(ctx, disc, dhcpv4.MessageTypeOffer, waits)
+	if err != nil {
+		return nil, err
+	}
+	req, err := dhcpv4.NewRequestFromOffer(offer, mods...)
+	if err != nil {
+		return nil, err
+	}
+	return c.Exchange(ctx, req, dhcpv4.MessageTypeAck, waits)
 }
 
 func sum(ds []time.Duration) (s time.Duration) {

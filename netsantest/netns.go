@@ -3,12 +3,14 @@ package netsantest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -197,6 +199,36 @@ func Enter(ns string, f func()) error {
 		return fmt.Errorf("netns %s: %w", ns, err)
 	}
 	return nil
+}
+
+// UDPRcvbufErrors is the number of UDP datagrams namespace ns has dropped
+// at a full socket receive buffer (RcvbufErrors in its /proc/net/snmp).
+func UDPRcvbufErrors(ns string) (int64, error) {
+	var snmp []byte
+	var err error
+	if nerr := Enter(ns, func() { snmp, err = os.ReadFile("/proc/thread-self/net/snmp") }); nerr != nil {
+		return 0, nerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for line := range strings.Lines(string(snmp)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
 // Forward lets a program in the test's own namespace (a browser, say)

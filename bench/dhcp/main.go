@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/netsan/netsan/dhcpd"
 	"github.com/netsan/netsan/inventory"
 	"github.com/netsan/netsan/netsantest"
@@ -290,9 +289,6 @@ func storm(ns string, clients, inflight int, deadline time.Duration) (result, er
 	}
 	defer conn.Close()
 	waits := []time.Duration{time.Second, time.Second, time.Second}
-	exchange := func(m *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-		return conn.Exchange(context.Background(), m, want, waits)
-	}
 
 	lat := make([]time.Duration, clients)
 	failed := make([]bool, clients)
@@ -314,22 +310,7 @@ func storm(ns string, clients, inflight int, deadline time.Duration) (result, er
 			defer func() { <-sem; wg.Done() }()
 			mac := net.HardwareAddr{0x02, 0xbe, 0x9c, byte(i >> 16), byte(i >> 8), byte(i)}
 			t0 := time.Now()
-			disc, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithBroadcast(true))
-			if err != nil {
-				failed[i] = true
-				return
-			}
-			offer, err := exchange(disc, dhcpv4.MessageTypeOffer)
-			if err != nil {
-				failed[i] = true
-				return
-			}
-			req, err := dhcpv4.NewRequestFromOffer(offer, dhcpv4.WithBroadcast(true))
-			if err != nil {
-				failed[i] = true
-				return
-			}
-			if _, err := exchange(req, dhcpv4.MessageTypeAck); err != nil {
+			if _, err := conn.DORA(context.Background(), mac, waits); err != nil {
 				failed[i] = true
 				if errors.Is(err, netsantest.ErrNAK) {
 					nakMu.Lock()

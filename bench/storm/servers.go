@@ -136,7 +136,7 @@ func storm(ctx context.Context, server, bin, golden string, d *disk, dir string,
 	if group != nil {
 		out.cpu = group.Usage() - before
 	}
-	out.drops, err = udpDrops(ctx, l.Name)
+	out.drops, err = netsantest.UDPRcvbufErrors(l.Name)
 	return out, err
 }
 
@@ -229,32 +229,6 @@ dhcp-option=encap:175,176,1
 		return nil, err
 	}
 	return []*lab.Proc{tgtd, tftpd, dnsmasq}, nil
-}
-
-// udpDrops is the RcvbufErrors count of namespace ns's UDP (from
-// /proc/net/snmp, which is per namespace).
-func udpDrops(ctx context.Context, ns string) (int64, error) {
-	out, err := lab.RunIn(ctx, ns, "cat", "/proc/net/snmp")
-	if err != nil {
-		return 0, err
-	}
-	var names []string
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "RcvbufErrors" && i < len(f) {
-				return strconv.ParseInt(f[i], 10, 64)
-			}
-		}
-	}
-	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
 // usage is a process's CPU time (its own and its waited-for children's)

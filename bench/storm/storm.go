@@ -340,7 +340,7 @@ func (c *client) boot(ctx context.Context, n node, t0 time.Time, r *result) (*is
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionTFTPServerName,
 			dhcpv4.OptionBootfileName, dhcpv4.OptionVendorSpecificInformation, dhcpv4.OptionClassIdentifier),
 	}
-	ack, err := c.dora(ctx, n, pxe, []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second})
+	ack, err := c.dhcp.DORA(ctx, n.mac, []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second}, pxe...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("PXE DHCP: %w", err)
 	}
@@ -369,7 +369,7 @@ func (c *client) boot(ctx context.Context, n node, t0 time.Time, r *result) (*is
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionBootfileName,
 			dhcpv4.OptionRootPath, dhcpv4.GenericOptionCode(175), dhcpv4.GenericOptionCode(203)),
 	}
-	ack, err = c.dora(ctx, n, ipxe, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second})
+	ack, err = c.dhcp.DORA(ctx, n.mac, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second}, ipxe...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("iPXE DHCP: %w", err)
 	}
@@ -424,23 +424,6 @@ func next(ack *dhcpv4.DHCPv4) string {
 		return s
 	}
 	return ack.ServerIPAddr.String()
-}
-
-// dora is one DISCOVER/OFFER/REQUEST/ACK with the options in mods.
-func (c *client) dora(ctx context.Context, n node, mods []dhcpv4.Modifier, waits []time.Duration) (*dhcpv4.DHCPv4, error) {
-	disc, err := dhcpv4.NewDiscovery(n.mac, append([]dhcpv4.Modifier{dhcpv4.WithBroadcast(true)}, mods...)...)
-	if err != nil {
-		return nil, err
-	}
-	offer, err := c.dhcp.Exchange(ctx, disc, dhcpv4.MessageTypeOffer, waits)
-	if err != nil {
-		return nil, err
-	}
-	req, err := dhcpv4.NewRequestFromOffer(offer, append([]dhcpv4.Modifier{dhcpv4.WithBroadcast(true)}, mods...)...)
-	if err != nil {
-		return nil, err
-	}
-	return c.dhcp.Exchange(ctx, req, dhcpv4.MessageTypeAck, waits)
 }
 
 // leased checks the ACK gives the node its inventory address.

@@ -274,17 +274,7 @@ func (c *dhcpClient) send(b []byte) {
 // read counts the replies until none has come for 3 s.
 func (c *dhcpClient) read() {
 	defer close(c.done)
-	buf := make([]byte, 1500)
-	for {
-		c.sock.SetReadDeadline(time.Now().Add(3 * time.Second))
-		nr, _, err := c.sock.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		m, err := dhcpv4.FromBytes(buf[:nr])
-		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
-			continue
-		}
+	netsantest.ReadReplies(c.sock, 3*time.Second, func(m *dhcpv4.DHCPv4) {
 		switch m.MessageType() {
 		case dhcpv4.MessageTypeOffer:
 			c.offers[m.YourIPAddr.String()] = m.ClientHWAddr.String()
@@ -296,7 +286,7 @@ func (c *dhcpClient) read() {
 		default:
 			c.other++
 		}
-	}
+	})
 }
 
 // close waits for the replies to stop and returns what came: the addresses

@@ -57,24 +57,37 @@ func ListenDHCP(ns, iface string) (*DHCPClients, error) {
 
 func (c *DHCPClients) read() {
 	defer close(c.done)
+	ReadReplies(c.conn, 0, c.deliver)
+}
+
+// ReadReplies hands each DHCP reply (BOOTREPLY) that comes to conn to f,
+// passing over anything else, until a read fails: conn closed or, when
+// idle is not zero, nothing for that long.
+func ReadReplies(conn net.PacketConn, idle time.Duration, f func(*dhcpv4.DHCPv4)) {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := c.conn.ReadFrom(buf)
+		if idle > 0 {
+			conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, _, err := conn.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		m, err := dhcpv4.FromBytes(buf[:n])
-		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
-			continue
+		if m, err := dhcpv4.FromBytes(buf[:n]); err == nil && m.OpCode == dhcpv4.OpcodeBootReply {
+			f(m)
 		}
-		c.mu.Lock()
-		ch := c.waiting[m.TransactionID]
-		c.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- m:
-			default:
-			}
+	}
+}
+
+// deliver hands m to the exchange waiting for its transaction ID, if any.
+func (c *DHCPClients) deliver(m *dhcpv4.DHCPv4) {
+	c.mu.Lock()
+	ch := c.waiting[m.TransactionID]
+	c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- m:
+		default:
 		}
 	}
 }

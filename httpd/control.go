@@ -47,11 +47,11 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := op(iqn); err != nil {
-		s.log.Error("control request failed", zap.String("op", r.URL.Path), zap.String("iqn", iqn), zap.Error(err))
+		s.Log.Error("control request failed", zap.String("op", r.URL.Path), zap.String("iqn", iqn), zap.Error(err))
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
-	s.log.Info("control", zap.String("op", r.URL.Path), zap.String("iqn", iqn), zap.String("ip", r.RemoteAddr))
+	s.Log.Info("control", zap.String("op", r.URL.Path), zap.String("iqn", iqn), zap.String("ip", r.RemoteAddr))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -61,7 +61,7 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 func (s *Server) loopbackOnly(w http.ResponseWriter, r *http.Request) bool {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		s.log.Warn("request refused: not from loopback", zap.String("op", r.URL.Path), zap.String("ip", r.RemoteAddr))
+		s.Log.Warn("request refused: not from loopback", zap.String("op", r.URL.Path), zap.String("ip", r.RemoteAddr))
 		http.Error(w, "accepted from loopback only", http.StatusForbidden)
 		return false
 	}

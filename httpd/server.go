@@ -45,64 +45,44 @@ type Server struct {
 	// after its context is cancelled (30 s when zero); then it closes them.
 	ShutdownTimeout time.Duration
 
-	log      *zap.Logger
-	resolver *bootmenu.Resolver
-	metrics  *metrics
-	// bound is closed once Serve has its listener, at addr, or has failed
-	// to get one (addr nil).
-	bound chan struct{}
-	addr  net.Addr
+	// Service holds the resolver and logger, and is the Server's Reload,
+	// SetMACFinder and ListenAddrs.
+	bootmenu.Service
+	counters bootmenu.Counters
 }
 
 // New returns a Server for inv; Serve starts it.
 func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
-	log = log.Named("http")
-	r, err := bootmenu.New(inv, log)
+	s := &Server{counters: bootmenu.NewCounters("http", "code", "HTTP boot file requests by content kind, host (where known) and status code.")}
+	var err error
+	s.Service, err = bootmenu.NewService("http", inv, log,
+		func(inv *inventory.Inventory) string { return inv.HTTP.Listen }, func() bool { return s.Listener != nil })
 	if err != nil {
-		return nil, fmt.Errorf("http: %w", err)
+		return nil, err
 	}
-	return &Server{log: log, resolver: r, metrics: newMetrics(), bound: make(chan struct{})}, nil
+	return s, nil
 }
-
-// Reload serves inv from now on; requests in flight finish with what they
-// opened. A changed http.listen takes effect at the next start.
-func (s *Server) Reload(inv *inventory.Inventory) error {
-	old := s.resolver.Inventory()
-	if err := s.resolver.Reload(inv); err != nil {
-		return fmt.Errorf("http: %w", err)
-	}
-	if old.HTTP.Listen != inv.HTTP.Listen && s.Listener == nil {
-		s.log.Warn("http.listen changed; the new address is used after a restart",
-			zap.String("old", old.HTTP.Listen), zap.String("new", inv.HTTP.Listen))
-	}
-	return nil
-}
-
-// SetMACFinder sets how a Pi's cmdline.txt with its CHAP secret is kept
-// to the Pi (see bootmenu.MACFinder); until then it goes to nobody.
-func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f) }
 
 // Serve answers requests until ctx is cancelled, then drains them.
 func (s *Server) Serve(ctx context.Context) error {
 	ln := s.Listener
 	if ln == nil {
-		addr := s.resolver.Inventory().HTTP.Listen
+		addr := s.Listen()
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			close(s.bound)
+			s.Bound(nil)
 			return fmt.Errorf("http: listen %s: %w", addr, err)
 		}
 		ln = l
 	}
-	s.addr = ln.Addr()
-	close(s.bound)
+	s.Bound(ln.Addr())
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          zap.NewStdLog(s.log),
+		ErrorLog:          zap.NewStdLog(s.Log),
 	}
-	s.log.Info("serving", zap.Stringer("addr", ln.Addr()))
+	s.Log.Info("serving", zap.Stringer("addr", ln.Addr()))
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {
@@ -117,22 +97,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
-		s.log.Warn("requests still running at shutdown; closing them", zap.Error(err))
+		s.Log.Warn("requests still running at shutdown; closing them", zap.Error(err))
 		hs.Close()
 	}
 	<-done // http.ErrServerClosed
-	s.log.Info("stopped")
+	s.Log.Info("stopped")
 	return nil
-}
-
-// ListenAddrs blocks until Serve is listening and returns its address; nil
-// if Serve could not listen.
-func (s *Server) ListenAddrs() []net.Addr {
-	<-s.bound
-	if s.addr == nil {
-		return nil
-	}
-	return []net.Addr{s.addr}
 }
 
 // Handler is the whole HTTP surface, for Serve or any other http.Server.
@@ -143,11 +113,11 @@ func (s *Server) Handler() http.Handler {
 		reg.MustRegister(s)
 		g = reg
 	}
-	metricsHandler := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(s.log)})
+	metricsHandler := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(s.Log)})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if p := recover(); p != nil && p != http.ErrAbortHandler {
-				s.log.Error("panic in request", zap.String("path", r.URL.Path),
+				s.Log.Error("panic in request", zap.String("path", r.URL.Path),
 					zap.String("ip", r.RemoteAddr), zap.Any("panic", p), zap.Stack("stack"))
 				// Drop this connection only; the server goes on.
 				panic(http.ErrAbortHandler)
@@ -195,11 +165,11 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	name := strings.TrimPrefix(r.URL.Path, "/")
-	log := s.log.With(bootmenu.RequestFields(r.Method, name, c.IP)...)
-	f, err := s.resolver.Resolve(c, name)
+	log := s.Log.With(bootmenu.RequestFields(r.Method, name, c.IP)...)
+	f, err := s.Resolver.Resolve(c, name)
 	if err != nil {
 		rf := bootmenu.Refuse(err)
-		s.metrics.request("", "", rf.Status)
+		s.counters.Status("", "", rf.Status)
 		log.Log(rf.Level, "refused", zap.String("result", rf.Result), zap.Int("status", rf.Status), zap.Error(err))
 		http.Error(w, strings.ToLower(http.StatusText(rf.Status)), rf.Status)
 		return
@@ -226,8 +196,8 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		content = osf // lets the kernel copy the file to the socket
 	}
 	http.ServeContent(cw, r, name, f.ModTime(), content)
-	s.metrics.request(f.Kind, f.Host, cw.status)
-	s.metrics.sent(f.Kind, f.Host, cw.n)
+	s.counters.Status(f.Kind, f.Host, cw.status)
+	s.counters.Sent(f.Kind, f.Host, cw.n)
 	log.Info("sent", append(f.Fields(), zap.Int("status", cw.status),
 		zap.Int64("bytes", cw.n), zap.Duration("elapsed", time.Since(start)))...)
 	if r.Method == http.MethodGet && cw.status/100 == 2 {

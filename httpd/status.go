@@ -143,7 +143,7 @@ type Status struct {
 }
 
 func (s *Server) snapshot() Status {
-	inv := s.resolver.Inventory()
+	inv := s.Resolver.Inventory()
 	st := Status{Server: inv.Server.Address.String(), Time: time.Now().UTC(),
 		Hosts: []HostStatus{}, Leases: []Lease{}, Sessions: []Session{}, Seen: []Seen{}, Targets: []Target{}, Images: []Image{}}
 	if s.Status.Leases != nil {
@@ -208,7 +208,7 @@ func (s *Server) seen(ms []Seen) []Seen {
 			macs = append(macs, mac)
 		}
 	}
-	for i, h := range s.resolver.Suggest(macs) {
+	for i, h := range s.Resolver.Suggest(macs) {
 		out[i].Host, out[i].Stanza = h, h.String()
 	}
 	return out
@@ -237,6 +237,6 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		err = statusPage.Execute(w, st)
 	}
 	if err != nil {
-		s.log.Warn("status", zap.Error(err))
+		s.Log.Warn("status", zap.Error(err))
 	}
 }

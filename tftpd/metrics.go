@@ -11,8 +11,7 @@ import (
 // outcomes as the library sees them, retransmissions included) and the
 // source of the Server's prometheus.Collector.
 type metrics struct {
-	requests    *prometheus.CounterVec
-	bytes       *prometheus.CounterVec
+	bootmenu.Counters
 	transfers   *prometheus.CounterVec
 	datagrams   prometheus.Counter
 	retransmits prometheus.Counter
@@ -22,14 +21,7 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "netsan_tftp_requests_total",
-			Help: "TFTP requests by content kind, host (where known) and result (ok, aborted, cut (at shutdown), not_found, refused, forbidden, write_refused, busy, error).",
-		}, []string{"kind", "host", "result"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "netsan_tftp_sent_bytes_total",
-			Help: "File bytes sent over TFTP, by content kind and host.",
-		}, []string{"kind", "host"}),
+		Counters: bootmenu.NewCounters("tftp", "result", "TFTP requests by content kind, host (where known) and result (ok, aborted, cut (at shutdown), not_found, refused, forbidden, write_refused, busy, error)."),
 		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netsan_tftp_transfers_total",
 			Help: "TFTP transfers ended, by outcome (success, failure), as the TFTP engine reports them.",
@@ -52,14 +44,6 @@ func newMetrics() *metrics {
 			Help: "TFTP read transfers running now.",
 		}),
 	}
-}
-
-func (m *metrics) request(kind bootmenu.Kind, host, result string) {
-	m.requests.WithLabelValues(string(kind), host, result).Inc()
-}
-
-func (m *metrics) sent(kind bootmenu.Kind, host string, n int64) {
-	m.bytes.WithLabelValues(string(kind), host).Add(float64(n))
 }
 
 // OnSuccess implements tftp.Hook.
@@ -86,7 +70,7 @@ func (m *metrics) account(st tftp.TransferStats, retransmits int) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.bytes, m.transfers, m.datagrams, m.retransmits, m.duration, m.active}
+	return []prometheus.Collector{m.Counters, m.transfers, m.datagrams, m.retransmits, m.duration, m.active}
 }
 
 // Describe implements prometheus.Collector.

@@ -42,45 +42,26 @@ type Server struct {
 	// /status to tell its boot.
 	Events *timeline.Recorder
 
-	log      *zap.Logger
-	resolver *bootmenu.Resolver
+	// Service holds the resolver and logger, and is the Server's Reload,
+	// SetMACFinder and ListenAddrs.
+	bootmenu.Service
 	metrics  *metrics
 	active   atomic.Int64 // transfers running
 	stopping atomic.Bool  // Serve's context is done: running transfers are cut
 	cut      atomic.Int64 // transfers cut at shutdown
-	// bound is closed once Serve has its socket, at addr, or has failed to
-	// get one (addr nil).
-	bound chan struct{}
-	addr  net.Addr
 }
 
 // New returns a Server for inv; Serve starts it.
 func New(inv *inventory.Inventory, log *zap.Logger) (*Server, error) {
-	log = log.Named("tftp")
-	r, err := bootmenu.New(inv, log)
+	s := &Server{metrics: newMetrics()}
+	var err error
+	s.Service, err = bootmenu.NewService("tftp", inv, log,
+		func(inv *inventory.Inventory) string { return inv.TFTP.Listen }, func() bool { return s.Conn != nil })
 	if err != nil {
-		return nil, fmt.Errorf("tftp: %w", err)
+		return nil, err
 	}
-	return &Server{log: log, resolver: r, metrics: newMetrics(), bound: make(chan struct{})}, nil
+	return s, nil
 }
-
-// Reload serves inv from now on. Transfers already running finish with the
-// file they opened. A changed tftp.listen takes effect at the next start.
-func (s *Server) Reload(inv *inventory.Inventory) error {
-	old := s.resolver.Inventory()
-	if err := s.resolver.Reload(inv); err != nil {
-		return fmt.Errorf("tftp: %w", err)
-	}
-	if old.TFTP.Listen != inv.TFTP.Listen && s.Conn == nil {
-		s.log.Warn("tftp.listen changed; the new address is used after a restart",
-			zap.String("old", old.TFTP.Listen), zap.String("new", inv.TFTP.Listen))
-	}
-	return nil
-}
-
-// SetMACFinder sets how a Pi's cmdline.txt with its CHAP secret is kept
-// to the Pi (see bootmenu.MACFinder); until then it goes to nobody.
-func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f) }
 
 // Serve answers requests until ctx is cancelled, then cuts the transfers
 // still running: each at its next block, or, waiting on a silent client,
@@ -89,22 +70,21 @@ func (s *Server) SetMACFinder(f bootmenu.MACFinder) { s.resolver.SetMACFinder(f)
 func (s *Server) Serve(ctx context.Context) error {
 	conn := s.Conn
 	if conn == nil {
-		c, err := Listen(s.resolver.Inventory().TFTP.Listen)
+		c, err := Listen(s.Listen())
 		if err != nil {
-			close(s.bound)
+			s.Bound(nil)
 			return err
 		}
 		conn = c
 	}
-	s.addr = conn.LocalAddr()
-	close(s.bound)
+	s.Bound(conn.LocalAddr())
 	srv := tftp.NewServer(s.read, s.write)
 	srv.SetHook(s.metrics)
 	srv.SetBackoff(s.backoff)
 	if s.Timeout > 0 {
 		srv.SetTimeout(s.Timeout)
 	}
-	s.log.Info("serving", s.serving(conn)...)
+	s.Log.Info("serving", s.serving(conn)...)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(conn) }()
 	select {
@@ -112,7 +92,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.stopping.Store(true)
 		srv.Shutdown() // closes conn, waits for the transfers
 		<-done
-		s.log.Info("stopped", append(s.serving(conn), zap.Int64("cut", s.cut.Load()))...)
+		s.Log.Info("stopped", append(s.serving(conn), zap.Int64("cut", s.cut.Load()))...)
 		return nil
 	case err := <-done:
 		conn.Close()
@@ -120,19 +100,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
-// ListenAddrs blocks until Serve has its socket and returns its address;
-// nil if Serve could not bind one.
-func (s *Server) ListenAddrs() []net.Addr {
-	<-s.bound
-	if s.addr == nil {
-		return nil
-	}
-	return []net.Addr{s.addr}
-}
-
 // serving says what Serve answers on and from.
 func (s *Server) serving(conn net.PacketConn) []zap.Field {
-	inv := s.resolver.Inventory()
+	inv := s.Resolver.Inventory()
 	return []zap.Field{zap.Stringer("addr", conn.LocalAddr()), zap.String("root", inv.TFTP.Root), zap.String("ipxe_dir", inv.TFTP.IPXEDir)}
 }
 
@@ -232,13 +202,13 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 		local, _ = netip.AddrFromSlice(pi.LocalIP())
 		local = local.Unmap()
 	}
-	log := s.log.With(bootmenu.RequestFields("read", filename, remote)...)
+	log := s.Log.With(bootmenu.RequestFields("read", filename, remote)...)
 	defer func() {
 		// A bug in one transfer must not take the server, and every other
 		// machine's boot, down with it.
 		if p := recover(); p != nil {
 			log.Error("panic in transfer", zap.Any("panic", p), zap.Stack("stack"))
-			s.metrics.request("", "", "error")
+			s.metrics.Request("", "", "error")
 			err = errInternal
 		}
 	}()
@@ -249,7 +219,7 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	}
 	if n := s.active.Add(1); n > limit {
 		s.active.Add(-1)
-		s.metrics.request("", "", "busy")
+		s.metrics.Request("", "", "busy")
 		log.Warn("read refused: too many transfers", zap.Int64("limit", limit))
 		return errBusy
 	}
@@ -262,10 +232,10 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 	// A TFTP name has no current directory: a leading "/" is the root, as
 	// tftp-hpa -s and dnsmasq take it, and GRUB asks that way
 	// ("/grub/grub.cfg"). One only, as over HTTP.
-	f, err := s.resolver.Resolve(bootmenu.Client{IP: remote, Local: local}, strings.TrimPrefix(filename, "/"))
+	f, err := s.Resolver.Resolve(bootmenu.Client{IP: remote, Local: local}, strings.TrimPrefix(filename, "/"))
 	if err != nil {
 		r := bootmenu.Refuse(err)
-		s.metrics.request("", "", r.Result)
+		s.metrics.Request("", "", r.Result)
 		log.Log(r.Level, "read refused", zap.String("result", r.Result), zap.Error(err))
 		return errors.New(r.Message)
 	}
@@ -275,21 +245,21 @@ func (s *Server) read(filename string, rf io.ReaderFrom) (err error) {
 		ot.SetSize(f.Size()) // answered only when the client asked for tsize
 	}
 	n, err := s.transfer(rf, f)
-	s.metrics.sent(f.Kind, f.Host, n)
+	s.metrics.Sent(f.Kind, f.Host, n)
 	if errors.Is(err, errCut) {
 		s.cut.Add(1)
-		s.metrics.request(f.Kind, f.Host, "cut")
+		s.metrics.Request(f.Kind, f.Host, "cut")
 		log.Warn("transfer cut at shutdown", zap.Int64("bytes", n), zap.Int64("size", f.Size()),
 			zap.Duration("elapsed", time.Since(start)))
 		return err
 	}
 	if err != nil {
-		s.metrics.request(f.Kind, f.Host, "aborted")
+		s.metrics.Request(f.Kind, f.Host, "aborted")
 		log.Warn("transfer failed", zap.Int64("bytes", n), zap.Int64("size", f.Size()),
 			zap.Duration("elapsed", time.Since(start)), zap.Error(err))
 		return err
 	}
-	s.metrics.request(f.Kind, f.Host, "ok")
+	s.metrics.Request(f.Kind, f.Host, "ok")
 	log.Info("sent", zap.Int64("bytes", n), zap.Duration("elapsed", time.Since(start)))
 	s.Events.Record(f.Event("tftp", filename))
 	return nil
@@ -302,7 +272,7 @@ func (s *Server) write(filename string, wt io.WriterTo) error {
 		ra := in.RemoteAddr()
 		ip = ra.AddrPort().Addr().Unmap()
 	}
-	s.metrics.request("", "", "write_refused")
-	s.log.Warn("write refused", bootmenu.RequestFields("write", filename, ip)...)
+	s.metrics.Request("", "", "write_refused")
+	s.Log.Warn("write refused", bootmenu.RequestFields("write", filename, ip)...)
 	return errWriteRefused
 }

@@ -30,13 +30,9 @@ func hostsAdd(args []string, stdout, stderr io.Writer) error {
 	size := fs.String("size", "", "size of its root, e.g. 32GiB (default: the golden image's); without --from, an empty root")
 	serial := fs.String("serial", "", "Raspberry Pi serial, 8 hex digits: its TFTP prefix")
 	offline := fs.Bool("offline", false, "check the result as check --offline does: the file only, not this machine")
-	pos, err := parseArgs(fs, args)
+	pos, err := positional(fs, args, 1, stderr, "netsan hosts add NAME --mac MAC [flags] (-h for more)", mac)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 || *mac == "" {
-		fmt.Fprintln(stderr, "usage: netsan hosts add NAME --mac MAC [flags] (-h for more)")
-		return errUsage
 	}
 	name := pos[0]
 	var added inventory.HostStanza
@@ -77,13 +73,9 @@ func hostsRemove(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("hosts rm", stderr, &c)
 	deleteRoot := fs.Bool("delete-root", false, "delete its root image file too (default: kept, and listed by image list as orphaned)")
 	offline := fs.Bool("offline", false, "check the result as check --offline does: the file only, not this machine")
-	pos, err := parseArgs(fs, args)
+	pos, err := positional(fs, args, 1, stderr, "netsan hosts rm NAME [flags] (-h for more)")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: netsan hosts rm NAME [flags] (-h for more)")
-		return errUsage
 	}
 	name := pos[0]
 	var root *inventory.Root

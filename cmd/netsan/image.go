@@ -99,6 +99,21 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// positional is parseArgs wanting exactly n positional arguments and every
+// required flag set; otherwise it prints the usage line and returns errUsage.
+func positional(fs *flag.FlagSet, args []string, n int, stderr io.Writer, usage string, required ...*string) ([]string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	missing := slices.ContainsFunc(required, func(v *string) bool { return *v == "" })
+	if len(pos) != n || missing {
+		fmt.Fprintln(stderr, "usage: "+usage)
+		return nil, errUsage
+	}
+	return pos, nil
+}
+
 func imageList(args []string, stdout, stderr io.Writer) error {
 	inv, err := loadCommand("image list", args, stderr)
 	if err != nil {
@@ -459,13 +474,9 @@ var imageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 func imageImport(args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("image import", stderr, &c)
-	pos, err := parseArgs(fs, args)
+	pos, err := positional(fs, args, 2, stderr, "netsan image import [-c FILE] FILE NAME")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		fmt.Fprintln(stderr, "usage: netsan image import [-c FILE] FILE NAME")
-		return errUsage
 	}
 	src, name := pos[0], pos[1]
 	if !imageName.MatchString(name) {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/netsan/netsan/inventory"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -271,6 +272,62 @@ func TestReloadSwaps(t *testing.T) {
 	}
 	if _, f := readAll(t, r, anyClient, "boot/52-54-00-00-00-01.ipxe"); f.Kind != KindUnknown {
 		t.Errorf("failed reload changed the state: %s", f.Kind)
+	}
+}
+
+// TestServiceReload: a server's Service warns, once a reload changes its
+// listen address, that the new one waits for a restart, unless the server
+// was handed its socket; a failed reload names the protocol. ListenAddrs
+// tells the address Serve bound, or nil when it bound none.
+func TestServiceReload(t *testing.T) {
+	tt := newTestTree(t)
+	for _, handed := range []bool{false, true} {
+		core, logs := observer.New(zapcore.InfoLevel)
+		svc, err := NewService("http", tt.parseWith(t, "authoritative", "[http]\nlisten = \":8080\"\n"), zap.New(core),
+			func(inv *inventory.Inventory) string { return inv.HTTP.Listen }, func() bool { return handed })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := svc.Listen(); got != ":8080" {
+			t.Errorf("Listen = %q, want :8080", got)
+		}
+		if err := svc.Reload(tt.parseWith(t, "authoritative", "[http]\nlisten = \":8080\"\n[[host]]\nname = \"x1\"\nmac = \"52:54:00:00:00:99\"\nboot = \"local\"\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Reload(tt.parseWith(t, "authoritative", "[http]\nlisten = \":8081\"\n")); err != nil {
+			t.Fatal(err)
+		}
+		warned := logs.FilterMessage("http.listen changed; the new address is used after a restart").All()
+		if handed && len(warned) != 0 || !handed && (len(warned) != 1 || warned[0].ContextMap()["new"] != ":8081" || warned[0].LoggerName != "http") {
+			t.Errorf("handed %v: warnings %+v", handed, warned)
+		}
+	}
+
+	tftp := func() Service {
+		svc, err := NewService("tftp", tt.inv, zap.NewNop(), func(inv *inventory.Inventory) string { return inv.TFTP.Listen }, func() bool { return false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	svc, failed := tftp(), tftp()
+	failed.Bound(nil)
+	if got := failed.ListenAddrs(); got != nil {
+		t.Errorf("ListenAddrs after a failed bind = %v, want nil", got)
+	}
+	if err := os.MkdirAll(filepath.Join(tt.dir, "templates", "ipxe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tt.dir, "templates", "ipxe", "san.ipxe"), []byte("#!ipxe\n{{.Nope"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Reload(tt.inv); err == nil || !strings.HasPrefix(err.Error(), "tftp: ") {
+		t.Errorf("reload with a broken template: %v, want a tftp: error", err)
+	}
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6969}
+	go svc.Bound(addr)
+	if got := svc.ListenAddrs(); len(got) != 1 || got[0] != addr {
+		t.Errorf("ListenAddrs = %v, want %v", got, addr)
 	}
 }
 

@@ -35,15 +35,21 @@ func (l *netnsLab) lease(ns string) string {
 // gets it over TFTP (busybox tftp) and HTTP (curl); a second machine with
 // another MAC and address asking for the same <serial>/cmdline.txt gets a
 // TFTP error and a 403, and netsan logs a WARN naming the host, the
-// asking address and the MAC found behind it. Files without a secret still
-// go to anyone. In proxy mode netsan tells the Pi by the kernel's
-// neighbour table, in authoritative mode by the lease it gave.
+// asking address and the MAC found behind it. So does a third machine that
+// set itself the fixed address of a second Pi, which is off, and asks for
+// that Pi's file. Files without a secret still go to anyone. In proxy mode
+// netsan tells the Pi by the kernel's neighbour table, in authoritative
+// mode by the lease or fixed address it gave, held to the MAC the
+// neighbour table shows for it.
 func TestPiSecretOnlyToItsPi(t *testing.T) {
 	netsantest.NeedTools(t, "busybox", "curl")
 	const (
 		piMAC, otherMAC = "dc:a6:32:00:00:01", "02:00:5e:00:00:50"
 		secret          = "pi1-root-secret-c0ffee"
 		cmdline         = "9ffefde1/cmdline.txt"
+		// pi2 never boots: an impostor takes its fixed address.
+		pi2MAC, impostorMAC = "dc:a6:32:00:00:02", "02:00:5e:00:00:51"
+		pi2Secret, pi2IP    = "pi2-root-secret-decaf", "198.18.0.22"
 	)
 	for _, mode := range []string{"proxy", "authoritative"} {
 		t.Run(mode, func(t *testing.T) {
@@ -82,7 +88,15 @@ serial = "9ffefde1"
 boot   = "san"
 root   = { image = "roots/pi1.img", size = "64MiB" }
 chap   = { user = "pi1", secret = %q }
-`, mode, pool, piMAC, secret))
+[[host]]
+name   = "pi2"
+mac    = %q
+ip     = %q
+serial = "9ffefde2"
+boot   = "san"
+root   = { image = "roots/pi2.img", size = "64MiB" }
+chap   = { user = "pi2", secret = %q }
+`, mode, pool, piMAC, secret, pi2MAC, pi2IP, pi2Secret))
 			n := startNetsan(t, path, l.Server, "http://198.18.0.1:8080")
 
 			var pi, other, otherIP string
@@ -139,23 +153,42 @@ chap   = { user = "pi1", secret = %q }
 				t.Errorf("a shared Pi file to another machine: %v %q", err, got)
 			}
 
-			var refusals []map[string]any
-			for line := range strings.Lines(n.log.String()) {
-				var e map[string]any
-				if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == "secret refused" {
-					refusals = append(refusals, e)
+			// checkRefusals wants the two refusals (TFTP, HTTP) logged
+			// after the first since bytes of the log to name host, ip and mac.
+			checkRefusals := func(since int, host, ip, mac string) {
+				t.Helper()
+				var rs []map[string]any
+				for line := range strings.Lines(n.log.String()[since:]) {
+					var e map[string]any
+					if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == "secret refused" {
+						rs = append(rs, e)
+					}
+				}
+				if len(rs) != 2 {
+					t.Fatalf("%d \"secret refused\" lines, want 2 (TFTP, HTTP):\n%s", len(rs), n.log.String())
+				}
+				for _, e := range rs {
+					if e["level"] != "warn" || e["host"] != host || e["ip"] != ip || e["mac"] != mac {
+						t.Errorf("refusal logged as %v, want warn, host %s, ip %s, mac %s", e, host, ip, mac)
+					}
 				}
 			}
-			if len(refusals) != 2 {
-				t.Fatalf("%d \"secret refused\" lines, want 2 (TFTP, HTTP):\n%s", len(refusals), n.log.String())
+			checkRefusals(0, "pi1", otherIP, otherMAC)
+
+			// pi2 is off; a machine that set itself pi2's address asks
+			// for pi2's file. DHCP state alone would name pi2 for it.
+			since := len(n.log.String())
+			impostor := l.Attach("impostor", impostorMAC, pi2IP+"/24")
+			if got, err := tftpGet(impostor, "9ffefde2/cmdline.txt"); err == nil || strings.Contains(got, pi2Secret) {
+				t.Errorf("%s (%s) on pi2's address fetched pi2's cmdline.txt over TFTP: %v %q", pi2IP, impostorMAC, err, got)
 			}
-			for _, e := range refusals {
-				if e["level"] != "warn" || e["host"] != "pi1" || e["ip"] != otherIP || e["mac"] != otherMAC {
-					t.Errorf("refusal logged as %v, want warn, host pi1, ip %s, mac %s", e, otherIP, otherMAC)
-				}
+			if code, got := httpGet(impostor, "9ffefde2/cmdline.txt"); code != "403" || strings.Contains(got, pi2Secret) {
+				t.Errorf("%s (%s) on pi2's address over HTTP: %s %q, want 403", pi2IP, impostorMAC, code, got)
 			}
+			checkRefusals(since, "pi2", pi2IP, impostorMAC)
 			n.kill()
 			assertNoSecret(t, n.log.String(), secret)
+			assertNoSecret(t, n.log.String(), pi2Secret)
 		})
 	}
 }

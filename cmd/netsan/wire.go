@@ -125,19 +125,27 @@ func buildServices(inv *inventory.Inventory, cluster *ceph.Cluster, log *zap.Log
 }
 
 // macFinder tells tftpd and httpd which machine asks for a file with a
-// secret: dhcpd's leases and fixed addresses when netsan hands out the
-// addresses, else (proxy mode, or no DHCP) the kernel's neighbour table,
-// where the client's ARP for us left its MAC.
+// secret: the kernel's neighbour table, where the client's ARP for us left
+// its MAC; when netsan hands out the addresses, the address must also be
+// leased or fixed in dhcpd. The table's MAC wins: dhcpd names a host for
+// its fixed address even while another machine has set that address
+// itself (the host is off). A client beyond a relay has no entry in the
+// table, and dhcpd answers alone.
 type macFinder struct{ dhcp *dhcpd.Server }
 
 func (f macFinder) MACOf(ip, local netip.Addr) (net.HardwareAddr, error) {
-	if f.dhcp != nil {
-		mac, err := f.dhcp.MACOf(ip)
-		if !errors.Is(err, dhcpd.ErrNotAssigning) {
-			return mac, err
-		}
+	seen, nerr := neigh.Lookup(ip, local)
+	if f.dhcp == nil {
+		return seen, nerr
 	}
-	return neigh.Lookup(ip, local)
+	mac, err := f.dhcp.MACOf(ip)
+	switch {
+	case errors.Is(err, dhcpd.ErrNotAssigning):
+		return seen, nerr
+	case err != nil || nerr != nil:
+		return mac, err
+	}
+	return seen, nil
 }
 
 // makeImageDirs creates the directories that missing images will be created

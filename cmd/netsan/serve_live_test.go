@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -239,6 +240,56 @@ func TestServeLogsSignals(t *testing.T) {
 		if !signalLogged(log.String(), name, "stop") {
 			t.Errorf("no INFO \"signal received\" line with signal %s, op stop:\n%s", name, log)
 		}
+	}
+}
+
+// TestServeStopsDespiteStalledTFTP: SIGTERM while a TFTP client has
+// stopped acknowledging does not wait out pin/tftp's retransmissions
+// (about 30 s): netsan exits within a few seconds and logs the transfer
+// it cut.
+func TestServeStopsDespiteStalledTFTP(t *testing.T) {
+	bin := netsantest.Binary(t)
+	port := netsantest.FreePort(t, "udp")
+	path := loopbackInventory(t, fmt.Sprintf("[tftp]\nlisten = \"127.0.0.1:%d\"\nroot = \"tftp\"\n", port))
+	root := filepath.Join(filepath.Dir(path), "tftp")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "big.img"), strings.Repeat("netsan", 20000))
+	log := netsantest.NewLog(t, "netsan")
+	p := netsantest.Start(t, exec.Command(bin, "serve", "-c", path, "--log-format", "json"), log)
+	netsantest.WaitFor(t, "netsan starting", 20*time.Second, func() bool { return strings.Contains(log.String(), "netsan starting") })
+
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	rrq := []byte("\x00\x01big.img\x00octet\x00")
+	buf := make([]byte, 1024)
+	// The first block says the transfer runs; it is never acknowledged.
+	netsantest.WaitFor(t, "the first block of big.img", 20*time.Second, func() bool {
+		c.WriteTo(rrq, server)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, _, err := c.ReadFrom(buf)
+		return err == nil && n > 4 && buf[0] == 0 && buf[1] == 3
+	})
+	begin := time.Now()
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("netsan still running 15 s after SIGTERM with a stalled TFTP transfer:\n%s", log)
+	}
+	t.Logf("netsan exited %s after SIGTERM", time.Since(begin).Round(time.Millisecond))
+	if err := p.Err(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if !strings.Contains(log.String(), `"msg":"transfer cut at shutdown"`) || !strings.Contains(log.String(), `"file":"big.img"`) {
+		t.Errorf("no WARN naming the cut transfer of big.img:\n%s", log)
 	}
 }
 

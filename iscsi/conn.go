@@ -41,9 +41,9 @@ type conn struct {
 	// statSN is owned by the login code, then by the writer goroutine.
 	statSN uint32
 
-	// out feeds the writer goroutine; made on entering full feature phase
+	// out feeds the writer goroutine; ready on entering full feature phase
 	// (the login phase writes its responses itself).
-	out       chan outItem
+	out       outQueue
 	done      chan struct{} // closed by close()
 	closeOnce sync.Once
 	finished  chan struct{} // closed when serve returns
@@ -81,7 +81,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 }
 
 // loginBuffer is the read buffer until full feature phase, which gets
-// pdu.DefaultBufferSize. A login is lock-step, one Login Request answered
+// pdu.DefaultBufferSize while the initiator keeps it busy (and
+// pdu.IdleBufferSize, this size, otherwise). A login is lock-step, one Login Request answered
 // before the next, and a Login Request is a BHS and some hundred bytes of
 // text: 4 KiB takes one in a single read. A longer text (up to the 8192
 // bytes of the default MaxRecvDataSegmentLength, or CHAP with long
@@ -169,18 +170,14 @@ func (c *conn) requestLogout() {
 		Opcode: pdu.OpAsyncMessage, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag,
 		AsyncEvent: 1, Parameter3: uint16(max(1, c.srv.LogoutGrace/time.Second)),
 	}, advance: true}
-	select {
-	case c.out <- it:
-	default:
+	if !c.out.put(it) {
 		c.close(errors.New("target shutting down"))
 	}
 }
 
-// send queues an item for the writer unless the connection is closing.
+// send queues an item for the writer unless the writer has stopped.
 func (c *conn) send(it outItem) {
-	select {
-	case c.out <- it:
-	case <-c.done:
+	if !c.out.put(it) {
 		c.discard(it)
 	}
 }

@@ -21,9 +21,9 @@ func (c *conn) fullFeature(sess *session) {
 	if !sess.discovery {
 		c.r.Place = c.placeData
 	}
-	c.out = make(chan outItem, 2*c.srv.QueueDepth+8)
+	c.out.ready = make(chan struct{}, 1)
 	c.lastRecv.Store(time.Now().UnixNano())
-	// Publishes c.out to requestLogout, which reads it only after ffp.
+	// Publishes c.out to requestLogout, which uses it only after ffp.
 	c.ffp.Store(true)
 
 	writerDone := make(chan struct{})

@@ -26,6 +26,10 @@ type targetSet struct {
 	// abort is the LUs' AbortTasks: PREEMPT AND ABORT ends other nexuses'
 	// tasks through the session table.
 	abort func(lu *scsi.LogicalUnit, nexuses []scsi.Nexus) (wait func())
+	// bufs lends every LU its read buffers, so that a thousand sessions
+	// each on a LU of its own keep the buffers of the reads in flight,
+	// not a set per LU.
+	bufs scsi.BufferPool
 
 	// changing serializes the changes (Reload, ReopenTarget, close), each
 	// from opening the LUs it needs to closing those it leaves unused, so
@@ -206,6 +210,7 @@ func (ts *targetSet) openLU(cfg Config, iqn string, l LUN) (*scsi.LogicalUnit, e
 		Reservations: prs,
 		Name:         fmt.Sprintf("%s-lun%d", iqn, l.Number),
 		AbortTasks:   ts.abort,
+		Buffers:      &ts.bufs,
 		Log:          ts.log.Named("scsi").With(zap.String("iqn", iqn), zap.Uint64("lun", l.Number)),
 	})
 	if err != nil {

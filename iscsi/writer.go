@@ -3,6 +3,7 @@ package iscsi
 import (
 	"errors"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,6 +27,54 @@ type outItem struct {
 	resp scsi.Response
 }
 
+// outQueue feeds the writer goroutine. Items wait in a slice, which grows
+// to the most a connection has had waiting at once (a command's response,
+// its R2Ts, a ping's answer): one that runs a command at a time holds room
+// for a few, where a channel would reserve room for all it could ever hold
+// (2×QueueDepth items, 34 KiB a connection, paid a thousand times by a boot
+// storm's sessions).
+type outQueue struct {
+	mu     sync.Mutex
+	items  []outItem
+	closed bool          // the writer has stopped: put refuses
+	ready  chan struct{} // capacity 1: items are waiting
+}
+
+// put queues it; false once the writer has stopped.
+func (q *outQueue) put(it outItem) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the waiting items and keeps spare, emptied, for the next.
+func (q *outQueue) take(spare []outItem) []outItem {
+	q.mu.Lock()
+	items := q.items
+	q.items = spare[:0]
+	q.mu.Unlock()
+	return items
+}
+
+// stop refuses items from now on and returns those still waiting.
+func (q *outQueue) stop() []outItem {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	items := q.items
+	q.items = nil
+	return items
+}
+
 // writeLoop owns the socket's write side and StatSN in full feature phase;
 // it also pings idle initiators and drops the silent ones.
 func (c *conn) writeLoop() {
@@ -35,13 +84,8 @@ func (c *conn) writeLoop() {
 			c.close(nil)
 		}
 		// Nothing more goes out: give back what is queued.
-		for {
-			select {
-			case it := <-c.out:
-				c.discard(it)
-			default:
-				return
-			}
+		for _, it := range c.out.stop() {
+			c.discard(it)
 		}
 	}()
 	interval := c.srv.NOPInterval
@@ -53,12 +97,17 @@ func (c *conn) writeLoop() {
 	}
 	var pingTTT uint32
 	var pingSent time.Time
+	var spare []outItem
 	for {
 		select {
 		case <-c.done:
 			return
-		case it := <-c.out:
-			if err := c.writeBatch(it); err != nil {
+		case <-c.out.ready:
+			items := c.out.take(spare)
+			err := c.writeItems(items)
+			clear(items) // the buffers they pointed to went back
+			spare = items
+			if err != nil {
 				c.lost("write", err)
 				return
 			}
@@ -78,7 +127,7 @@ func (c *conn) writeLoop() {
 					pingTTT = 1
 				}
 				h := pdu.Header{Opcode: pdu.OpNOPIn, Flags: pdu.FlagFinal, InitiatorTaskTag: reservedTag, TargetTransferTag: pingTTT}
-				if err := c.writeBatch(outItem{hdr: h}); err != nil {
+				if err := c.writeItems([]outItem{{hdr: h}}); err != nil {
 					c.lost("write", err)
 					return
 				}
@@ -98,48 +147,44 @@ const (
 	batchBytes = 1 << 20
 )
 
-// writeBatch sends it and whatever else is already queued, up to the batch
-// bounds, in one write; buffers are released once it is out.
-func (c *conn) writeBatch(it outItem) error {
-	var done []outItem
-	closeAfter := false
-	for {
-		c.queue(&it)
-		done = append(done, it)
-		if it.closeAfter {
-			closeAfter = true
-			break
+// writeItems sends items in vectored writes within the batch bounds;
+// buffers are released once out. An item with closeAfter is the last: the
+// connection closes once it is out. Items left unsent by that or by an
+// error are given back.
+func (c *conn) writeItems(items []outItem) error {
+	for len(items) > 0 {
+		n, closeAfter := 0, false
+		for n < len(items) && !closeAfter && n < batchItems && c.w.Queued() < batchBytes {
+			c.queue(&items[n])
+			closeAfter = items[n].closeAfter
+			n++
 		}
-		if len(done) == batchItems || c.w.Queued() >= batchBytes {
-			break
+		// An initiator that stops reading must not wedge the writer (and
+		// with it the NOP-In timeout) forever.
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		err := c.w.Flush()
+		for _, d := range items[:n] {
+			if d.release != nil {
+				d.release()
+			}
+			if d.task != nil {
+				d.resp.Release()
+			}
 		}
-		var more bool
-		select {
-		case it, more = <-c.out:
-		default:
+		items = items[n:]
+		if err == nil && closeAfter {
+			// Closes c.done first, so that lost logs nothing for it.
+			c.close(nil)
+			err = errClosedAfterLogout
 		}
-		if !more {
-			break
+		if err != nil {
+			for _, it := range items {
+				c.discard(it)
+			}
+			return err
 		}
 	}
-	// An initiator that stops reading must not wedge the writer (and with
-	// it the NOP-In timeout) forever.
-	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	err := c.w.Flush()
-	for _, d := range done {
-		if d.release != nil {
-			d.release()
-		}
-		if d.task != nil {
-			d.resp.Release()
-		}
-	}
-	if err == nil && closeAfter {
-		// Closes c.done first, so that lost logs nothing for it.
-		c.close(nil)
-		return errClosedAfterLogout
-	}
-	return err
+	return nil
 }
 
 var errClosedAfterLogout = errors.New("closed after its last PDU")

@@ -99,7 +99,9 @@ func (p *Pool) Put(b []byte) {
 // Reader reads PDUs from one connection. It is not safe for concurrent use:
 // a connection has one reader goroutine.
 type Reader struct {
-	R            io.Reader
+	R io.Reader
+	// Pool lends the data segments' buffers, and the large read buffer
+	// while the peer is busy (SetBufferSize).
 	Pool         *Pool
 	HeaderDigest bool
 	DataDigest   bool
@@ -126,21 +128,40 @@ type Reader struct {
 // PDUs; data segments at least as large bypass it.
 const DefaultBufferSize = 64 << 10
 
+// IdleBufferSize is the buffer a Reader with a Pool keeps of its own when
+// SetBufferSize asks for more: enough for the command PDUs of a peer that
+// sends one at a time, or a handful.
+const IdleBufferSize = 4 << 10
+
 // SetBufferSize makes the read buffer n bytes. Bytes already read from R
 // and not yet consumed stay buffered (the buffer is never made smaller than
 // them), so the size may change between two PDUs without losing what the
 // peer pipelined behind the first.
+//
+// With a Pool and n above IdleBufferSize, the Reader keeps only an
+// IdleBufferSize buffer and borrows one of n bytes from Pool while the peer
+// keeps it busy: a read that fills the small buffer borrows the large one
+// for the next, and a read that brings less than the small one holds gives
+// it back. A connection whose peer sends a command at a time, or none,
+// then holds 4 KiB instead of n, and a busy one gets n's batching.
 func (r *Reader) SetBufferSize(n int) {
 	b := &r.br
-	b.src = r.R
+	b.src, b.pool, b.large = r.R, r.Pool, 0
+	if r.Pool != nil && n > IdleBufferSize {
+		n, b.large = IdleBufferSize, n
+	}
 	n = max(n, b.end-b.start, 1)
-	if len(b.buf) == n {
+	if len(b.own) == n && !b.lent {
 		return
 	}
-	buf := make([]byte, n)
-	b.end = copy(buf, b.buf[b.start:b.end])
+	own := make([]byte, n)
+	b.end = copy(own, b.buf[b.start:b.end])
 	b.start = 0
-	b.buf = buf
+	if b.lent {
+		b.pool.Put(b.buf)
+		b.lent = false
+	}
+	b.buf, b.own = own, own
 }
 
 // Buffered reports how many bytes were read from R and not yet consumed.
@@ -236,12 +257,18 @@ func (r *Reader) readData(p *PDU, dl uint32, herr error) error {
 }
 
 // readBuffer is a bufio.Reader that can change size (see SetBufferSize):
-// buf[start:end] is read from src and not yet consumed.
+// buf[start:end] is read from src and not yet consumed. buf is own, or
+// while the peer is busy a buffer of large bytes lent by pool.
 type readBuffer struct {
 	src        io.Reader
 	buf        []byte
 	start, end int
 	err        error // from src, returned once the buffer is empty
+
+	own   []byte
+	pool  *Pool
+	large int  // 0: buf is always own
+	lent  bool // buf is from pool
 }
 
 func (b *readBuffer) Read(p []byte) (int, error) {
@@ -251,6 +278,7 @@ func (b *readBuffer) Read(p []byte) (int, error) {
 			b.err = nil
 			return 0, err
 		}
+		b.choose()
 		if len(p) >= len(b.buf) {
 			// A large data segment goes straight to its buffer: no copy.
 			return b.src.Read(p)
@@ -264,6 +292,20 @@ func (b *readBuffer) Read(p []byte) (int, error) {
 	n := copy(p, b.buf[b.start:b.end])
 	b.start += n
 	return n, nil
+}
+
+// choose picks, with the buffer drained, the one the next read fills, by
+// how much the last read brought (end): all that own holds, so more may be
+// waiting, borrows the large buffer; less than own holds gives it back.
+func (b *readBuffer) choose() {
+	switch {
+	case b.large == 0:
+	case !b.lent && b.end == len(b.own):
+		b.buf, b.lent = b.pool.Get(b.large), true
+	case b.lent && b.end < len(b.own):
+		b.pool.Put(b.buf)
+		b.buf, b.lent = b.own, false
+	}
 }
 
 // Writer writes PDUs to one connection. Queue gathers PDUs — header,

@@ -384,3 +384,70 @@ func TestTMFCodes(t *testing.T) {
 		t.Errorf("responses: %d %d %d %d %d", TMFComplete, TMFLUNNotExist, TMFNotSupported, TMFAuthorizationFailed, TMFRejected)
 	}
 }
+
+// arrivals is a socket's side of a stream: each Read returns at most what
+// one arrival brought.
+type arrivals [][]byte
+
+func (a *arrivals) Read(p []byte) (int, error) {
+	if len(*a) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, (*a)[0])
+	if (*a)[0] = (*a)[0][n:]; len((*a)[0]) == 0 {
+		*a = (*a)[1:]
+	}
+	return n, nil
+}
+
+// TestReaderLendsBufferWhileBusy: a Reader with a Pool, asked for
+// DefaultBufferSize, keeps IdleBufferSize of its own while its peer sends a
+// command at a time, borrows the large buffer once a read fills the small
+// one (a burst of pipelined commands), and gives it back once reads come
+// small again. Every PDU reads whole throughout.
+func TestReaderLendsBufferWhileBusy(t *testing.T) {
+	var a arrivals
+	pdu := func(itt int) []byte {
+		var b bytes.Buffer
+		w := Writer{W: &b}
+		if err := w.Write(&Header{Opcode: OpSCSICommand, Flags: FlagFinal | FlagRead, InitiatorTaskTag: uint32(itt)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	itt := 0
+	for range 3 { // one at a time
+		itt++
+		a = append(a, pdu(itt))
+	}
+	var burst []byte
+	for range 200 { // 9,600 bytes in one arrival
+		itt++
+		burst = append(burst, pdu(itt)...)
+	}
+	a = append(a, burst)
+	for range 3 {
+		itt++
+		a = append(a, pdu(itt))
+	}
+	r := Reader{R: &a, Pool: new(Pool)}
+	r.SetBufferSize(DefaultBufferSize)
+	for i := 1; i <= itt; i++ {
+		var p PDU
+		if err := r.Read(&p); err != nil || p.InitiatorTaskTag != uint32(i) {
+			t.Fatalf("PDU %d: %v, ITT %d", i, err, p.InitiatorTaskTag)
+		}
+		var want int // the buffer the next read from the socket fills
+		switch {
+		case i <= 3, i > 3+200:
+			want = IdleBufferSize
+		case i == 3+200:
+			want = DefaultBufferSize
+		default:
+			continue
+		}
+		if r.br.choose(); len(r.br.buf) != want {
+			t.Errorf("after PDU %d: a %d-byte buffer, want %d", i, len(r.br.buf), want)
+		}
+	}
+}

@@ -54,7 +54,12 @@ type LUConfig struct {
 	// The function it returns runs once the lock is released; it ends the
 	// marked tasks and waits, bounded, for those inside the LU to return.
 	AbortTasks func(lu *LogicalUnit, nexuses []Nexus) (wait func())
-	Log        *zap.Logger
+	// Buffers lends the data buffers of reads; nil gives the LU a pool of
+	// its own. LUs that share one keep only the buffers their commands in
+	// flight need: a pool per LU keeps a buffer of each size it has used for
+	// each LU, which a target with a thousand LUs pays a thousand times.
+	Buffers *BufferPool
+	Log     *zap.Logger
 }
 
 // LogicalUnit is a direct-access block device (SBC-3) over a backing store.
@@ -79,7 +84,7 @@ type LogicalUnit struct {
 
 	commands table
 	ranges   rangeLocks
-	bufs     bufPool
+	bufs     *BufferPool
 }
 
 // nexusState is what the LU keeps for one I_T nexus.
@@ -110,6 +115,10 @@ func NewLogicalUnit(cfg LUConfig) (*LogicalUnit, error) {
 		log:      cfg.Log,
 		nexuses:  make(map[Nexus]*nexusState),
 		commands: commands,
+		bufs:     cfg.Buffers,
+	}
+	if lu.bufs == nil {
+		lu.bufs = new(BufferPool)
 	}
 	lu.mapper, _ = cfg.Store.(backstore.Mapper)
 	lu.wce.Store(true)
@@ -258,13 +267,14 @@ func good(data []byte, alloc uint32) Response {
 	return Response{Status: StatusGood, Data: data}
 }
 
-// bufPool hands out data buffers in power-of-two size classes so that a
-// READ's buffer goes from ReadAt to the socket and back without a copy.
-type bufPool struct {
+// BufferPool hands out data buffers in power-of-two size classes so that a
+// READ's buffer goes from ReadAt to the socket and back without a copy. The
+// zero value is ready; it may serve many LUs at once.
+type BufferPool struct {
 	classes [24]sync.Pool // 512 B .. 4 GiB; only the lower ones are used
 }
 
-func (p *bufPool) get(n int) ([]byte, func()) {
+func (p *BufferPool) get(n int) ([]byte, func()) {
 	if n <= blockSize {
 		n = blockSize
 	}

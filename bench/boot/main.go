@@ -293,6 +293,40 @@ func (rep report) print() {
 		}
 		fmt.Println()
 	}
+	// A median hides which run was slow where: each single-guest run's
+	// steps, as time since the step before.
+	fmt.Printf("\nEach run, seconds since the step before (runs in the order run):\n\n| step |")
+	for _, s := range servers {
+		for i := range single[s] {
+			fmt.Printf(" %s %d |", s, i+1)
+		}
+	}
+	fmt.Println("\n|---|" + strings.Repeat("---|", len(single[servers[0]])+len(single[servers[1]])))
+	for k, m := range milestones {
+		fmt.Printf("| %s |", m.name)
+		for _, s := range servers {
+			for _, r := range single[s] {
+				fmt.Printf(" %s |", sinceBefore(r, k))
+			}
+		}
+		fmt.Println()
+	}
+}
+
+// sinceBefore is how long after the step before it r reached milestone k
+// (after QEMU start for the first one the guest shows), "-" when it did not
+// show.
+func sinceBefore(r result, k int) string {
+	d, ok := r.at[milestones[k].name]
+	if !ok {
+		return "-"
+	}
+	for j := k - 1; j >= 0; j-- {
+		if p, ok := r.at[milestones[j].name]; ok {
+			return fmt.Sprintf("%.1f", (d - p).Seconds())
+		}
+	}
+	return fmt.Sprintf("%.1f", d.Seconds())
 }
 
 // loadAverage is the 1-minute load average, as /proc/loadavg has it.

@@ -79,3 +79,23 @@ func TestISCSITrace(t *testing.T) {
 	}
 	t.Log(traceSummary(cmds))
 }
+
+// A BIOS guest shows none of OVMF's steps: its first step counts from QEMU
+// start, and a step it did not show is "-", not a time.
+func TestSinceBefore(t *testing.T) {
+	r := result{at: map[string]time.Duration{
+		"ipxe-init": 2 * time.Second, "ipxe": 3500 * time.Millisecond, "sanboot": 4 * time.Second,
+	}}
+	idx := func(name string) int {
+		return slices.IndexFunc(milestones, func(m struct{ name, text string }) bool { return m.name == name })
+	}
+	for _, c := range []struct {
+		step, want string
+	}{
+		{"pxe", "-"}, {"ipxe-init", "2.0"}, {"ipxe", "1.5"}, {"configured", "-"}, {"sanboot", "0.5"},
+	} {
+		if got := sinceBefore(r, idx(c.step)); got != c.want {
+			t.Errorf("%s: %q, want %q", c.step, got, c.want)
+		}
+	}
+}

@@ -210,7 +210,7 @@ func TestRAFollowsRecreatedInterface(t *testing.T) {
 	time.Sleep(2 * linkCheckInterval) // long enough for the old listener to see it gone
 	l.Bridge("198.18.0.1/24")
 	l.sysctl(l.Server, "net.ipv6.conf.br0.disable_ipv6=0", "net.ipv6.conf.br0.accept_dad=0")
-	l.IP(l.Server, "link", "set", "v"+l.ID+"1", "master", "br0") // the client's cable (Attach's first)
+	l.IP(l.Server, "link", "set", l.CableEnd(1), "master", "br0")
 	ll, _ := linkOf(t, l.Server, "br0")
 
 	out, err := rdisc6(t, client, 8, false)

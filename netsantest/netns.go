@@ -138,9 +138,12 @@ func (l *Lab) Bridge(cidr string) {
 func (l *Lab) Attach(role, mac, cidr string) string {
 	l.t.Helper()
 	l.cables++
-	peer := fmt.Sprintf("v%s%d", l.ID, l.cables) // ≤ 15 bytes
-	return Machine(l.t, l.Name(role), mac, cidr, l.Server, peer, "br0")
+	return Machine(l.t, l.Name(role), mac, cidr, l.Server, l.CableEnd(l.cables), "br0")
 }
+
+// CableEnd is the server's end (a port of br0) of the n-th machine Attach
+// cabled, counting from 1: to put it on a bridge made again.
+func (l *Lab) CableEnd(n int) string { return fmt.Sprintf("v%s%d", l.ID, n) } // ≤ 15 bytes
 
 // Cable makes namespace Name(role), a machine whose eth0 has mac (and cidr
 // when set), cabled straight to the server's veth0, which gets serverCIDR.
